@@ -1,0 +1,360 @@
+//! A small exhaustive state-space explorer for the model checks of the core.
+//!
+//! Depth-first, so memory is the visited set (one 64-bit fingerprint per state) plus the
+//! current path, never a frontier of whole states. Deterministic: the same model explores
+//! the same states in the same order, so the state count can be pinned in tests. As in
+//! stateright and TLC, states are remembered by fingerprint; two distinct states sharing a
+//! 64-bit fingerprint (odds around 10⁻⁶ for 10⁷ states) would hide one of them.
+//!
+//! A transition that leaves the state unchanged is recognised by the model before it builds
+//! a new state ([`Model::next`] returns `None`), which matters on a duplicating network
+//! where most deliveries are redeliveries that change nothing.
+
+use std::collections::HashSet;
+use std::fmt::Debug;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash};
+
+use rustc_hash::FxHasher;
+
+/// A transition system to explore.
+pub(crate) trait Model {
+    /// A state: everything that distinguishes two points of the run.
+    type State: Clone + Hash + Debug;
+    /// A transition label (shown in counterexample traces).
+    type Action: Debug;
+
+    /// The initial state.
+    fn init(&self) -> Self::State;
+    /// The transitions enabled in `state`.
+    fn actions(&self, state: &Self::State, actions: &mut Vec<Self::Action>);
+    /// The state after `action`, or `None` if it changes nothing.
+    fn next(&self, state: &Self::State, action: &Self::Action) -> Option<Self::State>;
+}
+
+/// What a property expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// Holds in every reachable state (safety).
+    Always,
+    /// Holds in some reachable state (the check is not vacuous).
+    Sometimes,
+}
+
+/// A named predicate over states.
+pub(crate) struct Property<M: Model> {
+    pub name: &'static str,
+    pub expect: Expect,
+    pub holds: fn(&M, &M::State) -> bool,
+}
+
+/// A path from the initial state to a state that decides a property.
+#[derive(Debug)]
+pub(crate) struct Trace<M: Model> {
+    /// The property.
+    pub property: &'static str,
+    /// The actions from the initial state.
+    pub actions: Vec<M::Action>,
+    /// The state reached.
+    pub state: M::State,
+}
+
+/// What an exploration found.
+#[derive(Debug)]
+pub(crate) struct Report<M: Model> {
+    /// Distinct states visited.
+    pub states: usize,
+    /// Longest path explored.
+    pub depth_max: usize,
+    /// One trace per `Always` property that failed somewhere.
+    pub violations: Vec<Trace<M>>,
+    /// One trace per `Sometimes` property that held somewhere.
+    pub examples: Vec<Trace<M>>,
+    /// Whether the search stopped before covering the whole space.
+    pub stopped_early: bool,
+}
+
+impl<M: Model> Report<M> {
+    /// The names of the failed `Always` properties.
+    pub fn violated(&self) -> Vec<&'static str> {
+        self.violations.iter().map(|t| t.property).collect()
+    }
+
+    /// The names of the `Sometimes` properties seen to hold.
+    pub fn reached(&self) -> Vec<&'static str> {
+        self.examples.iter().map(|t| t.property).collect()
+    }
+}
+
+type Fingerprints = HashSet<u64, BuildHasherDefault<NoHash>>;
+
+/// Fingerprints are already hashes; hashing them again is waste.
+#[derive(Default)]
+struct NoHash(u64);
+
+impl std::hash::Hasher for NoHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 fingerprints are hashed")
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+fn fingerprint<S: Hash>(state: &S) -> u64 {
+    BuildHasherDefault::<FxHasher>::default().hash_one(state)
+}
+
+struct Frame<M: Model> {
+    state: M::State,
+    actions: Vec<M::Action>,
+    /// The action that led here from the frame below (none for the initial state).
+    arrived_by: Option<M::Action>,
+}
+
+/// Explores every state reachable from `model.init()`, checking `properties` in each.
+/// Stops early at the first violation if `stop_at_violation`. Violation traces are
+/// shrunk ([`shrink`]) so they show only steps the violation needs.
+pub(crate) fn explore<M: Model>(
+    model: &M,
+    properties: &[Property<M>],
+    stop_at_violation: bool,
+) -> Report<M>
+where
+    M::Action: Clone + PartialEq,
+{
+    let mut report = search(model, properties, stop_at_violation);
+    for trace in &mut report.violations {
+        if let Some(property) = properties.iter().find(|p| p.name == trace.property) {
+            let (actions, state) = shrink(model, property, std::mem::take(&mut trace.actions));
+            trace.actions = actions;
+            trace.state = state;
+        }
+    }
+    report
+}
+
+/// Removes, one at a time, every step of a violating trace whose removal still leaves a
+/// valid run ending in a violation of `property`. Depth-first traces wander; the shrunk
+/// trace is locally minimal: dropping any one more step loses the violation.
+fn shrink<M: Model>(
+    model: &M,
+    property: &Property<M>,
+    mut actions: Vec<M::Action>,
+) -> (Vec<M::Action>, M::State)
+where
+    M::Action: Clone + PartialEq,
+{
+    let violates = |actions: &[M::Action]| {
+        replay(model, actions).filter(|state| !(property.holds)(model, state))
+    };
+    let mut i = 0;
+    while i < actions.len() {
+        let mut shorter = actions.clone();
+        shorter.remove(i);
+        if violates(&shorter).is_some() {
+            actions = shorter;
+        } else {
+            i += 1;
+        }
+    }
+    let state = violates(&actions).expect("the shrunk trace still violates");
+    (actions, state)
+}
+
+/// The state after `actions`, if each was enabled and changed something.
+fn replay<M: Model>(model: &M, actions: &[M::Action]) -> Option<M::State>
+where
+    M::Action: PartialEq,
+{
+    let mut state = model.init();
+    let mut enabled = Vec::new();
+    for action in actions {
+        enabled.clear();
+        model.actions(&state, &mut enabled);
+        if !enabled.contains(action) {
+            return None;
+        }
+        state = model.next(&state, action)?;
+    }
+    Some(state)
+}
+
+fn search<M: Model>(model: &M, properties: &[Property<M>], stop_at_violation: bool) -> Report<M>
+where
+    M::Action: Clone,
+{
+    let mut report = Report {
+        states: 0,
+        depth_max: 0,
+        violations: Vec::new(),
+        examples: Vec::new(),
+        stopped_early: false,
+    };
+    let mut visited = Fingerprints::default();
+    let init = model.init();
+    visited.insert(fingerprint(&init));
+    let mut stack = vec![visit(model, properties, init, None, &mut report, &[])];
+    while let Some(top) = stack.last_mut() {
+        let Some(action) = top.actions.pop() else {
+            stack.pop();
+            continue;
+        };
+        let Some(next) = model.next(&top.state, &action) else {
+            continue;
+        };
+        if !visited.insert(fingerprint(&next)) {
+            continue;
+        }
+        let frame = visit(model, properties, next, Some(action), &mut report, &stack);
+        stack.push(frame);
+        report.depth_max = report.depth_max.max(stack.len() - 1);
+        if stop_at_violation && !report.violations.is_empty() {
+            report.stopped_early = true;
+            break;
+        }
+    }
+    report
+}
+
+fn visit<M: Model>(
+    model: &M,
+    properties: &[Property<M>],
+    state: M::State,
+    arrived_by: Option<M::Action>,
+    report: &mut Report<M>,
+    stack: &[Frame<M>],
+) -> Frame<M>
+where
+    M::Action: Clone,
+{
+    report.states += 1;
+    for property in properties {
+        let decided = match property.expect {
+            Expect::Always => &mut report.violations,
+            Expect::Sometimes => &mut report.examples,
+        };
+        if decided.iter().any(|t| t.property == property.name) {
+            continue;
+        }
+        let holds = (property.holds)(model, &state);
+        if holds == (property.expect == Expect::Sometimes) {
+            let mut actions: Vec<M::Action> =
+                stack.iter().filter_map(|f| f.arrived_by.clone()).collect();
+            actions.extend(arrived_by.clone());
+            decided.push(Trace {
+                property: property.name,
+                actions,
+                state: state.clone(),
+            });
+        }
+    }
+    let mut actions = Vec::new();
+    model.actions(&state, &mut actions);
+    // Explore in the order the model listed its actions (the stack pops from the end).
+    actions.reverse();
+    Frame {
+        state,
+        actions,
+        arrived_by,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two counters, each may step up to 3; "sum = 6" is reachable, "sum < 5" is not always.
+    struct Counters;
+
+    impl Model for Counters {
+        type State = [u8; 2];
+        type Action = usize;
+        fn init(&self) -> [u8; 2] {
+            [0, 0]
+        }
+        fn actions(&self, state: &[u8; 2], actions: &mut Vec<usize>) {
+            actions.extend((0..2).filter(|&i| state[i] < 3));
+        }
+        fn next(&self, state: &[u8; 2], &i: &usize) -> Option<[u8; 2]> {
+            let mut next = *state;
+            next[i] += 1;
+            Some(next)
+        }
+    }
+
+    fn properties() -> Vec<Property<Counters>> {
+        vec![
+            Property {
+                name: "sum below 5",
+                expect: Expect::Always,
+                holds: |_, s| s[0] + s[1] < 5,
+            },
+            Property {
+                name: "both at 3",
+                expect: Expect::Sometimes,
+                holds: |_, s| *s == [3, 3],
+            },
+        ]
+    }
+
+    #[test]
+    fn explores_every_state_once_and_reports_traces() {
+        let report = explore(&Counters, &properties(), false);
+        assert_eq!(report.states, 16);
+        assert_eq!(report.depth_max, 6);
+        assert_eq!(report.violated(), vec!["sum below 5"]);
+        assert_eq!(report.reached(), vec!["both at 3"]);
+        let violation = &report.violations[0];
+        assert_eq!(
+            violation.actions.len(),
+            5,
+            "shrunk to the five steps it needs"
+        );
+        assert_eq!(violation.state[0] + violation.state[1], 5);
+        assert!(!report.stopped_early);
+    }
+
+    /// Counter 0 must reach 2 to violate; counter 1's steps are noise to shrink away.
+    struct Noisy;
+
+    impl Model for Noisy {
+        type State = [u8; 2];
+        type Action = usize;
+        fn init(&self) -> [u8; 2] {
+            [0, 0]
+        }
+        fn actions(&self, state: &[u8; 2], actions: &mut Vec<usize>) {
+            // Counter 1 first, so depth-first search wanders through it.
+            actions.extend([1, 0].into_iter().filter(|&i| state[i] < 3));
+        }
+        fn next(&self, state: &[u8; 2], &i: &usize) -> Option<[u8; 2]> {
+            let mut next = *state;
+            next[i] += 1;
+            Some(next)
+        }
+    }
+
+    #[test]
+    fn violation_traces_are_shrunk() {
+        let properties = [Property {
+            name: "counter 0 below 2",
+            expect: Expect::Always,
+            holds: |_: &Noisy, s: &[u8; 2]| s[0] < 2,
+        }];
+        let unshrunk = search(&Noisy, &properties, true);
+        assert!(unshrunk.violations[0].actions.len() > 2);
+        let report = explore(&Noisy, &properties, true);
+        assert_eq!(report.violations[0].actions, vec![0, 0]);
+        assert_eq!(report.violations[0].state, [2, 0]);
+    }
+
+    #[test]
+    fn can_stop_at_the_first_violation() {
+        let report = explore(&Counters, &properties(), true);
+        assert!(report.stopped_early);
+        assert!(report.states < 16);
+    }
+}

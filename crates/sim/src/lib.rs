@@ -1,0 +1,14 @@
+//! Synod's deterministic simulator: the real Paxos core on a simulated network, in virtual
+//! time, with every random choice drawn from one seed, so any run replays exactly.
+//!
+//! # Layout
+//! - [`network`]: the simulated network: loss, duplication, random delays (and so
+//!   reordering), all from the run's seeded generator.
+//! - [`synod`]: single-decree Paxos runs told as a timeline, with the global view of when
+//!   a value became chosen.
+//! - [`seed000`]: the scripted five-acceptor story of seed 000, and why a later proposal can
+//!   only carry the chosen value.
+
+pub mod network;
+pub mod seed000;
+pub mod synod;

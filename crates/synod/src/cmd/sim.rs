@@ -1,0 +1,117 @@
+//! `synod sim`: the deterministic simulator.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+use paxos::synod::Timing;
+use paxos::QuorumSpec;
+use sim::network::Faults;
+use sim::synod::{Options, Run};
+
+/// `synod sim …`
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    #[command(subcommand)]
+    mode: SimMode,
+}
+
+#[derive(Debug, Subcommand)]
+enum SimMode {
+    /// Single-decree Paxos (the Synod protocol): proposers, acceptors and learners agree on
+    /// one value over a lossy, duplicating, reordering network. Prints the timeline.
+    Synod(SynodArgs),
+}
+
+/// Flags of `synod sim synod`.
+#[derive(Debug, Args)]
+struct SynodArgs {
+    /// Number of acceptors.
+    #[arg(long, default_value_t = 5)]
+    acceptors: usize,
+    /// Number of proposers; each proposes its own value.
+    #[arg(long, default_value_t = 3)]
+    proposers: usize,
+    /// Number of learners.
+    #[arg(long, default_value_t = 2)]
+    learners: usize,
+    /// Probability that a message is lost.
+    #[arg(long, default_value_t = 0.2)]
+    loss: f64,
+    /// Probability that a delivered message is delivered twice.
+    #[arg(long, default_value_t = 0.1)]
+    dup: f64,
+    /// Shortest message delay, in ticks.
+    #[arg(long, default_value_t = 1)]
+    delay_min: u64,
+    /// Longest message delay, in ticks (a spread reorders messages).
+    #[arg(long, default_value_t = 6)]
+    delay_max: u64,
+    /// The seed: the same seed always prints the same run.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Quorum system: majority, flexible:Q1,Q2 (Q1 + Q2 > acceptors) or grid:RxC
+    /// (R x C = acceptors; phase 1 = a row, phase 2 = a column).
+    #[arg(long, default_value = "majority", value_parser = parse_quorum)]
+    quorum: QuorumSpec,
+    /// A proposer abandons a round that has not reached a quorum after this many ticks.
+    #[arg(long, default_value_t = Timing::default().round_timeout_ticks)]
+    round_timeout_ticks: u32,
+    /// Stop after this many ticks even if some node never learned.
+    #[arg(long, default_value_t = 2_000)]
+    ticks_max: u64,
+    /// Replay a scripted story instead of a random run.
+    #[arg(long, value_enum)]
+    scenario: Option<Scenario>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Scenario {
+    /// Seed 000's five acceptors: t1 accepted by A1,A2; t2 by A3,A4; t3 by A2,A3,A4.
+    Seed000,
+}
+
+fn parse_quorum(text: &str) -> Result<QuorumSpec, String> {
+    text.parse().map_err(|e: paxos::QuorumError| e.to_string())
+}
+
+/// Runs `synod sim`; exit code 1 if the run was unsafe (which would be a bug).
+pub fn run(args: SimArgs) -> Result<ExitCode, String> {
+    let SimMode::Synod(args) = args.mode;
+    let (timeline, safe) = match args.scenario {
+        Some(Scenario::Seed000) => (sim::seed000::replay()?, true),
+        None => {
+            let (timeline, outcome) = Run::simulate(&options(&args))?;
+            (timeline, outcome.is_safe())
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth reporting.
+    let _ = out.write_all(timeline.as_bytes());
+    Ok(if safe {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn options(args: &SynodArgs) -> Options {
+    Options {
+        acceptors: args.acceptors,
+        proposers: args.proposers,
+        learners: args.learners,
+        quorum: args.quorum,
+        faults: Faults {
+            loss: args.loss,
+            duplication: args.dup,
+            delay_ticks_min: args.delay_min,
+            delay_ticks_max: args.delay_max,
+        },
+        seed: args.seed,
+        timing: Timing {
+            round_timeout_ticks: args.round_timeout_ticks.max(1),
+            ..Timing::default()
+        },
+        ticks_max: args.ticks_max,
+    }
+}
