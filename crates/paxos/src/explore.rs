@@ -266,8 +266,11 @@ where
 mod tests {
     use super::*;
 
-    /// Two counters, each may step up to 3; "sum = 6" is reachable, "sum < 5" is not always.
-    struct Counters;
+    /// Two counters, each may step up to 3. `noise_first` lists counter 1's step first, so
+    /// depth-first search wanders through it before the steps a violation needs.
+    struct Counters {
+        noise_first: bool,
+    }
 
     impl Model for Counters {
         type State = [u8; 2];
@@ -276,7 +279,8 @@ mod tests {
             [0, 0]
         }
         fn actions(&self, state: &[u8; 2], actions: &mut Vec<usize>) {
-            actions.extend((0..2).filter(|&i| state[i] < 3));
+            let order = if self.noise_first { [1, 0] } else { [0, 1] };
+            actions.extend(order.into_iter().filter(|&i| state[i] < 3));
         }
         fn next(&self, state: &[u8; 2], &i: &usize) -> Option<[u8; 2]> {
             let mut next = *state;
@@ -284,6 +288,8 @@ mod tests {
             Some(next)
         }
     }
+
+    const PLAIN: Counters = Counters { noise_first: false };
 
     fn properties() -> Vec<Property<Counters>> {
         vec![
@@ -302,7 +308,7 @@ mod tests {
 
     #[test]
     fn explores_every_state_once_and_reports_traces() {
-        let report = explore(&Counters, &properties(), false);
+        let report = explore(&PLAIN, &properties(), false);
         assert_eq!(report.states, 16);
         assert_eq!(report.depth_max, 6);
         assert_eq!(report.violated(), vec!["sum below 5"]);
@@ -317,43 +323,24 @@ mod tests {
         assert!(!report.stopped_early);
     }
 
-    /// Counter 0 must reach 2 to violate; counter 1's steps are noise to shrink away.
-    struct Noisy;
-
-    impl Model for Noisy {
-        type State = [u8; 2];
-        type Action = usize;
-        fn init(&self) -> [u8; 2] {
-            [0, 0]
-        }
-        fn actions(&self, state: &[u8; 2], actions: &mut Vec<usize>) {
-            // Counter 1 first, so depth-first search wanders through it.
-            actions.extend([1, 0].into_iter().filter(|&i| state[i] < 3));
-        }
-        fn next(&self, state: &[u8; 2], &i: &usize) -> Option<[u8; 2]> {
-            let mut next = *state;
-            next[i] += 1;
-            Some(next)
-        }
-    }
-
     #[test]
     fn violation_traces_are_shrunk() {
         let properties = [Property {
             name: "counter 0 below 2",
             expect: Expect::Always,
-            holds: |_: &Noisy, s: &[u8; 2]| s[0] < 2,
+            holds: |_: &Counters, s: &[u8; 2]| s[0] < 2,
         }];
-        let unshrunk = search(&Noisy, &properties, true);
+        let noisy = Counters { noise_first: true };
+        let unshrunk = search(&noisy, &properties, true);
         assert!(unshrunk.violations[0].actions.len() > 2);
-        let report = explore(&Noisy, &properties, true);
+        let report = explore(&noisy, &properties, true);
         assert_eq!(report.violations[0].actions, vec![0, 0]);
         assert_eq!(report.violations[0].state, [2, 0]);
     }
 
     #[test]
     fn can_stop_at_the_first_violation() {
-        let report = explore(&Counters, &properties(), true);
+        let report = explore(&PLAIN, &properties(), true);
         assert!(report.stopped_early);
         assert!(report.states < 16);
     }

@@ -184,6 +184,14 @@ mod tests {
         Ballot::new(round, node)
     }
 
+    fn promise(ballot: Ballot, accepted: Option<Vote<&'static str>>) -> Message<&'static str> {
+        Message::Promise { ballot, accepted }
+    }
+
+    fn nack(ballot: Ballot, promised: Ballot) -> Message<&'static str> {
+        Message::Nack { ballot, promised }
+    }
+
     fn send(to: NodeId, message: Message<&'static str>) -> Action<&'static str> {
         Action::Send { to, message }
     }
@@ -206,13 +214,7 @@ mod tests {
             actions,
             vec![
                 Action::PersistAcceptor(state(b(1, P1), None)),
-                send(
-                    P1,
-                    Message::Promise {
-                        ballot: b(1, P1),
-                        accepted: None
-                    }
-                ),
+                send(P1, promise(b(1, P1), None)),
             ]
         );
     }
@@ -222,16 +224,7 @@ mod tests {
         let mut a = acceptor();
         a.step(P1, Message::Prepare { ballot: b(1, P1) });
         let actions = a.step(P1, Message::Prepare { ballot: b(1, P1) });
-        assert_eq!(
-            actions,
-            vec![send(
-                P1,
-                Message::Promise {
-                    ballot: b(1, P1),
-                    accepted: None
-                }
-            )]
-        );
+        assert_eq!(actions, vec![send(P1, promise(b(1, P1), None))]);
     }
 
     #[test]
@@ -239,16 +232,7 @@ mod tests {
         let mut a = acceptor();
         a.step(P2, Message::Prepare { ballot: b(2, P2) });
         let actions = a.step(P1, Message::Prepare { ballot: b(2, P1) });
-        assert_eq!(
-            actions,
-            vec![send(
-                P1,
-                Message::Nack {
-                    ballot: b(2, P1),
-                    promised: b(2, P2)
-                }
-            )]
-        );
+        assert_eq!(actions, vec![send(P1, nack(b(2, P1), b(2, P2)))]);
         assert_eq!(a.state().promised, b(2, P2));
     }
 
@@ -305,16 +289,7 @@ mod tests {
                 value: "x",
             },
         );
-        assert_eq!(
-            actions,
-            vec![send(
-                P1,
-                Message::Nack {
-                    ballot: b(1, P1),
-                    promised: b(2, P2)
-                }
-            )]
-        );
+        assert_eq!(actions, vec![send(P1, nack(b(1, P1), b(2, P2)))]);
         assert_eq!(a.state().accepted, None);
     }
 
@@ -421,26 +396,8 @@ mod tests {
             ),
             vec![]
         );
-        assert_eq!(
-            a.step(
-                P1,
-                Message::Promise {
-                    ballot: b(1, P1),
-                    accepted: None
-                }
-            ),
-            vec![]
-        );
-        assert_eq!(
-            a.step(
-                P1,
-                Message::Nack {
-                    ballot: b(1, P1),
-                    promised: b(9, P2)
-                }
-            ),
-            vec![]
-        );
+        assert_eq!(a.step(P1, promise(b(1, P1), None)), vec![]);
+        assert_eq!(a.step(P1, nack(b(1, P1), b(9, P2))), vec![]);
         assert_eq!(a, before);
     }
 
@@ -450,16 +407,7 @@ mod tests {
         let durable = state(b(4, P2), Some((b(3, P1), "x")));
         let mut a = Acceptor::restart(NodeId(2), config.clone(), durable).unwrap();
         let actions = a.step(P1, Message::Prepare { ballot: b(4, P1) });
-        assert_eq!(
-            actions,
-            vec![send(
-                P1,
-                Message::Nack {
-                    ballot: b(4, P1),
-                    promised: b(4, P2)
-                }
-            )]
-        );
+        assert_eq!(actions, vec![send(P1, nack(b(4, P1), b(4, P2)))]);
         assert!(Acceptor::<&str>::new(P1, config).is_err());
     }
 }

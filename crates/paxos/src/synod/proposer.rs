@@ -506,36 +506,19 @@ mod tests {
 
     #[test]
     fn phase1_quorum_proposes_the_highest_ballot_vote_p2c() {
-        let mut p = proposer();
-        p.highest_seen = b(5, P2);
-        p.propose();
-        let ballot = b(6, P1);
-        p.step(A1, promise(ballot, Some((b(2, P2), "older"))));
-        let actions = p.step(A3, promise(ballot, Some((b(4, P2), "newer"))));
-        assert_eq!(
-            actions,
-            to_all(Message::Accept {
-                ballot,
-                value: "newer"
-            })
-        );
-    }
-
-    #[test]
-    fn lower_vote_after_a_higher_one_does_not_win() {
-        let mut p = proposer();
-        p.highest_seen = b(5, P2);
-        p.propose();
-        let ballot = b(6, P1);
-        p.step(A1, promise(ballot, Some((b(4, P2), "newer"))));
-        let actions = p.step(A3, promise(ballot, Some((b(2, P2), "older"))));
-        assert_eq!(
-            actions,
-            to_all(Message::Accept {
-                ballot,
-                value: "newer"
-            })
-        );
+        let older = Some((b(2, P2), "older"));
+        let newer = Some((b(4, P2), "newer"));
+        // Whichever order the votes arrive in, the highest ballot's value wins.
+        for (first, second) in [(older, newer), (newer, older)] {
+            let mut p = proposer();
+            p.highest_seen = b(5, P2);
+            p.propose();
+            let ballot = b(6, P1);
+            p.step(A1, promise(ballot, first));
+            let actions = p.step(A3, promise(ballot, second));
+            let value = "newer";
+            assert_eq!(actions, to_all(Message::Accept { ballot, value }));
+        }
     }
 
     #[test]
