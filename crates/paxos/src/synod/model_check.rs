@@ -141,12 +141,24 @@ impl System {
                 Action::PersistBallot(_) | Action::Learn { .. } => {}
             }
         }
+        // Only `from` changed, so only messages to it can have died; and a reply that is
+        // dead on arrival need not enter the network at all.
+        let node_of = |id: NodeId| {
+            if id == from {
+                &node
+            } else {
+                &state.nodes[Self::index(id)]
+            }
+        };
+        sends.retain(|e| !Self::is_dead(node_of(e.1), e));
         let unchanged = node == state.nodes[Self::index(from)]
             && sends.iter().all(|e| state.network.binary_search(e).is_ok());
         if unchanged {
             return None;
         }
         let mut next = state.clone();
+        next.network
+            .retain(|e| e.1 != from || !Self::is_dead(&node, e));
         next.nodes[Self::index(from)] = node;
         for envelope in sends {
             insert_sorted(&mut next.network, envelope);
@@ -154,8 +166,6 @@ impl System {
         for vote in votes {
             insert_sorted(&mut next.votes, vote);
         }
-        next.network
-            .retain(|envelope| !Self::is_dead(&next.nodes, envelope));
         Some(next)
     }
 
@@ -165,8 +175,8 @@ impl System {
     /// `b`, on `Accepted(b)` only while accepting at `b`, and on `Nack(b, p)` only while in
     /// round `b` or if `p` is above every ballot it has seen; its rounds only go up.
     /// Checked: a message declared dead must be a no-op when delivered now.
-    fn is_dead(nodes: &[ModelNode], (from, to, message): &Envelope) -> bool {
-        let Node::Proposer(p) = &nodes[Self::index(*to)] else {
+    fn is_dead(recipient: &ModelNode, (from, _, message): &Envelope) -> bool {
+        let Node::Proposer(p) = recipient else {
             return false;
         };
         let ballot = message.ballot();
