@@ -26,6 +26,8 @@ mod proposer;
 
 #[cfg(test)]
 mod model_check;
+#[cfg(test)]
+mod random_input;
 
 /// A random source that always returns the same number: exact-action tests and the model
 /// checker need backoff to be a function of the state alone.
