@@ -204,7 +204,7 @@ impl Run {
                 run.deliver(envelope);
             }
         }
-        Ok(run.finish())
+        Ok(run.into_parts())
     }
 
     fn header(&mut self, options: &Options) {
@@ -365,7 +365,8 @@ impl Run {
         );
     }
 
-    fn finish(mut self) -> (String, Outcome) {
+    /// Ends the run: adds the summary; returns the timeline and the outcome.
+    pub fn into_parts(mut self) -> (String, Outcome) {
         let unaware: Vec<String> = self
             .nodes
             .iter()
@@ -437,11 +438,6 @@ impl Run {
     /// Appends a line of commentary to the timeline.
     pub fn note(&mut self, text: &str) {
         self.line(text);
-    }
-
-    /// The timeline so far and the outcome.
-    pub fn into_parts(self) -> (String, Outcome) {
-        self.finish()
     }
 
     /// The display name of `id` (A1, P2, L1…).
