@@ -528,6 +528,10 @@ impl Run {
                     _ => None,
                 }
             }
+            (Message::Accepted { value, .. }, _) => {
+                let learned = actions.iter().any(|a| matches!(a, Action::Learn { .. }));
+                self.describe_accepted(to, &sender, &b, value, learned, after)
+            }
             (Message::Nack { promised, .. }, _) => match after {
                 Some(Phase::BackingOff { wait_ticks }) if before != after => Some(format!(
                     "← nack {b} from {sender}: fenced by {}; steps down, backs off {}",
@@ -536,6 +540,30 @@ impl Run {
                 )),
                 _ => None,
             },
+            _ => None,
+        }
+    }
+
+    /// An accepted reply reaching a proposer or a learner that does not know the outcome
+    /// yet; repeats and late arrivals are not worth a line.
+    fn describe_accepted(
+        &self,
+        to: NodeId,
+        sender: &str,
+        b: &str,
+        value: &str,
+        learned: bool,
+        after: Option<Phase<String>>,
+    ) -> Option<String> {
+        let received = format!("← accepted {b}={value:?} from {sender}");
+        if learned {
+            return Some(format!("{received}: phase-2 quorum"));
+        }
+        match (self.nodes.get(&to), after) {
+            (Some(Node::Proposer(_)), Some(Phase::Accepting { accepted, .. })) => {
+                Some(format!("{received} ({} so far)", accepted.len()))
+            }
+            (Some(Node::Learner(l)), _) if l.learned().is_none() => Some(received),
             _ => None,
         }
     }
