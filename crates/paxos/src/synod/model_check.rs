@@ -384,6 +384,21 @@ fn majority_of_three_with_retries_is_safe() {
 }
 
 #[test]
+fn learner_learns_only_the_chosen_value() {
+    // A learner multiplies a duplicating space by 14; loss and reordering suffice here,
+    // since the learner's handling of repeats is covered by the random-input tests.
+    let report = System::new(3, 2, 1, QuorumSpec::Majority)
+        .without_duplication()
+        .check();
+    assert_eq!(report.violated(), Vec::<&str>::new());
+    assert_eq!(report.reached(), vec![SOME_VALUE_CHOSEN]);
+    assert_eq!(
+        report.states, 2_966_380,
+        "explored state count changed: the protocol's behaviour changed"
+    );
+}
+
+#[test]
 fn grid_of_two_by_two_with_two_proposers_is_safe() {
     let report = System::new(4, 2, 0, QuorumSpec::Grid { rows: 2, cols: 2 })
         .without_duplication()
