@@ -91,6 +91,10 @@ fn unsafe_or_malformed_configurations_are_refused_with_the_reason() {
     assert_eq!(no_acceptors.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&no_acceptors.stderr).contains("at least one acceptor"));
 
+    let zero_timeout = synod(&["sim", "synod", "--round-timeout-ticks", "0"]);
+    assert_eq!(zero_timeout.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&zero_timeout.stderr).contains("round_timeout_ticks"));
+
     let bad_loss = synod(&["sim", "synod", "--loss", "1.5"]);
     assert_eq!(bad_loss.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_loss.stderr).contains("probability"));

@@ -41,6 +41,8 @@ pub enum ConfigError {
     NoProposers,
     /// The same id names two nodes.
     DuplicateNode(NodeId),
+    /// Unusable proposer timeouts (what is wrong with them).
+    Timing(&'static str),
     /// A role was built for a node the configuration does not list in that role.
     NotInConfig {
         /// The node.
@@ -64,6 +66,7 @@ impl fmt::Display for ConfigError {
                 f,
                 "node id {id} appears twice in the configuration; give every node its own id"
             ),
+            ConfigError::Timing(problem) => write!(f, "bad proposer timing: {problem}"),
             ConfigError::NotInConfig { node, role } => {
                 let article = if *role == Role::Acceptor { "an" } else { "a" };
                 write!(

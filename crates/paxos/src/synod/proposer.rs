@@ -35,16 +35,18 @@ impl Default for Timing {
 }
 
 impl Timing {
-    fn validate(&self) {
-        assert!(
-            self.round_timeout_ticks > 0,
-            "round_timeout_ticks must be positive"
-        );
-        assert!(
-            self.backoff_base_ticks > 0,
-            "backoff_base_ticks must be positive"
-        );
-        assert!(self.backoff_base_ticks <= self.backoff_max_ticks);
+    /// Checks the timeouts are usable; the error says which is not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let problem = if self.round_timeout_ticks == 0 {
+            "round_timeout_ticks must be at least 1"
+        } else if self.backoff_base_ticks == 0 {
+            "backoff_base_ticks must be at least 1"
+        } else if self.backoff_base_ticks > self.backoff_max_ticks {
+            "backoff_base_ticks must not exceed backoff_max_ticks"
+        } else {
+            return Ok(());
+        };
+        Err(ConfigError::Timing(problem))
     }
 }
 
@@ -129,7 +131,7 @@ impl<V: Clone + Eq, R: RngCore> Proposer<V, R> {
         last_ballot: Ballot,
     ) -> Result<Proposer<V, R>, ConfigError> {
         config.require(id, Role::Proposer)?;
-        timing.validate();
+        timing.validate()?;
         Ok(Proposer {
             id,
             config: SharedConfig(config),
@@ -654,6 +656,31 @@ mod tests {
         p.highest_seen = b(u64::MAX, P2);
         assert_eq!(p.propose(), vec![]);
         assert_eq!(p.phase(), &Phase::Exhausted);
+    }
+
+    #[test]
+    fn refuses_unusable_timeouts() {
+        let config = proposer().config.0.clone();
+        let zero_round = Timing {
+            round_timeout_ticks: 0,
+            ..timing()
+        };
+        let zero_base = Timing {
+            backoff_base_ticks: 0,
+            ..timing()
+        };
+        let inverted = Timing {
+            backoff_base_ticks: 32,
+            ..timing()
+        };
+        for bad in [zero_round, zero_base, inverted] {
+            let err = P::new(P1, config.clone(), "x", bad, ConstRng(0)).unwrap_err();
+            assert!(matches!(err, ConfigError::Timing(_)), "{bad:?}");
+        }
+        assert_eq!(
+            ConfigError::Timing("backoff_base_ticks must be at least 1").to_string(),
+            "bad proposer timing: backoff_base_ticks must be at least 1"
+        );
     }
 
     #[test]

@@ -109,7 +109,7 @@ fn options(args: &SynodArgs) -> Options {
         },
         seed: args.seed,
         timing: Timing {
-            round_timeout_ticks: args.round_timeout_ticks.max(1),
+            round_timeout_ticks: args.round_timeout_ticks,
             ..Timing::default()
         },
         ticks_max: args.ticks_max,
