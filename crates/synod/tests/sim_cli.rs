@@ -73,29 +73,24 @@ fn seed000_scenario_shows_why_later_proposals_carry_the_chosen_value() {
     assert!(text.contains("P1    learns \"banana\" is chosen"));
 }
 
+/// Runs `synod sim synod ARGS`, expecting exit code 2 and each of `reasons` on stderr.
+fn refused(args: &[&str], reasons: &[&str]) {
+    let output = synod(&[&["sim", "synod"], args].concat());
+    assert_eq!(output.status.code(), Some(2), "{args:?}");
+    let err = String::from_utf8_lossy(&output.stderr);
+    for reason in reasons {
+        assert!(err.contains(reason), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn unsafe_or_malformed_configurations_are_refused_with_the_reason() {
-    let unsafe_quorum = synod(&["sim", "synod", "--quorum", "flexible:2,2"]);
-    assert_eq!(unsafe_quorum.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&unsafe_quorum.stderr);
-    assert!(
-        err.contains("is unsafe") && err.contains("flexible:4,2"),
-        "{err}"
+    refused(
+        &["--quorum", "flexible:2,2"],
+        &["is unsafe", "flexible:4,2"],
     );
-
-    let malformed = synod(&["sim", "synod", "--quorum", "grid:3*6"]);
-    assert_eq!(malformed.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&malformed.stderr).contains("expected majority"));
-
-    let no_acceptors = synod(&["sim", "synod", "--acceptors", "0"]);
-    assert_eq!(no_acceptors.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&no_acceptors.stderr).contains("at least one acceptor"));
-
-    let zero_timeout = synod(&["sim", "synod", "--round-timeout-ticks", "0"]);
-    assert_eq!(zero_timeout.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&zero_timeout.stderr).contains("round_timeout_ticks"));
-
-    let bad_loss = synod(&["sim", "synod", "--loss", "1.5"]);
-    assert_eq!(bad_loss.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&bad_loss.stderr).contains("probability"));
+    refused(&["--quorum", "grid:3*6"], &["expected majority"]);
+    refused(&["--acceptors", "0"], &["at least one acceptor"]);
+    refused(&["--round-timeout-ticks", "0"], &["round_timeout_ticks"]);
+    refused(&["--loss", "1.5"], &["probability"]);
 }
