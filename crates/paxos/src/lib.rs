@@ -13,7 +13,7 @@
 //!   each refused at construction unless every phase-1 quorum meets every phase-2 quorum.
 //! - [`synod`]: single-decree Paxos: [`synod::Acceptor`], [`synod::Proposer`],
 //!   [`synod::Learner`], their [`synod::Message`]s and [`synod::Action`]s. Its tests include
-//!   the stateright model check (`synod/model_check.rs`).
+//!   the exhaustive model check (`synod/model_check.rs`, on the explorer in `explore.rs`).
 //!
 //! `docs/PROTOCOL.md` explains every rule and why it exists.
 //!

@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-/// The identity of a node (a process playing one or more Paxos roles).
+/// The identity of a node. In single-decree Paxos each role has its own id; the Multi-Paxos
+/// replica (later) plays all three roles under one.
 ///
 /// Ids are opaque to the protocol; they only need to be unique within a configuration.
 /// They break ties between ballots with the same round, which is what keeps ballots unique.

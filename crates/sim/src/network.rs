@@ -42,15 +42,18 @@ impl Faults {
         if self.loss >= 1.0 {
             return Err("loss 1 drops every message: nothing could ever be chosen".into());
         }
-        if self.delay_ticks_min == 0 || self.delay_ticks_min > self.delay_ticks_max {
+        let (min, max) = (self.delay_ticks_min, self.delay_ticks_max);
+        if min == 0 || min > max || max > DELAY_TICKS_MAX {
             return Err(format!(
-                "delays must satisfy 1 <= min <= max, not {}..{}",
-                self.delay_ticks_min, self.delay_ticks_max
+                "delays must satisfy 1 <= min <= max <= {DELAY_TICKS_MAX}, not {min}..{max}"
             ));
         }
         Ok(())
     }
 }
+
+/// The longest delay a run may ask for: far beyond any timeout, far below overflow.
+pub const DELAY_TICKS_MAX: u64 = 1_000_000;
 
 /// A message between two nodes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -293,6 +296,12 @@ mod tests {
         }
         .validate()
         .is_err());
+        let overflowing = Faults {
+            delay_ticks_min: u64::MAX,
+            delay_ticks_max: u64::MAX,
+            ..Faults::NONE
+        };
+        assert!(overflowing.validate().is_err());
         assert!(Faults::NONE.validate().is_ok());
     }
 }

@@ -400,9 +400,10 @@ impl Run {
         self.line(&format!("learned: {}", known.join(", ")));
         if !o.unaware.is_empty() {
             self.line(&format!(
-                "never learned: {} (the votes sent to them were lost, and no proposer was \
-                 left running to repeat them)",
-                o.unaware.join(", ")
+                "never learned: {} (by tick {}: the votes sent to them were lost, or the run \
+                 ended first)",
+                o.unaware.join(", "),
+                self.now
             ));
         }
         self.line(&format!(
@@ -411,7 +412,7 @@ impl Run {
         ));
         let safety = if o.is_safe() { "safe" } else { "UNSAFE" };
         self.line(&format!(
-            "safety: {safety} (at most one value chosen; every node learned it)"
+            "safety: {safety} (at most one value chosen; whoever learned, learned it)"
         ));
     }
 

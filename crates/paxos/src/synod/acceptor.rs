@@ -48,13 +48,18 @@ impl<V: Clone + Eq> Acceptor<V> {
         durable: AcceptorState<V>,
     ) -> Result<Acceptor<V>, ConfigError> {
         config.require(id, Role::Acceptor)?;
-        let acceptor = Acceptor {
+        let consistent = durable
+            .accepted
+            .as_ref()
+            .is_none_or(|v| v.ballot > Ballot::ZERO && v.ballot <= durable.promised);
+        if !consistent {
+            return Err(ConfigError::CorruptAcceptorState);
+        }
+        Ok(Acceptor {
             id,
             config: SharedConfig(config),
             state: durable,
-        };
-        acceptor.check_invariants();
-        Ok(acceptor)
+        })
     }
 
     /// This acceptor's id.
@@ -96,7 +101,9 @@ impl<V: Clone + Eq> Acceptor<V> {
                 promise(&self.state.accepted),
             ]
         } else if ballot == self.state.promised {
-            // A duplicated prepare: the promise is already durable; repeat it unchanged.
+            // A duplicated prepare: the promise is already durable; answer it again. The vote
+            // it reports may by now be at this very ballot, which the proposer ignores: it
+            // has left phase 1 for this ballot by then.
             vec![promise(&self.state.accepted)]
         } else {
             vec![self.nack(from, ballot)]
@@ -408,6 +415,9 @@ mod tests {
         let mut a = Acceptor::restart(NodeId(2), config.clone(), durable).unwrap();
         let actions = a.step(P1, Message::Prepare { ballot: b(4, P1) });
         assert_eq!(actions, vec![send(P1, nack(b(4, P1), b(4, P2)))]);
-        assert!(Acceptor::<&str>::new(P1, config).is_err());
+        assert!(Acceptor::<&str>::new(P1, config.clone()).is_err());
+        let vote_above_promise = state(b(1, P1), Some((b(2, P2), "x")));
+        let err = Acceptor::restart(NodeId(2), config, vote_above_promise).unwrap_err();
+        assert_eq!(err, ConfigError::CorruptAcceptorState);
     }
 }

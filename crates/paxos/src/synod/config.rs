@@ -41,6 +41,9 @@ pub enum ConfigError {
     NoProposers,
     /// The same id names two nodes.
     DuplicateNode(NodeId),
+    /// Stored acceptor state that no correct acceptor could have written (a vote above its
+    /// promise, or at the zero ballot).
+    CorruptAcceptorState,
     /// Unusable proposer timeouts (what is wrong with them).
     Timing(&'static str),
     /// A role was built for a node the configuration does not list in that role.
@@ -67,6 +70,11 @@ impl fmt::Display for ConfigError {
                 "node id {id} appears twice in the configuration; give every node its own id"
             ),
             ConfigError::Timing(problem) => write!(f, "bad proposer timing: {problem}"),
+            ConfigError::CorruptAcceptorState => write!(
+                f,
+                "the stored acceptor state is corrupt (a vote above its promise, or at ballot \
+                 zero); recover this member from its peers"
+            ),
             ConfigError::NotInConfig { node, role } => {
                 let article = if *role == Role::Acceptor { "an" } else { "a" };
                 write!(

@@ -180,11 +180,11 @@ impl System {
             return false;
         };
         let ballot = message.ballot();
+        // A reply above every ballot the proposer has used could still become current.
+        let left_behind = ballot <= p.highest_seen() && p.ballot() != Some(ballot);
         let dead = match message {
-            Message::Promise { .. } | Message::Accepted { .. } => p.ballot() != Some(ballot),
-            Message::Nack { promised, .. } => {
-                p.ballot() != Some(ballot) && p.highest_seen() >= *promised
-            }
+            Message::Promise { .. } | Message::Accepted { .. } => left_behind,
+            Message::Nack { promised, .. } => left_behind && p.highest_seen() >= *promised,
             Message::Prepare { .. } | Message::Accept { .. } => false,
         };
         if dead && cfg!(debug_assertions) {

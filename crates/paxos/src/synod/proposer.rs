@@ -338,7 +338,7 @@ impl<V: Clone + Eq, R: RngCore> Proposer<V, R> {
     }
 
     /// Randomized exponential backoff with full jitter: the wait is uniform in
-    /// `1..=min(max, base · 2^failures)`, so two duelling proposers soon pick different
+    /// `1..=min(max, base · 2^min(failures-1, 16))`, so two duelling proposers soon pick different
     /// waits and one completes both phases before the other prepares again.
     fn back_off(&mut self) {
         self.failed_rounds = self.failed_rounds.saturating_add(1);
