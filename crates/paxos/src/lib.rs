@@ -14,6 +14,10 @@
 //! - [`synod`]: single-decree Paxos: [`synod::Acceptor`], [`synod::Proposer`],
 //!   [`synod::Learner`], their [`synod::Message`]s and [`synod::Action`]s. Its tests include
 //!   the exhaustive model check (`synod/model_check.rs`, on the explorer in `explore.rs`).
+//! - [`multi`]: Multi-Paxos, the replicated log every Synod node runs:
+//!   [`multi::Replica`] (acceptor, learner and leader in one), its election timers, its
+//!   log, its [`multi::Message`]s and [`multi::Action`]s. Its tests include an in-memory
+//!   cluster (`multi/cluster.rs`) for scenario tests.
 //!
 //! `docs/PROTOCOL.md` explains every rule and why it exists.
 //!
@@ -60,6 +64,7 @@
 //! ```
 
 pub mod ballot;
+pub mod multi;
 pub mod node;
 pub mod quorum;
 pub mod synod;

@@ -1,0 +1,289 @@
+//! An in-memory cluster for scenario tests: replicas, a FIFO network that can drop links,
+//! in-memory storage that survives crashes, and a state machine per replica (the list of
+//! commands it applied). Deterministic: same calls, same run.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use rand_core::SeedableRng;
+use rand_pcg::Pcg32;
+
+use super::{Action, Durable, Entry, LogEntry, Members, Message, Options, Replica, Slot, Write};
+use crate::{NodeId, QuorumSpec};
+
+pub(crate) type TestReplica = Replica<u64, Pcg32>;
+
+/// What storage holds, kept across crashes (writes are durable at once here).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Disk {
+    promised: crate::Ballot,
+    votes: BTreeMap<Slot, LogEntry<u64>>,
+    commit: Slot,
+    snapshot: Option<(Slot, Arc<[u8]>)>,
+}
+
+impl Disk {
+    fn write(&mut self, write: Write<u64>) {
+        match write {
+            Write::Promise(ballot) => self.promised = self.promised.max(ballot),
+            Write::Votes {
+                ballot,
+                first,
+                entries,
+            } => {
+                self.promised = self.promised.max(ballot);
+                for (slot, entry) in (first..).zip(entries.iter()) {
+                    let entry = entry.clone();
+                    self.votes.insert(slot, LogEntry { ballot, entry });
+                }
+            }
+            Write::Chosen { first, entries } => {
+                self.votes.extend((first..).zip(entries));
+            }
+            Write::Commit(slot) => self.commit = self.commit.max(slot),
+            Write::Snapshot { index, data } => {
+                self.votes.retain(|&slot, _| slot > index);
+                self.snapshot = Some((index, data));
+            }
+        }
+    }
+
+    fn durable(&self) -> Durable<u64> {
+        Durable {
+            promised: self.promised,
+            votes: self.votes.iter().map(|(&s, v)| (s, v.clone())).collect(),
+            commit: self.commit,
+            snapshot: self.snapshot.clone(),
+        }
+    }
+}
+
+/// The replicated state machine of the tests: every command applied, in order.
+fn encode(commands: &[u64]) -> Arc<[u8]> {
+    commands.iter().flat_map(|c| c.to_le_bytes()).collect()
+}
+
+fn decode(bytes: &[u8]) -> Vec<u64> {
+    bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect()
+}
+
+pub(crate) struct Cluster {
+    pub ids: Vec<NodeId>,
+    members: Arc<Members>,
+    options: Options,
+    pub replicas: Vec<Option<TestReplica>>,
+    disks: Vec<Disk>,
+    /// Per replica: the commands its state machine holds, in slot order.
+    pub state: Vec<Vec<u64>>,
+    /// Per replica: the slot its state machine applied last.
+    applied: Vec<Slot>,
+    /// Every chosen entry any replica applied, by slot: agreement is checked against it.
+    chosen: BTreeMap<Slot, Entry<u64>>,
+    queue: VecDeque<(NodeId, NodeId, Message<u64>)>,
+    /// Directed links that drop everything.
+    pub cut: BTreeSet<(NodeId, NodeId)>,
+    pub reads_ready: Vec<(NodeId, u64)>,
+    pub reads_failed: Vec<(NodeId, u64)>,
+    pub delivered: usize,
+}
+
+impl Cluster {
+    pub(crate) fn new(count: u64, quorum: QuorumSpec, options: Options) -> Cluster {
+        let ids: Vec<NodeId> = (1..=count).map(NodeId).collect();
+        let members = Arc::new(Members::new(ids.clone(), quorum).expect("members"));
+        let n = ids.len();
+        let mut cluster = Cluster {
+            ids,
+            members,
+            options,
+            replicas: Vec::new(),
+            disks: vec![Disk::default(); n],
+            state: vec![Vec::new(); n],
+            applied: vec![0; n],
+            chosen: BTreeMap::new(),
+            queue: VecDeque::new(),
+            cut: BTreeSet::new(),
+            reads_ready: Vec::new(),
+            reads_failed: Vec::new(),
+            delivered: 0,
+        };
+        for i in 0..n {
+            let replica = cluster.boot(i);
+            cluster.replicas.push(Some(replica));
+        }
+        cluster
+    }
+
+    fn boot(&mut self, i: usize) -> TestReplica {
+        let rng = Pcg32::seed_from_u64(self.ids[i].0 * 7919 + self.applied[i]);
+        let durable = self.disks[i].durable();
+        // The state machine restarts from the snapshot; the replica re-applies the rest.
+        let (index, data) = durable
+            .snapshot
+            .clone()
+            .unwrap_or((0, Arc::from(Vec::new())));
+        self.state[i] = decode(&data);
+        self.applied[i] = index;
+        let members = self.members.clone();
+        Replica::restart(self.ids[i], members, self.options.clone(), rng, durable).expect("replica")
+    }
+
+    pub(crate) fn index(&self, id: NodeId) -> usize {
+        self.ids.iter().position(|&i| i == id).expect("member")
+    }
+
+    pub(crate) fn replica(&self, i: usize) -> &TestReplica {
+        self.replicas[i].as_ref().expect("replica is up")
+    }
+
+    fn with(&mut self, i: usize, f: impl FnOnce(&mut TestReplica) -> Vec<Action<u64>>) {
+        let Some(replica) = self.replicas[i].as_mut() else {
+            return;
+        };
+        let actions = f(replica);
+        self.carry_out(i, actions);
+    }
+
+    fn carry_out(&mut self, i: usize, actions: Vec<Action<u64>>) {
+        let me = self.ids[i];
+        for action in actions {
+            match action {
+                Action::Persist(write) => self.disks[i].write(write),
+                Action::Send { to, message } => {
+                    if !self.cut.contains(&(me, to)) {
+                        self.queue.push_back((me, to, message));
+                    }
+                }
+                Action::Apply { slot, entry } => self.apply(i, slot, entry),
+                Action::InstallSnapshot { index, data } => {
+                    self.state[i] = decode(&data);
+                    self.applied[i] = index;
+                }
+                Action::ReadReady { id } => self.reads_ready.push((me, id)),
+                Action::ReadFailed { id, .. } => self.reads_failed.push((me, id)),
+            }
+        }
+    }
+
+    fn apply(&mut self, i: usize, slot: Slot, entry: Entry<u64>) {
+        assert_eq!(
+            slot,
+            self.applied[i] + 1,
+            "replica {i} applied out of order"
+        );
+        self.applied[i] = slot;
+        let known = self.chosen.entry(slot).or_insert_with(|| entry.clone());
+        assert_eq!(*known, entry, "replicas disagree on slot {slot}");
+        if let Entry::Command(c) = entry {
+            self.state[i].push(c);
+        }
+    }
+
+    pub(crate) fn tick(&mut self, i: usize) {
+        self.with(i, |r| r.tick());
+    }
+
+    pub(crate) fn tick_all(&mut self) {
+        for i in 0..self.ids.len() {
+            self.tick(i);
+        }
+    }
+
+    /// Delivers messages until none is left (or `max` were delivered).
+    pub(crate) fn deliver(&mut self, max: usize) {
+        for _ in 0..max {
+            let Some((from, to, message)) = self.queue.pop_front() else {
+                return;
+            };
+            if self.cut.contains(&(from, to)) {
+                continue;
+            }
+            self.delivered += 1;
+            let i = self.index(to);
+            self.with(i, |r| r.step(from, message));
+        }
+    }
+
+    /// Ticks everyone and delivers everything, `rounds` times.
+    pub(crate) fn run(&mut self, rounds: usize) {
+        for _ in 0..rounds {
+            self.tick_all();
+            self.deliver(100_000);
+        }
+    }
+
+    /// Runs until some replica leads, and returns its index.
+    pub(crate) fn elect(&mut self) -> usize {
+        for _ in 0..1000 {
+            self.run(1);
+            if let Some(i) = self.leader() {
+                return i;
+            }
+        }
+        panic!("no leader elected");
+    }
+
+    pub(crate) fn leader(&self) -> Option<usize> {
+        (0..self.ids.len()).find(|&i| {
+            self.replicas[i]
+                .as_ref()
+                .is_some_and(|r| r.role() == super::RoleKind::Leader)
+        })
+    }
+
+    pub(crate) fn propose(&mut self, i: usize, command: u64) -> bool {
+        let Some(replica) = self.replicas[i].as_mut() else {
+            return false;
+        };
+        match replica.propose(command) {
+            Ok(actions) => {
+                self.carry_out(i, actions);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub(crate) fn read(&mut self, i: usize, id: u64) {
+        self.with(i, |r| r.read(id));
+    }
+
+    pub(crate) fn snapshot(&mut self, i: usize) {
+        let index = self.applied[i];
+        let data = encode(&self.state[i]);
+        self.with(i, |r| r.snapshot_taken(index, data));
+    }
+
+    /// Crash: the replica and its messages in flight are gone; its disk stays.
+    pub(crate) fn crash(&mut self, i: usize) {
+        self.replicas[i] = None;
+        let id = self.ids[i];
+        self.queue.retain(|(from, to, _)| *from != id && *to != id);
+    }
+
+    pub(crate) fn restart(&mut self, i: usize) {
+        let replica = self.boot(i);
+        self.replicas[i] = Some(replica);
+    }
+
+    /// Cuts every link to and from replica `i`.
+    pub(crate) fn isolate(&mut self, i: usize) {
+        let id = self.ids[i];
+        for &other in &self.ids {
+            self.cut.insert((id, other));
+            self.cut.insert((other, id));
+        }
+        self.cut.remove(&(id, id));
+    }
+
+    pub(crate) fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    pub(crate) fn applied(&self, i: usize) -> Slot {
+        self.applied[i]
+    }
+}

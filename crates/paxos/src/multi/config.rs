@@ -1,0 +1,109 @@
+//! Who the replicas are, the quorum system they form, and the engine's tunables.
+
+use crate::node::NodeId;
+use crate::quorum::{Quorum, QuorumSpec};
+use crate::synod::ConfigError;
+
+/// The replicas of a cluster: each is acceptor, learner and potential leader. Position in
+/// `replicas` is the acceptor index the quorum system speaks of (for a grid, row-major).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Members {
+    replicas: Vec<NodeId>,
+    quorum: Quorum,
+}
+
+impl Members {
+    /// Refuses an empty or unsafe quorum system and duplicate ids.
+    pub fn new(replicas: Vec<NodeId>, quorum: QuorumSpec) -> Result<Members, ConfigError> {
+        let quorum = quorum.build(replicas.len())?;
+        for (i, id) in replicas.iter().enumerate() {
+            if replicas[..i].contains(id) {
+                return Err(ConfigError::DuplicateNode(*id));
+            }
+        }
+        Ok(Members { replicas, quorum })
+    }
+
+    /// The replicas, in acceptor-index order.
+    pub fn replicas(&self) -> &[NodeId] {
+        &self.replicas
+    }
+
+    /// The quorum system.
+    pub fn quorum(&self) -> &Quorum {
+        &self.quorum
+    }
+
+    /// The acceptor index of `id`, if it is a member.
+    pub fn index_of(&self, id: NodeId) -> Option<usize> {
+        self.replicas.iter().position(|&r| r == id)
+    }
+}
+
+/// The engine's tunables. Time is in ticks: the driver decides how long a tick is (the
+/// server uses its `--heartbeat-interval`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// A leader sends a heartbeat every this many ticks.
+    pub heartbeat_ticks: u32,
+    /// A follower that hears nothing from a leader for a random time in
+    /// `[election_ticks, 2·election_ticks)` campaigns.
+    pub election_ticks: u32,
+    /// At most this many slots are proposed and not yet chosen (the pipeline window).
+    pub window_slots: u64,
+    /// At most this many accepts of new commands in flight. Once they are, commands
+    /// wait and leave together in the next batch: this, not a timer, is what makes batches
+    /// grow with load while a lone command still leaves at once.
+    pub pipeline_depth: usize,
+    /// At most this many commands per accept.
+    pub batch_max_commands: usize,
+    /// At most about this many bytes of commands per accept.
+    pub batch_max_bytes: usize,
+    /// At most this many entries per promise or catch-up reply.
+    pub chunk_entries: usize,
+    /// At most this many bytes per snapshot chunk.
+    pub snapshot_chunk_bytes: usize,
+    /// An acceptor ignores votes more than this many slots beyond its commit point (a
+    /// bound on memory against a runaway or forged leader; the leader resends later).
+    pub gap_max_slots: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            heartbeat_ticks: 1,
+            election_ticks: 10,
+            window_slots: 4096,
+            pipeline_depth: 8,
+            batch_max_commands: 1024,
+            batch_max_bytes: 1 << 20,
+            chunk_entries: 1024,
+            snapshot_chunk_bytes: 256 << 10,
+            gap_max_slots: 1 << 16,
+        }
+    }
+}
+
+impl Options {
+    /// Refuses tunables the engine cannot work with.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let problem = if self.heartbeat_ticks == 0 {
+            "heartbeat_ticks must be at least 1"
+        } else if self.election_ticks <= 2 * self.heartbeat_ticks {
+            "election_ticks must exceed two heartbeats, or a healthy leader looks dead"
+        } else if self.window_slots == 0 || self.batch_max_commands == 0 {
+            "window_slots and batch_max_commands must be at least 1"
+        } else if self.pipeline_depth == 0 {
+            "pipeline_depth must be at least 1"
+        } else if self.batch_max_bytes == 0 || self.snapshot_chunk_bytes == 0 {
+            "batch_max_bytes and snapshot_chunk_bytes must be at least 1"
+        } else if self.chunk_entries == 0 {
+            "chunk_entries must be at least 1"
+        } else if self.gap_max_slots < self.window_slots {
+            "gap_max_slots must be at least window_slots, or followers refuse a full window"
+        } else {
+            return Ok(());
+        };
+        Err(ConfigError::Timing(problem))
+    }
+}

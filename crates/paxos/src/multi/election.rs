@@ -1,0 +1,104 @@
+//! Leader election's timers, kept beside the log as their own small state machine (as
+//! OmniPaxos keeps ballot leader election apart from its log): when to suspect the leader,
+//! and how long a candidate that lost waits before it tries again.
+
+use rand_core::RngCore;
+
+/// Ticks since the leader was last heard from, against a randomized timeout.
+///
+/// The timeout is drawn from `[base, base + base·2^failures)`: random so that replicas
+/// that lose the leader together rarely campaign together, and widening after each failed
+/// campaign (capped) so that duelling candidates spread out, as exponential backoff does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Election {
+    base: u32,
+    failures: u32,
+    elapsed: u32,
+    timeout: u32,
+}
+
+/// The backoff stops widening after this many failed campaigns in a row.
+const WIDEN_MAX: u32 = 4;
+
+impl Election {
+    pub(crate) fn new(base: u32, rng: &mut impl RngCore) -> Election {
+        let mut election = Election {
+            base,
+            failures: 0,
+            elapsed: 0,
+            timeout: base,
+        };
+        election.restart(rng);
+        election
+    }
+
+    /// A leader (or a candidate we promised) was heard from: start over.
+    pub(crate) fn heard_from_leader(&mut self, rng: &mut impl RngCore) {
+        self.failures = 0;
+        self.restart(rng);
+    }
+
+    /// A campaign failed or was started: wait a new, wider random timeout.
+    pub(crate) fn campaign_started(&mut self, rng: &mut impl RngCore) {
+        self.failures = (self.failures + 1).min(WIDEN_MAX);
+        self.restart(rng);
+    }
+
+    /// One tick; true when the timeout expired (and the timer restarted).
+    pub(crate) fn tick(&mut self) -> bool {
+        self.elapsed += 1;
+        self.elapsed >= self.timeout
+    }
+
+    fn restart(&mut self, rng: &mut impl RngCore) {
+        let span = self.base.saturating_mul(1 << self.failures).max(1);
+        self.elapsed = 0;
+        self.timeout = self.base.saturating_add(rng.next_u32() % span);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn timeout(&self) -> u32 {
+        self.timeout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::SeedableRng;
+
+    #[test]
+    fn timeouts_are_random_within_a_window_that_widens_after_failures() {
+        let mut rng = rand_pcg::Pcg32::seed_from_u64(1);
+        let mut election = Election::new(10, &mut rng);
+        let mut first = Vec::new();
+        for _ in 0..200 {
+            election.heard_from_leader(&mut rng);
+            first.push(election.timeout());
+        }
+        assert!(first.iter().all(|&t| (10..20).contains(&t)));
+        assert!(first.iter().min() < first.iter().max(), "not random");
+        for _ in 0..10 {
+            election.campaign_started(&mut rng);
+        }
+        let wide: Vec<u32> = (0..200)
+            .map(|_| {
+                election.restart(&mut rng);
+                election.timeout()
+            })
+            .collect();
+        assert!(wide.iter().all(|&t| (10..170).contains(&t)));
+        assert!(wide.iter().any(|&t| t >= 20), "backoff did not widen");
+    }
+
+    #[test]
+    fn expires_after_its_timeout() {
+        let mut rng = rand_pcg::Pcg32::seed_from_u64(2);
+        let mut election = Election::new(5, &mut rng);
+        let timeout = election.timeout();
+        for _ in 1..timeout {
+            assert!(!election.tick());
+        }
+        assert!(election.tick());
+    }
+}

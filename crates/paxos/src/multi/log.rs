@@ -1,0 +1,191 @@
+//! A replica's log: its votes per slot, the chosen prefix, and where compaction cut it.
+
+use std::collections::VecDeque;
+
+use super::message::{LogEntry, Slot};
+
+/// Votes from slot `first` on; slots up to `commit` are chosen and hold the chosen entry
+/// (those below `first` live only in the application's snapshot).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Log<C> {
+    /// Slots through `compacted` were released after a snapshot covered them.
+    compacted: Slot,
+    /// `slots[i]` is slot `compacted + 1 + i`; `None` is a slot without a vote.
+    slots: VecDeque<Option<LogEntry<C>>>,
+    /// Every slot through `commit` is chosen, and this log holds its chosen entry.
+    commit: Slot,
+}
+
+impl<C: Clone> Log<C> {
+    pub(crate) fn new() -> Log<C> {
+        Log {
+            compacted: 0,
+            slots: VecDeque::new(),
+            commit: 0,
+        }
+    }
+
+    pub(crate) fn compacted(&self) -> Slot {
+        self.compacted
+    }
+
+    pub(crate) fn commit(&self) -> Slot {
+        self.commit
+    }
+
+    /// The highest slot with a vote (or the compaction point if none).
+    pub(crate) fn last(&self) -> Slot {
+        self.compacted + self.slots.len() as u64
+    }
+
+    fn index(&self, slot: Slot) -> Option<usize> {
+        let offset = slot.checked_sub(self.compacted + 1)?;
+        usize::try_from(offset).ok()
+    }
+
+    pub(crate) fn get(&self, slot: Slot) -> Option<&LogEntry<C>> {
+        self.slots.get(self.index(slot)?)?.as_ref()
+    }
+
+    /// Records a vote. Slots at or below the commit point are chosen and never change;
+    /// the caller bounds how far beyond the log a slot may be.
+    pub(crate) fn set(&mut self, slot: Slot, entry: LogEntry<C>) {
+        if slot <= self.commit {
+            return;
+        }
+        let Some(index) = self.index(slot) else {
+            return;
+        };
+        if index >= self.slots.len() {
+            self.slots.resize(index + 1, None);
+        }
+        self.slots[index] = Some(entry);
+    }
+
+    /// Declares every slot through `slot` chosen; each must hold its chosen entry.
+    pub(crate) fn commit_through(&mut self, slot: Slot) {
+        debug_assert!((self.commit + 1..=slot).all(|s| self.get(s).is_some()));
+        self.commit = self.commit.max(slot);
+    }
+
+    /// Releases every slot through `index`, which a durable snapshot covers. If the
+    /// snapshot is ahead of the log (installed from a peer), the log restarts after it.
+    pub(crate) fn compact(&mut self, index: Slot) {
+        if index <= self.compacted {
+            return;
+        }
+        if index >= self.last() {
+            self.slots.clear();
+        } else {
+            let drop = self.index(index).map_or(0, |i| i + 1);
+            self.slots.drain(..drop);
+        }
+        self.compacted = index;
+        self.commit = self.commit.max(index);
+    }
+
+    /// Votes from `from` on, at most `max` of them, and the slot to continue from if more
+    /// remain.
+    pub(crate) fn votes_from(
+        &self,
+        from: Slot,
+        max: usize,
+    ) -> (Vec<(Slot, LogEntry<C>)>, Option<Slot>) {
+        let mut votes = Vec::new();
+        let mut slot = from.max(self.compacted + 1);
+        while slot <= self.last() {
+            if votes.len() == max {
+                return (votes, Some(slot));
+            }
+            if let Some(entry) = self.get(slot) {
+                votes.push((slot, entry.clone()));
+            }
+            slot += 1;
+        }
+        (votes, None)
+    }
+
+    /// Chosen entries from `from` on, at most `max`.
+    pub(crate) fn chosen_from(&self, from: Slot, max: usize) -> Vec<LogEntry<C>> {
+        let last = self
+            .commit
+            .min(from.saturating_add(max as u64).saturating_sub(1));
+        (from..=last).map_while(|s| self.get(s).cloned()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::multi::message::Entry;
+    use crate::{Ballot, NodeId};
+
+    fn vote(round: u64, value: u64) -> LogEntry<u64> {
+        LogEntry {
+            ballot: Ballot::new(round, NodeId(1)),
+            entry: Entry::Command(value),
+        }
+    }
+
+    #[test]
+    fn holes_are_empty_and_votes_can_be_replaced_until_chosen() {
+        let mut log = Log::new();
+        log.set(3, vote(1, 30));
+        assert_eq!(log.last(), 3);
+        assert_eq!(log.get(1), None);
+        log.set(1, vote(1, 10));
+        log.set(1, vote(2, 11));
+        assert_eq!(log.get(1), Some(&vote(2, 11)));
+        log.commit_through(1);
+        log.set(1, vote(3, 12));
+        assert_eq!(
+            log.get(1),
+            Some(&vote(2, 11)),
+            "a chosen slot never changes"
+        );
+    }
+
+    #[test]
+    fn votes_come_in_chunks() {
+        let mut log = Log::new();
+        for slot in [1, 2, 4, 5] {
+            log.set(slot, vote(1, slot));
+        }
+        let (first, next) = log.votes_from(1, 2);
+        assert_eq!(first, vec![(1, vote(1, 1)), (2, vote(1, 2))]);
+        assert_eq!(next, Some(3));
+        let (rest, next) = log.votes_from(3, 2);
+        assert_eq!(rest, vec![(4, vote(1, 4)), (5, vote(1, 5))]);
+        assert_eq!(next, None);
+    }
+
+    #[test]
+    fn compaction_releases_slots_and_chosen_reads_stop_at_commit() {
+        let mut log = Log::new();
+        for slot in 1..=5 {
+            log.set(slot, vote(1, slot));
+        }
+        log.commit_through(4);
+        assert_eq!(log.chosen_from(2, 10).len(), 3);
+        assert_eq!(log.chosen_from(2, 2).len(), 2);
+        log.compact(2);
+        assert_eq!(log.get(2), None);
+        assert_eq!(log.last(), 5, "compaction keeps the votes above it");
+        assert_eq!(log.get(3), Some(&vote(1, 3)));
+        assert_eq!(log.votes_from(1, 10).0.len(), 3);
+        log.compact(9);
+        assert_eq!((log.compacted(), log.commit(), log.last()), (9, 9, 9));
+    }
+
+    #[test]
+    fn compacting_most_of_the_log_keeps_the_votes_above_the_snapshot() {
+        let mut log = Log::new();
+        for slot in 1..=10 {
+            log.set(slot, vote(1, slot));
+        }
+        log.commit_through(6);
+        log.compact(6);
+        assert_eq!(log.last(), 10);
+        assert_eq!(log.get(7), Some(&vote(1, 7)));
+    }
+}

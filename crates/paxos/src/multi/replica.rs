@@ -1,0 +1,1156 @@
+//! The Multi-Paxos replica: acceptor, learner and (when elected) leader in one state
+//! machine. See the module documentation for the rules and `docs/PROTOCOL.md` for why.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::mem;
+use std::sync::Arc;
+
+use rand_core::RngCore;
+
+use crate::ballot::Ballot;
+use crate::node::{AcceptorSet, NodeId};
+use crate::quorum::QuorumSystem;
+use crate::synod::{ConfigError, Role as SynodRole};
+
+use super::config::{Members, Options};
+use super::election::Election;
+use super::log::Log;
+use super::message::{
+    Action, Batch, Command, Entry, LogEntry, Message, ReadError, Slot, SlotVote, Write,
+};
+
+/// What a replica's storage hands back on restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Durable<C> {
+    /// The promised ballot.
+    pub promised: Ballot,
+    /// Every vote (or chosen entry) above the snapshot, by slot.
+    pub votes: Vec<(Slot, LogEntry<C>)>,
+    /// The last commit point written (a hint; may be behind).
+    pub commit: Slot,
+    /// The latest durable snapshot: index and application bytes.
+    pub snapshot: Option<(Slot, Arc<[u8]>)>,
+}
+
+impl<C> Default for Durable<C> {
+    fn default() -> Self {
+        Durable {
+            promised: Ballot::ZERO,
+            votes: Vec::new(),
+            commit: 0,
+            snapshot: None,
+        }
+    }
+}
+
+/// Why a proposal was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProposeError {
+    /// No leader is known (an election is under way); retry shortly.
+    NoLeader,
+}
+
+/// What a replica is doing, as a label (for drivers, traces and tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleKind {
+    /// Following the leader it knows of, if any.
+    Follower,
+    /// Running phase 1.
+    Candidate,
+    /// Leading: phase 1 done for every slot above its commit point.
+    Leader,
+}
+
+#[derive(Clone, Debug)]
+enum Role<C> {
+    Follower,
+    Candidate(Candidate<C>),
+    Leader(Leader<C>),
+}
+
+#[derive(Clone, Debug)]
+struct Candidate<C> {
+    ballot: Ballot,
+    /// The first slot phase 1 covers.
+    from: Slot,
+    /// Per acceptor: the next chunk expected (`None` once its promise is complete).
+    cursor: Vec<Option<Slot>>,
+    /// Acceptors whose whole promise arrived.
+    promised: AcceptorSet,
+    /// The highest-ballot vote reported for each slot.
+    votes: BTreeMap<Slot, LogEntry<C>>,
+}
+
+#[derive(Clone, Debug)]
+struct InFlight<C> {
+    entry: Entry<C>,
+    acks: AcceptorSet,
+}
+
+#[derive(Clone, Debug)]
+struct PendingRead {
+    id: u64,
+    /// The state machine must have applied this slot before the read is served.
+    index: Slot,
+    /// The heartbeat a phase-2 quorum must acknowledge to confirm the ballot.
+    seq: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Leader<C> {
+    ballot: Ballot,
+    /// `in_flight[0]` is this slot; always the commit point + 1.
+    first: Slot,
+    in_flight: VecDeque<InFlight<C>>,
+    /// Commands not yet given a slot (the pipeline is full).
+    pending: VecDeque<C>,
+    /// The last slot of each batch of new commands not yet chosen.
+    batch_ends: VecDeque<Slot>,
+    /// Every slot chosen before this ballot is at or below this one.
+    recovered_through: Slot,
+    heartbeat_elapsed: u32,
+    /// The commit point at the last resend check, to tell a stalled pipeline.
+    commit_at_check: Slot,
+    seq: u64,
+    /// Per acceptor, the highest heartbeat it acknowledged at this ballot.
+    acked_seq: Vec<u64>,
+    reads: VecDeque<PendingRead>,
+}
+
+#[derive(Clone, Debug)]
+struct IncomingSnapshot {
+    index: Slot,
+    total: u64,
+    bytes: Vec<u8>,
+}
+
+/// A Multi-Paxos replica. Drive it with [`Replica::step`], [`Replica::tick`],
+/// [`Replica::propose`] and [`Replica::read`]; carry out the returned actions in order.
+#[derive(Debug)]
+pub struct Replica<C, R> {
+    id: NodeId,
+    members: Arc<Members>,
+    options: Options,
+    rng: R,
+    promised: Ballot,
+    /// The highest ballot seen in any message: a new ballot goes above it.
+    highest_seen: Ballot,
+    log: Log<C>,
+    applied: Slot,
+    /// The highest commit point a leader announced at the ballot we follow.
+    known_commit: Slot,
+    leader: Option<NodeId>,
+    role: Role<C>,
+    election: Election,
+    snapshot: Option<(Slot, Arc<[u8]>)>,
+    incoming: Option<IncomingSnapshot>,
+    catch_up_elapsed: u32,
+    out: Vec<Action<C>>,
+}
+
+impl<C: Command, R: RngCore> Replica<C, R> {
+    /// A replica with empty storage.
+    pub fn new(
+        id: NodeId,
+        members: Arc<Members>,
+        options: Options,
+        rng: R,
+    ) -> Result<Replica<C, R>, ConfigError> {
+        Replica::restart(id, members, options, rng, Durable::default())
+    }
+
+    /// A replica restarted from what its storage holds. The state machine restarts from
+    /// the snapshot; the replica applies the chosen entries after it again, from its first
+    /// `tick()` on.
+    pub fn restart(
+        id: NodeId,
+        members: Arc<Members>,
+        options: Options,
+        mut rng: R,
+        durable: Durable<C>,
+    ) -> Result<Replica<C, R>, ConfigError> {
+        options.validate()?;
+        members.index_of(id).ok_or(ConfigError::NotInConfig {
+            node: id,
+            role: SynodRole::Acceptor,
+        })?;
+        let mut log = Log::new();
+        let compacted = durable.snapshot.as_ref().map_or(0, |(index, _)| *index);
+        log.compact(compacted);
+        for (slot, vote) in durable.votes {
+            log.set(slot, vote);
+        }
+        // The stored commit point is a hint; trust it only as far as the log is whole.
+        let whole = (compacted + 1..=durable.commit)
+            .take_while(|&s| log.get(s).is_some())
+            .last()
+            .unwrap_or(compacted);
+        log.commit_through(whole);
+        let election = Election::new(options.election_ticks, &mut rng);
+        Ok(Replica {
+            id,
+            members,
+            options,
+            rng,
+            promised: durable.promised,
+            highest_seen: durable.promised,
+            log,
+            applied: compacted,
+            known_commit: whole,
+            leader: None,
+            role: Role::Follower,
+            election,
+            snapshot: durable.snapshot,
+            incoming: None,
+            catch_up_elapsed: 0,
+            out: Vec::new(),
+        })
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Leader, candidate or follower.
+    pub fn role(&self) -> RoleKind {
+        match self.role {
+            Role::Follower => RoleKind::Follower,
+            Role::Candidate(_) => RoleKind::Candidate,
+            Role::Leader(_) => RoleKind::Leader,
+        }
+    }
+
+    /// The leader this replica knows of (itself if it leads).
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    /// The ballot promised.
+    pub fn promised(&self) -> Ballot {
+        self.promised
+    }
+
+    /// Every slot through this one is chosen and known here.
+    pub fn commit(&self) -> Slot {
+        self.log.commit()
+    }
+
+    /// Every slot through this one was handed to the state machine.
+    pub fn applied(&self) -> Slot {
+        self.applied
+    }
+
+    /// The slot through which the log was compacted into a snapshot.
+    pub fn compacted(&self) -> Slot {
+        self.log.compacted()
+    }
+
+    /// The entry this replica holds for `slot`, with the ballot it holds it at.
+    pub fn entry(&self, slot: Slot) -> Option<&LogEntry<C>> {
+        self.log.get(slot)
+    }
+
+    /// Proposes `command`. A leader gives it a slot as soon as the window has room; a
+    /// follower forwards it to the leader it knows of.
+    pub fn propose(&mut self, command: C) -> Result<Vec<Action<C>>, ProposeError> {
+        match &mut self.role {
+            Role::Leader(leader) => {
+                leader.pending.push_back(command);
+                self.pump();
+            }
+            _ => match self.leader {
+                Some(leader) if leader != self.id => {
+                    let message = Message::Forward {
+                        ballot: self.promised,
+                        commands: vec![command],
+                    };
+                    self.send(leader, message);
+                }
+                _ => return Err(ProposeError::NoLeader),
+            },
+        }
+        Ok(self.finish())
+    }
+
+    /// A linearizable read: once it may be served, [`Action::ReadReady`] with `id`
+    /// follows (or [`Action::ReadFailed`]). Only the leader serves reads: it notes its
+    /// commit point, confirms with a phase-2 quorum that its ballot is still current, and
+    /// waits until the state machine has applied through the noted point.
+    pub fn read(&mut self, id: u64) -> Vec<Action<C>> {
+        let Role::Leader(leader) = &mut self.role else {
+            let error = ReadError::NotLeader {
+                leader: self.leader,
+            };
+            self.out.push(Action::ReadFailed { id, error });
+            return self.finish();
+        };
+        let index = self.log.commit().max(leader.recovered_through);
+        // A heartbeat sent before the read arrived proves nothing about the time after
+        // it; wait for the next one. Reads arriving together share it.
+        let seq = leader.seq + 1;
+        let round_open = leader.reads.back().is_some_and(|r| r.seq == seq);
+        leader.reads.push_back(PendingRead { id, index, seq });
+        if !round_open && !self.heartbeat_outstanding() {
+            self.broadcast_heartbeat();
+        }
+        self.finish()
+    }
+
+    /// The application took a snapshot covering every slot through `index` (at most what
+    /// it applied). The replica keeps it for laggards and releases the log below it.
+    pub fn snapshot_taken(&mut self, index: Slot, data: Arc<[u8]>) -> Vec<Action<C>> {
+        if index > self.applied || index <= self.log.compacted() {
+            return self.finish();
+        }
+        self.out.push(Action::Persist(Write::Snapshot {
+            index,
+            data: data.clone(),
+        }));
+        self.log.compact(index);
+        self.snapshot = Some((index, data));
+        self.finish()
+    }
+
+    /// One tick of logical time.
+    pub fn tick(&mut self) -> Vec<Action<C>> {
+        self.apply_committed();
+        match &mut self.role {
+            Role::Leader(leader) => {
+                leader.heartbeat_elapsed += 1;
+                if leader.heartbeat_elapsed >= self.options.heartbeat_ticks {
+                    self.broadcast_heartbeat();
+                    self.resend_if_stalled();
+                }
+            }
+            Role::Candidate(_) | Role::Follower => {
+                if self.election.tick() {
+                    self.campaign();
+                }
+                self.catch_up_if_behind();
+            }
+        }
+        self.finish()
+    }
+
+    /// Handles `message` from `from`. Messages from non-members, or carrying a ballot no
+    /// member owns, are ignored.
+    pub fn step(&mut self, from: NodeId, message: Message<C>) -> Vec<Action<C>> {
+        let Some(sender) = self.members.index_of(from) else {
+            return Vec::new();
+        };
+        let ballot = message.ballot();
+        if ballot != Ballot::ZERO && self.members.index_of(ballot.node).is_none() {
+            return Vec::new(); // No member can own this ballot: forged or corrupt.
+        }
+        self.observe(message.ballot());
+        match message {
+            Message::Prepare { ballot, from: slot } => self.on_prepare(from, ballot, slot),
+            Message::Promise {
+                ballot,
+                from: slot,
+                votes,
+                next,
+            } => self.on_promise(from, sender, ballot, slot, votes, next),
+            Message::Nack { .. } => {} // `observe` stepped down if it mattered.
+            Message::Behind { ballot, .. } => self.on_behind(from, ballot),
+            Message::Accept {
+                ballot,
+                first,
+                entries,
+                commit,
+            } => self.on_accept(ballot, first, entries, commit),
+            Message::Accepted {
+                ballot,
+                first,
+                last,
+            } => self.on_accepted(sender, ballot, first, last),
+            Message::Heartbeat {
+                ballot,
+                commit,
+                seq,
+            } => self.on_heartbeat(ballot, commit, seq),
+            Message::HeartbeatAck { ballot, seq } => self.on_heartbeat_ack(sender, ballot, seq),
+            Message::Forward { commands, .. } => self.on_forward(commands),
+            Message::CatchUp { from: slot, .. } => self.on_catch_up(from, slot),
+            Message::Chosen {
+                first,
+                entries,
+                commit,
+                ..
+            } => self.on_chosen(from, first, entries, commit),
+            Message::Snapshot {
+                index,
+                offset,
+                total,
+                data,
+                ..
+            } => self.on_snapshot_chunk(from, index, offset, total, data),
+        }
+        self.finish()
+    }
+
+    // ---- ballots and roles -------------------------------------------------------------
+
+    /// Any ballot above our own, in any message, means a newer leader or candidate exists:
+    /// a leader or candidate steps down.
+    fn observe(&mut self, ballot: Ballot) {
+        self.highest_seen = self.highest_seen.max(ballot);
+        if self.own_ballot().is_some_and(|own| ballot > own) {
+            self.step_down(None);
+        }
+    }
+
+    fn own_ballot(&self) -> Option<Ballot> {
+        match &self.role {
+            Role::Follower => None,
+            Role::Candidate(c) => Some(c.ballot),
+            Role::Leader(l) => Some(l.ballot),
+        }
+    }
+
+    fn step_down(&mut self, leader: Option<NodeId>) {
+        let role = mem::replace(&mut self.role, Role::Follower);
+        self.leader = leader;
+        if let Role::Leader(old) = role {
+            for read in old.reads {
+                let error = ReadError::LeadershipLost;
+                self.out.push(Action::ReadFailed { id: read.id, error });
+            }
+            // Commands without a slot go to the new leader when it is known; clients
+            // retry those whose fate they cannot learn.
+            if let Some(new) = leader.filter(|&l| l != self.id) {
+                let commands: Vec<C> = old.pending.into_iter().collect();
+                if !commands.is_empty() {
+                    let ballot = self.promised;
+                    self.send(new, Message::Forward { ballot, commands });
+                }
+            }
+        }
+    }
+
+    fn campaign(&mut self) {
+        self.election.campaign_started(&mut self.rng);
+        let Some(ballot) = Ballot::next_above(self.highest_seen.max(self.promised), self.id) else {
+            return; // Rounds exhausted: never reuse a ballot, stay a follower.
+        };
+        self.step_down(None);
+        self.promised = ballot;
+        self.highest_seen = ballot;
+        // Durable before the prepares leave: a restarted replica then never reuses it.
+        self.out.push(Action::Persist(Write::Promise(ballot)));
+        let from = self.log.commit() + 1;
+        let count = self.members.replicas().len();
+        self.role = Role::Candidate(Candidate {
+            ballot,
+            from,
+            cursor: vec![Some(from); count],
+            promised: AcceptorSet::EMPTY,
+            votes: BTreeMap::new(),
+        });
+        self.broadcast(&Message::Prepare { ballot, from });
+    }
+
+    // ---- phase 1 -----------------------------------------------------------------------
+
+    fn on_prepare(&mut self, candidate: NodeId, ballot: Ballot, from: Slot) {
+        if ballot < self.promised {
+            return self.nack(candidate, ballot);
+        }
+        if from <= self.log.compacted() {
+            let compacted = self.log.compacted();
+            return self.send(candidate, Message::Behind { ballot, compacted });
+        }
+        if ballot > self.promised {
+            self.promised = ballot;
+            self.out.push(Action::Persist(Write::Promise(ballot)));
+            self.leader = None;
+        }
+        if candidate != self.id {
+            self.election.heard_from_leader(&mut self.rng);
+        }
+        let (votes, next) = self.log.votes_from(from, self.options.chunk_entries);
+        let votes = votes
+            .into_iter()
+            .map(|(slot, vote)| SlotVote { slot, vote })
+            .collect();
+        let promise = Message::Promise {
+            ballot,
+            from,
+            votes,
+            next,
+        };
+        self.send(candidate, promise);
+    }
+
+    fn on_promise(
+        &mut self,
+        acceptor: NodeId,
+        index: usize,
+        ballot: Ballot,
+        from: Slot,
+        votes: Vec<SlotVote<C>>,
+        next: Option<Slot>,
+    ) {
+        let Role::Candidate(candidate) = &mut self.role else {
+            return;
+        };
+        if ballot != candidate.ballot || candidate.cursor[index] != Some(from) {
+            return; // Stale, repeated or out-of-order chunk.
+        }
+        for SlotVote { slot, vote } in votes {
+            if slot < candidate.from {
+                continue;
+            }
+            let higher = candidate
+                .votes
+                .get(&slot)
+                .is_none_or(|known| vote.ballot > known.ballot);
+            if higher {
+                candidate.votes.insert(slot, vote);
+            }
+        }
+        candidate.cursor[index] = next;
+        if let Some(next) = next {
+            return self.send(acceptor, Message::Prepare { ballot, from: next });
+        }
+        candidate.promised.insert(index);
+        if self.members.quorum().is_phase1_quorum(candidate.promised) {
+            self.become_leader();
+        }
+    }
+
+    fn on_behind(&mut self, from: NodeId, ballot: Ballot) {
+        if self.own_ballot() == Some(ballot) && self.role() == RoleKind::Candidate {
+            // Our log is behind a peer's snapshot: catch up before leading.
+            self.step_down(None);
+            self.request_catch_up(from);
+        }
+    }
+
+    /// Phase 1 is complete for every slot from `candidate.from` on. Re-propose, at our
+    /// ballot, the highest-ballot vote of every slot we learned of; fill holes with
+    /// no-ops; then serve new commands.
+    fn become_leader(&mut self) {
+        let Role::Candidate(candidate) = mem::replace(&mut self.role, Role::Follower) else {
+            return;
+        };
+        let first = self.log.commit() + 1;
+        let recovered_through = candidate
+            .votes
+            .last_key_value()
+            .map_or(first - 1, |(&slot, _)| slot)
+            .max(self.log.commit());
+        let mut votes = candidate.votes;
+        let in_flight: VecDeque<InFlight<C>> = (first..=recovered_through)
+            .map(|slot| InFlight {
+                entry: votes.remove(&slot).map_or(Entry::Noop, |v| v.entry),
+                acks: AcceptorSet::EMPTY,
+            })
+            .collect();
+        let count = self.members.replicas().len();
+        self.role = Role::Leader(Leader {
+            ballot: candidate.ballot,
+            first,
+            in_flight,
+            pending: VecDeque::new(),
+            batch_ends: VecDeque::new(),
+            recovered_through,
+            heartbeat_elapsed: 0,
+            commit_at_check: self.log.commit(),
+            seq: 0,
+            acked_seq: vec![0; count],
+            reads: VecDeque::new(),
+        });
+        self.leader = Some(self.id);
+        self.send_in_flight(first, recovered_through, None);
+        self.broadcast_heartbeat();
+    }
+
+    // ---- phase 2 -----------------------------------------------------------------------
+
+    /// Gives slots to pending commands while the window has room, one accept per batch.
+    fn pump(&mut self) {
+        let commit = self.log.commit();
+        let options = &self.options;
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        while leader.batch_ends.front().is_some_and(|&end| end <= commit) {
+            leader.batch_ends.pop_front();
+        }
+        let mut batches = Vec::new();
+        while !leader.pending.is_empty() && leader.batch_ends.len() < options.pipeline_depth {
+            let room = options
+                .window_slots
+                .saturating_sub(leader.in_flight.len() as u64);
+            let room = usize::try_from(room).unwrap_or(usize::MAX);
+            let count_max = options.batch_max_commands.min(room);
+            if count_max == 0 {
+                break;
+            }
+            let first = leader.first + leader.in_flight.len() as u64;
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            while let Some(command) = leader.pending.front() {
+                let full = batch.len() == count_max
+                    || (!batch.is_empty() && bytes + command.size() > options.batch_max_bytes);
+                if full {
+                    break;
+                }
+                bytes += command.size();
+                if let Some(command) = leader.pending.pop_front() {
+                    batch.push(Entry::Command(command));
+                }
+            }
+            leader.in_flight.extend(batch.iter().map(|entry| InFlight {
+                entry: entry.clone(),
+                acks: AcceptorSet::EMPTY,
+            }));
+            leader.batch_ends.push_back(first + batch.len() as u64 - 1);
+            batches.push((first, Batch::from(batch)));
+        }
+        let ballot = leader.ballot;
+        for (first, entries) in batches {
+            self.broadcast(&Message::Accept {
+                ballot,
+                first,
+                entries,
+                commit,
+            });
+        }
+    }
+
+    /// Sends accepts for in-flight slots `from..=to`, in batches, to `only` or everyone.
+    fn send_in_flight(&mut self, from: Slot, to: Slot, only: Option<NodeId>) {
+        let commit = self.log.commit();
+        let step = self.options.batch_max_commands as u64;
+        let Role::Leader(leader) = &self.role else {
+            return;
+        };
+        let ballot = leader.ballot;
+        let mut messages = Vec::new();
+        let mut first = from.max(leader.first);
+        while first <= to {
+            let last = to.min(first + step - 1);
+            let entries: Batch<C> = (first..=last)
+                .filter_map(|slot| leader.in_flight.get(distance(leader.first, slot)))
+                .map(|f| f.entry.clone())
+                .collect();
+            if entries.is_empty() {
+                break;
+            }
+            messages.push(Message::Accept {
+                ballot,
+                first,
+                entries,
+                commit,
+            });
+            first = last + 1;
+        }
+        for message in messages {
+            match only {
+                Some(to) => self.send(to, message),
+                None => self.broadcast(&message),
+            }
+        }
+    }
+
+    fn on_accept(&mut self, ballot: Ballot, first: Slot, entries: Batch<C>, commit: Slot) {
+        let leader = ballot.node;
+        if ballot < self.promised {
+            return self.nack(leader, ballot);
+        }
+        self.follow(ballot);
+        let last = first.saturating_add(entries.len() as u64).saturating_sub(1);
+        if entries.is_empty() || first == 0 {
+            return self.learn_commit(ballot, commit);
+        }
+        // Slots already chosen here need no vote; slots too far ahead are refused.
+        let start = first.max(self.log.commit() + 1);
+        let end = last.min(self.log.commit() + self.options.gap_max_slots);
+        if start <= end {
+            let skip = distance(first, start);
+            let kept = distance(start, end) + 1;
+            let kept: Batch<C> = if skip == 0 && kept == entries.len() {
+                entries
+            } else {
+                entries[skip..skip + kept].into()
+            };
+            for (slot, entry) in (start..).zip(kept.iter()) {
+                let entry = entry.clone();
+                self.log.set(slot, LogEntry { ballot, entry });
+            }
+            self.out.push(Action::Persist(Write::Votes {
+                ballot,
+                first: start,
+                entries: kept,
+            }));
+        }
+        // Slots through `end` are now durably voted for at `ballot` or already chosen.
+        if first <= end {
+            let accepted = Message::Accepted {
+                ballot,
+                first,
+                last: end,
+            };
+            self.send(leader, accepted);
+        }
+        self.learn_commit(ballot, commit);
+    }
+
+    /// A message from the leader of `ballot` (at or above our promise) arrived.
+    fn follow(&mut self, ballot: Ballot) {
+        if ballot > self.promised {
+            self.promised = ballot;
+        }
+        if ballot.node != self.id {
+            self.leader = Some(ballot.node);
+            self.election.heard_from_leader(&mut self.rng);
+        }
+    }
+
+    fn on_accepted(&mut self, acceptor: usize, ballot: Ballot, first: Slot, last: Slot) {
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        if ballot != leader.ballot {
+            return;
+        }
+        let start = first.max(leader.first);
+        let end = last.min(leader.first + leader.in_flight.len() as u64 - 1);
+        for slot in start..=end {
+            if let Some(slot) = leader.in_flight.get_mut(distance(leader.first, slot)) {
+                slot.acks.insert(acceptor);
+            }
+        }
+        self.advance_commit();
+    }
+
+    /// Moves the commit point over every leading slot a phase-2 quorum accepted.
+    fn advance_commit(&mut self) {
+        let quorum = self.members.quorum();
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        let mut advanced = false;
+        while let Some(front) = leader.in_flight.front() {
+            if !quorum.is_phase2_quorum(front.acks) {
+                break;
+            }
+            let Some(chosen) = leader.in_flight.pop_front() else {
+                break;
+            };
+            let slot = leader.first;
+            let existing = self.log.get(slot).map(|e| &e.entry);
+            if existing != Some(&chosen.entry) {
+                // Our own vote is not in yet (or a stale one is): record the chosen entry,
+                // durably before any commit point that covers it is written.
+                let entry = LogEntry {
+                    ballot: leader.ballot,
+                    entry: chosen.entry,
+                };
+                self.log.set(slot, entry.clone());
+                let entries = vec![entry];
+                self.out.push(Action::Persist(Write::Chosen {
+                    first: slot,
+                    entries,
+                }));
+            }
+            self.log.commit_through(slot);
+            leader.first += 1;
+            advanced = true;
+        }
+        if advanced {
+            self.known_commit = self.known_commit.max(self.log.commit());
+            self.apply_committed();
+            self.serve_reads();
+            self.pump();
+        }
+    }
+
+    /// Every heartbeat interval: if the commit point has not moved since the last check,
+    /// some accept or ack was lost; resend the oldest batch to those that did not ack.
+    fn resend_if_stalled(&mut self) {
+        let commit = self.log.commit();
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        let stalled = leader.commit_at_check == commit && !leader.in_flight.is_empty();
+        leader.commit_at_check = commit;
+        if !stalled {
+            return;
+        }
+        let first = leader.first;
+        let last = first + self.options.batch_max_commands as u64 - 1;
+        let acks = leader.in_flight[0].acks;
+        let missing: Vec<NodeId> = self
+            .members
+            .replicas()
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| !acks.contains(i))
+            .map(|(_, &id)| id)
+            .collect();
+        for to in missing {
+            self.send_in_flight(first, last, Some(to));
+        }
+    }
+
+    fn on_forward(&mut self, commands: Vec<C>) {
+        if let Role::Leader(leader) = &mut self.role {
+            leader.pending.extend(commands);
+            self.pump();
+        }
+        // Not the leader: drop them. Forwarding again could loop between two replicas
+        // with stale views; the client times out and retries.
+    }
+
+    // ---- commit and apply --------------------------------------------------------------
+
+    /// The leader of `ballot` says every slot through `commit` is chosen. Our vote at a
+    /// slot is the chosen entry if we hold it at that same ballot (a leader proposes one
+    /// entry per slot per ballot); anything else must be fetched.
+    fn learn_commit(&mut self, ballot: Ballot, commit: Slot) {
+        if ballot != self.promised || self.own_ballot().is_some() {
+            return;
+        }
+        self.known_commit = self.known_commit.max(commit);
+        let start = self.log.commit();
+        let mut through = start;
+        while through < commit
+            && self
+                .log
+                .get(through + 1)
+                .is_some_and(|e| e.ballot == ballot)
+        {
+            through += 1;
+        }
+        if through > start {
+            self.log.commit_through(through);
+            self.out.push(Action::Persist(Write::Commit(through)));
+            self.apply_committed();
+        }
+    }
+
+    fn apply_committed(&mut self) {
+        while self.applied < self.log.commit() {
+            let slot = self.applied + 1;
+            let Some(entry) = self.log.get(slot).map(|e| e.entry.clone()) else {
+                break;
+            };
+            self.out.push(Action::Apply { slot, entry });
+            self.applied = slot;
+        }
+    }
+
+    // ---- heartbeats and reads ----------------------------------------------------------
+
+    fn heartbeat_outstanding(&self) -> bool {
+        let Role::Leader(leader) = &self.role else {
+            return false;
+        };
+        leader.seq > 0 && !self.confirmed(leader, leader.seq)
+    }
+
+    fn broadcast_heartbeat(&mut self) {
+        let commit = self.log.commit();
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        leader.heartbeat_elapsed = 0;
+        leader.seq += 1;
+        let message = Message::Heartbeat {
+            ballot: leader.ballot,
+            commit,
+            seq: leader.seq,
+        };
+        self.broadcast(&message);
+    }
+
+    fn on_heartbeat(&mut self, ballot: Ballot, commit: Slot, seq: u64) {
+        let leader = ballot.node;
+        if ballot < self.promised {
+            return self.nack(leader, ballot);
+        }
+        self.follow(ballot);
+        self.send(leader, Message::HeartbeatAck { ballot, seq });
+        self.learn_commit(ballot, commit);
+    }
+
+    fn on_heartbeat_ack(&mut self, acceptor: usize, ballot: Ballot, seq: u64) {
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        if ballot != leader.ballot {
+            return;
+        }
+        let acked = &mut leader.acked_seq[acceptor];
+        *acked = (*acked).max(seq);
+        self.serve_reads();
+        // Reads that arrived after the last heartbeat left wait for the next one.
+        let Role::Leader(leader) = &self.role else {
+            return;
+        };
+        let waiting = leader.reads.back().is_some_and(|r| r.seq > leader.seq);
+        if waiting && !self.heartbeat_outstanding() {
+            self.broadcast_heartbeat();
+        }
+    }
+
+    /// Whether a phase-2 quorum acknowledged heartbeat `seq` or a later one. Every
+    /// phase-1 quorum meets that quorum, so no higher ballot had finished phase 1 when
+    /// the heartbeat was acknowledged: nothing could be chosen that this leader lacks.
+    fn confirmed(&self, leader: &Leader<C>, seq: u64) -> bool {
+        let acks: AcceptorSet = leader
+            .acked_seq
+            .iter()
+            .enumerate()
+            .filter(|&(_, &acked)| acked >= seq)
+            .map(|(i, _)| i)
+            .collect();
+        self.members.quorum().is_phase2_quorum(acks)
+    }
+
+    fn serve_reads(&mut self) {
+        let Role::Leader(leader) = &self.role else {
+            return;
+        };
+        let mut ready = 0;
+        for read in &leader.reads {
+            if read.index > self.applied || !self.confirmed(leader, read.seq) {
+                break;
+            }
+            ready += 1;
+        }
+        if ready == 0 {
+            return;
+        }
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        let served: Vec<u64> = leader.reads.drain(..ready).map(|r| r.id).collect();
+        self.out
+            .extend(served.into_iter().map(|id| Action::ReadReady { id }));
+    }
+
+    // ---- catch-up ----------------------------------------------------------------------
+
+    fn catch_up_if_behind(&mut self) {
+        self.catch_up_elapsed += 1;
+        let behind = self.log.commit() < self.known_commit;
+        if behind && self.catch_up_elapsed >= self.options.heartbeat_ticks * 2 {
+            if let Some(leader) = self.leader.filter(|&l| l != self.id) {
+                self.request_catch_up(leader);
+            }
+        }
+    }
+
+    fn request_catch_up(&mut self, peer: NodeId) {
+        self.catch_up_elapsed = 0;
+        let from = self.log.commit() + 1;
+        let ballot = self.promised;
+        self.send(peer, Message::CatchUp { ballot, from });
+    }
+
+    fn on_catch_up(&mut self, peer: NodeId, from: Slot) {
+        let ballot = self.promised;
+        if from > self.log.compacted() {
+            let entries = self.log.chosen_from(from, self.options.chunk_entries);
+            let commit = self.log.commit();
+            if !entries.is_empty() {
+                let chosen = Message::Chosen {
+                    ballot,
+                    first: from,
+                    entries,
+                    commit,
+                };
+                self.send(peer, chosen);
+            }
+            return;
+        }
+        let Some((index, data)) = self.snapshot.clone() else {
+            return;
+        };
+        let total = data.len() as u64;
+        let chunk = self.options.snapshot_chunk_bytes;
+        let mut offset = 0;
+        loop {
+            let end = (offset + chunk).min(data.len());
+            let message = Message::Snapshot {
+                ballot,
+                index,
+                offset: offset as u64,
+                total,
+                data: data[offset..end].to_vec(),
+            };
+            self.send(peer, message);
+            offset = end;
+            if offset >= data.len() {
+                break;
+            }
+        }
+    }
+
+    fn on_chosen(&mut self, peer: NodeId, first: Slot, entries: Vec<LogEntry<C>>, commit: Slot) {
+        self.known_commit = self.known_commit.max(commit);
+        let start = self.log.commit() + 1;
+        if first > start {
+            return; // A gap: ask again from where we are.
+        }
+        let skip = distance(first, start);
+        let fresh: Vec<LogEntry<C>> = entries.into_iter().skip(skip).collect();
+        if fresh.is_empty() {
+            return;
+        }
+        let through = start + fresh.len() as u64 - 1;
+        for (slot, chosen) in (start..).zip(&fresh) {
+            let same = self.log.get(slot).is_some_and(|e| e.entry == chosen.entry);
+            if !same {
+                self.log.set(slot, chosen.clone());
+            }
+        }
+        self.log.commit_through(through);
+        self.out.push(Action::Persist(Write::Chosen {
+            first: start,
+            entries: fresh,
+        }));
+        self.out.push(Action::Persist(Write::Commit(through)));
+        self.apply_committed();
+        if self.log.commit() < self.known_commit {
+            self.request_catch_up(peer);
+        }
+    }
+
+    fn on_snapshot_chunk(
+        &mut self,
+        peer: NodeId,
+        index: Slot,
+        offset: u64,
+        total: u64,
+        data: Vec<u8>,
+    ) {
+        if index <= self.log.commit() {
+            return;
+        }
+        if offset == 0 {
+            self.incoming = Some(IncomingSnapshot {
+                index,
+                total,
+                bytes: Vec::new(),
+            });
+        }
+        let Some(incoming) = &mut self.incoming else {
+            return;
+        };
+        let fits = incoming.index == index
+            && incoming.total == total
+            && incoming.bytes.len() as u64 == offset
+            && offset + data.len() as u64 <= total;
+        if !fits {
+            self.incoming = None;
+            return;
+        }
+        incoming.bytes.extend_from_slice(&data);
+        if (incoming.bytes.len() as u64) < total {
+            return;
+        }
+        let data: Arc<[u8]> = mem::take(&mut incoming.bytes).into();
+        self.incoming = None;
+        self.out.push(Action::Persist(Write::Snapshot {
+            index,
+            data: data.clone(),
+        }));
+        self.out.push(Action::InstallSnapshot {
+            index,
+            data: data.clone(),
+        });
+        self.log.compact(index);
+        self.applied = index;
+        self.known_commit = self.known_commit.max(index);
+        self.snapshot = Some((index, data));
+        self.apply_committed();
+        if self.log.commit() < self.known_commit {
+            self.request_catch_up(peer);
+        }
+    }
+
+    // ---- output ------------------------------------------------------------------------
+
+    fn nack(&mut self, to: NodeId, ballot: Ballot) {
+        let promised = self.promised;
+        self.send(to, Message::Nack { ballot, promised });
+    }
+
+    fn send(&mut self, to: NodeId, message: Message<C>) {
+        self.out.push(Action::Send { to, message });
+    }
+
+    /// Sends to every replica, this one included (its own acceptor votes like any other).
+    fn broadcast(&mut self, message: &Message<C>) {
+        for i in 0..self.members.replicas().len() {
+            let to = self.members.replicas()[i];
+            self.out.push(Action::Send {
+                to,
+                message: message.clone(),
+            });
+        }
+    }
+
+    fn finish(&mut self) -> Vec<Action<C>> {
+        #[cfg(any(test, feature = "invariants"))]
+        self.check_invariants();
+        mem::take(&mut self.out)
+    }
+
+    /// The engine's invariants, checked after every event in test and simulation builds.
+    /// A failure is a bug in the engine, never bad input.
+    #[cfg(any(test, feature = "invariants"))]
+    fn check_invariants(&self) {
+        let commit = self.log.commit();
+        assert!(self.applied <= commit, "applied beyond the commit point");
+        assert!(
+            self.log.compacted() <= self.applied,
+            "compacted beyond applied"
+        );
+        assert!(commit <= self.log.last(), "commit beyond the log");
+        for slot in self.log.compacted() + 1..=commit {
+            assert!(self.log.get(slot).is_some(), "chosen slot {slot} missing");
+        }
+        let last = self.log.last();
+        for slot in commit + 1..=last {
+            if let Some(vote) = self.log.get(slot) {
+                assert!(vote.ballot <= self.promised, "vote above the promise");
+            }
+        }
+        match &self.role {
+            Role::Leader(leader) => {
+                assert_eq!(
+                    leader.ballot, self.promised,
+                    "leader ballot not its promise"
+                );
+                assert_eq!(leader.first, commit + 1, "window not at the commit point");
+                assert!(
+                    leader.in_flight.len() as u64
+                        <= self
+                            .options
+                            .window_slots
+                            .max(leader.recovered_through.saturating_sub(commit))
+                );
+            }
+            Role::Candidate(candidate) => {
+                assert_eq!(
+                    candidate.ballot, self.promised,
+                    "candidate ballot not its promise"
+                );
+            }
+            Role::Follower => {}
+        }
+    }
+}
+
+/// How many slots `to` is past `from`, as an index (saturating: an index that large
+/// finds nothing).
+fn distance(from: Slot, to: Slot) -> usize {
+    usize::try_from(to.saturating_sub(from)).unwrap_or(usize::MAX)
+}
