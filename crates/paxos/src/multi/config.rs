@@ -66,6 +66,23 @@ pub struct Options {
     /// An acceptor ignores votes more than this many slots beyond its commit point (a
     /// bound on memory against a runaway or forged leader; the leader resends later).
     pub gap_max_slots: u64,
+    /// Leader leases, for reads without a message round; `None` (the default) uses none.
+    pub lease: Option<Lease>,
+}
+
+/// A leader lease: an acceptor that acknowledges a leader's heartbeat promises no other
+/// candidate anything for `duration_ticks` of its own ticks; the leader, once a phase-2
+/// quorum acknowledged a heartbeat, serves reads locally for `duration_ticks -
+/// drift_ticks` of its own ticks counted from when it sent that heartbeat.
+///
+/// Safe only if, over any `duration_ticks` ticks of an acceptor, the leader's clock
+/// advances by at least `duration_ticks - drift_ticks`: the drift bound is the contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// How long a grant lasts, in the granting acceptor's ticks.
+    pub duration_ticks: u32,
+    /// The most the leader's clock may lag an acceptor's over one lease.
+    pub drift_ticks: u32,
 }
 
 impl Default for Options {
@@ -80,6 +97,7 @@ impl Default for Options {
             chunk_entries: 1024,
             snapshot_chunk_bytes: 256 << 10,
             gap_max_slots: 1 << 16,
+            lease: None,
         }
     }
 }
@@ -99,6 +117,10 @@ impl Options {
             "batch_max_bytes and snapshot_chunk_bytes must be at least 1"
         } else if self.chunk_entries == 0 {
             "chunk_entries must be at least 1"
+        } else if self.lease.is_some_and(|l| {
+            l.drift_ticks >= l.duration_ticks || l.duration_ticks > self.election_ticks
+        }) {
+            "a lease must last longer than its drift bound and no longer than election_ticks"
         } else if self.gap_max_slots < self.window_slots {
             "gap_max_slots must be at least window_slots, or followers refuse a full window"
         } else {

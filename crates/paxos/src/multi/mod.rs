@@ -26,6 +26,9 @@
 //! - **Reads** (read-index): the leader notes its commit point, confirms with a phase-2
 //!   quorum of heartbeat acks that no higher ballot finished phase 1 meanwhile, and answers
 //!   once the state machine has applied through the noted point.
+//! - **Leases** (optional, [`Lease`]): an acceptor that acknowledged a leader's heartbeat
+//!   promises no other candidate anything for a while; a leader whose heartbeat a phase-2
+//!   quorum acknowledged serves reads locally until shortly before those grants can end.
 //!
 //! `docs/PROTOCOL.md` gives each rule with its reason.
 
@@ -40,7 +43,7 @@ mod cluster;
 #[cfg(test)]
 mod tests;
 
-pub use config::{Members, Options};
+pub use config::{Lease, Members, Options};
 pub use message::{
     Action, Batch, Command, Entry, LogEntry, Message, ReadError, Slot, SlotVote, Write,
 };

@@ -114,6 +114,10 @@ struct Leader<C> {
     seq: u64,
     /// Per acceptor, the highest heartbeat it acknowledged at this ballot.
     acked_seq: Vec<u64>,
+    /// When each heartbeat not yet confirmed by a phase-2 quorum was sent: (seq, tick).
+    sent_at: VecDeque<(u64, u64)>,
+    /// Reads may be served locally before this tick (0: no lease).
+    lease_until: u64,
     reads: VecDeque<PendingRead>,
 }
 
@@ -145,7 +149,21 @@ pub struct Replica<C, R> {
     snapshot: Option<(Slot, Arc<[u8]>)>,
     incoming: Option<IncomingSnapshot>,
     catch_up_elapsed: u32,
+    /// Ticks since this replica started.
+    now: u64,
+    /// The lease this acceptor granted: it promises no other candidate until it ends.
+    grant: Option<Grant>,
     out: Vec<Action<C>>,
+}
+
+/// A lease an acceptor granted.
+#[derive(Clone, Copy, Debug)]
+struct Grant {
+    /// The leader it was granted to; `None` after a restart, when whatever was granted
+    /// before is unknown and so refuses everyone.
+    holder: Option<NodeId>,
+    /// The tick at which it ends.
+    until: u64,
 }
 
 impl<C: Command, R: RngCore> Replica<C, R> {
@@ -187,6 +205,11 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             .unwrap_or(compacted);
         log.commit_through(whole);
         let election = Election::new(options.election_ticks, &mut rng);
+        // A grant made before the crash may still run: honour it, whoever holds it.
+        let grant = options.lease.map(|lease| Grant {
+            holder: None,
+            until: u64::from(lease.duration_ticks),
+        });
         Ok(Replica {
             id,
             members,
@@ -203,6 +226,8 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             snapshot: durable.snapshot,
             incoming: None,
             catch_up_elapsed: 0,
+            now: 0,
+            grant,
             out: Vec::new(),
         })
     }
@@ -286,6 +311,13 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             return self.finish();
         };
         let index = self.log.commit().max(leader.recovered_through);
+        if self.now < leader.lease_until {
+            // Under the lease no other leader can have finished phase 1: the read needs
+            // no message round, only the state machine to catch up with `index`.
+            leader.reads.push_back(PendingRead { id, index, seq: 0 });
+            self.serve_reads();
+            return self.finish();
+        }
         // A heartbeat sent before the read arrived proves nothing about the time after
         // it; wait for the next one. Reads arriving together share it.
         let seq = leader.seq + 1;
@@ -314,6 +346,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
 
     /// One tick of logical time.
     pub fn tick(&mut self) -> Vec<Action<C>> {
+        self.now += 1;
         self.apply_committed();
         match &mut self.role {
             Role::Leader(leader) => {
@@ -431,6 +464,9 @@ impl<C: Command, R: RngCore> Replica<C, R> {
 
     fn campaign(&mut self) {
         self.election.campaign_started(&mut self.rng);
+        if self.grant_refuses(self.id) {
+            return; // Our own acceptor still honours another leader's lease.
+        }
         let Some(ballot) = Ballot::next_above(self.highest_seen.max(self.promised), self.id) else {
             return; // Rounds exhausted: never reuse a ballot, stay a follower.
         };
@@ -460,6 +496,9 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         if from <= self.log.compacted() {
             let compacted = self.log.compacted();
             return self.send(candidate, Message::Behind { ballot, compacted });
+        }
+        if ballot > self.promised && self.grant_refuses(candidate) {
+            return; // A lease we granted still runs; the candidate retries later.
         }
         if ballot > self.promised {
             self.promised = ballot;
@@ -560,6 +599,8 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             commit_at_check: self.log.commit(),
             seq: 0,
             acked_seq: vec![0; count],
+            sent_at: VecDeque::new(),
+            lease_until: 0,
             reads: VecDeque::new(),
         });
         self.leader = Some(self.id);
@@ -860,6 +901,10 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         };
         leader.heartbeat_elapsed = 0;
         leader.seq += 1;
+        leader.sent_at.push_back((leader.seq, self.now));
+        if leader.sent_at.len() > SENT_AT_MAX {
+            leader.sent_at.pop_front(); // Unconfirmed for long: it will not give a lease.
+        }
         let message = Message::Heartbeat {
             ballot: leader.ballot,
             commit,
@@ -874,6 +919,15 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             return self.nack(leader, ballot);
         }
         self.follow(ballot);
+        if let Some(lease) = self.options.lease {
+            // Granted before the ack leaves, so the leader's count starts after ours.
+            // The holder moves to the newest leader; a grant never ends earlier (only
+            // refusing more candidates for longer can follow, never fewer).
+            let until = self.now + u64::from(lease.duration_ticks);
+            let until = self.grant.map_or(until, |g| g.until.max(until));
+            let holder = Some(leader);
+            self.grant = Some(Grant { holder, until });
+        }
         self.send(leader, Message::HeartbeatAck { ballot, seq });
         self.learn_commit(ballot, commit);
     }
@@ -887,6 +941,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         }
         let acked = &mut leader.acked_seq[acceptor];
         *acked = (*acked).max(seq);
+        self.extend_lease();
         self.serve_reads();
         // Reads that arrived after the last heartbeat left wait for the next one.
         let Role::Leader(leader) = &self.role else {
@@ -932,6 +987,42 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         let served: Vec<u64> = leader.reads.drain(..ready).map(|r| r.id).collect();
         self.out
             .extend(served.into_iter().map(|id| Action::ReadReady { id }));
+    }
+
+    /// Once a phase-2 quorum acknowledged heartbeat `seq`, the leader holds a lease from
+    /// when it sent `seq`: every phase-1 quorum meets that phase-2 quorum, and each of its
+    /// acceptors granted after the send, so none of them promises another candidate
+    /// before the lease (shortened by the drift bound) ends here.
+    fn extend_lease(&mut self) {
+        let Some(lease) = self.options.lease else {
+            return;
+        };
+        let Role::Leader(leader) = &self.role else {
+            return;
+        };
+        let confirmed = leader
+            .sent_at
+            .iter()
+            .rev()
+            .find(|&&(seq, _)| self.confirmed(leader, seq))
+            .copied();
+        let Some((seq, sent)) = confirmed else {
+            return;
+        };
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        while leader.sent_at.front().is_some_and(|&(s, _)| s <= seq) {
+            leader.sent_at.pop_front();
+        }
+        let length = u64::from(lease.duration_ticks - lease.drift_ticks);
+        leader.lease_until = leader.lease_until.max(sent + length);
+    }
+
+    /// Whether a lease this acceptor granted forbids promising `candidate` now.
+    fn grant_refuses(&self, candidate: NodeId) -> bool {
+        self.grant
+            .is_some_and(|g| self.now < g.until && g.holder != Some(candidate))
     }
 
     // ---- catch-up ----------------------------------------------------------------------
@@ -1148,6 +1239,10 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         }
     }
 }
+
+/// Heartbeats remembered for leases while unconfirmed (an isolated leader would
+/// otherwise remember one per tick forever).
+const SENT_AT_MAX: usize = 64;
 
 /// How many slots `to` is past `from`, as an index (saturating: an index that large
 /// finds nothing).

@@ -741,3 +741,153 @@ fn arbitrary_messages_are_handled_by_rule() {
         }
     }
 }
+
+// ---- leases ---------------------------------------------------------------------------
+
+fn lease_options() -> Options {
+    Options {
+        lease: Some(Lease {
+            duration_ticks: 8,
+            drift_ticks: 2,
+        }),
+        ..options()
+    }
+}
+
+fn leased_replica(id: NodeId) -> TestReplica {
+    let members = Arc::new(Members::new(vec![N1, N2, N3], QuorumSpec::Majority).unwrap());
+    Replica::new(id, members, lease_options(), Pcg32::seed_from_u64(id.0)).unwrap()
+}
+
+fn promises(actions: &[Action<u64>]) -> bool {
+    actions.iter().any(|a| {
+        matches!(
+            a,
+            Action::Send {
+                message: Message::Promise { .. },
+                ..
+            }
+        )
+    })
+}
+
+#[test]
+fn a_restarted_acceptor_promises_nothing_until_any_lease_it_granted_has_ended() {
+    let mut r = leased_replica(N2);
+    let b = ballot(1, N3);
+    for _ in 0..7 {
+        assert!(
+            !promises(&r.step(N3, prepare(b, 1))),
+            "promised inside a lease"
+        );
+        r.tick();
+    }
+    r.tick();
+    assert!(promises(&r.step(N3, prepare(b, 1))));
+}
+
+#[test]
+fn an_acceptor_that_granted_a_lease_refuses_other_candidates_until_it_ends() {
+    let mut r = leased_replica(N2);
+    for _ in 0..8 {
+        r.tick();
+    }
+    let leader = ballot(1, N1);
+    r.step(N1, heartbeat(leader, 0, 1)); // Granted for 8 ticks from now.
+    let rival = ballot(2, N3);
+    for _ in 0..7 {
+        r.tick();
+        assert_eq!(r.step(N3, prepare(rival, 1)), vec![]);
+    }
+    r.tick();
+    assert!(promises(&r.step(N3, prepare(rival, 1))));
+    assert_eq!(r.promised(), rival);
+}
+
+#[test]
+fn a_leader_with_a_lease_serves_reads_without_a_message_round() {
+    let mut c = Cluster::new(3, QuorumSpec::Majority, lease_options());
+    let leader = c.elect();
+    c.propose(leader, 5);
+    c.run(2);
+    c.read(leader, 1);
+    assert_eq!(
+        c.reads_ready,
+        vec![(c.ids[leader], 1)],
+        "not served at once"
+    );
+}
+
+#[test]
+fn an_isolated_leader_stops_lease_reads_before_another_can_be_elected() {
+    let mut c = Cluster::new(3, QuorumSpec::Majority, lease_options());
+    let old = c.elect();
+    c.run(3);
+    c.isolate(old);
+    let old_id = c.ids[old];
+    let mut last_lease_read = None;
+    let mut new_leader_at = None;
+    for tick in 0..200 {
+        c.run(1);
+        let before = c.reads_ready.len();
+        c.read(old, tick);
+        if c.reads_ready.len() > before {
+            last_lease_read = Some(tick);
+        }
+        let others_lead = (0..3).any(|i| i != old && c.replica(i).role() == RoleKind::Leader);
+        if others_lead && new_leader_at.is_none() {
+            new_leader_at = Some(tick);
+        }
+    }
+    let (last, new) = (last_lease_read.unwrap(), new_leader_at.unwrap());
+    assert!(last < new, "lease read at tick {last}, new leader at {new}");
+    assert!(c.reads_ready.iter().all(|&(id, _)| id == old_id));
+}
+
+#[test]
+fn a_lease_longer_than_the_election_timeout_or_drift_bound_is_refused() {
+    for (duration_ticks, drift_ticks) in [(11, 1), (4, 4)] {
+        let lease = Some(Lease {
+            duration_ticks,
+            drift_ticks,
+        });
+        assert!(Options {
+            lease,
+            ..Options::default()
+        }
+        .validate()
+        .is_err());
+    }
+}
+
+/// A follower cut off from the leader campaigns early, while the leader still holds its
+/// lease through the other follower. The grant makes that follower refuse the candidate:
+/// nobody else leads while the old leader serves reads from its lease.
+#[test]
+fn a_lease_keeps_an_early_candidate_from_winning_while_it_holds() {
+    let mut c = Cluster::new(3, QuorumSpec::Majority, lease_options());
+    let leader = c.elect();
+    c.run(3);
+    let cut_off = (leader + 1) % 3;
+    let (l, f) = (c.ids[leader], c.ids[cut_off]);
+    c.cut.insert((l, f));
+    c.cut.insert((f, l));
+    let mut lease_reads = 0;
+    for tick in 0..100 {
+        c.run(1);
+        let before = c.reads_ready.len();
+        c.read(leader, tick);
+        if c.reads_ready.len() > before {
+            lease_reads += 1;
+            let rivals = (0..3).filter(|&i| i != leader);
+            let rival_leads = rivals
+                .into_iter()
+                .any(|i| c.replica(i).role() == RoleKind::Leader);
+            assert!(
+                !rival_leads,
+                "tick {tick}: a lease read while another replica leads"
+            );
+        }
+    }
+    assert!(lease_reads > 90, "{lease_reads} lease reads");
+}
