@@ -2,6 +2,11 @@
 //! time, with every random choice drawn from one seed, so any run replays exactly.
 //!
 //! # Layout
+//! - [`cluster`]: a whole Multi-Paxos cluster (the real replica), clients, and faults of
+//!   network, disks, processes and clocks; the checkers' verdicts on each run.
+//! - [`kv`]: the small key-value state machine the simulated replicas apply.
+//! - [`history`]: client histories and their JSON-lines file format.
+//! - [`linearizability`]: the Wing–Gong/Lowe linearizability checker, per key.
 //! - [`network`]: the simulated network: loss, duplication, random delays (and so
 //!   reordering), all from the run's seeded generator.
 //! - [`synod`]: single-decree Paxos runs told as a timeline, with the global view of when
@@ -9,6 +14,10 @@
 //! - [`seed000`]: the scripted five-acceptor story of seed 000, and why a later proposal can
 //!   only carry the chosen value.
 
+pub mod cluster;
+pub mod history;
+pub mod kv;
+pub mod linearizability;
 pub mod network;
 pub mod seed000;
 pub mod synod;

@@ -165,10 +165,15 @@ pub enum Message<C> {
         /// The heartbeat acknowledged.
         seq: u64,
     },
-    /// Follower → leader: commands a client gave to a follower.
+    /// Follower → leader: commands a client gave to a follower. Numbered, so that a
+    /// duplicate (the network may deliver a message twice) is proposed only once.
     Forward {
         /// The sender's promised ballot (the leader it believes in).
         ballot: Ballot,
+        /// A random number the sender drew when it started: numbering restarts with it.
+        boot: u64,
+        /// The sender's forward number in this boot.
+        seq: u64,
         /// The commands.
         commands: Vec<C>,
     },

@@ -154,6 +154,56 @@ pub struct Replica<C, R> {
     /// The lease this acceptor granted: it promises no other candidate until it ends.
     grant: Option<Grant>,
     out: Vec<Action<C>>,
+    /// Numbers this replica's forwards: `boot` is drawn at start, `forward_seq` counts.
+    boot: u64,
+    forward_seq: u64,
+    /// Per member, the forwards already taken from it.
+    forwards_seen: Vec<SeenForwards>,
+    /// Negative control: a candidate that leads without phase 1.
+    #[cfg(feature = "negative-controls")]
+    skips_phase1: bool,
+}
+
+/// The forwards taken from one sender: the highest number of its current boot, and which
+/// of the 63 below it arrived too. Anything older is treated as a duplicate (dropped; its
+/// client times out), so a reordered forward is lost only if 64 newer ones overtook it.
+#[derive(Clone, Copy, Debug, Default)]
+struct SeenForwards {
+    boot: u64,
+    highest: u64,
+    below: u64,
+}
+
+impl SeenForwards {
+    /// Records forward `seq` of `boot`; false if it was seen (or may have been) before.
+    fn first_time(&mut self, boot: u64, seq: u64) -> bool {
+        if boot != self.boot {
+            *self = SeenForwards {
+                boot,
+                highest: seq,
+                below: 0,
+            };
+            return true;
+        }
+        if seq > self.highest {
+            let shift = seq - self.highest;
+            self.below = if shift >= 64 {
+                0
+            } else {
+                (self.below << shift) | (1 << (shift - 1))
+            };
+            self.highest = seq;
+            return true;
+        }
+        let back = self.highest - seq;
+        if back == 0 || back > 63 {
+            return false;
+        }
+        let bit = 1 << (back - 1);
+        let fresh = self.below & bit == 0;
+        self.below |= bit;
+        fresh
+    }
 }
 
 /// A lease an acceptor granted.
@@ -192,6 +242,13 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             node: id,
             role: SynodRole::Acceptor,
         })?;
+        // A durable vote implies a durable promise at least as high (the storage contract
+        // of `Write::Votes`).
+        let promised = durable
+            .votes
+            .iter()
+            .map(|(_, vote)| vote.ballot)
+            .fold(durable.promised, Ballot::max);
         let mut log = Log::new();
         let compacted = durable.snapshot.as_ref().map_or(0, |(index, _)| *index);
         log.compact(compacted);
@@ -205,6 +262,8 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             .unwrap_or(compacted);
         log.commit_through(whole);
         let election = Election::new(options.election_ticks, &mut rng);
+        let boot = rng.next_u64();
+        let count = members.replicas().len();
         // A grant made before the crash may still run: honour it, whoever holds it.
         let grant = options.lease.map(|lease| Grant {
             holder: None,
@@ -215,8 +274,8 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             members,
             options,
             rng,
-            promised: durable.promised,
-            highest_seen: durable.promised,
+            promised,
+            highest_seen: promised,
             log,
             applied: compacted,
             known_commit: whole,
@@ -229,6 +288,11 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             now: 0,
             grant,
             out: Vec::new(),
+            boot,
+            forward_seq: 0,
+            forwards_seen: vec![SeenForwards::default(); count],
+            #[cfg(feature = "negative-controls")]
+            skips_phase1: false,
         })
     }
 
@@ -285,13 +349,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
                 self.pump();
             }
             _ => match self.leader {
-                Some(leader) if leader != self.id => {
-                    let message = Message::Forward {
-                        ballot: self.promised,
-                        commands: vec![command],
-                    };
-                    self.send(leader, message);
-                }
+                Some(leader) if leader != self.id => self.forward(leader, vec![command]),
                 _ => return Err(ProposeError::NoLeader),
             },
         }
@@ -404,7 +462,12 @@ impl<C: Command, R: RngCore> Replica<C, R> {
                 seq,
             } => self.on_heartbeat(ballot, commit, seq),
             Message::HeartbeatAck { ballot, seq } => self.on_heartbeat_ack(sender, ballot, seq),
-            Message::Forward { commands, .. } => self.on_forward(commands),
+            Message::Forward {
+                boot,
+                seq,
+                commands,
+                ..
+            } => self.on_forward(sender, boot, seq, commands),
             Message::CatchUp { from: slot, .. } => self.on_catch_up(from, slot),
             Message::Chosen {
                 first,
@@ -455,8 +518,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             if let Some(new) = leader.filter(|&l| l != self.id) {
                 let commands: Vec<C> = old.pending.into_iter().collect();
                 if !commands.is_empty() {
-                    let ballot = self.promised;
-                    self.send(new, Message::Forward { ballot, commands });
+                    self.forward(new, commands);
                 }
             }
         }
@@ -485,6 +547,18 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             votes: BTreeMap::new(),
         });
         self.broadcast(&Message::Prepare { ballot, from });
+        #[cfg(feature = "negative-controls")]
+        if self.skips_phase1 {
+            self.become_leader();
+        }
+    }
+
+    /// Breaks the protocol on purpose, for the simulator's negative controls: a candidate
+    /// declares itself leader at once, without any promise, and so without the votes P2c
+    /// needs.
+    #[cfg(feature = "negative-controls")]
+    pub fn skip_phase1(&mut self) {
+        self.skips_phase1 = true;
     }
 
     // ---- phase 1 -----------------------------------------------------------------------
@@ -838,7 +912,21 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         }
     }
 
-    fn on_forward(&mut self, commands: Vec<C>) {
+    fn forward(&mut self, leader: NodeId, commands: Vec<C>) {
+        self.forward_seq += 1;
+        let message = Message::Forward {
+            ballot: self.promised,
+            boot: self.boot,
+            seq: self.forward_seq,
+            commands,
+        };
+        self.send(leader, message);
+    }
+
+    fn on_forward(&mut self, sender: usize, boot: u64, seq: u64, commands: Vec<C>) {
+        if self.role() == RoleKind::Leader && !self.forwards_seen[sender].first_time(boot, seq) {
+            return; // A duplicate: its commands were taken already.
+        }
         if let Role::Leader(leader) = &mut self.role {
             leader.pending.extend(commands);
             self.pump();
@@ -1084,6 +1172,11 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     }
 
     fn on_chosen(&mut self, peer: NodeId, first: Slot, entries: Vec<LogEntry<C>>, commit: Slot) {
+        if self.role() == RoleKind::Leader {
+            // A late answer to a request made as a follower. A leader learns what is
+            // chosen from its own quorum; its window starts at its commit point.
+            return;
+        }
         self.known_commit = self.known_commit.max(commit);
         let start = self.log.commit() + 1;
         if first > start {
@@ -1121,7 +1214,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         total: u64,
         data: Vec<u8>,
     ) {
-        if index <= self.log.commit() {
+        if index <= self.log.commit() || self.role() == RoleKind::Leader {
             return;
         }
         if offset == 0 {

@@ -318,6 +318,8 @@ fn any_higher_ballot_makes_a_leader_step_down() {
     let higher = ballot(2, N3);
     let forward = Message::Forward {
         ballot: higher,
+        boot: 1,
+        seq: 1,
         commands: vec![],
     };
     r.step(N2, forward);
@@ -331,11 +333,57 @@ fn a_follower_forwards_proposals_to_the_leader_it_knows() {
     assert_eq!(r.propose(5), Err(ProposeError::NoLeader));
     let b = ballot(1, N1);
     r.step(N1, heartbeat(b, 0, 1));
-    let forward = Message::Forward {
-        ballot: b,
-        commands: vec![5],
+    let actions = r.propose(5).unwrap();
+    let [Action::Send {
+        to: N1,
+        message:
+            Message::Forward {
+                ballot: sent,
+                seq: 1,
+                commands,
+                ..
+            },
+    }] = actions.as_slice()
+    else {
+        panic!("not one forward to the leader: {actions:?}");
     };
-    assert_eq!(r.propose(5), Ok(vec![send(N1, forward)]));
+    assert_eq!((*sent, commands.as_slice()), (b, &[5][..]));
+}
+
+#[test]
+fn a_duplicated_forward_is_proposed_once() {
+    let mut r = replica(N1);
+    elect_n1(&mut r, vec![]);
+    let forward = |boot, seq| Message::Forward {
+        ballot: Ballot::ZERO,
+        boot,
+        seq,
+        commands: vec![seq],
+    };
+    let proposes = |actions: Vec<Action<u64>>| !actions.is_empty();
+    assert!(proposes(r.step(N2, forward(7, 2))));
+    assert!(
+        !proposes(r.step(N2, forward(7, 2))),
+        "duplicate proposed again"
+    );
+    assert!(
+        proposes(r.step(N2, forward(7, 1))),
+        "a reordered forward is not a duplicate"
+    );
+    assert!(!proposes(r.step(N2, forward(7, 1))));
+    assert!(
+        proposes(r.step(N3, forward(7, 2))),
+        "another sender's numbers are its own"
+    );
+    assert!(
+        proposes(r.step(N2, forward(8, 1))),
+        "a restarted sender numbers afresh"
+    );
+    assert!(proposes(r.step(N2, forward(8, 100))));
+    assert!(
+        !proposes(r.step(N2, forward(8, 30))),
+        "too old to tell: dropped"
+    );
 }
 
 #[test]
@@ -700,6 +748,8 @@ fn arbitrary_messages_are_handled_by_rule() {
                 },
                 8 => Message::Forward {
                     ballot: b,
+                    boot: pick(2),
+                    seq: pick(4),
                     commands: vec![pick(9)],
                 },
                 9 => Message::CatchUp {

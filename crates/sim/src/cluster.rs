@@ -1,0 +1,1447 @@
+//! A whole Synod cluster in one deterministic process: the real [`Replica`], a simulated
+//! network and disk, clients, faults, all driven by one event queue in virtual time and
+//! one seeded generator. Same seed, same run, event for event.
+//!
+//! Time is in virtual microseconds; a node's tick is about a millisecond, off by its clock
+//! drift. Faults: message loss, duplication and random delay (so reordering); partitions,
+//! symmetric or one-way, that heal; a node paused and resumed (its clock runs on, so it
+//! catches up the ticks it missed before anything else); crashes that lose every write
+//! not yet synced, and restarts; slow disks; clock drift within a bound.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use paxos::multi::{
+    Action, Durable, Entry, Lease, LogEntry, Members, Message, Options as ReplicaOptions,
+    ReadError, Replica, RoleKind, Slot, Write as DiskWrite,
+};
+use paxos::{Ballot, NodeId, QuorumSpec};
+use rand_core::{RngCore, SeedableRng};
+use rand_pcg::Pcg64;
+
+use crate::history::{Input, Operation, Output};
+use crate::kv::{Key, Outcome, Request, Store, Value, Write};
+use crate::linearizability::{self, Verdict};
+
+/// Virtual microseconds in a nominal tick.
+pub const TICK_US: u64 = 1_000;
+
+/// Fault rates. Per-tick rates are the chance, each nominal tick, that the fault starts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FaultRates {
+    /// Chance a message is lost.
+    pub loss: f64,
+    /// Chance a delivered message is delivered twice.
+    pub duplication: f64,
+    /// Shortest and longest message delay, µs.
+    pub delay_us: (u64, u64),
+    /// Per tick: a partition starts (symmetric or one-way); it heals after a while.
+    pub partition: f64,
+    /// Per tick: a node crashes, losing unsynced writes; it restarts after a while.
+    pub crash: f64,
+    /// Per tick: a node pauses; it resumes after a while.
+    pub pause: f64,
+    /// Per tick: a node's disk turns slow for a while.
+    pub slow_disk: f64,
+    /// Largest relative clock drift of a node (0.01 = 1%).
+    pub drift: f64,
+}
+
+impl Default for FaultRates {
+    /// Every kind of fault, often enough that each run sees several.
+    fn default() -> Self {
+        FaultRates {
+            loss: 0.05,
+            duplication: 0.02,
+            delay_us: (100, 2_000),
+            partition: 0.01,
+            crash: 0.005,
+            pause: 0.005,
+            slow_disk: 0.005,
+            drift: 0.01,
+        }
+    }
+}
+
+impl FaultRates {
+    /// No faults at all: every message arrives once, after the shortest delay.
+    pub fn none() -> FaultRates {
+        FaultRates {
+            loss: 0.0,
+            duplication: 0.0,
+            delay_us: (100, 100),
+            partition: 0.0,
+            crash: 0.0,
+            pause: 0.0,
+            slow_disk: 0.0,
+            drift: 0.0,
+        }
+    }
+
+    /// Refuses rates that are not probabilities and delays that are not ordered.
+    pub fn validate(&self) -> Result<(), String> {
+        let rates = [
+            ("loss", self.loss),
+            ("duplication", self.duplication),
+            ("partition", self.partition),
+            ("crash", self.crash),
+            ("pause", self.pause),
+            ("slow-disk", self.slow_disk),
+        ];
+        for (name, p) in rates {
+            if !(0.0..1.0).contains(&p) {
+                return Err(format!("{name} must be a probability in [0, 1), not {p}"));
+            }
+        }
+        if !(0.0..0.5).contains(&self.drift) {
+            return Err(format!("drift must be in [0, 0.5), not {}", self.drift));
+        }
+        let (min, max) = self.delay_us;
+        if min == 0 || min > max || max > 10 * TICK_US * 1_000 {
+            return Err(format!(
+                "delays must satisfy 1 <= min <= max <= 10s, not {min}..{max}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Deliberate protocol breakage, to show the checkers catch it (all off normally).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Controls {
+    /// Storage forgets the promised ballot across a restart.
+    pub forget_promise_on_restart: bool,
+    /// A candidate leads at once, without phase 1 (needs the `negative-controls` feature
+    /// of `synod-paxos`; without it this knob does nothing).
+    pub leader_skips_phase1: bool,
+    /// The driver sends what follows a persist without waiting for the sync.
+    pub ack_before_sync: bool,
+}
+
+/// What to simulate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    /// Replicas.
+    pub nodes: u64,
+    /// Their quorum system.
+    pub quorum: QuorumSpec,
+    /// Clients, each with one operation outstanding at a time.
+    pub clients: u64,
+    /// Keys the clients share.
+    pub keys: u8,
+    /// How long faults are injected, in ticks; then everything heals.
+    pub duration_ticks: u64,
+    /// After healing, every pending operation must finish and a new write commit within
+    /// this many ticks.
+    pub liveness_ticks: u64,
+    /// The seed.
+    pub seed: u64,
+    /// Fault rates.
+    pub faults: FaultRates,
+    /// Use leader leases for reads (safe under the drift bound).
+    pub leases: bool,
+    /// Negative controls.
+    pub controls: Controls,
+    /// Keep a trace of every event (for `--trace` and violation excerpts).
+    pub trace: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            nodes: 5,
+            quorum: QuorumSpec::Majority,
+            clients: 5,
+            keys: 10,
+            duration_ticks: 2_000,
+            liveness_ticks: 1_000,
+            seed: 0,
+            faults: FaultRates::default(),
+            leases: false,
+            controls: Controls::default(),
+            trace: true,
+        }
+    }
+}
+
+/// One line of the trace: what happened, when, where.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TraceEvent {
+    /// Virtual time, µs.
+    pub time: u64,
+    /// The node it happened at (the receiver for a delivery).
+    pub node: u64,
+    /// What: `send`, `deliver`, `drop`, `apply`, `crash`, `restart`, `pause`, …
+    pub what: &'static str,
+    /// The message kind, for network events.
+    pub message: Option<&'static str>,
+    /// The ballot the message or event carries.
+    pub ballot: Option<Ballot>,
+    /// The slot, for slot events.
+    pub slot: Option<Slot>,
+    /// The peer (sender of a delivery, recipient of a send).
+    pub peer: Option<u64>,
+}
+
+impl TraceEvent {
+    /// The event as one JSON object.
+    pub fn to_json(&self) -> String {
+        let mut line = format!(
+            "{{\"time\":{},\"node\":{},\"event\":\"{}\"",
+            self.time, self.node, self.what
+        );
+        if let Some(message) = self.message {
+            let _ = write!(line, ",\"message\":\"{message}\"");
+        }
+        if let Some(b) = self.ballot {
+            let _ = write!(line, ",\"ballot\":\"{}.{}\"", b.round, b.node.0);
+        }
+        if let Some(slot) = self.slot {
+            let _ = write!(line, ",\"slot\":{slot}");
+        }
+        if let Some(peer) = self.peer {
+            let _ = write!(line, ",\"peer\":{peer}");
+        }
+        line.push('}');
+        line
+    }
+}
+
+/// Counts of what happened.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Operations that completed.
+    pub ops_ok: u64,
+    /// Operations whose outcome is unknown (timed out).
+    pub ops_unknown: u64,
+    /// Messages sent, lost, duplicated.
+    pub messages: u64,
+    /// Lost messages.
+    pub lost: u64,
+    /// Duplicated messages.
+    pub duplicated: u64,
+    /// Partitions started.
+    pub partitions: u64,
+    /// Crashes.
+    pub crashes: u64,
+    /// Pauses.
+    pub pauses: u64,
+    /// Slow-disk episodes.
+    pub slow_disks: u64,
+    /// Times a replica became leader.
+    pub elections: u64,
+    /// Highest slot applied anywhere.
+    pub slots: Slot,
+    /// Snapshots taken.
+    pub snapshots: u64,
+}
+
+/// A checker's finding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Two replicas applied different entries at `slot`.
+    Agreement {
+        /// The slot.
+        slot: Slot,
+        /// What was first applied there, and by whom.
+        first: String,
+        /// What a replica applied later.
+        second: String,
+    },
+    /// The history is not linearizable.
+    Linearizability(linearizability::Violation),
+    /// After healing, the cluster did not finish its operations or commit a new write.
+    Liveness(String),
+}
+
+/// The result of a run.
+#[derive(Debug)]
+pub struct Report {
+    /// Counts.
+    pub stats: Stats,
+    /// The client history.
+    pub history: Vec<Operation>,
+    /// Checker failures (empty: all passed).
+    pub failures: Vec<Failure>,
+    /// Whether the linearizability search gave up (a run is then not a pass).
+    pub linearizability_unknown: bool,
+    /// A hash of the whole trace: equal for equal seeds.
+    pub trace_hash: u64,
+    /// The trace, if kept.
+    pub trace: Vec<TraceEvent>,
+}
+
+/// What a client asked a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ask {
+    Get(Key),
+    Write(Write),
+}
+
+/// What a node answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answer {
+    Value(Option<Value>),
+    Wrote(Outcome),
+    /// Not taken (not the leader, no leader known): try elsewhere.
+    Refused(Option<NodeId>),
+}
+
+#[derive(Clone, Debug)]
+enum Event {
+    Deliver {
+        from: usize,
+        to: usize,
+        message: Message<Request>,
+    },
+    Tick(usize),
+    Synced {
+        node: usize,
+        incarnation: u64,
+    },
+    Request {
+        node: usize,
+        client: usize,
+        seq: u64,
+        ask: Ask,
+    },
+    Reply {
+        client: usize,
+        seq: u64,
+        answer: Answer,
+    },
+    ClientStart(usize),
+    ClientRetry {
+        client: usize,
+        seq: u64,
+    },
+    ClientTimeout {
+        client: usize,
+        seq: u64,
+    },
+    FaultTick,
+    Restart(usize),
+    Resume(usize),
+    HealPartition(u64),
+    DiskRecovers(usize),
+}
+
+/// What the simulated disk holds for a node: what survived syncs, and what did not yet.
+#[derive(Clone, Debug, Default)]
+struct Disk {
+    promised: Ballot,
+    votes: BTreeMap<Slot, LogEntry<Request>>,
+    commit: Slot,
+    snapshot: Option<(Slot, Arc<[u8]>)>,
+    unsynced: Vec<DiskWrite<Request>>,
+}
+
+impl Disk {
+    fn sync(&mut self) {
+        for write in std::mem::take(&mut self.unsynced) {
+            match write {
+                DiskWrite::Promise(b) => self.promised = self.promised.max(b),
+                DiskWrite::Votes {
+                    ballot,
+                    first,
+                    entries,
+                } => {
+                    self.promised = self.promised.max(ballot);
+                    for (slot, entry) in (first..).zip(entries.iter()) {
+                        let entry = entry.clone();
+                        self.votes.insert(slot, LogEntry { ballot, entry });
+                    }
+                }
+                DiskWrite::Chosen { first, entries } => {
+                    self.votes.extend((first..).zip(entries));
+                }
+                DiskWrite::Commit(slot) => self.commit = self.commit.max(slot),
+                DiskWrite::Snapshot { index, data } => {
+                    self.votes.retain(|&slot, _| slot > index);
+                    self.snapshot = Some((index, data));
+                }
+            }
+        }
+    }
+
+    fn durable(&self) -> Durable<Request> {
+        Durable {
+            promised: self.promised,
+            votes: self.votes.iter().map(|(&s, v)| (s, v.clone())).collect(),
+            commit: self.commit,
+            snapshot: self.snapshot.clone(),
+        }
+    }
+}
+
+struct Node {
+    id: NodeId,
+    replica: Option<Replica<Request, Pcg64>>,
+    incarnation: u64,
+    disk: Disk,
+    /// Actions waiting for a sync to finish before they may run.
+    backlog: VecDeque<Action<Request>>,
+    syncing: bool,
+    store: Store,
+    applied: Slot,
+    /// Writes clients sent here, answered when applied here.
+    requests: HashMap<(u64, u64), usize>,
+    /// Reads waiting for the replica: read id → (client, seq, key).
+    reads: HashMap<u64, (usize, u64, Key)>,
+    paused: bool,
+    /// Events that arrived while paused, handled on resume.
+    held: Vec<Event>,
+    missed_ticks: u64,
+    tick_us: u64,
+    slow_disk: bool,
+    was_leader: bool,
+}
+
+struct Client {
+    seq: u64,
+    /// The operation outstanding: what, when it was called, where it went.
+    pending: Option<(Ask, u64)>,
+    target: usize,
+    history_index: usize,
+    /// Whether the pending operation is one of the final, liveness-checked ones.
+    final_op: bool,
+    /// Final operations completed.
+    finals: u64,
+}
+
+/// A simulation in progress.
+pub struct World {
+    options: Options,
+    rng: Pcg64,
+    now: u64,
+    queue: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    events: Vec<Option<Event>>,
+    free: Vec<usize>,
+    order: u64,
+    members: Arc<Members>,
+    replica_options: ReplicaOptions,
+    nodes: Vec<Node>,
+    clients: Vec<Client>,
+    cut: BTreeSet<(usize, usize)>,
+    partition: u64,
+    history: Vec<Operation>,
+    chosen: HashMap<Slot, (Entry<Request>, u64)>,
+    disagreed: BTreeSet<Slot>,
+    failures: Vec<Failure>,
+    stats: Stats,
+    trace: Vec<TraceEvent>,
+    hasher: rustc_hash::FxHasher,
+    next_value: Value,
+    faults_on: bool,
+}
+
+/// An operation with no answer for this long is recorded as unknown.
+const OP_TIMEOUT_TICKS: u64 = 100;
+/// Each replica snapshots its store every this many slots.
+const SNAPSHOT_EVERY: Slot = 64;
+
+/// Runs one simulation to the end and checks it.
+pub fn run(options: Options) -> Result<Report, String> {
+    let mut world = World::new(options)?;
+    world.run_to_end();
+    Ok(world.finish())
+}
+
+impl World {
+    /// A cluster ready to run; refuses options that make no sense.
+    pub fn new(options: Options) -> Result<World, String> {
+        options.faults.validate()?;
+        if options.nodes == 0 || options.nodes > 64 {
+            return Err(format!("nodes must be 1..=64, not {}", options.nodes));
+        }
+        if options.clients == 0 || options.keys == 0 {
+            return Err("at least one client and one key".into());
+        }
+        let ids: Vec<NodeId> = (1..=options.nodes).map(NodeId).collect();
+        let members = Members::new(ids.clone(), options.quorum).map_err(|e| e.to_string())?;
+        let replica_options = ReplicaOptions {
+            lease: options.leases.then_some(Lease {
+                duration_ticks: 8,
+                drift_ticks: 2,
+            }),
+            snapshot_chunk_bytes: 64,
+            ..ReplicaOptions::default()
+        };
+        let mut rng = Pcg64::seed_from_u64(options.seed);
+        let drift = options.faults.drift;
+        let nodes = ids
+            .iter()
+            .map(|&id| {
+                let skew = (unit(&mut rng) * 2.0 - 1.0) * drift;
+                let tick_us = scale(TICK_US, 1.0 + skew);
+                Node::new(id, tick_us.max(1))
+            })
+            .collect();
+        let clients = (0..options.clients)
+            .map(|c| Client {
+                seq: 0,
+                pending: None,
+                target: index(c % options.nodes),
+                history_index: 0,
+                final_op: false,
+                finals: 0,
+            })
+            .collect();
+        let mut world = World {
+            options,
+            rng,
+            now: 0,
+            queue: BinaryHeap::new(),
+            events: Vec::new(),
+            free: Vec::new(),
+            order: 0,
+            members: Arc::new(members),
+            replica_options,
+            nodes,
+            clients,
+            cut: BTreeSet::new(),
+            partition: 0,
+            history: Vec::new(),
+            chosen: HashMap::new(),
+            disagreed: BTreeSet::new(),
+            failures: Vec::new(),
+            stats: Stats::default(),
+            trace: Vec::new(),
+            hasher: rustc_hash::FxHasher::default(),
+            next_value: 0,
+            faults_on: true,
+        };
+        for i in 0..world.nodes.len() {
+            world.boot(i);
+        }
+        for c in 0..world.clients.len() {
+            let start = world.random(0, 20 * TICK_US);
+            world.schedule(start, Event::ClientStart(c));
+        }
+        world.schedule(TICK_US, Event::FaultTick);
+        Ok(world)
+    }
+
+    fn run_to_end(&mut self) {
+        let heal_at = self.options.duration_ticks * TICK_US;
+        let end = heal_at + self.options.liveness_ticks * TICK_US;
+        let mut healed = false;
+        while let Some((time, event)) = self.pop() {
+            if !healed && time >= heal_at {
+                self.now = heal_at;
+                self.heal_all();
+                healed = true;
+            }
+            if time > end {
+                break;
+            }
+            self.now = time;
+            self.handle(event);
+            if healed
+                && self
+                    .clients
+                    .iter()
+                    .all(|c| c.pending.is_none() && c.final_op)
+            {
+                break;
+            }
+        }
+        let stuck = self
+            .clients
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.pending.is_some() || !c.final_op);
+        if let Some((c, client)) = stuck {
+            let op = &self.history[client.history_index];
+            self.failures.push(Failure::Liveness(format!(
+                "{} ticks after every fault healed, client {c}'s {:?} on {} (called at {} µs) has no answer",
+                self.options.liveness_ticks, op.input, op.key, op.call
+            )));
+        }
+    }
+
+    fn finish(mut self) -> Report {
+        self.stats.slots = self.chosen.keys().copied().max().unwrap_or(0);
+        let budget = 10_000_000;
+        let mut linearizability_unknown = false;
+        match linearizability::check(&self.history, budget) {
+            Verdict::Linearizable => {}
+            Verdict::Violation(v) => self.failures.push(Failure::Linearizability(v)),
+            Verdict::Unknown { .. } => linearizability_unknown = true,
+        }
+        Report {
+            stats: self.stats,
+            history: self.history,
+            failures: self.failures,
+            linearizability_unknown,
+            trace_hash: self.hasher.finish(),
+            trace: self.trace,
+        }
+    }
+
+    // ---- the event queue ---------------------------------------------------------------
+
+    fn schedule(&mut self, delay: u64, event: Event) {
+        let index = match self.free.pop() {
+            Some(index) => {
+                self.events[index] = Some(event);
+                index
+            }
+            None => {
+                self.events.push(Some(event));
+                self.events.len() - 1
+            }
+        };
+        self.order += 1;
+        self.queue
+            .push(Reverse((self.now + delay, self.order, index)));
+    }
+
+    fn pop(&mut self) -> Option<(u64, Event)> {
+        let Reverse((time, _, index)) = self.queue.pop()?;
+        let event = self.events[index].take()?;
+        self.free.push(index);
+        Some((time, event))
+    }
+
+    fn random(&mut self, low: u64, high: u64) -> u64 {
+        low + self.rng.next_u64() % (high - low + 1)
+    }
+
+    /// A uniform index below `n` (which is not zero).
+    fn pick(&mut self, n: usize) -> usize {
+        index(self.rng.next_u64() % n as u64)
+    }
+
+    fn pick_key(&mut self) -> Key {
+        key_of(self.rng.next_u64() % u64::from(self.options.keys))
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && unit(&mut self.rng) < p
+    }
+
+    fn record(&mut self, event: TraceEvent) {
+        event.hash(&mut self.hasher);
+        if self.options.trace {
+            self.trace.push(event);
+        }
+    }
+
+    fn note(&mut self, node: usize, what: &'static str) {
+        let event = TraceEvent {
+            time: self.now,
+            node: self.nodes[node].id.0,
+            what,
+            message: None,
+            ballot: None,
+            slot: None,
+            peer: None,
+        };
+        self.record(event);
+    }
+
+    // ---- events ------------------------------------------------------------------------
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Deliver { to, .. } | Event::Request { node: to, .. }
+                if self.nodes[to].paused =>
+            {
+                self.nodes[to].held.push(event);
+            }
+            Event::Synced { node, .. } if self.nodes[node].paused => {
+                self.nodes[node].held.push(event);
+            }
+            Event::Deliver { from, to, message } => self.deliver(from, to, message),
+            Event::Tick(node) => self.tick(node),
+            Event::Synced { node, incarnation } => self.synced(node, incarnation),
+            Event::Request {
+                node,
+                client,
+                seq,
+                ask,
+            } => self.request(node, client, seq, ask),
+            Event::Reply {
+                client,
+                seq,
+                answer,
+            } => self.reply(client, seq, answer),
+            Event::ClientStart(client) => self.client_start(client),
+            Event::ClientRetry { client, seq } => self.client_send(client, seq),
+            Event::ClientTimeout { client, seq } => self.client_timeout(client, seq),
+            Event::FaultTick => self.fault_tick(),
+            Event::Restart(node) => self.restart(node),
+            Event::Resume(node) => self.resume(node),
+            Event::HealPartition(id) => {
+                if id == self.partition {
+                    self.cut.clear();
+                }
+            }
+            Event::DiskRecovers(node) => self.nodes[node].slow_disk = false,
+        }
+    }
+
+    fn deliver(&mut self, from: usize, to: usize, message: Message<Request>) {
+        let event = TraceEvent {
+            time: self.now,
+            node: self.nodes[to].id.0,
+            what: "deliver",
+            message: Some(message.kind()),
+            ballot: Some(message.ballot()),
+            slot: slot_of(&message),
+            peer: Some(self.nodes[from].id.0),
+        };
+        self.record(event);
+        let from_id = self.nodes[from].id;
+        self.with_replica(to, |r| r.step(from_id, message));
+    }
+
+    fn tick(&mut self, node: usize) {
+        if self.nodes[node].replica.is_none() {
+            return; // Crashed: the restart schedules ticks again.
+        }
+        let period = self.nodes[node].tick_us;
+        self.schedule(period, Event::Tick(node));
+        if self.nodes[node].paused {
+            self.nodes[node].missed_ticks += 1;
+            return;
+        }
+        self.with_replica(node, |r| r.tick());
+    }
+
+    /// Calls the replica of `node` (if it is up) and carries out what it asks.
+    fn with_replica(
+        &mut self,
+        node: usize,
+        f: impl FnOnce(&mut Replica<Request, Pcg64>) -> Vec<Action<Request>>,
+    ) {
+        let Some(replica) = self.nodes[node].replica.as_mut() else {
+            return;
+        };
+        let actions = f(replica);
+        let leads = replica.role() == RoleKind::Leader;
+        if leads && !self.nodes[node].was_leader {
+            self.stats.elections += 1;
+            self.note(node, "elected");
+        }
+        self.nodes[node].was_leader = leads;
+        self.nodes[node].backlog.extend(actions);
+        self.drain(node);
+    }
+
+    /// Carries out the node's actions in order; everything after a persist waits for its
+    /// sync (unless the `ack_before_sync` control breaks that on purpose).
+    fn drain(&mut self, node: usize) {
+        while !self.nodes[node].syncing {
+            let Some(action) = self.nodes[node].backlog.pop_front() else {
+                return;
+            };
+            match action {
+                Action::Persist(write) => self.persist(node, write),
+                Action::Send { to, message } => self.send(node, to, message),
+                Action::Apply { slot, entry } => self.apply(node, slot, entry),
+                Action::InstallSnapshot { index, data } => {
+                    self.nodes[node].store = Store::restore(&data);
+                    self.nodes[node].applied = index;
+                    self.note(node, "install-snapshot");
+                }
+                Action::ReadReady { id } => {
+                    let applied = self.nodes[node].applied;
+                    let event = TraceEvent {
+                        time: self.now,
+                        node: self.nodes[node].id.0,
+                        what: "read-ready",
+                        message: None,
+                        ballot: self.nodes[node].replica.as_ref().map(|r| r.promised()),
+                        slot: Some(applied),
+                        peer: Some(id >> 32),
+                    };
+                    self.record(event);
+                    if let Some((client, seq, key)) = self.nodes[node].reads.remove(&id) {
+                        let value = self.nodes[node].store.get(key);
+                        self.answer(client, seq, Answer::Value(value));
+                    }
+                }
+                Action::ReadFailed { id, error } => {
+                    if let Some((client, seq, _)) = self.nodes[node].reads.remove(&id) {
+                        let hint = match error {
+                            ReadError::NotLeader { leader } => leader,
+                            ReadError::LeadershipLost => None,
+                        };
+                        self.answer(client, seq, Answer::Refused(hint));
+                    }
+                }
+            }
+        }
+    }
+
+    fn persist(&mut self, node: usize, write: DiskWrite<Request>) {
+        let slow = self.nodes[node].slow_disk;
+        let latency = self.random(50, 500) * if slow { 20 } else { 1 };
+        let n = &mut self.nodes[node];
+        n.disk.unsynced.push(write);
+        let incarnation = n.incarnation;
+        if !self.options.controls.ack_before_sync {
+            n.syncing = true;
+        }
+        self.schedule(latency, Event::Synced { node, incarnation });
+    }
+
+    fn synced(&mut self, node: usize, incarnation: u64) {
+        let n = &mut self.nodes[node];
+        if n.incarnation != incarnation || n.replica.is_none() {
+            return;
+        }
+        n.disk.sync();
+        n.syncing = false;
+        self.drain(node);
+    }
+
+    fn send(&mut self, from: usize, to: NodeId, message: Message<Request>) {
+        let Some(to) = self.members.index_of(to) else {
+            return;
+        };
+        self.stats.messages += 1;
+        let mut event = TraceEvent {
+            time: self.now,
+            node: self.nodes[from].id.0,
+            what: "send",
+            message: Some(message.kind()),
+            ballot: Some(message.ballot()),
+            slot: slot_of(&message),
+            peer: Some(self.nodes[to].id.0),
+        };
+        if to == from {
+            // Local delivery: in order, never lost.
+            self.record(event);
+            return self.schedule(0, Event::Deliver { from, to, message });
+        }
+        let faults = self.options.faults;
+        let lost = self.cut.contains(&(from, to)) || (self.faults_on && self.chance(faults.loss));
+        if lost {
+            self.stats.lost += 1;
+            event.what = "drop";
+            return self.record(event);
+        }
+        self.record(event);
+        let copies = if self.faults_on && self.chance(faults.duplication) {
+            self.stats.duplicated += 1;
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let delay = self.random(faults.delay_us.0, faults.delay_us.1);
+            let message = message.clone();
+            self.schedule(delay, Event::Deliver { from, to, message });
+        }
+    }
+
+    fn apply(&mut self, node: usize, slot: Slot, entry: Entry<Request>) {
+        let id = self.nodes[node].id.0;
+        match self.chosen.get(&slot) {
+            Some((first, by)) if *first != entry && !self.disagreed.contains(&slot) => {
+                self.disagreed.insert(slot);
+                self.failures.push(Failure::Agreement {
+                    slot,
+                    first: format!("{first:?} (applied by n{by})"),
+                    second: format!("{entry:?} (applied by n{id})"),
+                });
+            }
+            Some(_) => {}
+            None => {
+                self.chosen.insert(slot, (entry.clone(), id));
+            }
+        }
+        let event = TraceEvent {
+            time: self.now,
+            node: id,
+            what: "apply",
+            message: None,
+            ballot: None,
+            slot: Some(slot),
+            peer: None,
+        };
+        self.record(event);
+        let n = &mut self.nodes[node];
+        n.applied = slot;
+        if let Entry::Command(request) = entry {
+            let outcome = n.store.apply(request.op);
+            if let Some(client) = n.requests.remove(&(request.client, request.seq)) {
+                self.answer(client, request.seq, Answer::Wrote(outcome));
+            }
+        }
+        if slot % SNAPSHOT_EVERY == 0 {
+            self.stats.snapshots += 1;
+            let data: Arc<[u8]> = self.nodes[node].store.snapshot().into();
+            if let Some(replica) = self.nodes[node].replica.as_mut() {
+                let actions = replica.snapshot_taken(slot, data);
+                self.nodes[node].backlog.extend(actions);
+            }
+        }
+    }
+
+    // ---- clients -----------------------------------------------------------------------
+
+    fn client_start(&mut self, client: usize) {
+        if !self.faults_on {
+            return self.client_final(client);
+        }
+        let key = self.pick_key();
+        let ask = match self.rng.next_u32() % 10 {
+            0..=3 => Ask::Get(key),
+            4..=6 => Ask::Write(Write::Put {
+                key,
+                value: self.fresh_value(),
+            }),
+            7..=8 => {
+                let expect = self.recent_value(key);
+                Ask::Write(Write::Cas {
+                    key,
+                    expect,
+                    value: self.fresh_value(),
+                })
+            }
+            _ => Ask::Write(Write::Delete { key }),
+        };
+        self.client_begin(client, ask);
+    }
+
+    /// After the heal: one last write per client, then (client 0) a read of every key.
+    /// They are the liveness check: a timed-out one is tried again, and all must be done
+    /// before the deadline.
+    fn client_final(&mut self, client: usize) {
+        let step = self.clients[client].finals;
+        let keys = u64::from(self.options.keys);
+        let ask = if step == 0 {
+            Ask::Write(Write::Put {
+                key: key_of(client as u64 % u64::from(self.options.keys)),
+                value: self.fresh_value(),
+            })
+        } else if client == 0 && step <= keys {
+            Ask::Get(key_of(step - 1))
+        } else {
+            return;
+        };
+        self.client_begin(client, ask);
+    }
+
+    fn client_begin(&mut self, client: usize, ask: Ask) {
+        let c = &mut self.clients[client];
+        c.seq += 1;
+        c.final_op = !self.faults_on;
+        let seq = c.seq;
+        c.pending = Some((ask, self.now));
+        c.history_index = self.history.len();
+        let (key, input) = match ask {
+            Ask::Get(key) => (key, Input::Get),
+            Ask::Write(Write::Put { key, value }) => (key, Input::Put(value_name(value))),
+            Ask::Write(Write::Cas { key, expect, value }) => (
+                key,
+                Input::Cas {
+                    expect: expect.map(value_name),
+                    value: value_name(value),
+                },
+            ),
+            Ask::Write(Write::Delete { key }) => (key, Input::Delete),
+        };
+        self.history.push(Operation {
+            client: client as u64,
+            key: format!("k{key}"),
+            input,
+            output: Output::Unknown,
+            call: self.now,
+            ret: None,
+        });
+        let timeout = OP_TIMEOUT_TICKS * TICK_US;
+        self.schedule(timeout, Event::ClientTimeout { client, seq });
+        self.client_send(client, seq);
+    }
+
+    fn client_send(&mut self, client: usize, seq: u64) {
+        let c = &self.clients[client];
+        let Some((ask, _)) = c.pending.filter(|_| c.seq == seq) else {
+            return;
+        };
+        let node = c.target;
+        let delay = self.random(
+            self.options.faults.delay_us.0,
+            self.options.faults.delay_us.1,
+        );
+        let event = Event::Request {
+            node,
+            client,
+            seq,
+            ask,
+        };
+        self.schedule(delay, event);
+    }
+
+    fn request(&mut self, node: usize, client: usize, seq: u64, ask: Ask) {
+        let Some(replica) = self.nodes[node].replica.as_mut() else {
+            return; // Crashed: the client times out.
+        };
+        match ask {
+            Ask::Get(key) => {
+                let id = (client as u64) << 32 | seq;
+                self.nodes[node].reads.insert(id, (client, seq, key));
+                self.with_replica(node, |r| r.read(id));
+            }
+            Ask::Write(op) => {
+                let request = Request {
+                    client: client as u64,
+                    seq,
+                    op,
+                };
+                match replica.propose(request) {
+                    Ok(actions) => {
+                        self.nodes[node]
+                            .requests
+                            .insert((client as u64, seq), client);
+                        self.nodes[node].backlog.extend(actions);
+                        self.drain(node);
+                    }
+                    Err(_) => {
+                        let hint = replica.leader();
+                        self.answer(client, seq, Answer::Refused(hint));
+                    }
+                }
+            }
+        }
+    }
+
+    fn answer(&mut self, client: usize, seq: u64, answer: Answer) {
+        let faults = self.options.faults;
+        if self.faults_on && self.chance(faults.loss) {
+            return;
+        }
+        let delay = self.random(faults.delay_us.0, faults.delay_us.1);
+        self.schedule(
+            delay,
+            Event::Reply {
+                client,
+                seq,
+                answer,
+            },
+        );
+    }
+
+    fn reply(&mut self, client: usize, seq: u64, answer: Answer) {
+        let c = &mut self.clients[client];
+        if c.seq != seq || c.pending.is_none() {
+            return; // An answer to an operation already given up on.
+        }
+        let output = match answer {
+            Answer::Refused(hint) => {
+                // Not taken: safe to try elsewhere.
+                let next = hint
+                    .and_then(|h| self.members.index_of(h))
+                    .unwrap_or((c.target + 1) % self.nodes.len());
+                c.target = next;
+                let backoff = 2 * TICK_US;
+                return self.schedule(backoff, Event::ClientRetry { client, seq });
+            }
+            Answer::Value(value) => Output::Get(value.map(value_name)),
+            Answer::Wrote(Outcome::Done) => Output::Done,
+            Answer::Wrote(Outcome::Cas(ok)) => Output::Cas(ok),
+        };
+        c.pending = None;
+        if c.final_op {
+            c.finals += 1;
+        }
+        let op = &mut self.history[c.history_index];
+        op.output = output;
+        op.ret = Some(self.now);
+        self.stats.ops_ok += 1;
+        let think = self.random(0, 2 * TICK_US);
+        self.schedule(think, Event::ClientStart(client));
+    }
+
+    fn client_timeout(&mut self, client: usize, seq: u64) {
+        let c = &mut self.clients[client];
+        if c.seq != seq || c.pending.is_none() {
+            return;
+        }
+        c.pending = None;
+        c.target = (c.target + 1) % self.nodes.len();
+        self.stats.ops_unknown += 1;
+        self.schedule(0, Event::ClientStart(client));
+    }
+
+    fn fresh_value(&mut self) -> Value {
+        self.next_value += 1;
+        self.next_value
+    }
+
+    /// A value the key may hold, so some compare-and-sets succeed.
+    fn recent_value(&mut self, key: Key) -> Option<Value> {
+        let name = format!("k{key}");
+        let last = self.history.iter().rev().find(|op| op.key == name);
+        match last.map(|op| (&op.input, &op.output)) {
+            Some((_, Output::Get(Some(v)))) | Some((Input::Put(v), _)) => {
+                v.trim_start_matches('v').parse().ok()
+            }
+            _ => None,
+        }
+    }
+
+    // ---- faults ------------------------------------------------------------------------
+
+    fn fault_tick(&mut self) {
+        if !self.faults_on {
+            return;
+        }
+        self.schedule(TICK_US, Event::FaultTick);
+        let f = self.options.faults;
+        let n = self.nodes.len();
+        if self.chance(f.partition) && self.cut.is_empty() && n > 1 {
+            self.start_partition();
+        }
+        if self.chance(f.crash) {
+            let node = self.pick(n);
+            self.crash(node);
+        }
+        if self.chance(f.pause) {
+            let node = self.pick(n);
+            if self.nodes[node].replica.is_some() && !self.nodes[node].paused {
+                self.stats.pauses += 1;
+                self.nodes[node].paused = true;
+                self.note(node, "pause");
+                let resume = self.random(5, 150) * TICK_US;
+                self.schedule(resume, Event::Resume(node));
+            }
+        }
+        if self.chance(f.slow_disk) {
+            let node = self.pick(n);
+            self.stats.slow_disks += 1;
+            self.nodes[node].slow_disk = true;
+            let recover = self.random(20, 300) * TICK_US;
+            self.schedule(recover, Event::DiskRecovers(node));
+        }
+    }
+
+    fn start_partition(&mut self) {
+        let n = self.nodes.len();
+        self.partition += 1;
+        self.stats.partitions += 1;
+        if self.rng.next_u32() % 4 == 0 {
+            // One-way: a → b only.
+            let a = self.pick(n);
+            let b = (a + 1 + self.pick(n - 1)) % n;
+            self.cut.insert((a, b));
+        } else {
+            let side: Vec<bool> = (0..n).map(|_| self.rng.next_u32() % 2 == 0).collect();
+            for a in 0..n {
+                for b in 0..n {
+                    if side[a] != side[b] {
+                        self.cut.insert((a, b));
+                    }
+                }
+            }
+        }
+        let heal = self.random(20, 400) * TICK_US;
+        let id = self.partition;
+        self.schedule(heal, Event::HealPartition(id));
+    }
+
+    fn crash(&mut self, node: usize) {
+        if self.nodes[node].replica.is_none() {
+            return;
+        }
+        self.stats.crashes += 1;
+        self.note(node, "crash");
+        self.nodes[node].crash();
+        let downtime = self.random(10, 300) * TICK_US;
+        self.schedule(downtime, Event::Restart(node));
+    }
+
+    fn restart(&mut self, node: usize) {
+        if self.nodes[node].replica.is_some() {
+            return;
+        }
+        if self.options.controls.forget_promise_on_restart {
+            self.nodes[node].disk.promised = Ballot::ZERO;
+        }
+        self.note(node, "restart");
+        self.boot(node);
+    }
+
+    fn boot(&mut self, node: usize) {
+        let seed = self.rng.next_u64();
+        let n = &mut self.nodes[node];
+        let durable = n.disk.durable();
+        let (index, data) = durable
+            .snapshot
+            .clone()
+            .unwrap_or((0, Arc::from(Vec::new())));
+        n.store = Store::restore(&data);
+        n.applied = index;
+        let options = self.replica_options.clone();
+        let members = self.members.clone();
+        let rng = Pcg64::seed_from_u64(seed);
+        #[allow(unused_mut)]
+        let mut replica = match Replica::restart(n.id, members, options, rng, durable) {
+            Ok(replica) => replica,
+            Err(e) => {
+                let problem = format!("n{} cannot restart: {e}", n.id.0);
+                self.failures.push(Failure::Liveness(problem));
+                return;
+            }
+        };
+        #[cfg(test)]
+        if self.options.controls.leader_skips_phase1 {
+            replica.skip_phase1();
+        }
+        n.replica = Some(replica);
+        let period = n.tick_us;
+        self.schedule(period, Event::Tick(node));
+    }
+
+    fn resume(&mut self, node: usize) {
+        let n = &mut self.nodes[node];
+        if !n.paused {
+            return;
+        }
+        n.paused = false;
+        self.note(node, "resume");
+        // The clock ran on while the process stood still: its ticks come first.
+        let missed = std::mem::take(&mut self.nodes[node].missed_ticks);
+        for _ in 0..missed {
+            self.with_replica(node, |r| r.tick());
+        }
+        let held = std::mem::take(&mut self.nodes[node].held);
+        for event in held {
+            self.handle(event);
+        }
+    }
+
+    fn heal_all(&mut self) {
+        self.faults_on = false;
+        self.cut.clear();
+        for node in 0..self.nodes.len() {
+            self.nodes[node].slow_disk = false;
+            if self.nodes[node].replica.is_none() {
+                self.note(node, "restart");
+                self.boot(node);
+            }
+            if self.nodes[node].paused {
+                self.resume(node);
+            }
+        }
+        for client in 0..self.clients.len() {
+            if self.clients[client].pending.is_none() {
+                self.schedule(0, Event::ClientStart(client));
+            }
+        }
+    }
+}
+
+impl Node {
+    fn new(id: NodeId, tick_us: u64) -> Node {
+        Node {
+            id,
+            replica: None,
+            incarnation: 0,
+            disk: Disk::default(),
+            backlog: VecDeque::new(),
+            syncing: false,
+            store: Store::default(),
+            applied: 0,
+            requests: HashMap::new(),
+            reads: HashMap::new(),
+            paused: false,
+            held: Vec::new(),
+            missed_ticks: 0,
+            tick_us,
+            slow_disk: false,
+            was_leader: false,
+        }
+    }
+
+    /// Everything in memory is gone, and so is every write not yet synced.
+    fn crash(&mut self) {
+        self.replica = None;
+        self.incarnation += 1;
+        self.disk.unsynced.clear();
+        self.backlog.clear();
+        self.syncing = false;
+        self.requests.clear();
+        self.reads.clear();
+        self.paused = false;
+        self.held.clear();
+        self.missed_ticks = 0;
+        self.was_leader = false;
+    }
+}
+
+/// `n` as an index; the simulator's counts are far below any pointer width.
+fn index(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// `n` as a key; keys are below `Options::keys`, a `u8`.
+fn key_of(n: u64) -> Key {
+    Key::try_from(n).unwrap_or(Key::MAX)
+}
+
+/// `value · factor`, rounded (factors are near 1).
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn scale(value: u64, factor: f64) -> u64 {
+    (value as f64 * factor).round() as u64
+}
+
+fn unit(rng: &mut impl RngCore) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn value_name(value: Value) -> String {
+    format!("v{value}")
+}
+
+fn slot_of(message: &Message<Request>) -> Option<Slot> {
+    match message {
+        Message::Prepare { from, .. } | Message::Promise { from, .. } => Some(*from),
+        Message::Accept { first, .. } | Message::Accepted { first, .. } => Some(*first),
+        Message::Chosen { first, .. } => Some(*first),
+        Message::CatchUp { from, .. } => Some(*from),
+        Message::Snapshot { index, .. } => Some(*index),
+        _ => None,
+    }
+}
+
+impl std::fmt::Debug for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World")
+            .field("now", &self.now)
+            .field("seed", &self.options.seed)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quick(seed: u64) -> Options {
+        Options {
+            seed,
+            duration_ticks: 1_000,
+            ..Options::default()
+        }
+    }
+
+    #[test]
+    fn a_faulty_run_passes_every_checker() {
+        let report = run(quick(1)).unwrap();
+        println!("{:?}", report.stats);
+        assert_eq!(report.failures, vec![]);
+        assert!(!report.linearizability_unknown);
+        assert!(report.stats.ops_ok > 100, "{:?}", report.stats);
+        assert!(report.stats.crashes + report.stats.partitions > 0);
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_trace() {
+        let a = run(quick(7)).unwrap();
+        let b = run(quick(7)).unwrap();
+        assert_eq!(a.trace_hash, b.trace_hash);
+        assert_eq!(a.trace, b.trace);
+        let c = run(quick(8)).unwrap();
+        assert_ne!(a.trace_hash, c.trace_hash);
+    }
+
+    fn sweep(quorum: QuorumSpec, nodes: u64, seeds: std::ops::Range<u64>, leases: bool) {
+        for seed in seeds {
+            let options = Options {
+                nodes,
+                quorum,
+                leases,
+                trace: false,
+                ..quick(seed)
+            };
+            let report = run(options).unwrap();
+            assert_eq!(
+                report.failures,
+                vec![],
+                "seed {seed} ({quorum}, {nodes} nodes)"
+            );
+            assert!(
+                !report.linearizability_unknown,
+                "seed {seed}: checker gave up"
+            );
+        }
+    }
+
+    #[test]
+    fn many_seeds_under_majority() {
+        sweep(QuorumSpec::Majority, 5, 0..200, false);
+    }
+
+    #[test]
+    fn many_seeds_under_a_grid() {
+        sweep(QuorumSpec::Grid { rows: 2, cols: 3 }, 6, 0..200, false);
+    }
+
+    #[test]
+    fn many_seeds_under_flexible_quorums_with_leases() {
+        sweep(QuorumSpec::Flexible { q1: 4, q2: 2 }, 5, 0..200, true);
+    }
+
+    /// Runs seeds until one fails a checker; the control must be caught within `limit`.
+    fn caught_within(controls: Controls, limit: u64) -> (u64, Vec<Failure>) {
+        for seed in 0..limit {
+            // Crash- and partition-heavy, so the broken paths are taken often.
+            let faults = FaultRates {
+                crash: 0.02,
+                partition: 0.03,
+                ..FaultRates::default()
+            };
+            let options = Options {
+                controls,
+                faults,
+                trace: false,
+                ..quick(seed)
+            };
+            let report = run(options).unwrap();
+            if !report.failures.is_empty() {
+                return (seed, report.failures);
+            }
+        }
+        panic!("{controls:?} not caught in {limit} seeds");
+    }
+
+    #[test]
+    fn a_leader_that_skips_phase1_is_caught() {
+        let controls = Controls {
+            leader_skips_phase1: true,
+            ..Controls::default()
+        };
+        let (seed, failures) = caught_within(controls, 50);
+        println!("caught at seed {seed}: {failures:?}");
+    }
+
+    #[test]
+    fn acks_sent_before_the_sync_are_caught() {
+        let controls = Controls {
+            ack_before_sync: true,
+            ..Controls::default()
+        };
+        let (seed, failures) = caught_within(controls, 300);
+        println!("caught at seed {seed}: {failures:?}");
+    }
+
+    #[test]
+    fn storage_that_forgets_the_promise_is_caught() {
+        let controls = Controls {
+            forget_promise_on_restart: true,
+            ..Controls::default()
+        };
+        let (seed, failures) = caught_within(controls, 2000);
+        println!("caught at seed {seed}: {failures:?}");
+    }
+}

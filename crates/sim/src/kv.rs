@@ -1,0 +1,151 @@
+//! The simulator's state machine: a tiny key-value store with compare-and-set, applied by
+//! every replica in slot order. (The real etcd-semantics store, `crates/kv`, replaces it
+//! when it exists; the checkers only need puts, reads, compare-and-sets and deletes.)
+
+use std::collections::BTreeMap;
+
+use paxos::multi::Command;
+
+/// A key: one of a small set, so operations collide.
+pub type Key = u8;
+/// A value: unique per write, so a read names the write it saw.
+pub type Value = u64;
+
+/// A write a client asked for, tagged so the replica that received it can answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The client.
+    pub client: u64,
+    /// The client's operation number.
+    pub seq: u64,
+    /// The write.
+    pub op: Write,
+}
+
+/// A write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Set `key` to `value`.
+    Put {
+        /// The key.
+        key: Key,
+        /// The value.
+        value: Value,
+    },
+    /// Set `key` to `value` if it holds `expect` (`None`: if absent).
+    Cas {
+        /// The key.
+        key: Key,
+        /// The value required.
+        expect: Option<Value>,
+        /// The value written.
+        value: Value,
+    },
+    /// Remove `key`.
+    Delete {
+        /// The key.
+        key: Key,
+    },
+}
+
+impl Command for Request {
+    fn size(&self) -> usize {
+        40
+    }
+}
+
+/// What a write did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A put or delete took effect.
+    Done,
+    /// A compare-and-set took effect (`true`) or found another value (`false`).
+    Cas(bool),
+}
+
+/// The store.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Store {
+    values: BTreeMap<Key, Value>,
+}
+
+impl Store {
+    /// Applies `write`.
+    pub fn apply(&mut self, write: Write) -> Outcome {
+        match write {
+            Write::Put { key, value } => {
+                self.values.insert(key, value);
+                Outcome::Done
+            }
+            Write::Cas { key, expect, value } => {
+                let matches = self.values.get(&key).copied() == expect;
+                if matches {
+                    self.values.insert(key, value);
+                }
+                Outcome::Cas(matches)
+            }
+            Write::Delete { key } => {
+                self.values.remove(&key);
+                Outcome::Done
+            }
+        }
+    }
+
+    /// Reads `key`.
+    pub fn get(&self, key: Key) -> Option<Value> {
+        self.values.get(&key).copied()
+    }
+
+    /// The whole store as bytes: (key, value) pairs, 9 bytes each.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(self.values.len() * 9);
+        for (&key, &value) in &self.values {
+            bytes.push(key);
+            bytes.extend_from_slice(&value.to_le_bytes());
+        }
+        bytes
+    }
+
+    /// The store a snapshot describes; trailing bytes that do not make a pair are ignored.
+    pub fn restore(bytes: &[u8]) -> Store {
+        let values = bytes
+            .chunks_exact(9)
+            .map(|pair| {
+                let mut value = [0u8; 8];
+                value.copy_from_slice(&pair[1..]);
+                (pair[0], u64::from_le_bytes(value))
+            })
+            .collect();
+        Store { values }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_apply_and_snapshots_restore() {
+        let mut store = Store::default();
+        assert_eq!(store.apply(Write::Put { key: 1, value: 10 }), Outcome::Done);
+        let cas = |expect, value| Write::Cas {
+            key: 1,
+            expect,
+            value,
+        };
+        assert_eq!(store.apply(cas(Some(9), 11)), Outcome::Cas(false));
+        assert_eq!(store.apply(cas(Some(10), 11)), Outcome::Cas(true));
+        assert_eq!(store.apply(Write::Put { key: 2, value: 20 }), Outcome::Done);
+        assert_eq!(store.apply(Write::Delete { key: 2 }), Outcome::Done);
+        assert_eq!(
+            store.apply(Write::Cas {
+                key: 2,
+                expect: None,
+                value: 21
+            }),
+            Outcome::Cas(true)
+        );
+        assert_eq!(Store::restore(&store.snapshot()), store);
+        assert_eq!(store.get(1), Some(11));
+    }
+}
