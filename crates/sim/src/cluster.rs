@@ -1379,17 +1379,17 @@ mod tests {
 
     #[test]
     fn many_seeds_under_majority() {
-        sweep(QuorumSpec::Majority, 5, 0..200, false);
+        sweep(QuorumSpec::Majority, 5, 0..400, false);
     }
 
     #[test]
     fn many_seeds_under_a_grid() {
-        sweep(QuorumSpec::Grid { rows: 2, cols: 3 }, 6, 0..200, false);
+        sweep(QuorumSpec::Grid { rows: 2, cols: 3 }, 6, 0..400, false);
     }
 
     #[test]
     fn many_seeds_under_flexible_quorums_with_leases() {
-        sweep(QuorumSpec::Flexible { q1: 4, q2: 2 }, 5, 0..200, true);
+        sweep(QuorumSpec::Flexible { q1: 4, q2: 2 }, 5, 0..400, true);
     }
 
     /// Runs seeds until one fails a checker; the control must be caught within `limit`.

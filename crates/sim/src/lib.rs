@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`cluster`]: a whole Multi-Paxos cluster (the real replica), clients, and faults of
 //!   network, disks, processes and clocks; the checkers' verdicts on each run.
+//! - [`generate`]: linearizable histories made to order, for testing the checker.
 //! - [`kv`]: the small key-value state machine the simulated replicas apply.
 //! - [`history`]: client histories and their JSON-lines file format.
 //! - [`linearizability`]: the Wing–Gong/Lowe linearizability checker, per key.
@@ -15,6 +16,7 @@
 //!   only carry the chosen value.
 
 pub mod cluster;
+pub mod generate;
 pub mod history;
 pub mod kv;
 pub mod linearizability;

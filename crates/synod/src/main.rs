@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - `cmd/sim.rs`: `synod sim synod`, single-decree Paxos on the simulated network.
+//! - `cmd/sim_cluster.rs`: `synod sim`, a Multi-Paxos cluster under faults, checked.
+//! - `cmd/check.rs`: `synod check FILE`, the linearizability checker on a history.
 
 use std::process::ExitCode;
 
@@ -21,13 +23,16 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run Paxos in the deterministic simulator and print what happened.
-    Sim(cmd::sim::SimArgs),
+    Sim(Box<cmd::sim::SimArgs>),
+    /// Check a recorded client history for linearizability.
+    Check(cmd::check::CheckArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Sim(args) => cmd::sim::run(args),
+        Command::Sim(args) => cmd::sim::run(*args),
+        Command::Check(args) => cmd::check::run(args),
     };
     match result {
         Ok(code) => code,

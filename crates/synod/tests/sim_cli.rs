@@ -4,18 +4,10 @@
 // A test that cannot start the binary or read its output has nothing left to check.
 #![allow(clippy::expect_used)]
 
-use std::process::{Command, Output};
 
-fn synod(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_synod"))
-        .args(args)
-        .output()
-        .expect("the synod binary runs")
-}
+mod common;
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8(output.stdout.clone()).expect("utf-8 output")
-}
+use common::{stdout, synod};
 
 const README_DEMO: &[&str] = &[
     "sim",

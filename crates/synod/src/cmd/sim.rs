@@ -9,11 +9,15 @@ use paxos::QuorumSpec;
 use sim::network::Faults;
 use sim::synod::{Options, Run};
 
-/// `synod sim …`
+/// `synod sim …`: a Multi-Paxos cluster under faults, or (`synod sim synod`) the
+/// single-decree demo.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct SimArgs {
     #[command(subcommand)]
-    mode: SimMode,
+    mode: Option<SimMode>,
+    #[command(flatten)]
+    cluster: super::sim_cluster::ClusterArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,13 +75,15 @@ enum Scenario {
     Seed000,
 }
 
-fn parse_quorum(text: &str) -> Result<QuorumSpec, String> {
+pub(crate) fn parse_quorum(text: &str) -> Result<QuorumSpec, String> {
     text.parse().map_err(|e: paxos::QuorumError| e.to_string())
 }
 
 /// Runs `synod sim`; exit code 1 if the run was unsafe (which would be a bug).
 pub fn run(args: SimArgs) -> Result<ExitCode, String> {
-    let SimMode::Synod(args) = args.mode;
+    let Some(SimMode::Synod(args)) = args.mode else {
+        return super::sim_cluster::run(args.cluster);
+    };
     let (timeline, safe) = match args.scenario {
         Some(Scenario::Seed000) => (sim::seed000::replay()?, true),
         None => {

@@ -1,0 +1,290 @@
+//! `synod sim` without a mode: a whole Multi-Paxos cluster under faults, with clients and
+//! checkers; one seed or a range of them.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::ops::Range;
+use std::process::ExitCode;
+
+use clap::Args;
+use paxos::QuorumSpec;
+use sim::cluster::{self, Failure, FaultRates, Options, Report};
+
+/// Flags of `synod sim`.
+#[derive(Clone, Debug, Args)]
+pub struct ClusterArgs {
+    /// Number of replicas.
+    #[arg(long, default_value_t = 5)]
+    nodes: u64,
+    /// Quorum system: majority, flexible:Q1,Q2 or grid:RxC.
+    #[arg(long, default_value = "majority", value_parser = super::sim::parse_quorum)]
+    quorum: QuorumSpec,
+    /// Clients, each with one operation outstanding.
+    #[arg(long, default_value_t = 5)]
+    clients: u64,
+    /// Keys the clients share.
+    #[arg(long, default_value_t = 10)]
+    keys: u8,
+    /// Ticks (≈ virtual milliseconds) of faults before everything heals.
+    #[arg(long, default_value_t = 2_000)]
+    duration_ticks: u64,
+    /// After healing, every operation must finish within this many ticks.
+    #[arg(long, default_value_t = 1_000)]
+    liveness_ticks: u64,
+    /// The seed of a single run.
+    #[arg(long, conflicts_with = "seeds")]
+    seed: Option<u64>,
+    /// A range of seeds, `A..B` (B excluded): one run each.
+    #[arg(long, value_parser = parse_range)]
+    seeds: Option<Range<u64>>,
+    /// Chance a message is lost.
+    #[arg(long, default_value_t = FaultRates::default().loss)]
+    loss: f64,
+    /// Chance a message is delivered twice.
+    #[arg(long, default_value_t = FaultRates::default().duplication)]
+    dup: f64,
+    /// Shortest message delay, virtual µs.
+    #[arg(long, default_value_t = FaultRates::default().delay_us.0)]
+    delay_min_us: u64,
+    /// Longest message delay, virtual µs.
+    #[arg(long, default_value_t = FaultRates::default().delay_us.1)]
+    delay_max_us: u64,
+    /// Per tick: chance a partition (symmetric or one-way) starts.
+    #[arg(long, default_value_t = FaultRates::default().partition)]
+    partition: f64,
+    /// Per tick: chance a node crashes (losing unsynced writes).
+    #[arg(long, default_value_t = FaultRates::default().crash)]
+    crash: f64,
+    /// Per tick: chance a node pauses.
+    #[arg(long, default_value_t = FaultRates::default().pause)]
+    pause: f64,
+    /// Per tick: chance a disk turns slow.
+    #[arg(long, default_value_t = FaultRates::default().slow_disk)]
+    slow_disk: f64,
+    /// Largest relative clock drift of a node.
+    #[arg(long, default_value_t = FaultRates::default().drift)]
+    drift: f64,
+    /// Serve reads from leader leases.
+    #[arg(long)]
+    leases: bool,
+    /// Write the run's events as JSON lines to this file (single seed only).
+    #[arg(long)]
+    trace: Option<std::path::PathBuf>,
+}
+
+fn parse_range(text: &str) -> Result<Range<u64>, String> {
+    let (a, b) = text
+        .split_once("..")
+        .ok_or_else(|| format!("expected A..B, not {text:?}"))?;
+    let parse = |s: &str| s.parse::<u64>().map_err(|e| format!("{s:?}: {e}"));
+    let range = parse(a)?..parse(b)?;
+    if range.is_empty() {
+        return Err(format!("the range {text} holds no seed"));
+    }
+    Ok(range)
+}
+
+impl ClusterArgs {
+    fn options(&self, seed: u64, trace: bool) -> Options {
+        Options {
+            nodes: self.nodes,
+            quorum: self.quorum,
+            clients: self.clients,
+            keys: self.keys,
+            duration_ticks: self.duration_ticks,
+            liveness_ticks: self.liveness_ticks,
+            seed,
+            faults: FaultRates {
+                loss: self.loss,
+                duplication: self.dup,
+                delay_us: (self.delay_min_us, self.delay_max_us),
+                partition: self.partition,
+                crash: self.crash,
+                pause: self.pause,
+                slow_disk: self.slow_disk,
+                drift: self.drift,
+            },
+            leases: self.leases,
+            controls: cluster::Controls::default(),
+            trace,
+        }
+    }
+
+    /// The command that replays `seed` with these flags.
+    fn replay(&self, seed: u64) -> String {
+        let f = self.options(seed, false).faults;
+        let mut command = format!(
+            "synod sim --nodes {} --quorum {} --clients {} --keys {} --duration-ticks {} \
+             --liveness-ticks {} --loss {} --dup {} --delay-min-us {} --delay-max-us {} \
+             --partition {} --crash {} --pause {} --slow-disk {} --drift {}",
+            self.nodes,
+            self.quorum,
+            self.clients,
+            self.keys,
+            self.duration_ticks,
+            self.liveness_ticks,
+            f.loss,
+            f.duplication,
+            f.delay_us.0,
+            f.delay_us.1,
+            f.partition,
+            f.crash,
+            f.pause,
+            f.slow_disk,
+            f.drift
+        );
+        if self.leases {
+            command.push_str(" --leases");
+        }
+        let _ = write!(command, " --seed {seed}");
+        command
+    }
+}
+
+/// Runs `synod sim`: exit 0 if every run passed every checker, 1 on a violation, 3 if the
+/// linearizability search gave up on some run (not a pass).
+pub fn run(args: ClusterArgs) -> Result<ExitCode, String> {
+    let seeds = match (args.seed, args.seeds.clone()) {
+        (Some(seed), _) => seed..seed + 1,
+        (None, Some(range)) => range,
+        (None, None) => 0..1,
+    };
+    if args.trace.is_some() && seeds.end - seeds.start != 1 {
+        return Err("--trace needs a single --seed".into());
+    }
+    let single = seeds.end - seeds.start == 1;
+    let mut out = std::io::stdout().lock();
+    let (mut failed, mut unknown) = (0u64, 0u64);
+    for seed in seeds.clone() {
+        let report = cluster::run(args.options(seed, single))?;
+        if let Some(path) = &args.trace {
+            write_trace(path, &report)?;
+        }
+        let text = if single {
+            summary(&args, seed, &report)
+        } else if !report.failures.is_empty() {
+            failure_text(&args, seed, &report)
+        } else if report.linearizability_unknown {
+            format!("seed {seed}: linearizability unknown (search budget exhausted)\n")
+        } else {
+            String::new()
+        };
+        let _ = out.write_all(text.as_bytes());
+        failed += u64::from(!report.failures.is_empty());
+        unknown += u64::from(report.failures.is_empty() && report.linearizability_unknown);
+    }
+    if !single {
+        let runs = seeds.end - seeds.start;
+        let line = format!(
+            "{runs} seeds ({}..{}): {} passed, {failed} failed, {unknown} unknown\n",
+            seeds.start,
+            seeds.end,
+            runs - failed - unknown
+        );
+        let _ = out.write_all(line.as_bytes());
+    }
+    Ok(match (failed, unknown) {
+        (0, 0) => ExitCode::SUCCESS,
+        (0, _) => ExitCode::from(3),
+        _ => ExitCode::FAILURE,
+    })
+}
+
+fn write_trace(path: &std::path::Path, report: &Report) -> Result<(), String> {
+    let mut text = String::new();
+    for event in &report.trace {
+        text.push_str(&event.to_json());
+        text.push('\n');
+    }
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn summary(args: &ClusterArgs, seed: u64, report: &Report) -> String {
+    let s = &report.stats;
+    let mut text = format!(
+        "seed {seed}: {} replicas ({}), {} clients on {} keys, {} ticks of faults\n\
+         operations: {} completed, {} unknown (timed out); {} slots chosen\n\
+         faults: {} messages ({} lost, {} duplicated), {} partitions, {} crashes, \
+         {} pauses, {} slow disks\n\
+         elections: {}; snapshots: {}; trace hash {:016x}\n",
+        args.nodes,
+        args.quorum,
+        args.clients,
+        args.keys,
+        args.duration_ticks,
+        s.ops_ok,
+        s.ops_unknown,
+        s.slots,
+        s.messages,
+        s.lost,
+        s.duplicated,
+        s.partitions,
+        s.crashes,
+        s.pauses,
+        s.slow_disks,
+        s.elections,
+        s.snapshots,
+        report.trace_hash
+    );
+    if report.failures.is_empty() {
+        let linearizable = if report.linearizability_unknown {
+            "UNKNOWN (search budget exhausted)"
+        } else {
+            "ok"
+        };
+        let _ = writeln!(
+            text,
+            "checkers: agreement ok, linearizability {linearizable}, durability ok, liveness ok"
+        );
+    } else {
+        text.push_str(&failure_text(args, seed, report));
+    }
+    text
+}
+
+/// What went wrong, the command that replays it, and the part of the run that shows it.
+fn failure_text(args: &ClusterArgs, seed: u64, report: &Report) -> String {
+    let mut text = format!("seed {seed}: VIOLATION\n");
+    for failure in &report.failures {
+        match failure {
+            Failure::Agreement {
+                slot,
+                first,
+                second,
+            } => {
+                let _ = writeln!(text, "  agreement: slot {slot} holds {first} and {second}");
+                let excerpt = report.trace.iter().filter(|e| e.slot == Some(*slot));
+                for event in excerpt.take(40) {
+                    let _ = writeln!(text, "    {}", event.to_json());
+                }
+            }
+            Failure::Linearizability(v) => {
+                let _ = writeln!(
+                    text,
+                    "  linearizability: key {} has no valid order; after its longest valid \
+                     prefix, none of the next operations fits",
+                    v.key
+                );
+                for &i in &v.longest_prefix {
+                    let _ = writeln!(
+                        text,
+                        "    ok    {}",
+                        sim::history::to_line(&report.history[i])
+                    );
+                }
+                for &i in &v.stuck_at {
+                    let _ = writeln!(
+                        text,
+                        "    stuck {}",
+                        sim::history::to_line(&report.history[i])
+                    );
+                }
+            }
+            Failure::Liveness(problem) => {
+                let _ = writeln!(text, "  liveness: {problem}");
+            }
+        }
+    }
+    let _ = writeln!(text, "  replay: {}", args.replay(seed));
+    text
+}
