@@ -4,7 +4,6 @@
 // A test that cannot start the binary or read its output has nothing left to check.
 #![allow(clippy::expect_used)]
 
-
 mod common;
 
 use common::{stdout, synod};

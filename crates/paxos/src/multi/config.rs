@@ -107,7 +107,7 @@ impl Options {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let problem = if self.heartbeat_ticks == 0 {
             "heartbeat_ticks must be at least 1"
-        } else if self.election_ticks <= 2 * self.heartbeat_ticks {
+        } else if u64::from(self.election_ticks) <= 2 * u64::from(self.heartbeat_ticks) {
             "election_ticks must exceed two heartbeats, or a healthy leader looks dead"
         } else if self.window_slots == 0 || self.batch_max_commands == 0 {
             "window_slots and batch_max_commands must be at least 1"

@@ -41,6 +41,8 @@ mod replica;
 #[cfg(test)]
 mod cluster;
 #[cfg(test)]
+mod regressions;
+#[cfg(test)]
 mod tests;
 
 pub use config::{Lease, Members, Options};

@@ -125,7 +125,30 @@ struct Leader<C> {
 struct IncomingSnapshot {
     index: Slot,
     total: u64,
-    bytes: Vec<u8>,
+    /// Chunks by offset: they may arrive in any order, and more than once.
+    chunks: BTreeMap<u64, Vec<u8>>,
+}
+
+impl IncomingSnapshot {
+    /// The whole snapshot, once the chunks cover it end to end.
+    fn assemble(&mut self) -> Option<Vec<u8>> {
+        let mut covered = 0;
+        for (&offset, data) in &self.chunks {
+            if offset != covered {
+                return None;
+            }
+            covered += data.len() as u64;
+        }
+        if covered != self.total {
+            return None;
+        }
+        Some(
+            mem::take(&mut self.chunks)
+                .into_values()
+                .flatten()
+                .collect(),
+        )
+    }
 }
 
 /// A Multi-Paxos replica. Drive it with [`Replica::step`], [`Replica::tick`],
@@ -159,6 +182,10 @@ pub struct Replica<C, R> {
     forward_seq: u64,
     /// Per member, the forwards already taken from it.
     forwards_seen: Vec<SeenForwards>,
+    /// Commands this replica took as leader but never gave a slot before it stepped down.
+    stranded: Vec<C>,
+    /// Per member, when a snapshot was last sent to it (tick).
+    snapshot_sent: Vec<Option<u64>>,
     /// Negative control: a candidate that leads without phase 1.
     #[cfg(feature = "negative-controls")]
     skips_phase1: bool,
@@ -267,7 +294,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         // A grant made before the crash may still run: honour it, whoever holds it.
         let grant = options.lease.map(|lease| Grant {
             holder: None,
-            until: u64::from(lease.duration_ticks),
+            until: u64::from(lease.duration_ticks) + 1,
         });
         Ok(Replica {
             id,
@@ -291,6 +318,8 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             boot,
             forward_seq: 0,
             forwards_seen: vec![SeenForwards::default(); count],
+            stranded: Vec::new(),
+            snapshot_sent: vec![None; count],
             #[cfg(feature = "negative-controls")]
             skips_phase1: false,
         })
@@ -434,6 +463,14 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         if ballot != Ballot::ZERO && self.members.index_of(ballot.node).is_none() {
             return Vec::new(); // No member can own this ballot: forged or corrupt.
         }
+        let refused = matches!(message, Message::Prepare { .. })
+            && ballot > self.promised
+            && self.grant_refuses(from);
+        if refused {
+            // A lease we granted still runs: the candidate is refused, and its ballot
+            // must not depose the leader the lease protects.
+            return self.finish();
+        }
         self.observe(message.ballot());
         match message {
             Message::Prepare { ballot, from: slot } => self.on_prepare(from, ballot, slot),
@@ -493,7 +530,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     fn observe(&mut self, ballot: Ballot) {
         self.highest_seen = self.highest_seen.max(ballot);
         if self.own_ballot().is_some_and(|own| ballot > own) {
-            self.step_down(None);
+            self.step_down();
         }
     }
 
@@ -505,22 +542,18 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         }
     }
 
-    fn step_down(&mut self, leader: Option<NodeId>) {
+    fn step_down(&mut self) {
         let role = mem::replace(&mut self.role, Role::Follower);
-        self.leader = leader;
+        self.leader = None;
         if let Role::Leader(old) = role {
             for read in old.reads {
                 let error = ReadError::LeadershipLost;
                 self.out.push(Action::ReadFailed { id: read.id, error });
             }
-            // Commands without a slot go to the new leader when it is known; clients
-            // retry those whose fate they cannot learn.
-            if let Some(new) = leader.filter(|&l| l != self.id) {
-                let commands: Vec<C> = old.pending.into_iter().collect();
-                if !commands.is_empty() {
-                    self.forward(new, commands);
-                }
-            }
+            // Commands that never got a slot: `propose` took them, so they are not
+            // dropped; they go to the next leader this replica learns of (or back into
+            // its own queue if it leads again).
+            self.stranded.extend(old.pending);
         }
     }
 
@@ -532,7 +565,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         let Some(ballot) = Ballot::next_above(self.highest_seen.max(self.promised), self.id) else {
             return; // Rounds exhausted: never reuse a ballot, stay a follower.
         };
-        self.step_down(None);
+        self.step_down();
         self.promised = ballot;
         self.highest_seen = ballot;
         // Durable before the prepares leave: a restarted replica then never reuses it.
@@ -611,6 +644,13 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         if ballot != candidate.ballot || candidate.cursor[index] != Some(from) {
             return; // Stale, repeated or out-of-order chunk.
         }
+        let horizon = candidate.from.saturating_add(self.options.gap_max_slots);
+        if votes.iter().any(|v| v.slot > horizon) {
+            // The acceptor holds votes far beyond our log: we are too far behind to
+            // lead. Catch up from it first.
+            self.step_down();
+            return self.request_catch_up(acceptor);
+        }
         for SlotVote { slot, vote } in votes {
             if slot < candidate.from {
                 continue;
@@ -636,7 +676,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     fn on_behind(&mut self, from: NodeId, ballot: Ballot) {
         if self.own_ballot() == Some(ballot) && self.role() == RoleKind::Candidate {
             // Our log is behind a peer's snapshot: catch up before leading.
-            self.step_down(None);
+            self.step_down();
             self.request_catch_up(from);
         }
     }
@@ -666,7 +706,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             ballot: candidate.ballot,
             first,
             in_flight,
-            pending: VecDeque::new(),
+            pending: mem::take(&mut self.stranded).into(),
             batch_ends: VecDeque::new(),
             recovered_through,
             heartbeat_elapsed: 0,
@@ -680,6 +720,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         self.leader = Some(self.id);
         self.send_in_flight(first, recovered_through, None);
         self.broadcast_heartbeat();
+        self.pump();
     }
 
     // ---- phase 2 -----------------------------------------------------------------------
@@ -739,15 +780,16 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     /// Sends accepts for in-flight slots `from..=to`, in batches, to `only` or everyone.
     fn send_in_flight(&mut self, from: Slot, to: Slot, only: Option<NodeId>) {
         let commit = self.log.commit();
-        let step = self.options.batch_max_commands as u64;
+        let step = u64::try_from(self.options.batch_max_commands).unwrap_or(u64::MAX);
         let Role::Leader(leader) = &self.role else {
             return;
         };
         let ballot = leader.ballot;
         let mut messages = Vec::new();
         let mut first = from.max(leader.first);
+        let to = to.min(leader.first.saturating_add(leader.in_flight.len() as u64) - 1);
         while first <= to {
-            let last = to.min(first + step - 1);
+            let last = to.min(first.saturating_add(step - 1));
             let entries: Batch<C> = (first..=last)
                 .filter_map(|slot| leader.in_flight.get(distance(leader.first, slot)))
                 .map(|f| f.entry.clone())
@@ -761,7 +803,10 @@ impl<C: Command, R: RngCore> Replica<C, R> {
                 entries,
                 commit,
             });
-            first = last + 1;
+            let Some(next) = last.checked_add(1) else {
+                break;
+            };
+            first = next;
         }
         for message in messages {
             match only {
@@ -783,7 +828,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         }
         // Slots already chosen here need no vote; slots too far ahead are refused.
         let start = first.max(self.log.commit() + 1);
-        let end = last.min(self.log.commit() + self.options.gap_max_slots);
+        let end = last.min(self.log.commit().saturating_add(self.options.gap_max_slots));
         if start <= end {
             let skip = distance(first, start);
             let kept = distance(start, end) + 1;
@@ -822,6 +867,10 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         if ballot.node != self.id {
             self.leader = Some(ballot.node);
             self.election.heard_from_leader(&mut self.rng);
+            if !self.stranded.is_empty() {
+                let commands = mem::take(&mut self.stranded);
+                self.forward(ballot.node, commands);
+            }
         }
     }
 
@@ -897,7 +946,8 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             return;
         }
         let first = leader.first;
-        let last = first + self.options.batch_max_commands as u64 - 1;
+        let step = u64::try_from(self.options.batch_max_commands).unwrap_or(u64::MAX);
+        let last = first.saturating_add(step - 1);
         let acks = leader.in_flight[0].acks;
         let missing: Vec<NodeId> = self
             .members
@@ -1011,7 +1061,9 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             // Granted before the ack leaves, so the leader's count starts after ours.
             // The holder moves to the newest leader; a grant never ends earlier (only
             // refusing more candidates for longer can follow, never fewer).
-            let until = self.now + u64::from(lease.duration_ticks);
+            // Counted from our next tick: the heartbeat arrived somewhere inside the
+            // current one, so `now + D` could end the grant up to a tick early.
+            let until = self.now + u64::from(lease.duration_ticks) + 1;
             let until = self.grant.map_or(until, |g| g.until.max(until));
             let holder = Some(leader);
             self.grant = Some(Grant { holder, until });
@@ -1118,7 +1170,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     fn catch_up_if_behind(&mut self) {
         self.catch_up_elapsed += 1;
         let behind = self.log.commit() < self.known_commit;
-        if behind && self.catch_up_elapsed >= self.options.heartbeat_ticks * 2 {
+        if behind && self.catch_up_elapsed >= self.options.heartbeat_ticks.saturating_mul(2) {
             if let Some(leader) = self.leader.filter(|&l| l != self.id) {
                 self.request_catch_up(leader);
             }
@@ -1151,6 +1203,15 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         let Some((index, data)) = self.snapshot.clone() else {
             return;
         };
+        // A snapshot is big: send it again only if the last copy has had time to arrive.
+        let Some(member) = self.members.index_of(peer) else {
+            return;
+        };
+        let wait = u64::from(self.options.election_ticks);
+        if self.snapshot_sent[member].is_some_and(|at| self.now < at + wait) {
+            return;
+        }
+        self.snapshot_sent[member] = Some(self.now);
         let total = data.len() as u64;
         let chunk = self.options.snapshot_chunk_bytes;
         let mut offset = 0;
@@ -1217,29 +1278,33 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         if index <= self.log.commit() || self.role() == RoleKind::Leader {
             return;
         }
-        if offset == 0 {
+        let newer = self
+            .incoming
+            .as_ref()
+            .is_none_or(|i| index > i.index || (index == i.index && total != i.total));
+        if newer {
+            let chunks = BTreeMap::new();
             self.incoming = Some(IncomingSnapshot {
                 index,
                 total,
-                bytes: Vec::new(),
+                chunks,
             });
         }
         let Some(incoming) = &mut self.incoming else {
             return;
         };
         let fits = incoming.index == index
-            && incoming.total == total
-            && incoming.bytes.len() as u64 == offset
-            && offset + data.len() as u64 <= total;
+            && offset
+                .checked_add(data.len() as u64)
+                .is_some_and(|end| end <= total);
         if !fits {
-            self.incoming = None;
-            return;
+            return; // An older snapshot's chunk, or one that does not fit: ignore it.
         }
-        incoming.bytes.extend_from_slice(&data);
-        if (incoming.bytes.len() as u64) < total {
+        incoming.chunks.entry(offset).or_insert(data);
+        let Some(data) = incoming.assemble() else {
             return;
-        }
-        let data: Arc<[u8]> = mem::take(&mut incoming.bytes).into();
+        };
+        let data: Arc<[u8]> = data.into();
         self.incoming = None;
         self.out.push(Action::Persist(Write::Snapshot {
             index,

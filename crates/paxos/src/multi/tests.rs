@@ -825,7 +825,8 @@ fn promises(actions: &[Action<u64>]) -> bool {
 fn a_restarted_acceptor_promises_nothing_until_any_lease_it_granted_has_ended() {
     let mut r = leased_replica(N2);
     let b = ballot(1, N3);
-    for _ in 0..7 {
+    // The grant counts from the next tick: eight whole ticks, then one more.
+    for _ in 0..8 {
         assert!(
             !promises(&r.step(N3, prepare(b, 1))),
             "promised inside a lease"
@@ -843,9 +844,9 @@ fn an_acceptor_that_granted_a_lease_refuses_other_candidates_until_it_ends() {
         r.tick();
     }
     let leader = ballot(1, N1);
-    r.step(N1, heartbeat(leader, 0, 1)); // Granted for 8 ticks from now.
+    r.step(N1, heartbeat(leader, 0, 1)); // Granted for 8 whole ticks from the next.
     let rival = ballot(2, N3);
-    for _ in 0..7 {
+    for _ in 0..8 {
         r.tick();
         assert_eq!(r.step(N3, prepare(rival, 1)), vec![]);
     }
