@@ -25,6 +25,7 @@ use rand_pcg::Pcg64;
 use crate::history::{Input, Operation, Output};
 use crate::kv::{Key, Outcome, Request, Store, Value, Write};
 use crate::linearizability::{self, Verdict};
+use crate::network::{Envelope, Fate, Faults, Network};
 
 /// Virtual microseconds in a nominal tick.
 pub const TICK_US: u64 = 1_000;
@@ -99,13 +100,18 @@ impl FaultRates {
         if !(0.0..0.5).contains(&self.drift) {
             return Err(format!("drift must be in [0, 0.5), not {}", self.drift));
         }
-        let (min, max) = self.delay_us;
-        if min == 0 || min > max || max > 10 * TICK_US * 1_000 {
-            return Err(format!(
-                "delays must satisfy 1 <= min <= max <= 10s, not {min}..{max}"
-            ));
+        self.network(true).validate()
+    }
+
+    /// The network's share of these rates (without loss and duplication once a run has
+    /// healed). Delays are in virtual µs.
+    fn network(&self, faulty: bool) -> Faults {
+        Faults {
+            loss: if faulty { self.loss } else { 0.0 },
+            duplication: if faulty { self.duplication } else { 0.0 },
+            delay_ticks_min: self.delay_us.0,
+            delay_ticks_max: self.delay_us.1,
         }
-        Ok(())
     }
 }
 
@@ -425,6 +431,9 @@ pub struct World {
     replica_options: ReplicaOptions,
     nodes: Vec<Node>,
     clients: Vec<Client>,
+    /// Messages between replicas in flight: the simulator's network, shared with the
+    /// single-decree runs (`crate::synod`).
+    network: Network<Message<Request>>,
     cut: BTreeSet<(usize, usize)>,
     partition: u64,
     history: Vec<Operation>,
@@ -490,6 +499,7 @@ impl World {
                 finals: 0,
             })
             .collect();
+        let network = Network::new(options.faults.network(true));
         let mut world = World {
             options,
             rng,
@@ -502,6 +512,7 @@ impl World {
             replica_options,
             nodes,
             clients,
+            network,
             cut: BTreeSet::new(),
             partition: 0,
             history: Vec::new(),
@@ -600,7 +611,18 @@ impl World {
             .push(Reverse((self.now + delay, self.order, index)));
     }
 
+    /// The next event: from the event queue or the network, whichever is due first (the
+    /// queue first at equal times).
     fn pop(&mut self) -> Option<(u64, Event)> {
+        let queued = self.queue.peek().map(|Reverse((time, _, _))| *time);
+        let arriving = self.network.next_arrival();
+        if let Some(at) = arriving.filter(|&at| queued.is_none_or(|q| at < q)) {
+            let envelope = self.network.next_due(at)?;
+            let from = self.members.index_of(envelope.from)?;
+            let to = self.members.index_of(envelope.to)?;
+            let message = envelope.message;
+            return Some((at, Event::Deliver { from, to, message }));
+        }
         let Reverse((time, _, index)) = self.queue.pop()?;
         let event = self.events[index].take()?;
         self.free.push(index);
@@ -820,25 +842,25 @@ impl World {
             self.record(event);
             return self.schedule(0, Event::Deliver { from, to, message });
         }
-        let faults = self.options.faults;
-        let lost = self.cut.contains(&(from, to)) || (self.faults_on && self.chance(faults.loss));
-        if lost {
+        if self.cut.contains(&(from, to)) {
             self.stats.lost += 1;
             event.what = "drop";
             return self.record(event);
         }
-        self.record(event);
-        let copies = if self.faults_on && self.chance(faults.duplication) {
-            self.stats.duplicated += 1;
-            2
-        } else {
-            1
+        let envelope = Envelope {
+            from: self.nodes[from].id,
+            to: self.nodes[to].id,
+            message,
         };
-        for _ in 0..copies {
-            let delay = self.random(faults.delay_us.0, faults.delay_us.1);
-            let message = message.clone();
-            self.schedule(delay, Event::Deliver { from, to, message });
+        match self.network.send(self.now, envelope, &mut self.rng) {
+            Fate::Lost => {
+                self.stats.lost += 1;
+                event.what = "drop";
+            }
+            Fate::Duplicated => self.stats.duplicated += 1,
+            Fate::Delivered => {}
         }
+        self.record(event);
     }
 
     fn apply(&mut self, node: usize, slot: Slot, entry: Entry<Request>) {
@@ -1221,6 +1243,10 @@ impl World {
 
     fn heal_all(&mut self) {
         self.faults_on = false;
+        let calm = self.options.faults.network(false);
+        if let Err(problem) = self.network.set_faults(calm) {
+            self.failures.push(Failure::Liveness(problem));
+        }
         self.cut.clear();
         for node in 0..self.nodes.len() {
             self.nodes[node].slow_disk = false;

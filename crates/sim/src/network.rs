@@ -153,6 +153,19 @@ impl<M: Clone> Network<M> {
         });
     }
 
+    /// Changes the fault rates for messages sent from now on (the simulator turns faults
+    /// off when a run heals). Rejects rates that do not validate.
+    pub fn set_faults(&mut self, faults: Faults) -> Result<(), String> {
+        faults.validate()?;
+        self.faults = faults;
+        Ok(())
+    }
+
+    /// When the next message arrives, if any is in flight.
+    pub fn next_arrival(&self) -> Option<u64> {
+        self.in_flight.peek().map(|s| s.at)
+    }
+
     /// Removes and returns the next message due at or before `now`.
     pub fn next_due(&mut self, now: u64) -> Option<Envelope<M>> {
         if self.in_flight.peek()?.at > now {
