@@ -1,0 +1,898 @@
+//! The disk implementation: segment files of checksummed records, group commit, snapshot
+//! files written atomically, and verified recovery.
+//!
+//! Group commit: every caller of [`Storage::persist`] appends its encoded records to a
+//! shared buffer and waits (parked). Whoever finds no sync in progress becomes the syncer:
+//! it takes the whole buffer, writes it with one `write`, calls `fdatasync` once, and
+//! wakes exactly the callers the sync covered. While it syncs, new callers fill the next
+//! buffer, so under load each sync carries many callers' writes; the syncer keeps going
+//! for a few batches, then hands the role to a waiter. Callers that are tasks rather than
+//! threads go through [`crate::Committer`], one thread that does the same for them.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::Thread;
+
+use paxos::multi::{Durable, Write};
+use paxos::Ballot;
+
+use crate::format::{
+    decode_header, encode_header, encode_record, scan, Codec, Header, Identity, Record, HEADER_LEN,
+    VERSION,
+};
+use crate::state::State;
+use crate::{Storage, StorageError};
+
+/// A syncer whose own write is durable syncs this many batches in all before it hands
+/// the role to a waiter.
+const SYNCS_FOR_OTHERS: u32 = 4;
+
+/// Tunables of the disk implementation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskOptions {
+    /// Who the directory belongs to.
+    pub identity: Identity,
+    /// A segment is closed and a new one started once it exceeds this many bytes.
+    pub segment_bytes: u64,
+}
+
+impl DiskOptions {
+    /// Defaults for `identity`: 64 MiB segments.
+    pub fn new(identity: Identity) -> DiskOptions {
+        DiskOptions {
+            identity,
+            segment_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Storage in a directory.
+#[derive(Debug)]
+pub struct DiskStorage<C> {
+    dir: PathBuf,
+    options: DiskOptions,
+    recovered: Durable<C>,
+    queue: Mutex<Queue>,
+    /// Calls whose batch completed (synced or failed): waiters read it without the lock.
+    completed: AtomicU64,
+    /// A waiter asked to take over as syncer (0: none).
+    designated: AtomicU64,
+    /// Whether any batch ever failed (only then do callers look for their failure).
+    any_failure: AtomicBool,
+    /// Syncs done, and microseconds spent in write + fdatasync (for benchmarks).
+    syncs: AtomicU64,
+    io_micros: AtomicU64,
+    io: Mutex<Io>,
+}
+
+/// A closed or open segment and the highest slot it holds a vote for.
+#[derive(Clone, Copy, Debug)]
+struct Segment {
+    number: u64,
+    max_slot: u64,
+}
+
+/// How a batch failed (errors are not `Clone`; each waiter gets its own).
+#[derive(Clone, Copy, Debug)]
+enum Failure {
+    Full,
+    Io(ErrorKind),
+}
+
+/// What callers share: the writes waiting for a sync, and how syncs went.
+#[derive(Debug)]
+struct Queue {
+    /// Encoded records waiting for the next sync, and the highest slot among them.
+    pending: Vec<u8>,
+    pending_max_slot: u64,
+    /// A snapshot record waiting in `pending`: release segments once it is durable.
+    pending_snapshot: Option<u64>,
+    /// Calls so far.
+    appended: u64,
+    syncing: bool,
+    /// Callers waiting for a sync, with their call number (woken one by one, so that a
+    /// sync does not stampede every thread into the lock at once).
+    waiters: Vec<(u64, Thread)>,
+    /// Recent failed batches: (first call, last call, how).
+    failures: VecDeque<(u64, u64, Failure)>,
+    /// What the next segment's `State` record must carry.
+    promised: Ballot,
+    commit: u64,
+}
+
+/// One call's writes, encoded, with what the queue must learn from them.
+struct Encoded {
+    bytes: Vec<u8>,
+    max_slot: u64,
+    snapshot: Option<u64>,
+    promised: Ballot,
+    commit: u64,
+}
+
+/// What only the syncer touches (its lock is never held by a waiting caller).
+#[derive(Debug)]
+struct Io {
+    file: File,
+    /// Bytes in the current segment.
+    length: u64,
+    segments: VecDeque<Segment>,
+}
+
+impl<C: Codec + Clone> DiskStorage<C> {
+    /// Opens (or creates) the data directory and recovers it: every record is verified,
+    /// a torn tail is cut off, anything else that is wrong is an error naming the file.
+    pub fn open(
+        dir: impl Into<PathBuf>,
+        options: DiskOptions,
+    ) -> Result<DiskStorage<C>, StorageError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        remove_temporaries(&dir)?;
+        let mut numbers = list(&dir, "wal-", ".log")?;
+        if numbers.is_empty() {
+            create_segment(&dir, &options, 0, Ballot::ZERO, 0)?;
+            numbers.push(0);
+        }
+        for pair in numbers.windows(2) {
+            if pair[1] != pair[0] + 1 {
+                let segment = pair[0] + 1;
+                return Err(StorageError::MissingSegment { dir, segment });
+            }
+        }
+        let mut state = State::default();
+        let mut segments = VecDeque::new();
+        let last = numbers.len() - 1;
+        let mut length = 0;
+        for (i, &number) in numbers.iter().enumerate() {
+            let path = segment_path(&dir, number);
+            let (max_slot, len) = recover_segment(&path, &options, number, i == last, &mut state)?;
+            segments.push_back(Segment { number, max_slot });
+            length = len;
+        }
+        if state.snapshot_index > 0 {
+            let path = snapshot_path(&dir, state.snapshot_index);
+            state.snapshot = Some(read_snapshot(&path, state.snapshot_index)?);
+        }
+        let current = segment_path(&dir, numbers[last]);
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&current)
+            .map_err(io(&current))?;
+        let queue = Queue {
+            pending: Vec::new(),
+            pending_max_slot: 0,
+            pending_snapshot: None,
+            appended: 0,
+            syncing: false,
+            waiters: Vec::new(),
+            failures: VecDeque::new(),
+            promised: state.promised,
+            commit: state.commit,
+        };
+        let io = Io {
+            file,
+            length,
+            segments,
+        };
+        Ok(DiskStorage {
+            dir,
+            options,
+            recovered: state.durable(),
+            queue: Mutex::new(queue),
+            completed: AtomicU64::new(0),
+            designated: AtomicU64::new(0),
+            any_failure: AtomicBool::new(false),
+            syncs: AtomicU64::new(0),
+            io_micros: AtomicU64::new(0),
+            io: Mutex::new(io),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_io(&self) -> MutexGuard<'_, Io> {
+        self.io.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Encodes `writes`; snapshot files are written (durably) here, before their records.
+    fn encode(&self, writes: Vec<Write<C>>) -> Result<Encoded, StorageError> {
+        let mut bytes = Vec::new();
+        let (mut max_slot, mut snapshot, mut promised, mut commit) = (0, None, Ballot::ZERO, 0);
+        for write in writes {
+            let (record, data) = Record::of(write);
+            max_slot = max_slot.max(record.max_slot());
+            match (&record, data) {
+                (Record::Promise(b) | Record::Votes { ballot: b, .. }, _) => {
+                    promised = promised.max(*b);
+                }
+                (Record::Commit(slot), _) => commit = commit.max(*slot),
+                (Record::Snapshot { index }, Some(data)) => {
+                    write_snapshot(&self.dir, *index, &data)?;
+                    snapshot = Some(*index);
+                    commit = commit.max(*index);
+                }
+                _ => {}
+            }
+            encode_record(&record, &mut bytes);
+        }
+        Ok(Encoded {
+            bytes,
+            max_slot,
+            snapshot,
+            promised,
+            commit,
+        })
+    }
+
+    /// The syncer's work: one write and one fdatasync for everything pending. The queue
+    /// is unlocked meanwhile, so callers keep filling the next batch.
+    fn sync_pending<'a>(&'a self, mut queue: MutexGuard<'a, Queue>) -> MutexGuard<'a, Queue> {
+        queue.syncing = true;
+        let bytes = std::mem::take(&mut queue.pending);
+        let max_slot = std::mem::take(&mut queue.pending_max_slot);
+        let snapshot = queue.pending_snapshot.take();
+        let (first, last) = (self.completed.load(Ordering::Acquire) + 1, queue.appended);
+        let (promised, commit) = (queue.promised, queue.commit);
+        drop(queue);
+        let started = std::time::Instant::now();
+        let outcome = {
+            let mut io = self.lock_io();
+            let outcome = self.write_and_sync(&mut io, &bytes, max_slot, promised, commit);
+            if let (Ok(()), Some(index)) = (&outcome, snapshot) {
+                self.release(&mut io, index);
+            }
+            outcome
+        };
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.io_micros.fetch_add(micros, Ordering::Relaxed);
+        let mut queue = self.lock();
+        if let Err(failure) = outcome {
+            queue.failures.push_back((first, last, failure));
+            if queue.failures.len() > 64 {
+                queue.failures.pop_front();
+            }
+            self.any_failure.store(true, Ordering::Release);
+        }
+        self.completed.store(last, Ordering::Release);
+        queue.syncing = false;
+        let mut i = 0;
+        while i < queue.waiters.len() {
+            if queue.waiters[i].0 <= last {
+                queue.waiters.swap_remove(i).1.unpark();
+            } else {
+                i += 1;
+            }
+        }
+        queue
+    }
+
+    /// Syncs batch after batch while writes keep arriving; once its own call `me` is
+    /// durable and it synced a few batches for others, hands the role to a waiter.
+    fn run_syncer<'a>(&'a self, mut queue: MutexGuard<'a, Queue>, me: u64) {
+        let mut rounds = 0;
+        loop {
+            queue = self.sync_pending(queue);
+            rounds += 1;
+            if queue.pending.is_empty() {
+                return;
+            }
+            let mine_done = self.completed.load(Ordering::Acquire) >= me;
+            if mine_done && rounds >= SYNCS_FOR_OTHERS {
+                let next = queue.waiters.iter().min_by_key(|(seq, _)| *seq);
+                if let Some((seq, thread)) = next {
+                    self.designated.store(*seq, Ordering::Release);
+                    thread.unpark();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits, parked, until call `me` is durable (or this thread is asked to sync).
+    fn wait_for(&self, me: u64) {
+        loop {
+            std::thread::park();
+            if self.completed.load(Ordering::Acquire) >= me {
+                return;
+            }
+            if self.designated.load(Ordering::Acquire) != me {
+                continue; // A spurious wake-up.
+            }
+            self.designated.store(0, Ordering::Release);
+            let mut queue = self.lock();
+            if self.completed.load(Ordering::Acquire) >= me {
+                return;
+            }
+            if !queue.syncing {
+                return self.run_syncer(queue, me);
+            }
+            queue.waiters.push((me, std::thread::current()));
+        }
+    }
+
+    fn write_and_sync(
+        &self,
+        inner: &mut Io,
+        bytes: &[u8],
+        max_slot: u64,
+        promised: Ballot,
+        commit: u64,
+    ) -> Result<(), Failure> {
+        if inner.length + bytes.len() as u64 > self.options.segment_bytes
+            && inner.length > HEADER_LEN as u64
+        {
+            self.rotate(inner, promised, commit)?;
+        }
+        let path = self.current_path(inner);
+        if let Err(error) = inner.file.write_all(bytes) {
+            // Cut the partial write off, so the next append does not follow garbage; if
+            // even that fails the log cannot be trusted: stop.
+            if inner.file.set_len(inner.length).is_err() {
+                fatal(&path, "truncating after a failed write", &error);
+            }
+            return Err(match error.kind() {
+                ErrorKind::StorageFull => Failure::Full,
+                kind => Failure::Io(kind),
+            });
+        }
+        if let Err(error) = inner.file.sync_data() {
+            fatal(&path, "fdatasync", &error);
+        }
+        inner.length += bytes.len() as u64;
+        if let Some(segment) = inner.segments.back_mut() {
+            segment.max_slot = segment.max_slot.max(max_slot);
+        }
+        Ok(())
+    }
+
+    /// Closes the current segment and opens the next, which starts with the promise and
+    /// commit point so far (older segments then matter only for their votes).
+    fn rotate(&self, inner: &mut Io, promised: Ballot, commit: u64) -> Result<(), Failure> {
+        let number = inner.segments.back().map_or(0, |s| s.number + 1);
+        let created = create_segment(&self.dir, &self.options, number, promised, commit);
+        let path = segment_path(&self.dir, number);
+        if let Err(error) = created {
+            if let StorageError::Io { error, .. } = &error {
+                if error.kind() == ErrorKind::StorageFull {
+                    let _ = fs::remove_file(&path);
+                    return Err(Failure::Full);
+                }
+            }
+            fatal(&path, "creating a segment", &error);
+        }
+        match OpenOptions::new().append(true).open(&path) {
+            Ok(file) => inner.file = file,
+            Err(error) => fatal(&path, "opening a new segment", &error),
+        }
+        inner.length = fs::metadata(&path).map_or(HEADER_LEN as u64, |m| m.len());
+        inner.segments.push_back(Segment {
+            number,
+            max_slot: 0,
+        });
+        Ok(())
+    }
+
+    /// A durable snapshot covers every slot through `index`: release the oldest segments
+    /// whose votes it all covers (never the current one, never leaving a gap), and older
+    /// snapshot files.
+    fn release(&self, inner: &mut Io, index: u64) {
+        while inner.segments.len() > 1 && inner.segments[0].max_slot <= index {
+            let Some(old) = inner.segments.pop_front() else {
+                break;
+            };
+            let _ = fs::remove_file(segment_path(&self.dir, old.number));
+        }
+        if let Ok(snapshots) = list(&self.dir, "snap-", ".snap") {
+            for old in snapshots.into_iter().filter(|&i| i < index) {
+                let _ = fs::remove_file(snapshot_path(&self.dir, old));
+            }
+        }
+        let _ = sync_dir(&self.dir);
+    }
+
+    fn current_path(&self, inner: &Io) -> PathBuf {
+        segment_path(&self.dir, inner.segments.back().map_or(0, |s| s.number))
+    }
+
+    /// Syncs so far, and the microseconds they took (write and fdatasync together).
+    pub fn sync_stats(&self) -> (u64, u64) {
+        let syncs = self.syncs.load(Ordering::Relaxed);
+        (syncs, self.io_micros.load(Ordering::Relaxed))
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The segment files present, oldest first (for tests and operators).
+    pub fn segments(&self) -> Vec<PathBuf> {
+        let inner = self.lock_io();
+        inner
+            .segments
+            .iter()
+            .map(|s| segment_path(&self.dir, s.number))
+            .collect()
+    }
+}
+
+impl<C: Codec + Clone> Storage<C> for DiskStorage<C> {
+    fn recovered(&self) -> Result<Durable<C>, StorageError> {
+        Ok(self.recovered.clone())
+    }
+
+    fn persist(&self, writes: Vec<Write<C>>) -> Result<(), StorageError> {
+        let Encoded {
+            bytes,
+            max_slot,
+            snapshot,
+            promised,
+            commit,
+        } = self.encode(writes)?;
+        let mut inner = self.lock();
+        inner.pending.extend_from_slice(&bytes);
+        inner.pending_max_slot = inner.pending_max_slot.max(max_slot);
+        if snapshot.is_some() {
+            inner.pending_snapshot = snapshot.max(inner.pending_snapshot);
+        }
+        inner.promised = inner.promised.max(promised);
+        inner.commit = inner.commit.max(commit);
+        inner.appended += 1;
+        let me = inner.appended;
+        if inner.syncing {
+            inner.waiters.push((me, std::thread::current()));
+            drop(inner);
+            self.wait_for(me);
+        } else {
+            self.run_syncer(inner, me);
+        }
+        if !self.any_failure.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let inner = self.lock();
+        let failed = inner
+            .failures
+            .iter()
+            .find(|&&(first, last, _)| (first..=last).contains(&me));
+        let failed = failed.map(|&(_, _, failure)| failure);
+        drop(inner);
+        let path = || self.current_path(&self.lock_io());
+        match failed {
+            None => Ok(()),
+            Some(Failure::Full) => Err(StorageError::Full { path: path() }),
+            Some(Failure::Io(kind)) => Err(StorageError::Io {
+                path: path(),
+                error: kind.into(),
+            }),
+        }
+    }
+}
+
+/// After a failed fsync the kernel may have dropped the dirty pages: retrying could report
+/// success for data that is gone. Never retry, never acknowledge: stop the process.
+fn fatal(path: &Path, what: &str, error: &dyn std::fmt::Display) -> ! {
+    eprintln!(
+        "synod: fatal: {what} failed on {}: {error}; stopping without acknowledging \
+         anything not already durable",
+        path.display()
+    );
+    std::process::abort()
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> StorageError + '_ {
+    move |error| StorageError::Io {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+fn segment_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("wal-{number:020}.log"))
+}
+
+fn snapshot_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join(format!("snap-{index:020}.snap"))
+}
+
+/// The numbers of the files named `{prefix}{number}{suffix}` in `dir`, sorted.
+fn list(dir: &Path, prefix: &str, suffix: &str) -> Result<Vec<u64>, StorageError> {
+    let mut numbers = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io(dir))? {
+        let name = entry.map_err(io(dir))?.file_name();
+        let name = name.to_string_lossy();
+        let number = name
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(suffix))
+            .and_then(|n| n.parse::<u64>().ok());
+        numbers.extend(number);
+    }
+    numbers.sort_unstable();
+    Ok(numbers)
+}
+
+fn remove_temporaries(dir: &Path) -> Result<(), StorageError> {
+    for entry in fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        if path.extension().is_some_and(|e| e == "tmp") {
+            fs::remove_file(&path).map_err(io(&path))?;
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// Creates segment `number` (header, then a `State` record) durably, via a temporary
+/// file renamed into place so that a crash never leaves a half-made segment.
+fn create_segment(
+    dir: &Path,
+    options: &DiskOptions,
+    number: u64,
+    promised: Ballot,
+    commit: u64,
+) -> Result<(), StorageError> {
+    let header = Header {
+        version: VERSION,
+        identity: options.identity,
+        segment: number,
+    };
+    let mut bytes = encode_header(&header).to_vec();
+    encode_record::<Vec<u8>>(&Record::State { promised, commit }, &mut bytes);
+    let path = segment_path(dir, number);
+    let temporary = path.with_extension("tmp");
+    let mut file = File::create(&temporary).map_err(io(&temporary))?;
+    file.write_all(&bytes).map_err(io(&temporary))?;
+    file.sync_all().map_err(io(&temporary))?;
+    fs::rename(&temporary, &path).map_err(io(&path))?;
+    sync_dir(dir)
+}
+
+/// Verifies one segment and folds its records into `state`; returns the highest slot it
+/// holds a vote for and its (possibly repaired) length.
+fn recover_segment<C: Codec + Clone>(
+    path: &Path,
+    options: &DiskOptions,
+    number: u64,
+    last: bool,
+    state: &mut State<C>,
+) -> Result<(u64, u64), StorageError> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(io(path))?;
+    let corrupt = |offset: u64, reason: &'static str| StorageError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        reason,
+    };
+    let header = decode_header(&bytes).map_err(|_| corrupt(0, "bad segment header"))?;
+    if header.version > VERSION {
+        let version = header.version;
+        return Err(StorageError::NewerVersion {
+            path: path.to_path_buf(),
+            version,
+        });
+    }
+    if header.identity != options.identity {
+        return Err(StorageError::Foreign {
+            path: path.to_path_buf(),
+            found: header.identity,
+            expected: options.identity,
+        });
+    }
+    if header.segment != number {
+        return Err(corrupt(0, "the header's segment number is not the file's"));
+    }
+    let body = &bytes[HEADER_LEN..];
+    let scanned = scan::<C>(body, last)
+        .map_err(|(offset, reason)| corrupt(HEADER_LEN as u64 + offset, reason))?;
+    let length = (HEADER_LEN + scanned.end) as u64;
+    if scanned.end < body.len() {
+        // A torn tail: never acknowledged (its sync never returned). Cut it off durably.
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io(path))?;
+        file.set_len(length).map_err(io(path))?;
+        file.sync_all().map_err(io(path))?;
+    }
+    let mut max_slot = 0;
+    for (_, record) in scanned.records {
+        max_slot = max_slot.max(record.max_slot());
+        state.apply_record(record, None);
+    }
+    Ok((max_slot, length))
+}
+
+const SNAPSHOT_MAGIC: [u8; 8] = *b"SYNODSNP";
+const SNAPSHOT_HEADER_LEN: usize = 36;
+
+/// Writes a snapshot file durably: temporary file, fsync, rename, fsync the directory.
+fn write_snapshot(dir: &Path, index: u64, data: &Arc<[u8]>) -> Result<(), StorageError> {
+    let path = snapshot_path(dir, index);
+    let temporary = path.with_extension("tmp");
+    let mut header = Vec::with_capacity(SNAPSHOT_HEADER_LEN);
+    header.extend_from_slice(&SNAPSHOT_MAGIC);
+    header.extend_from_slice(&VERSION.to_le_bytes());
+    header.extend_from_slice(&index.to_le_bytes());
+    header.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    header.extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
+    let crc = crc32c::crc32c(&header);
+    header.extend_from_slice(&crc.to_le_bytes());
+    let mut file = File::create(&temporary).map_err(io(&temporary))?;
+    let written = file.write_all(&header).and_then(|()| file.write_all(data));
+    if let Err(error) = written {
+        let _ = fs::remove_file(&temporary);
+        return Err(match error.kind() {
+            ErrorKind::StorageFull => StorageError::Full { path: temporary },
+            _ => StorageError::Io {
+                path: temporary,
+                error,
+            },
+        });
+    }
+    if let Err(error) = file.sync_all() {
+        fatal(&temporary, "fsync", &error);
+    }
+    fs::rename(&temporary, &path).map_err(io(&path))?;
+    sync_dir(dir)
+}
+
+/// Reads and verifies the snapshot covering `index`.
+fn read_snapshot(path: &Path, index: u64) -> Result<Arc<[u8]>, StorageError> {
+    let refuse = |reason| StorageError::Snapshot {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = fs::read(path).map_err(|_| refuse("the snapshot the log refers to is missing"))?;
+    let header = bytes
+        .get(..SNAPSHOT_HEADER_LEN)
+        .ok_or_else(|| refuse("truncated snapshot header"))?;
+    let field = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().unwrap_or([0; 8]));
+    let word = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().unwrap_or([0; 4]));
+    if header[..8] != SNAPSHOT_MAGIC || word(32) != crc32c::crc32c(&header[..32]) {
+        return Err(refuse("bad snapshot header"));
+    }
+    if word(8) > VERSION {
+        return Err(refuse("snapshot written by a newer format version"));
+    }
+    if field(12) != index {
+        return Err(refuse(
+            "the snapshot covers another index than the log says",
+        ));
+    }
+    let data = &bytes[SNAPSHOT_HEADER_LEN..];
+    if data.len() as u64 != field(20) {
+        return Err(refuse("truncated snapshot"));
+    }
+    if crc32c::crc32c(data) != word(28) {
+        return Err(refuse("snapshot checksum mismatch"));
+    }
+    Ok(data.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::{options, scratch};
+    use paxos::multi::Entry;
+    use paxos::NodeId;
+
+    fn votes(first: u64, values: &[u64]) -> Write<u64> {
+        Write::Votes {
+            ballot: Ballot::new(1, NodeId(1)),
+            first,
+            entries: values.iter().map(|&v| Entry::Command(v)).collect(),
+        }
+    }
+
+    fn open(dir: &Path) -> Result<DiskStorage<u64>, StorageError> {
+        DiskStorage::open(dir, options())
+    }
+
+    fn slots(s: &DiskStorage<u64>) -> Vec<u64> {
+        let d = s.recovered().unwrap();
+        d.votes.iter().map(|(slot, _)| *slot).collect()
+    }
+
+    fn append_raw(path: &Path, bytes: &[u8]) {
+        let mut file = OpenOptions::new().append(true).open(path).unwrap();
+        file.write_all(bytes).unwrap();
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_off_and_everything_before_it_kept() {
+        let dir = scratch();
+        let s = open(&dir).unwrap();
+        s.persist(vec![votes(1, &[1])]).unwrap();
+        s.persist(vec![votes(2, &[2])]).unwrap();
+        let last = s.segments().pop().unwrap();
+        drop(s);
+        // Half of a third record reached the disk before the crash.
+        let mut record = Vec::new();
+        encode_record(
+            &Record::Votes {
+                ballot: Ballot::ZERO,
+                first: 3,
+                entries: vec![Entry::Command(3u64)],
+            },
+            &mut record,
+        );
+        let before = fs::metadata(&last).unwrap().len();
+        append_raw(&last, &record[..record.len() / 2]);
+        let s = open(&dir).unwrap();
+        assert_eq!(slots(&s), vec![1, 2]);
+        assert_eq!(
+            fs::metadata(&last).unwrap().len(),
+            before,
+            "the tail was cut durably"
+        );
+        // Zeros a file system left after extending the file are a torn tail too.
+        drop(s);
+        append_raw(&last, &[0; 100]);
+        assert_eq!(slots(&open(&dir).unwrap()), vec![1, 2]);
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_bit_flip_before_the_tail_is_refused_with_file_and_offset() {
+        let dir = scratch();
+        let s = open(&dir).unwrap();
+        for slot in 1..=3 {
+            s.persist(vec![votes(slot, &[slot])]).unwrap();
+        }
+        let path = s.segments().pop().unwrap();
+        drop(s);
+        let mut bytes = fs::read(&path).unwrap();
+        let second_record = bytes.len() - 2 * (bytes.len() - HEADER_LEN - 29) / 3;
+        bytes[second_record + 12] ^= 0x10;
+        fs::write(&path, &bytes).unwrap();
+        match open(&dir) {
+            Err(StorageError::Corrupt {
+                path: p,
+                offset,
+                reason,
+            }) => {
+                assert_eq!(p, path);
+                assert!(offset > HEADER_LEN as u64 && offset <= second_record as u64 + 12);
+                assert_eq!(reason, "checksum mismatch");
+                let message = StorageError::Corrupt {
+                    path: p,
+                    offset,
+                    reason,
+                }
+                .to_string();
+                assert!(message.contains("byte offset") && message.contains("OPERATIONS.md"));
+            }
+            other => panic!("corruption accepted: {other:?}"),
+        }
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn segments_rotate_and_are_released_once_a_snapshot_covers_them() {
+        let dir = scratch();
+        let s = open(&dir).unwrap();
+        for slot in 1..=40 {
+            s.persist(vec![votes(slot, &[slot])]).unwrap();
+        }
+        let before = s.segments().len();
+        assert!(before > 5, "only {before} segments");
+        let data: Arc<[u8]> = Arc::from(&b"through 30"[..]);
+        s.persist(vec![Write::Snapshot {
+            index: 30,
+            data: data.clone(),
+        }])
+        .unwrap();
+        let after = s.segments().len();
+        assert!(after < before, "{before} -> {after}");
+        drop(s);
+        let s = open(&dir).unwrap();
+        let d = s.recovered().unwrap();
+        assert_eq!(d.snapshot, Some((30, data)));
+        assert_eq!(slots(&s), (31..=40).collect::<Vec<_>>());
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_truncated_or_missing_snapshot_is_refused() {
+        let dir = scratch();
+        let s = open(&dir).unwrap();
+        s.persist(vec![
+            votes(1, &[1]),
+            Write::Snapshot {
+                index: 1,
+                data: Arc::from(&[9u8; 50][..]),
+            },
+        ])
+        .unwrap();
+        drop(s);
+        let path = snapshot_path(&dir, 1);
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(matches!(
+            open(&dir),
+            Err(StorageError::Snapshot {
+                reason: "truncated snapshot",
+                ..
+            })
+        ));
+        fs::remove_file(&path).unwrap();
+        assert!(matches!(open(&dir), Err(StorageError::Snapshot { .. })));
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn another_members_directory_a_newer_version_and_a_missing_segment_are_refused() {
+        let dir = scratch();
+        let s = open(&dir).unwrap();
+        for slot in 1..=20 {
+            s.persist(vec![votes(slot, &[slot])]).unwrap();
+        }
+        let segments = s.segments();
+        drop(s);
+        let stranger = DiskOptions::new(Identity {
+            cluster: 7,
+            member: NodeId(2),
+        });
+        let refused = DiskStorage::<u64>::open(&dir, stranger).unwrap_err();
+        assert!(matches!(refused, StorageError::Foreign { .. }), "{refused}");
+        assert!(refused
+            .to_string()
+            .contains("member 1, not cluster 7 member 2"));
+
+        let newest = segments.last().unwrap();
+        let original = fs::read(newest).unwrap();
+        let mut header = decode_header(&original).unwrap();
+        header.version = VERSION + 1;
+        let mut newer = encode_header(&header).to_vec();
+        newer.extend_from_slice(&original[HEADER_LEN..]);
+        fs::write(newest, newer).unwrap();
+        assert!(matches!(
+            open(&dir),
+            Err(StorageError::NewerVersion { version: 2, .. })
+        ));
+        fs::write(newest, original).unwrap();
+
+        fs::remove_file(&segments[1]).unwrap();
+        assert!(matches!(
+            open(&dir),
+            Err(StorageError::MissingSegment { segment: 1, .. })
+        ));
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn concurrent_writers_share_syncs_and_every_acknowledged_write_survives() {
+        let dir = scratch();
+        let s = Arc::new(open(&dir).unwrap());
+        let writers: Vec<_> = (0..16u64)
+            .map(|w| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for k in 0..50u64 {
+                        let slot = 1 + w * 50 + k;
+                        s.persist(vec![votes(slot, &[slot])]).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        drop(s);
+        let s = DiskStorage::<u64>::open(&dir, DiskOptions::new(options().identity));
+        let recovered = s.unwrap().recovered().unwrap();
+        assert_eq!(recovered.votes.len(), 800);
+        let _ = fs::remove_dir_all(dir);
+    }
+}
