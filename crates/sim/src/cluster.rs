@@ -9,14 +9,14 @@
 //! not yet synced, and restarts; slow disks; clock drift within a bound.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use paxos::multi::{
-    Action, Durable, Entry, Lease, LogEntry, Members, Message, Options as ReplicaOptions,
-    ReadError, Replica, RoleKind, Slot, Write as DiskWrite,
+    Action, Durable, Entry, Lease, Members, Message, Options as ReplicaOptions, ReadError, Replica,
+    RoleKind, Slot, Write as DiskWrite,
 };
 use paxos::{Ballot, NodeId, QuorumSpec};
 use rand_core::{RngCore, SeedableRng};
@@ -26,6 +26,7 @@ use crate::history::{Input, Operation, Output};
 use crate::kv::{Key, Outcome, Request, Store, Value, Write};
 use crate::linearizability::{self, Verdict};
 use crate::network::{Envelope, Fate, Faults, Network};
+use storage::FaultyStorage;
 
 /// Virtual microseconds in a nominal tick.
 pub const TICK_US: u64 = 1_000;
@@ -335,59 +336,13 @@ enum Event {
     DiskRecovers(usize),
 }
 
-/// What the simulated disk holds for a node: what survived syncs, and what did not yet.
-#[derive(Clone, Debug, Default)]
-struct Disk {
-    promised: Ballot,
-    votes: BTreeMap<Slot, LogEntry<Request>>,
-    commit: Slot,
-    snapshot: Option<(Slot, Arc<[u8]>)>,
-    unsynced: Vec<DiskWrite<Request>>,
-}
-
-impl Disk {
-    fn sync(&mut self) {
-        for write in std::mem::take(&mut self.unsynced) {
-            match write {
-                DiskWrite::Promise(b) => self.promised = self.promised.max(b),
-                DiskWrite::Votes {
-                    ballot,
-                    first,
-                    entries,
-                } => {
-                    self.promised = self.promised.max(ballot);
-                    for (slot, entry) in (first..).zip(entries.iter()) {
-                        let entry = entry.clone();
-                        self.votes.insert(slot, LogEntry { ballot, entry });
-                    }
-                }
-                DiskWrite::Chosen { first, entries } => {
-                    self.votes.extend((first..).zip(entries));
-                }
-                DiskWrite::Commit(slot) => self.commit = self.commit.max(slot),
-                DiskWrite::Snapshot { index, data } => {
-                    self.votes.retain(|&slot, _| slot > index);
-                    self.snapshot = Some((index, data));
-                }
-            }
-        }
-    }
-
-    fn durable(&self) -> Durable<Request> {
-        Durable {
-            promised: self.promised,
-            votes: self.votes.iter().map(|(&s, v)| (s, v.clone())).collect(),
-            commit: self.commit,
-            snapshot: self.snapshot.clone(),
-        }
-    }
-}
-
 struct Node {
     id: NodeId,
     replica: Option<Replica<Request, Pcg64>>,
     incarnation: u64,
-    disk: Disk,
+    /// The storage layer's fault-injecting implementation: the real log format, the real
+    /// torn-tail repair.
+    disk: FaultyStorage,
     /// Actions waiting for a sync to finish before they may run.
     backlog: VecDeque<Action<Request>>,
     syncing: bool,
@@ -805,7 +760,10 @@ impl World {
         let slow = self.nodes[node].slow_disk;
         let latency = self.random(50, 500) * if slow { 20 } else { 1 };
         let n = &mut self.nodes[node];
-        n.disk.unsynced.push(write);
+        if let Err(error) = n.disk.append(vec![write]) {
+            let problem = format!("n{}: storage refused a write: {error}", n.id.0);
+            self.failures.push(Failure::Liveness(problem));
+        }
         let incarnation = n.incarnation;
         if !self.options.controls.ack_before_sync {
             n.syncing = true;
@@ -1176,6 +1134,15 @@ impl World {
         }
         self.stats.crashes += 1;
         self.note(node, "crash");
+        // Of the bytes no sync covered, a random prefix reached the disk (half the time
+        // none): it may end inside a record, a torn write that recovery must cut off.
+        let unsynced = self.nodes[node].disk.unsynced() as u64;
+        let reached = if unsynced > 0 && self.chance(0.5) {
+            self.random(0, unsynced)
+        } else {
+            0
+        };
+        self.nodes[node].disk.crash(index(reached));
         self.nodes[node].crash();
         let downtime = self.random(10, 300) * TICK_US;
         self.schedule(downtime, Event::Restart(node));
@@ -1185,9 +1152,6 @@ impl World {
         if self.nodes[node].replica.is_some() {
             return;
         }
-        if self.options.controls.forget_promise_on_restart {
-            self.nodes[node].disk.promised = Ballot::ZERO;
-        }
         self.note(node, "restart");
         self.boot(node);
     }
@@ -1195,7 +1159,17 @@ impl World {
     fn boot(&mut self, node: usize) {
         let seed = self.rng.next_u64();
         let n = &mut self.nodes[node];
-        let durable = n.disk.durable();
+        let mut durable: Durable<Request> = match n.disk.recover() {
+            Ok(durable) => durable,
+            Err(error) => {
+                let problem = format!("n{} cannot recover its storage: {error}", n.id.0);
+                self.failures.push(Failure::Liveness(problem));
+                return;
+            }
+        };
+        if self.options.controls.forget_promise_on_restart {
+            durable.promised = Ballot::ZERO;
+        }
         let (index, data) = durable
             .snapshot
             .clone()
@@ -1272,7 +1246,7 @@ impl Node {
             id,
             replica: None,
             incarnation: 0,
-            disk: Disk::default(),
+            disk: FaultyStorage::new(),
             backlog: VecDeque::new(),
             syncing: false,
             store: Store::default(),
@@ -1292,7 +1266,6 @@ impl Node {
     fn crash(&mut self) {
         self.replica = None;
         self.incarnation += 1;
-        self.disk.unsynced.clear();
         self.backlog.clear();
         self.syncing = false;
         self.requests.clear();

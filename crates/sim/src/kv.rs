@@ -54,6 +54,62 @@ impl Command for Request {
     }
 }
 
+/// How requests are stored in the write-ahead log: client, seq (u64 each), then the
+/// write: a tag (1 put, 2 compare-and-set, 3 delete), the key, and its values.
+impl storage::Codec for Request {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.client.to_le_bytes());
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        match self.op {
+            Write::Put { key, value } => {
+                out.extend_from_slice(&[1, key]);
+                out.extend_from_slice(&value.to_le_bytes());
+            }
+            Write::Cas { key, expect, value } => {
+                out.extend_from_slice(&[2, key, u8::from(expect.is_some())]);
+                out.extend_from_slice(&expect.unwrap_or(0).to_le_bytes());
+                out.extend_from_slice(&value.to_le_bytes());
+            }
+            Write::Delete { key } => out.extend_from_slice(&[3, key]),
+        }
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Request> {
+        let word = |at: usize| -> Option<u64> {
+            Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+        };
+        let (client, seq) = (word(0)?, word(8)?);
+        let (tag, key) = (*bytes.get(16)?, *bytes.get(17)?);
+        let (op, len) = match tag {
+            1 => (
+                Write::Put {
+                    key,
+                    value: word(18)?,
+                },
+                26,
+            ),
+            2 => {
+                let expect = match bytes.get(18)? {
+                    0 => None,
+                    1 => Some(word(19)?),
+                    _ => return None,
+                };
+                (
+                    Write::Cas {
+                        key,
+                        expect,
+                        value: word(27)?,
+                    },
+                    35,
+                )
+            }
+            3 => (Write::Delete { key }, 18),
+            _ => return None,
+        };
+        (bytes.len() == len).then_some(Request { client, seq, op })
+    }
+}
+
 /// What a write did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -147,5 +203,34 @@ mod tests {
         );
         assert_eq!(Store::restore(&store.snapshot()), store);
         assert_eq!(store.get(1), Some(11));
+    }
+
+    #[test]
+    fn requests_round_trip_through_the_log_codec() {
+        use storage::Codec;
+        for op in [
+            Write::Put { key: 1, value: 7 },
+            Write::Cas {
+                key: 2,
+                expect: None,
+                value: 8,
+            },
+            Write::Cas {
+                key: 2,
+                expect: Some(3),
+                value: 9,
+            },
+            Write::Delete { key: 4 },
+        ] {
+            let request = Request {
+                client: 5,
+                seq: 6,
+                op,
+            };
+            let mut bytes = Vec::new();
+            request.encode(&mut bytes);
+            assert_eq!(Request::decode(&bytes), Some(request));
+            assert_eq!(Request::decode(&bytes[..bytes.len() - 1]), None);
+        }
     }
 }
