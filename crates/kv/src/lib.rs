@@ -1,0 +1,26 @@
+//! Synod's replicated state machine: a multi-version key-value store with etcd v3
+//! semantics. Deterministic (no clocks, no I/O): replicas apply the same requests in slot
+//! order and reach the same state, revision for revision.
+//!
+//! Every change creates a new **revision** of the whole store. Each key keeps its history
+//! (`create_revision`, `mod_revision`, `version`, value, lease at every change, and
+//! tombstones for deletions) until a compaction drops what no read may ask for any more.
+//! Requests and answers follow etcd's `RangeRequest`, `PutRequest`, `DeleteRangeRequest`
+//! and `CompactionRequest`, field for field; errors carry etcd's gRPC code and its exact
+//! message text.
+//!
+//! Status: ranges (every option), puts, deletes and compaction. Transactions, leases,
+//! watches, hashes and snapshots come next (issue 6).
+//!
+//! # Layout
+//! - [`error`]: [`KvError`], etcd's errors with their codes and messages.
+//! - [`store`]: [`Store`], the revisions and per-key histories, and the requests it applies.
+
+pub mod error;
+pub mod store;
+
+pub use error::{Code, KvError};
+pub use store::{
+    Compaction, DeleteRange, DeleteRangeResponse, KeyValue, Put, PutResponse, Range, RangeResponse,
+    SortOrder, SortTarget, Store,
+};

@@ -1,0 +1,576 @@
+//! The multi-version store: one revision counter for the whole store, a history per key.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use crate::error::KvError;
+
+/// A key's value at one revision, as etcd's `mvccpb.KeyValue`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyValue {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The revision of the put that created the key (since its last deletion).
+    pub create_revision: i64,
+    /// The revision of its latest change.
+    pub mod_revision: i64,
+    /// Puts since its creation (1 after the creating put).
+    pub version: i64,
+    /// The value (empty for `keys_only`).
+    pub value: Vec<u8>,
+    /// The lease it is attached to (0: none).
+    pub lease: i64,
+}
+
+/// A change to one key: its new state, or `None` for a deletion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Change {
+    revision: i64,
+    kv: Option<KeyValue>,
+}
+
+/// How to order a range's results.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SortOrder {
+    /// Key order, no sorting asked for.
+    #[default]
+    None,
+    /// Ascending.
+    Ascend,
+    /// Descending.
+    Descend,
+}
+
+/// What to sort a range by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SortTarget {
+    /// The key.
+    #[default]
+    Key,
+    /// The version.
+    Version,
+    /// The create revision.
+    Create,
+    /// The mod revision.
+    Mod,
+    /// The value.
+    Value,
+}
+
+/// etcd's `RangeRequest`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Range {
+    /// The key, or the start of the range.
+    pub key: Vec<u8>,
+    /// Empty: just `key`; `[0]`: every key from `key` on; otherwise the end (excluded).
+    pub range_end: Vec<u8>,
+    /// At most this many results (0: no limit).
+    pub limit: i64,
+    /// The revision to read at (0 or less: the current one).
+    pub revision: i64,
+    /// Sort order.
+    pub sort_order: SortOrder,
+    /// Sort target.
+    pub sort_target: SortTarget,
+    /// Keys without values.
+    pub keys_only: bool,
+    /// Only the count.
+    pub count_only: bool,
+    /// Filters (0: no filter).
+    pub min_mod_revision: i64,
+    /// Filters (0: no filter).
+    pub max_mod_revision: i64,
+    /// Filters (0: no filter).
+    pub min_create_revision: i64,
+    /// Filters (0: no filter).
+    pub max_create_revision: i64,
+}
+
+/// etcd's `RangeResponse` (header: the store's revision).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RangeResponse {
+    /// The header revision.
+    pub revision: i64,
+    /// The results.
+    pub kvs: Vec<KeyValue>,
+    /// Whether the limit cut results off.
+    pub more: bool,
+    /// Keys in the range at the revision read (before filters and limit).
+    pub count: i64,
+}
+
+/// etcd's `PutRequest`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Put {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value.
+    pub value: Vec<u8>,
+    /// The lease to attach (0: none).
+    pub lease: i64,
+    /// Return the previous key-value.
+    pub prev_kv: bool,
+    /// Keep the current value.
+    pub ignore_value: bool,
+    /// Keep the current lease.
+    pub ignore_lease: bool,
+}
+
+/// etcd's `PutResponse`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PutResponse {
+    /// The header revision.
+    pub revision: i64,
+    /// The previous key-value, if asked for and the key existed.
+    pub prev_kv: Option<KeyValue>,
+}
+
+/// etcd's `DeleteRangeRequest`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeleteRange {
+    /// The key, or the start of the range.
+    pub key: Vec<u8>,
+    /// As in [`Range::range_end`].
+    pub range_end: Vec<u8>,
+    /// Return the deleted key-values.
+    pub prev_kv: bool,
+}
+
+/// etcd's `DeleteRangeResponse`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeleteRangeResponse {
+    /// The header revision.
+    pub revision: i64,
+    /// How many keys were deleted.
+    pub deleted: i64,
+    /// The deleted key-values, if asked for.
+    pub prev_kvs: Vec<KeyValue>,
+}
+
+/// etcd's `CompactionRequest`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Compaction {
+    /// Drop history below this revision.
+    pub revision: i64,
+}
+
+/// The store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Store {
+    /// The current revision; 1 for an empty store, as in etcd.
+    revision: i64,
+    /// Reads below this revision are refused.
+    compacted: i64,
+    keys: BTreeMap<Vec<u8>, Vec<Change>>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            revision: 1,
+            compacted: 0,
+            keys: BTreeMap::new(),
+        }
+    }
+}
+
+impl Store {
+    /// An empty store at revision 1.
+    pub fn new() -> Store {
+        Store::default()
+    }
+
+    /// The current revision.
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    /// The compaction revision (0: never compacted).
+    pub fn compacted(&self) -> i64 {
+        self.compacted
+    }
+
+    /// Reads a range.
+    pub fn range(&self, r: &Range) -> Result<RangeResponse, KvError> {
+        if r.key.is_empty() {
+            return Err(KvError::EmptyKey);
+        }
+        let at = if r.revision <= 0 {
+            self.revision
+        } else {
+            r.revision
+        };
+        if at > self.revision {
+            return Err(KvError::FutureRevision);
+        }
+        if at < self.compacted {
+            return Err(KvError::Compacted);
+        }
+        let live = self
+            .keys_in(&r.key, &r.range_end)
+            .filter_map(|(_, history)| value_at(history, at));
+        let count = live.clone().count() as i64;
+        // As etcd 3.4: with sorting or filters, fetch everything, then cut; otherwise
+        // fetch in key order one more than the limit (to tell whether there is more).
+        let filtered = r.sort_order != SortOrder::None
+            || r.min_mod_revision != 0
+            || r.max_mod_revision != 0
+            || r.min_create_revision != 0
+            || r.max_create_revision != 0;
+        let fetch = if filtered || r.limit <= 0 {
+            usize::MAX
+        } else {
+            usize::try_from(r.limit + 1).unwrap_or(usize::MAX)
+        };
+        let mut kvs: Vec<KeyValue> = live.take(fetch).cloned().collect();
+        kvs.retain(|kv| {
+            (r.max_mod_revision == 0 || kv.mod_revision <= r.max_mod_revision)
+                && (r.min_mod_revision == 0 || kv.mod_revision >= r.min_mod_revision)
+                && (r.max_create_revision == 0 || kv.create_revision <= r.max_create_revision)
+                && (r.min_create_revision == 0 || kv.create_revision >= r.min_create_revision)
+        });
+        sort(&mut kvs, r.sort_order, r.sort_target);
+        let mut more = false;
+        if r.limit > 0 && kvs.len() as i64 > r.limit {
+            kvs.truncate(usize::try_from(r.limit).unwrap_or(usize::MAX));
+            more = true;
+        }
+        if r.count_only {
+            kvs.clear();
+        }
+        if r.keys_only {
+            for kv in &mut kvs {
+                kv.value.clear();
+            }
+        }
+        Ok(RangeResponse {
+            revision: self.revision,
+            kvs,
+            more,
+            count,
+        })
+    }
+
+    /// Writes a key.
+    pub fn put(&mut self, p: &Put) -> Result<PutResponse, KvError> {
+        if p.key.is_empty() {
+            return Err(KvError::EmptyKey);
+        }
+        if p.ignore_value && !p.value.is_empty() {
+            return Err(KvError::ValueProvided);
+        }
+        if p.ignore_lease && p.lease != 0 {
+            return Err(KvError::LeaseProvided);
+        }
+        let previous = self
+            .keys
+            .get(&p.key)
+            .and_then(|h| value_at(h, self.revision))
+            .cloned();
+        if (p.ignore_value || p.ignore_lease) && previous.is_none() {
+            return Err(KvError::KeyNotFound);
+        }
+        if p.lease != 0 {
+            return Err(KvError::LeaseNotFound); // Leases arrive with the lease work.
+        }
+        let revision = self.revision + 1;
+        let kv = KeyValue {
+            key: p.key.clone(),
+            create_revision: previous.as_ref().map_or(revision, |kv| kv.create_revision),
+            mod_revision: revision,
+            version: previous.as_ref().map_or(1, |kv| kv.version + 1),
+            value: match (&previous, p.ignore_value) {
+                (Some(old), true) => old.value.clone(),
+                _ => p.value.clone(),
+            },
+            lease: match (&previous, p.ignore_lease) {
+                (Some(old), true) => old.lease,
+                _ => p.lease,
+            },
+        };
+        self.revision = revision;
+        let change = Change {
+            revision,
+            kv: Some(kv),
+        };
+        self.keys.entry(p.key.clone()).or_default().push(change);
+        Ok(PutResponse {
+            revision,
+            prev_kv: previous.filter(|_| p.prev_kv),
+        })
+    }
+
+    /// Deletes a key or a range. The revision moves only if something was deleted.
+    pub fn delete_range(&mut self, d: &DeleteRange) -> Result<DeleteRangeResponse, KvError> {
+        if d.key.is_empty() {
+            return Err(KvError::EmptyKey);
+        }
+        let at = self.revision;
+        let doomed: Vec<KeyValue> = self
+            .keys_in(&d.key, &d.range_end)
+            .filter_map(|(_, history)| value_at(history, at))
+            .cloned()
+            .collect();
+        if doomed.is_empty() {
+            return Ok(DeleteRangeResponse {
+                revision: self.revision,
+                ..DeleteRangeResponse::default()
+            });
+        }
+        self.revision += 1;
+        for kv in &doomed {
+            let change = Change {
+                revision: self.revision,
+                kv: None,
+            };
+            self.keys.entry(kv.key.clone()).or_default().push(change);
+        }
+        Ok(DeleteRangeResponse {
+            revision: self.revision,
+            deleted: doomed.len() as i64,
+            prev_kvs: if d.prev_kv { doomed } else { Vec::new() },
+        })
+    }
+
+    /// Drops every change no read at or above `revision` can see.
+    pub fn compact(&mut self, c: Compaction) -> Result<i64, KvError> {
+        if c.revision <= self.compacted {
+            return Err(KvError::Compacted);
+        }
+        if c.revision > self.revision {
+            return Err(KvError::FutureRevision);
+        }
+        self.compacted = c.revision;
+        self.keys.retain(|_, history| {
+            // Keep the latest change at or below the compaction revision (it is what a
+            // read at that revision sees), unless it is a deletion; keep all after it.
+            let keep_from = history
+                .iter()
+                .rposition(|change| change.revision <= c.revision)
+                .map_or(0, |i| if history[i].kv.is_some() { i } else { i + 1 });
+            history.drain(..keep_from);
+            !history.is_empty()
+        });
+        Ok(self.revision)
+    }
+
+    fn keys_in<'a>(
+        &'a self,
+        key: &'a [u8],
+        range_end: &'a [u8],
+    ) -> Box<dyn CloneIterator<'a> + 'a> {
+        if range_end.is_empty() {
+            return Box::new(self.keys.get_key_value(key).into_iter());
+        }
+        let start = Bound::Included(key.to_vec());
+        if range_end == [0] {
+            return Box::new(self.keys.range((start, Bound::Unbounded)));
+        }
+        if range_end <= key {
+            return Box::new(std::iter::empty());
+        }
+        let end = Bound::Excluded(range_end.to_vec());
+        Box::new(self.keys.range((start, end)))
+    }
+}
+
+/// The keys of a range: an iterator that can be counted and then used again.
+trait CloneIterator<'a>: Iterator<Item = (&'a Vec<u8>, &'a Vec<Change>)> {
+    fn clone_box(&self) -> Box<dyn CloneIterator<'a> + 'a>;
+}
+
+impl<'a, I> CloneIterator<'a> for I
+where
+    I: Iterator<Item = (&'a Vec<u8>, &'a Vec<Change>)> + Clone + 'a,
+{
+    fn clone_box(&self) -> Box<dyn CloneIterator<'a> + 'a> {
+        Box::new(self.clone())
+    }
+}
+
+impl<'a> Clone for Box<dyn CloneIterator<'a> + 'a> {
+    fn clone(&self) -> Self {
+        (**self).clone_box()
+    }
+}
+
+/// The key's state at revision `at`: its latest change at or below it, unless a deletion.
+fn value_at(history: &[Change], at: i64) -> Option<&KeyValue> {
+    history
+        .iter()
+        .rev()
+        .find(|change| change.revision <= at)
+        .and_then(|change| change.kv.as_ref())
+}
+
+/// etcd 3.4's ordering: a sort target without an order sorts ascending; ascending by key
+/// is the order already. Descending compares in reverse (ties keep key order, as Go's
+/// `sort.Reverse` does on small slices), rather than reversing an ascending sort.
+fn sort(kvs: &mut [KeyValue], order: SortOrder, target: SortTarget) {
+    let descend = match (order, target) {
+        (SortOrder::None | SortOrder::Ascend, SortTarget::Key) => return,
+        (SortOrder::Descend, _) => true,
+        _ => false,
+    };
+    kvs.sort_by(|a, b| {
+        let (a, b) = if descend { (b, a) } else { (a, b) };
+        match target {
+            SortTarget::Key => a.key.cmp(&b.key),
+            SortTarget::Version => a.version.cmp(&b.version),
+            SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+            SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+            SortTarget::Value => a.value.cmp(&b.value),
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Code;
+
+    fn put(store: &mut Store, key: &str, value: &str) -> i64 {
+        let p = Put {
+            key: key.into(),
+            value: value.into(),
+            ..Put::default()
+        };
+        store.put(&p).unwrap().revision
+    }
+
+    fn range(key: &str, end: &str) -> Range {
+        Range {
+            key: key.into(),
+            range_end: end.into(),
+            ..Range::default()
+        }
+    }
+
+    #[test]
+    fn revisions_versions_and_history() {
+        let mut s = Store::new();
+        assert_eq!(s.revision(), 1);
+        assert_eq!(put(&mut s, "a", "1"), 2);
+        assert_eq!(put(&mut s, "a", "2"), 3);
+        let d = DeleteRange {
+            key: "a".into(),
+            ..DeleteRange::default()
+        };
+        assert_eq!(s.delete_range(&d).unwrap().deleted, 1);
+        assert_eq!(
+            s.delete_range(&d).unwrap().revision,
+            4,
+            "nothing deleted, no revision"
+        );
+        assert_eq!(put(&mut s, "a", "3"), 5);
+        let now = s.range(&range("a", "")).unwrap().kvs.remove(0);
+        assert_eq!(
+            (now.create_revision, now.mod_revision, now.version),
+            (5, 5, 1)
+        );
+        let then = s
+            .range(&Range {
+                revision: 3,
+                ..range("a", "")
+            })
+            .unwrap()
+            .kvs
+            .remove(0);
+        assert_eq!((then.value, then.version), (b"2".to_vec(), 2));
+        assert!(s
+            .range(&Range {
+                revision: 4,
+                ..range("a", "")
+            })
+            .unwrap()
+            .kvs
+            .is_empty());
+    }
+
+    #[test]
+    fn count_only_and_revision_filters() {
+        let mut s = Store::new();
+        for key in ["a", "b", "c", "d"] {
+            put(&mut s, key, "x");
+        }
+        let counted = s.range(&Range {
+            count_only: true,
+            ..range("a", "\0")
+        });
+        let counted = counted.unwrap();
+        assert_eq!((counted.count, counted.kvs.len()), (4, 0));
+        let filtered = Range {
+            min_mod_revision: 3,
+            max_create_revision: 4,
+            limit: 1,
+            ..range("a", "\0")
+        };
+        let r = s.range(&filtered).unwrap();
+        let keys: Vec<_> = r.kvs.iter().map(|kv| kv.key.clone()).collect();
+        assert_eq!((keys, r.more, r.count), (vec![b"b".to_vec()], true, 4));
+    }
+
+    #[test]
+    fn invalid_requests_get_etcds_errors_and_change_nothing() {
+        let mut s = Store::new();
+        put(&mut s, "a", "1");
+        let before = s.clone();
+        let cases = [
+            s.clone().put(&Put::default()).unwrap_err(),
+            s.clone()
+                .put(&Put {
+                    key: "a".into(),
+                    lease: 5,
+                    ..Put::default()
+                })
+                .unwrap_err(),
+            s.clone()
+                .put(&Put {
+                    key: "zz".into(),
+                    ignore_value: true,
+                    ..Put::default()
+                })
+                .unwrap_err(),
+            s.range(&Range {
+                revision: 9,
+                ..range("a", "")
+            })
+            .unwrap_err(),
+            s.clone().compact(Compaction { revision: 9 }).unwrap_err(),
+        ];
+        let expected = [
+            (Code::InvalidArgument, "etcdserver: key is not provided"),
+            (Code::NotFound, "etcdserver: requested lease not found"),
+            (Code::InvalidArgument, "etcdserver: key not found"),
+            (
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision is a future revision",
+            ),
+            (
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision is a future revision",
+            ),
+        ];
+        for (error, (code, message)) in cases.iter().zip(expected) {
+            assert_eq!((error.code(), error.message()), (code, message));
+        }
+        assert_eq!(s, before);
+        s.compact(Compaction { revision: 2 }).unwrap();
+        assert_eq!(
+            s.compact(Compaction { revision: 2 }).unwrap_err().message(),
+            "etcdserver: mvcc: required revision has been compacted"
+        );
+        assert!(s
+            .range(&Range {
+                revision: 1,
+                ..range("a", "")
+            })
+            .is_err());
+        assert!(s
+            .range(&Range {
+                revision: 2,
+                ..range("a", "")
+            })
+            .is_ok());
+    }
+}

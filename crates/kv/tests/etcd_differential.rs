@@ -1,0 +1,313 @@
+//! Differential test against real etcd: one seeded random sequence of puts, ranges,
+//! deletes and compactions on a small key space goes to a fresh etcd (through etcdctl)
+//! and to the store; every answer must match: header revision, every key-value field,
+//! count, more, deleted, previous key-values, and the exact error text.
+//!
+//! Needs etcd 3.4: `scripts/etcd-ref` starts it, installing Debian's package when it is
+//! missing and the test runs as root. Seed and length: `SYNOD_DIFF_SEED`, `SYNOD_DIFF_OPS`.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::print_stdout)]
+#![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use kv::{DeleteRange, KeyValue, Put, Range, SortOrder, SortTarget, Store};
+use rand_core::{RngCore, SeedableRng};
+use serde_json::Value;
+
+struct Etcd {
+    dir: PathBuf,
+    endpoint: String,
+}
+
+impl Etcd {
+    fn start() -> Etcd {
+        let dir = std::env::temp_dir().join(format!("synod-etcd-diff-{}", std::process::id()));
+        let out = Command::new(script())
+            .args(["start", dir.to_str().unwrap(), "1"])
+            .output()
+            .expect("scripts/etcd-ref runs");
+        assert!(
+            out.status.success(),
+            "cannot start the reference etcd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let endpoint = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        Etcd { dir, endpoint }
+    }
+
+    /// Runs `etcdctl ARGS -w json`: the JSON answer, or etcd's error message.
+    fn run(&self, args: &[String]) -> Result<Value, String> {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoint))
+            .args(["-w", "json"])
+            .args(args)
+            .output()
+            .expect("etcdctl runs");
+        if out.status.success() {
+            let text = String::from_utf8_lossy(&out.stdout);
+            return Ok(serde_json::from_str(text.trim()).unwrap_or(Value::Null));
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        let line = err.lines().find_map(|l| l.strip_prefix("Error: "));
+        Err(line.unwrap_or(&err).trim().to_owned())
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = Command::new(script())
+            .args(["stop", self.dir.to_str().unwrap()])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/etcd-ref")
+}
+
+fn b64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+        for _ in chunk.len()..3 {
+            out.push('=');
+        }
+    }
+    out
+}
+
+/// A key-value as etcdctl's JSON prints it (zero fields omitted).
+fn kv_json(kv: &KeyValue) -> Value {
+    let mut o = serde_json::Map::new();
+    o.insert("key".into(), b64(&kv.key).into());
+    for (name, n) in [
+        ("create_revision", kv.create_revision),
+        ("mod_revision", kv.mod_revision),
+        ("version", kv.version),
+        ("lease", kv.lease),
+    ] {
+        if n != 0 {
+            o.insert(name.into(), n.into());
+        }
+    }
+    if !kv.value.is_empty() {
+        o.insert("value".into(), b64(&kv.value).into());
+    }
+    Value::Object(o)
+}
+
+fn header_revision(v: &Value) -> i64 {
+    v["header"]["revision"].as_i64().unwrap_or(0)
+}
+
+fn list(v: &Value, field: &str) -> Vec<Value> {
+    v[field].as_array().cloned().unwrap_or_default()
+}
+
+struct Gen(rand_pcg::Pcg64);
+
+impl Gen {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0.next_u64() % n
+    }
+    fn chance(&mut self, n: u64) -> bool {
+        self.below(n) == 0
+    }
+    fn key(&mut self) -> Vec<u8> {
+        const KEYS: [&str; 6] = ["a", "a/1", "a/2", "b", "b/1", "c"];
+        KEYS[self.below(6) as usize].as_bytes().to_vec()
+    }
+}
+
+#[test]
+fn the_store_answers_exactly_as_etcd_does() {
+    let seed: u64 = std::env::var("SYNOD_DIFF_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let ops: usize = std::env::var("SYNOD_DIFF_OPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(400);
+    println!("differential test against etcd: seed {seed}, {ops} operations");
+    let etcd = Etcd::start();
+    let mut store = Store::new();
+    let mut g = Gen(rand_pcg::Pcg64::seed_from_u64(seed));
+    let mut value = 0;
+    for step in 0..ops {
+        let key = g.key();
+        let key_text = String::from_utf8(key.clone()).unwrap();
+        let mut args: Vec<String>;
+        let (ours, theirs) = match g.below(10) {
+            0..=3 => {
+                value += 1;
+                let ignore_value = g.chance(8);
+                let put = Put {
+                    key: key.clone(),
+                    value: if ignore_value {
+                        vec![]
+                    } else {
+                        format!("v{value}").into_bytes()
+                    },
+                    prev_kv: g.chance(2),
+                    ignore_value,
+                    ..Put::default()
+                };
+                args = vec!["put".into(), key_text];
+                if !ignore_value {
+                    args.push(format!("v{value}"));
+                }
+                if put.prev_kv {
+                    args.push("--prev-kv".into());
+                }
+                if ignore_value {
+                    args.push("--ignore-value".into());
+                }
+                let ours = store.put(&put).map(|r| {
+                    let mut o = serde_json::json!({ "revision": r.revision });
+                    if let Some(prev) = r.prev_kv {
+                        o["prev_kv"] = kv_json(&prev);
+                    }
+                    o
+                });
+                let theirs = etcd.run(&args).map(|v| {
+                    let mut o = serde_json::json!({ "revision": header_revision(&v) });
+                    if !v["prev_kv"].is_null() {
+                        o["prev_kv"] = v["prev_kv"].clone();
+                    }
+                    o
+                });
+                (ours, theirs)
+            }
+            4..=7 => {
+                let mut range = Range {
+                    key: key.clone(),
+                    ..Range::default()
+                };
+                args = vec!["get".into(), key_text.clone()];
+                match g.below(4) {
+                    0 => {
+                        range.range_end = vec![key[0] + 1];
+                        args.push(String::from_utf8(range.range_end.clone()).unwrap());
+                    }
+                    1 => {
+                        let mut end = key.clone();
+                        *end.last_mut().unwrap() += 1;
+                        range.range_end = end;
+                        args.push("--prefix".into());
+                    }
+                    2 => {
+                        range.range_end = vec![0];
+                        args.push("--from-key".into());
+                    }
+                    _ => {}
+                }
+                if g.chance(3) {
+                    range.revision = g.below(store.revision() as u64 + 3) as i64;
+                    args.push(format!("--rev={}", range.revision));
+                }
+                if g.chance(3) {
+                    range.limit = 1 + g.below(3) as i64;
+                    args.push(format!("--limit={}", range.limit));
+                }
+                if g.chance(3) {
+                    let (target, name) = [
+                        (SortTarget::Key, "KEY"),
+                        (SortTarget::Version, "VERSION"),
+                        (SortTarget::Create, "CREATE"),
+                        (SortTarget::Mod, "MODIFY"),
+                        (SortTarget::Value, "VALUE"),
+                    ][g.below(5) as usize];
+                    range.sort_target = target;
+                    args.push(format!("--sort-by={name}"));
+                    if g.chance(2) {
+                        let (order, name) = [
+                            (SortOrder::Ascend, "ASCEND"),
+                            (SortOrder::Descend, "DESCEND"),
+                        ][g.below(2) as usize];
+                        // etcd's client drops an ascending order on the key target.
+                        if (target, order) != (SortTarget::Key, SortOrder::Ascend) {
+                            range.sort_order = order;
+                        }
+                        args.push(format!("--order={name}"));
+                    }
+                }
+                if g.chance(6) {
+                    range.keys_only = true;
+                    args.push("--keys-only".into());
+                }
+                // etcdctl 3.4 has no flags for count_only or the revision filters; they
+                // are covered by unit tests until the gRPC server runs this test.
+                let ours = store.range(&range).map(|r| {
+                    let kvs: Vec<Value> = r.kvs.iter().map(kv_json).collect();
+                    serde_json::json!({"revision": r.revision, "kvs": kvs, "more": r.more, "count": r.count})
+                });
+                let theirs = etcd.run(&args).map(|v| {
+                    serde_json::json!({
+                        "revision": header_revision(&v),
+                        "kvs": list(&v, "kvs"),
+                        "more": v["more"].as_bool().unwrap_or(false),
+                        "count": v["count"].as_i64().unwrap_or(0),
+                    })
+                });
+                (ours, theirs)
+            }
+            8 => {
+                let mut delete = DeleteRange {
+                    key: key.clone(),
+                    prev_kv: g.chance(2),
+                    ..DeleteRange::default()
+                };
+                args = vec!["del".into(), key_text];
+                if g.chance(2) {
+                    let mut end = key.clone();
+                    *end.last_mut().unwrap() += 1;
+                    delete.range_end = end;
+                    args.push("--prefix".into());
+                }
+                if delete.prev_kv {
+                    args.push("--prev-kv".into());
+                }
+                let ours = store.delete_range(&delete).map(|r| {
+                    let prev: Vec<Value> = r.prev_kvs.iter().map(kv_json).collect();
+                    serde_json::json!({"revision": r.revision, "deleted": r.deleted, "prev_kvs": prev})
+                });
+                let theirs = etcd.run(&args).map(|v| {
+                    serde_json::json!({
+                        "revision": header_revision(&v),
+                        "deleted": v["deleted"].as_i64().unwrap_or(0),
+                        "prev_kvs": list(&v, "prev_kvs"),
+                    })
+                });
+                (ours, theirs)
+            }
+            _ => {
+                let revision = 1 + g.below(store.revision() as u64 + 1) as i64;
+                args = vec!["compaction".into(), revision.to_string()];
+                let ours = store
+                    .compact(kv::Compaction { revision })
+                    .map(|_| Value::Null);
+                let theirs = etcd.run(&args).map(|_| Value::Null);
+                (ours, theirs)
+            }
+        };
+        let ours = ours.map_err(|e| e.message().to_owned());
+        assert_eq!(
+            ours,
+            theirs,
+            "step {step} (seed {seed}): etcdctl {}",
+            args.join(" ")
+        );
+    }
+}
