@@ -32,6 +32,10 @@ pub enum KvError {
     LeaseProvided,
     /// The lease does not exist.
     LeaseNotFound,
+    /// A transaction branch (or its compares) exceeds the operation limit.
+    TooManyOps,
+    /// A transaction branch writes one key twice.
+    DuplicateKey,
 }
 
 impl KvError {
@@ -41,7 +45,9 @@ impl KvError {
             KvError::EmptyKey
             | KvError::KeyNotFound
             | KvError::ValueProvided
-            | KvError::LeaseProvided => Code::InvalidArgument,
+            | KvError::LeaseProvided
+            | KvError::TooManyOps
+            | KvError::DuplicateKey => Code::InvalidArgument,
             KvError::Compacted | KvError::FutureRevision => Code::OutOfRange,
             KvError::LeaseNotFound => Code::NotFound,
         }
@@ -57,6 +63,8 @@ impl KvError {
             KvError::ValueProvided => "etcdserver: value is provided",
             KvError::LeaseProvided => "etcdserver: lease is provided",
             KvError::LeaseNotFound => "etcdserver: requested lease not found",
+            KvError::TooManyOps => "etcdserver: too many operations in txn request",
+            KvError::DuplicateKey => "etcdserver: duplicate key given in txn request",
         }
     }
 }

@@ -9,18 +9,21 @@
 //! and `CompactionRequest`, field for field; errors carry etcd's gRPC code and its exact
 //! message text.
 //!
-//! Status: ranges (every option), puts, deletes and compaction. Transactions, leases,
+//! Status: ranges (every option), puts, deletes, transactions and compaction. Leases,
 //! watches, hashes and snapshots come next (issue 6).
 //!
 //! # Layout
 //! - [`error`]: [`KvError`], etcd's errors with their codes and messages.
 //! - [`store`]: [`Store`], the revisions and per-key histories, and the requests it applies.
+//! - [`txn`]: transactions: compares, branches, one revision per transaction.
 
 pub mod error;
 pub mod store;
+pub mod txn;
 
 pub use error::{Code, KvError};
 pub use store::{
     Compaction, DeleteRange, DeleteRangeResponse, KeyValue, Put, PutResponse, Range, RangeResponse,
     SortOrder, SortTarget, Store,
 };
+pub use txn::{Compare, Relation, RequestOp, ResponseOp, Target, Txn, TxnResponse, TXN_OPS_MAX};

@@ -162,6 +162,8 @@ pub struct Store {
     /// Reads below this revision are refused.
     compacted: i64,
     keys: BTreeMap<Vec<u8>, Vec<Change>>,
+    /// While a request runs: the revision its writes share, once it has written.
+    pub(crate) writing: Option<i64>,
 }
 
 impl Default for Store {
@@ -170,6 +172,7 @@ impl Default for Store {
             revision: 1,
             compacted: 0,
             keys: BTreeMap::new(),
+            writing: None,
         }
     }
 }
@@ -253,6 +256,23 @@ impl Store {
 
     /// Writes a key.
     pub fn put(&mut self, p: &Put) -> Result<PutResponse, KvError> {
+        let response = self.put_in_txn(p);
+        self.writing = None;
+        response
+    }
+
+    /// The revision a write of the running request gets: the next one for its first
+    /// write, the same for every later one (a transaction is one revision).
+    fn write_revision(&mut self) -> i64 {
+        if let Some(revision) = self.writing {
+            return revision;
+        }
+        self.revision += 1;
+        self.writing = Some(self.revision);
+        self.revision
+    }
+
+    pub(crate) fn put_in_txn(&mut self, p: &Put) -> Result<PutResponse, KvError> {
         if p.key.is_empty() {
             return Err(KvError::EmptyKey);
         }
@@ -273,7 +293,7 @@ impl Store {
         if p.lease != 0 {
             return Err(KvError::LeaseNotFound); // Leases arrive with the lease work.
         }
-        let revision = self.revision + 1;
+        let revision = self.write_revision();
         let kv = KeyValue {
             key: p.key.clone(),
             create_revision: previous.as_ref().map_or(revision, |kv| kv.create_revision),
@@ -288,7 +308,6 @@ impl Store {
                 _ => p.lease,
             },
         };
-        self.revision = revision;
         let change = Change {
             revision,
             kv: Some(kv),
@@ -302,6 +321,15 @@ impl Store {
 
     /// Deletes a key or a range. The revision moves only if something was deleted.
     pub fn delete_range(&mut self, d: &DeleteRange) -> Result<DeleteRangeResponse, KvError> {
+        let response = self.delete_in_txn(d);
+        self.writing = None;
+        response
+    }
+
+    pub(crate) fn delete_in_txn(
+        &mut self,
+        d: &DeleteRange,
+    ) -> Result<DeleteRangeResponse, KvError> {
         if d.key.is_empty() {
             return Err(KvError::EmptyKey);
         }
@@ -317,16 +345,13 @@ impl Store {
                 ..DeleteRangeResponse::default()
             });
         }
-        self.revision += 1;
+        let revision = self.write_revision();
         for kv in &doomed {
-            let change = Change {
-                revision: self.revision,
-                kv: None,
-            };
+            let change = Change { revision, kv: None };
             self.keys.entry(kv.key.clone()).or_default().push(change);
         }
         Ok(DeleteRangeResponse {
-            revision: self.revision,
+            revision,
             deleted: doomed.len() as i64,
             prev_kvs: if d.prev_kv { doomed } else { Vec::new() },
         })

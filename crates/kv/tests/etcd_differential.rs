@@ -12,7 +12,10 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use kv::{DeleteRange, KeyValue, Put, Range, SortOrder, SortTarget, Store};
+use kv::{
+    Compare, DeleteRange, KeyValue, Put, Range, Relation, RequestOp, ResponseOp, SortOrder,
+    SortTarget, Store, Target, Txn, TxnResponse,
+};
 use rand_core::{RngCore, SeedableRng};
 use serde_json::Value;
 
@@ -39,13 +42,28 @@ impl Etcd {
 
     /// Runs `etcdctl ARGS -w json`: the JSON answer, or etcd's error message.
     fn run(&self, args: &[String]) -> Result<Value, String> {
-        let out = Command::new("etcdctl")
+        self.run_with_input(args, "")
+    }
+
+    fn run_with_input(&self, args: &[String], input: &str) -> Result<Value, String> {
+        use std::io::Write as _;
+        let mut child = Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoint))
             .args(["-w", "json"])
             .args(args)
-            .output()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .expect("etcdctl runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().expect("etcdctl finishes");
         if out.status.success() {
             let text = String::from_utf8_lossy(&out.stdout);
             return Ok(serde_json::from_str(text.trim()).unwrap_or(Value::Null));
@@ -190,7 +208,16 @@ fn the_store_answers_exactly_as_etcd_does() {
                 });
                 (ours, theirs)
             }
-            4..=7 => {
+            7 => {
+                let (txn, script) = random_txn(&mut g, &store, &mut value);
+                args = vec!["txn".into(), format!("<<{}>>", script.replace('\n', "|"))];
+                let ours = store.txn(&txn).map(|r| txn_json(&r));
+                let theirs = etcd
+                    .run_with_input(&["txn".to_string()], &script)
+                    .map(|v| normalize_txn(&v));
+                (ours, theirs)
+            }
+            4..=6 => {
                 let mut range = Range {
                     key: key.clone(),
                     ..Range::default()
@@ -310,4 +337,138 @@ fn the_store_answers_exactly_as_etcd_does() {
             args.join(" ")
         );
     }
+}
+
+/// A random transaction on the small key space, and the same as etcdctl's `txn` input.
+fn random_txn(g: &mut Gen, store: &Store, value: &mut u64) -> (Txn, String) {
+    let mut txn = Txn::default();
+    let mut script = String::new();
+    for _ in 0..g.below(3) {
+        let key = g.key();
+        let name = String::from_utf8(key.clone()).unwrap();
+        let (relation, symbol) = [
+            (Relation::Equal, "="),
+            (Relation::NotEqual, "!="),
+            (Relation::Less, "<"),
+            (Relation::Greater, ">"),
+        ][g.below(4) as usize];
+        let n = g.below(store.revision() as u64 + 2) as i64;
+        let (target, field, operand) = match g.below(4) {
+            0 => {
+                let v = format!("v{}", g.below(*value + 2));
+                (Target::Value(v.clone().into_bytes()), "val", v)
+            }
+            1 => (Target::Version(n % 4), "ver", (n % 4).to_string()),
+            2 => (Target::Create(n), "create", n.to_string()),
+            _ => (Target::Mod(n), "mod", n.to_string()),
+        };
+        script.push_str(&format!("{field}(\"{name}\") {symbol} \"{operand}\"\n"));
+        txn.compare.push(Compare {
+            relation,
+            target,
+            key,
+            range_end: Vec::new(),
+        });
+    }
+    script.push('\n');
+    for branch in 0..2 {
+        let mut ops = Vec::new();
+        for _ in 0..g.below(4) {
+            let key = g.key();
+            let name = String::from_utf8(key.clone()).unwrap();
+            let mut end = key.clone();
+            *end.last_mut().unwrap() += 1;
+            let prefix = g.chance(3);
+            let (op, line) = match g.below(3) {
+                0 => {
+                    *value += 1;
+                    let v = format!("v{value}");
+                    let put = Put {
+                        key,
+                        value: v.clone().into_bytes(),
+                        ..Put::default()
+                    };
+                    (RequestOp::Put(put), format!("put {name} {v}"))
+                }
+                1 => {
+                    let range = Range {
+                        key,
+                        range_end: if prefix { end } else { Vec::new() },
+                        ..Range::default()
+                    };
+                    let flag = if prefix { " --prefix" } else { "" };
+                    (RequestOp::Range(range), format!("get {name}{flag}"))
+                }
+                _ => {
+                    let delete = DeleteRange {
+                        key,
+                        range_end: if prefix { end } else { Vec::new() },
+                        ..DeleteRange::default()
+                    };
+                    let flag = if prefix { " --prefix" } else { "" };
+                    (RequestOp::DeleteRange(delete), format!("del {name}{flag}"))
+                }
+            };
+            script.push_str(&line);
+            script.push('\n');
+            ops.push(op);
+        }
+        script.push('\n');
+        if branch == 0 {
+            txn.success = ops;
+        } else {
+            txn.failure = ops;
+        }
+    }
+    (txn, script)
+}
+
+/// A transaction's answer in a shape both sides can be brought to.
+fn txn_json(r: &TxnResponse) -> Value {
+    let responses: Vec<Value> = r
+        .responses
+        .iter()
+        .map(|op| match op {
+            ResponseOp::Range(x) => serde_json::json!({
+                "kind": "range", "revision": x.revision, "count": x.count, "more": x.more,
+                "kvs": x.kvs.iter().map(kv_json).collect::<Vec<_>>(),
+            }),
+            ResponseOp::Put(x) => serde_json::json!({"kind": "put", "revision": x.revision}),
+            ResponseOp::DeleteRange(x) => serde_json::json!({
+                "kind": "delete", "revision": x.revision, "deleted": x.deleted,
+            }),
+            ResponseOp::Txn(_) => serde_json::json!({"kind": "txn"}),
+        })
+        .collect();
+    serde_json::json!({"revision": r.revision, "succeeded": r.succeeded, "responses": responses})
+}
+
+fn normalize_txn(v: &Value) -> Value {
+    let responses: Vec<Value> = list(v, "responses")
+        .iter()
+        .map(|op| {
+            let op = &op["Response"];
+            if let Some(x) = op.get("ResponseRange") {
+                serde_json::json!({
+                    "kind": "range", "revision": header_revision(x),
+                    "count": x["count"].as_i64().unwrap_or(0),
+                    "more": x["more"].as_bool().unwrap_or(false), "kvs": list(x, "kvs"),
+                })
+            } else if let Some(x) = op.get("ResponsePut") {
+                serde_json::json!({"kind": "put", "revision": header_revision(x)})
+            } else if let Some(x) = op.get("ResponseDeleteRange") {
+                serde_json::json!({
+                    "kind": "delete", "revision": header_revision(x),
+                    "deleted": x["deleted"].as_i64().unwrap_or(0),
+                })
+            } else {
+                serde_json::json!({"kind": "unknown", "raw": op.clone()})
+            }
+        })
+        .collect();
+    serde_json::json!({
+        "revision": header_revision(v),
+        "succeeded": v["succeeded"].as_bool().unwrap_or(false),
+        "responses": responses,
+    })
 }

@@ -1,0 +1,341 @@
+//! Transactions: compare, then run one branch of requests, all at one revision.
+
+use crate::error::KvError;
+use crate::store::{
+    DeleteRange, DeleteRangeResponse, Put, PutResponse, Range, RangeResponse, Store,
+};
+
+/// etcd's limit on the requests of one branch (and on compares), `--max-txn-ops`.
+pub const TXN_OPS_MAX: usize = 128;
+
+/// What a compare looks at, with the operand.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The version (0 for a missing key).
+    Version(i64),
+    /// The create revision (0 for a missing key).
+    Create(i64),
+    /// The mod revision (0 for a missing key).
+    Mod(i64),
+    /// The value, bytewise (a missing key never matches).
+    Value(Vec<u8>),
+    /// The lease (0 for none or a missing key).
+    Lease(i64),
+}
+
+/// How a compare relates the key's field to the operand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Relation {
+    /// `=`
+    Equal,
+    /// `>`
+    Greater,
+    /// `<`
+    Less,
+    /// `!=`
+    NotEqual,
+}
+
+/// etcd's `Compare`: true when every key of the range satisfies it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compare {
+    /// The relation.
+    pub relation: Relation,
+    /// The field and operand.
+    pub target: Target,
+    /// The key, or the start of the range.
+    pub key: Vec<u8>,
+    /// As in [`Range::range_end`].
+    pub range_end: Vec<u8>,
+}
+
+/// One request of a branch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestOp {
+    /// A read.
+    Range(Range),
+    /// A write.
+    Put(Put),
+    /// A deletion.
+    DeleteRange(DeleteRange),
+    /// A nested transaction.
+    Txn(Txn),
+}
+
+/// The answer to one request of a branch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResponseOp {
+    /// A read's answer.
+    Range(RangeResponse),
+    /// A write's answer.
+    Put(PutResponse),
+    /// A deletion's answer.
+    DeleteRange(DeleteRangeResponse),
+    /// A nested transaction's answer.
+    Txn(TxnResponse),
+}
+
+/// etcd's `TxnRequest`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Txn {
+    /// All must hold for `success` to run; otherwise `failure` runs.
+    pub compare: Vec<Compare>,
+    /// Run when every compare holds.
+    pub success: Vec<RequestOp>,
+    /// Run otherwise.
+    pub failure: Vec<RequestOp>,
+}
+
+/// etcd's `TxnResponse`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TxnResponse {
+    /// The header revision.
+    pub revision: i64,
+    /// Whether the compares held.
+    pub succeeded: bool,
+    /// One answer per request of the branch that ran.
+    pub responses: Vec<ResponseOp>,
+}
+
+impl Store {
+    /// Runs a transaction. Refused as a whole (nothing applied) when a branch has too many
+    /// requests, a request is invalid, or a branch writes a key twice.
+    pub fn txn(&mut self, t: &Txn) -> Result<TxnResponse, KvError> {
+        validate(t)?;
+        // Dry-run on a copy: any request the branch would refuse refuses the whole txn
+        // before anything is applied (etcd checks before it writes).
+        let mut trial = self.clone();
+        let response = trial.run_txn(t);
+        trial.writing = None;
+        if response.is_ok() {
+            *self = trial;
+        }
+        response
+    }
+
+    fn run_txn(&mut self, t: &Txn) -> Result<TxnResponse, KvError> {
+        let succeeded = t.compare.iter().all(|c| self.holds(c));
+        let branch = if succeeded { &t.success } else { &t.failure };
+        let mut responses = Vec::with_capacity(branch.len());
+        for op in branch {
+            responses.push(match op {
+                RequestOp::Range(r) => ResponseOp::Range(self.range(r)?),
+                RequestOp::Put(p) => ResponseOp::Put(self.put_in_txn(p)?),
+                RequestOp::DeleteRange(d) => ResponseOp::DeleteRange(self.delete_in_txn(d)?),
+                RequestOp::Txn(nested) => ResponseOp::Txn(self.run_txn(nested)?),
+            });
+        }
+        Ok(TxnResponse {
+            revision: self.revision(),
+            succeeded,
+            responses,
+        })
+    }
+
+    fn holds(&self, c: &Compare) -> bool {
+        let r = Range {
+            key: c.key.clone(),
+            range_end: c.range_end.clone(),
+            ..Range::default()
+        };
+        let kvs = self.range(&r).map(|r| r.kvs).unwrap_or_default();
+        if kvs.is_empty() {
+            if matches!(c.target, Target::Value(_)) {
+                return false;
+            }
+            return compare_field(c, &crate::store::KeyValue::default());
+        }
+        kvs.iter().all(|kv| compare_field(c, kv))
+    }
+}
+
+fn compare_field(c: &Compare, kv: &crate::store::KeyValue) -> bool {
+    use std::cmp::Ordering;
+    let ordering = match &c.target {
+        Target::Version(v) => kv.version.cmp(v),
+        Target::Create(v) => kv.create_revision.cmp(v),
+        Target::Mod(v) => kv.mod_revision.cmp(v),
+        Target::Lease(v) => kv.lease.cmp(v),
+        Target::Value(v) => kv.value.as_slice().cmp(v.as_slice()),
+    };
+    match c.relation {
+        Relation::Equal => ordering == Ordering::Equal,
+        Relation::Greater => ordering == Ordering::Greater,
+        Relation::Less => ordering == Ordering::Less,
+        Relation::NotEqual => ordering != Ordering::Equal,
+    }
+}
+
+/// etcd's checks before anything runs: sizes, empty keys, and no key written twice in a
+/// branch (counting nested transactions' branches).
+fn validate(t: &Txn) -> Result<(), KvError> {
+    if t.compare.len() > TXN_OPS_MAX
+        || t.success.len() > TXN_OPS_MAX
+        || t.failure.len() > TXN_OPS_MAX
+    {
+        return Err(KvError::TooManyOps);
+    }
+    for branch in [&t.success, &t.failure] {
+        for op in branch {
+            let key = match op {
+                RequestOp::Range(r) => &r.key,
+                RequestOp::Put(p) => &p.key,
+                RequestOp::DeleteRange(d) => &d.key,
+                RequestOp::Txn(nested) => {
+                    validate(nested)?;
+                    continue;
+                }
+            };
+            if key.is_empty() {
+                return Err(KvError::EmptyKey);
+            }
+        }
+        let mut puts = Vec::new();
+        let mut deletes = Vec::new();
+        writes(branch, &mut puts, &mut deletes)?;
+        for (key, end) in &deletes {
+            if puts.iter().any(|p| overlaps(p, key, end)) {
+                return Err(KvError::DuplicateKey);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Collects a branch's puts and deletes (a nested transaction contributes both its
+/// branches, as either may run); two puts of one key are a duplicate.
+fn writes<'a>(
+    branch: &'a [RequestOp],
+    puts: &mut Vec<&'a [u8]>,
+    deletes: &mut Vec<(&'a [u8], &'a [u8])>,
+) -> Result<(), KvError> {
+    for op in branch {
+        match op {
+            RequestOp::Put(p) => {
+                if puts.contains(&p.key.as_slice()) {
+                    return Err(KvError::DuplicateKey);
+                }
+                puts.push(&p.key);
+            }
+            RequestOp::DeleteRange(d) => deletes.push((&d.key, &d.range_end)),
+            RequestOp::Txn(nested) => {
+                // Either nested branch may run, but not both: each is checked against
+                // this branch's puts, not against the other.
+                let mut possible = Vec::new();
+                for nested_branch in [&nested.success, &nested.failure] {
+                    let (mut p, mut d) = (Vec::new(), Vec::new());
+                    writes(nested_branch, &mut p, &mut d)?;
+                    if p.iter().any(|key| puts.contains(key)) {
+                        return Err(KvError::DuplicateKey);
+                    }
+                    possible.extend(p);
+                    deletes.extend(d);
+                }
+                puts.extend(possible);
+            }
+            RequestOp::Range(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn overlaps(key: &[u8], start: &[u8], end: &[u8]) -> bool {
+    if end.is_empty() {
+        return key == start;
+    }
+    key >= start && (end == [0] || key < end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &str, value: &str) -> RequestOp {
+        RequestOp::Put(Put {
+            key: key.into(),
+            value: value.into(),
+            ..Put::default()
+        })
+    }
+
+    #[test]
+    fn a_transaction_is_one_revision_and_nested_branches_run_by_their_own_compares() {
+        let mut s = Store::new();
+        let nested = Txn {
+            compare: vec![Compare {
+                relation: Relation::Equal,
+                target: Target::Version(0),
+                key: "b".into(),
+                range_end: Vec::new(),
+            }],
+            success: vec![put("b", "nested")],
+            failure: vec![put("c", "never")],
+        };
+        let t = Txn {
+            compare: Vec::new(),
+            success: vec![put("a", "1"), RequestOp::Txn(nested)],
+            failure: Vec::new(),
+        };
+        let r = s.txn(&t).unwrap();
+        assert_eq!((r.revision, r.succeeded, s.revision()), (2, true, 2));
+        let read = |s: &Store, key: &str| {
+            let range = Range {
+                key: key.into(),
+                ..Range::default()
+            };
+            s.range(&range).unwrap().kvs
+        };
+        assert_eq!(
+            read(&s, "b")[0].mod_revision,
+            2,
+            "one revision for the whole txn"
+        );
+        assert!(read(&s, "c").is_empty());
+    }
+
+    #[test]
+    fn oversized_or_duplicating_transactions_are_refused_whole() {
+        let mut s = Store::new();
+        let big = Txn {
+            success: (0..=TXN_OPS_MAX)
+                .map(|i| put(&format!("k{i}"), "v"))
+                .collect(),
+            ..Txn::default()
+        };
+        assert_eq!(s.txn(&big), Err(KvError::TooManyOps));
+        let duplicate = Txn {
+            success: vec![put("a", "1"), put("a", "2")],
+            ..Txn::default()
+        };
+        assert_eq!(s.txn(&duplicate), Err(KvError::DuplicateKey));
+        let put_then_delete = Txn {
+            success: vec![
+                put("a/1", "1"),
+                RequestOp::DeleteRange(DeleteRange {
+                    key: "a".into(),
+                    range_end: "b".into(),
+                    ..DeleteRange::default()
+                }),
+            ],
+            ..Txn::default()
+        };
+        assert_eq!(s.txn(&put_then_delete), Err(KvError::DuplicateKey));
+        let failing = Txn {
+            success: vec![
+                put("x", "1"),
+                RequestOp::Put(Put {
+                    key: "y".into(),
+                    ignore_value: true,
+                    ..Put::default()
+                }),
+            ],
+            ..Txn::default()
+        };
+        assert_eq!(s.txn(&failing), Err(KvError::KeyNotFound));
+        assert_eq!(
+            s,
+            Store::new(),
+            "nothing of a refused transaction is applied"
+        );
+    }
+}
