@@ -36,6 +36,10 @@ pub enum KvError {
     TooManyOps,
     /// A transaction branch writes one key twice.
     DuplicateKey,
+    /// A lease with the requested ID exists.
+    LeaseExists,
+    /// The TTL asked for is above etcd's maximum.
+    LeaseTtlTooLarge,
 }
 
 impl KvError {
@@ -48,7 +52,10 @@ impl KvError {
             | KvError::LeaseProvided
             | KvError::TooManyOps
             | KvError::DuplicateKey => Code::InvalidArgument,
-            KvError::Compacted | KvError::FutureRevision => Code::OutOfRange,
+            KvError::Compacted | KvError::FutureRevision | KvError::LeaseTtlTooLarge => {
+                Code::OutOfRange
+            }
+            KvError::LeaseExists => Code::FailedPrecondition,
             KvError::LeaseNotFound => Code::NotFound,
         }
     }
@@ -65,6 +72,8 @@ impl KvError {
             KvError::LeaseNotFound => "etcdserver: requested lease not found",
             KvError::TooManyOps => "etcdserver: too many operations in txn request",
             KvError::DuplicateKey => "etcdserver: duplicate key given in txn request",
+            KvError::LeaseExists => "etcdserver: lease already exists",
+            KvError::LeaseTtlTooLarge => "etcdserver: too large lease TTL",
         }
     }
 }

@@ -9,19 +9,22 @@
 //! and `CompactionRequest`, field for field; errors carry etcd's gRPC code and its exact
 //! message text.
 //!
-//! Status: ranges (every option), puts, deletes, transactions and compaction. Leases,
-//! watches, hashes and snapshots come next (issue 6).
+//! Status: ranges (every option), puts, deletes, transactions, compaction and leases as
+//! state. Watches, hashes and snapshots come next (issue 6).
 //!
 //! # Layout
 //! - [`error`]: [`KvError`], etcd's errors with their codes and messages.
 //! - [`store`]: [`Store`], the revisions and per-key histories, and the requests it applies.
 //! - [`txn`]: transactions: compares, branches, one revision per transaction.
+//! - [`lease`]: leases as state: grant, revoke (deleting the keys), granted TTL, keys.
 
 pub mod error;
+pub mod lease;
 pub mod store;
 pub mod txn;
 
 pub use error::{Code, KvError};
+pub use lease::{LeaseGrant, LeaseGrantResponse, LeaseInfo, LEASE_TTL_MAX};
 pub use store::{
     Compaction, DeleteRange, DeleteRangeResponse, KeyValue, Put, PutResponse, Range, RangeResponse,
     SortOrder, SortTarget, Store,

@@ -164,6 +164,7 @@ pub struct Store {
     keys: BTreeMap<Vec<u8>, Vec<Change>>,
     /// While a request runs: the revision its writes share, once it has written.
     pub(crate) writing: Option<i64>,
+    pub(crate) leases: crate::lease::Leases,
 }
 
 impl Default for Store {
@@ -173,6 +174,7 @@ impl Default for Store {
             compacted: 0,
             keys: BTreeMap::new(),
             writing: None,
+            leases: crate::lease::Leases::default(),
         }
     }
 }
@@ -181,6 +183,14 @@ impl Store {
     /// An empty store at revision 1.
     pub fn new() -> Store {
         Store::default()
+    }
+
+    /// An empty store whose leases are granted at least `seconds` (etcd derives this from
+    /// the election timeout: 1.5 timeouts, rounded up; 2 s by default).
+    pub fn with_min_lease_ttl(seconds: i64) -> Store {
+        let mut store = Store::default();
+        store.leases.min_ttl = seconds;
+        store
     }
 
     /// The current revision.
@@ -290,8 +300,8 @@ impl Store {
         if (p.ignore_value || p.ignore_lease) && previous.is_none() {
             return Err(KvError::KeyNotFound);
         }
-        if p.lease != 0 {
-            return Err(KvError::LeaseNotFound); // Leases arrive with the lease work.
+        if p.lease != 0 && !self.lease_exists(p.lease) {
+            return Err(KvError::LeaseNotFound);
         }
         let revision = self.write_revision();
         let kv = KeyValue {
@@ -308,6 +318,8 @@ impl Store {
                 _ => p.lease,
             },
         };
+        let old_lease = previous.as_ref().map_or(0, |kv| kv.lease);
+        self.attach(&p.key, old_lease, kv.lease);
         let change = Change {
             revision,
             kv: Some(kv),
@@ -347,6 +359,7 @@ impl Store {
         }
         let revision = self.write_revision();
         for kv in &doomed {
+            self.attach(&kv.key, kv.lease, 0);
             let change = Change { revision, kv: None };
             self.keys.entry(kv.key.clone()).or_default().push(change);
         }

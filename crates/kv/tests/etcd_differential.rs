@@ -163,11 +163,47 @@ fn the_store_answers_exactly_as_etcd_does() {
     let mut store = Store::new();
     let mut g = Gen(rand_pcg::Pcg64::seed_from_u64(seed));
     let mut value = 0;
+    // Lease IDs are the server's choice: ours ↔ etcd's.
+    let mut leases: Vec<(i64, i64)> = Vec::new();
+    // Every pair ever granted: historical reads still name revoked leases.
+    let mut renames: Vec<(i64, i64)> = Vec::new();
     for step in 0..ops {
         let key = g.key();
         let key_text = String::from_utf8(key.clone()).unwrap();
-        let mut args: Vec<String>;
-        let (ours, theirs) = match g.below(10) {
+        let mut args: Vec<String> = Vec::new();
+        let (ours, theirs) = match g.below(12) {
+            10 => {
+                let result = lease_op(&mut g, &etcd, &mut store, &mut leases, &mut args);
+                for pair in &leases {
+                    if !renames.contains(pair) {
+                        renames.push(*pair);
+                    }
+                }
+                result
+            }
+            11 if !leases.is_empty() => {
+                value += 1;
+                let (our_id, their_id) = leases[g.below(leases.len() as u64) as usize];
+                let put = Put {
+                    key: key.clone(),
+                    value: format!("v{value}").into_bytes(),
+                    lease: our_id,
+                    ..Put::default()
+                };
+                args = vec![
+                    "put".into(),
+                    key_text,
+                    format!("v{value}"),
+                    format!("--lease={their_id:x}"),
+                ];
+                let ours = store
+                    .put(&put)
+                    .map(|r| serde_json::json!({ "revision": r.revision }));
+                let theirs = etcd
+                    .run(&args)
+                    .map(|v| serde_json::json!({ "revision": header_revision(&v) }));
+                (ours, theirs)
+            }
             0..=3 => {
                 value += 1;
                 let ignore_value = g.chance(8);
@@ -329,7 +365,12 @@ fn the_store_answers_exactly_as_etcd_does() {
                 (ours, theirs)
             }
         };
-        let ours = ours.map_err(|e| e.message().to_owned());
+        let ours = ours
+            .map(|mut v| {
+                rename_leases(&mut v, &renames);
+                v
+            })
+            .map_err(|e| e.message().to_owned());
         assert_eq!(
             ours,
             theirs,
@@ -471,4 +512,144 @@ fn normalize_txn(v: &Value) -> Value {
         "succeeded": v["succeeded"].as_bool().unwrap_or(false),
         "responses": responses,
     })
+}
+
+/// Replaces our lease IDs by etcd's in a JSON answer.
+fn rename_leases(v: &mut Value, leases: &[(i64, i64)]) {
+    match v {
+        Value::Object(o) => {
+            for (name, field) in o.iter_mut() {
+                match (name.as_str(), field.as_i64()) {
+                    ("lease", Some(ours)) => {
+                        if let Some(&(_, theirs)) = leases.iter().find(|(o, _)| *o == ours) {
+                            *field = theirs.into();
+                        }
+                    }
+                    _ => rename_leases(field, leases),
+                }
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| rename_leases(item, leases)),
+        _ => {}
+    }
+}
+
+/// etcdctl wraps some errors: "failed to revoke lease (etcdserver: …)".
+fn inner_error(e: String) -> String {
+    match (e.find('('), e.rfind(')')) {
+        (Some(open), Some(close)) if open < close => e[open + 1..close].to_owned(),
+        _ => e,
+    }
+}
+
+/// A lease grant, revoke, time-to-live or list, sent to both.
+fn lease_op(
+    g: &mut Gen,
+    etcd: &Etcd,
+    store: &mut Store,
+    leases: &mut Vec<(i64, i64)>,
+    args: &mut Vec<String>,
+) -> (Result<Value, kv::KvError>, Result<Value, String>) {
+    match g.below(5) {
+        0 | 1 => {
+            // etcd expires leases in real time: the ones kept live for an hour; a short
+            // one (to check the minimum TTL) is revoked at once on both sides.
+            let short = g.chance(4);
+            let ttl = match (short, g.chance(10)) {
+                (_, true) => 9_000_000_001,
+                (true, false) => 1 + g.below(3) as i64,
+                (false, false) => 3_600 + g.below(100) as i64,
+            };
+            *args = vec!["lease".into(), "grant".into(), ttl.to_string()];
+            let ours = store.lease_grant(kv::LeaseGrant { ttl, id: 0 });
+            let theirs = etcd.run(args).map_err(inner_error);
+            if let (Ok(o), Ok(t)) = (&ours, &theirs) {
+                let pair = (o.id, t["ID"].as_i64().unwrap());
+                if short {
+                    store.lease_revoke(pair.0).unwrap();
+                    let revoke = [
+                        "lease".to_string(),
+                        "revoke".into(),
+                        format!("{:x}", pair.1),
+                    ];
+                    etcd.run(&revoke).unwrap();
+                } else {
+                    leases.push(pair);
+                }
+            }
+            let ours = ours.map(|r| serde_json::json!({"revision": r.revision, "ttl": r.ttl}));
+            let theirs = theirs.map(|v| {
+                serde_json::json!({"revision": v["revision"].as_i64().unwrap_or(0), "ttl": v["TTL"]})
+            });
+            (ours, theirs)
+        }
+        2 => {
+            let known = !leases.is_empty() && !g.chance(4);
+            let (ours_id, theirs_id) = if known {
+                leases.remove(g.below(leases.len() as u64) as usize)
+            } else {
+                (987_654_321, 987_654_321)
+            };
+            *args = vec!["lease".into(), "revoke".into(), format!("{theirs_id:x}")];
+            let ours = store
+                .lease_revoke(ours_id)
+                .map(|r| serde_json::json!({ "revision": r }));
+            let theirs = etcd
+                .run(args)
+                .map(|v| serde_json::json!({ "revision": header_revision(&v) }))
+                .map_err(inner_error);
+            (ours, theirs)
+        }
+        3 if !leases.is_empty() => {
+            let (ours_id, theirs_id) = leases[g.below(leases.len() as u64) as usize];
+            *args = vec![
+                "lease".into(),
+                "timetolive".into(),
+                format!("{theirs_id:x}"),
+                "--keys".into(),
+            ];
+            let ours = store.lease_info(ours_id, true).map(|i| {
+                let mut keys: Vec<String> = i.keys.iter().map(|k| b64(k)).collect();
+                keys.sort_unstable();
+                serde_json::json!({"revision": i.revision, "granted": i.granted_ttl, "keys": keys})
+            });
+            let theirs = etcd.run(args).map(|v| {
+                // etcd lists a lease's keys in no particular order.
+                let mut keys: Vec<String> = list(&v, "keys")
+                    .iter()
+                    .filter_map(|k| k.as_str().map(str::to_owned))
+                    .collect();
+                keys.sort_unstable();
+                serde_json::json!({
+                    "revision": v["revision"].as_i64().unwrap_or(0),
+                    "granted": v["granted-ttl"],
+                    "keys": keys,
+                })
+            });
+            (ours, theirs)
+        }
+        _ => {
+            *args = vec!["lease".into(), "list".into()];
+            let by_theirs = |ours: i64| {
+                leases
+                    .iter()
+                    .find(|(o, _)| *o == ours)
+                    .map_or(ours, |p| p.1)
+            };
+            let mut ids: Vec<i64> = store.lease_ids().into_iter().map(by_theirs).collect();
+            ids.sort_unstable();
+            let ours = Ok(serde_json::json!({"revision": store.revision(), "ids": ids}));
+            let theirs = etcd.run(args).map(|v| {
+                let mut ids: Vec<i64> = list(&v, "leases")
+                    .iter()
+                    .filter_map(|l| l["id"].as_i64())
+                    .collect();
+                ids.sort_unstable();
+                serde_json::json!({"revision": v["revision"].as_i64().unwrap_or(0), "ids": ids})
+            });
+            (ours, theirs)
+        }
+    }
 }
