@@ -9,19 +9,22 @@
 //! and `CompactionRequest`, field for field; errors carry etcd's gRPC code and its exact
 //! message text.
 //!
-//! Status: ranges (every option), puts, deletes, transactions, compaction and leases as
-//! state. Watches, hashes and snapshots come next (issue 6).
+//! Status: ranges (every option), puts, deletes, transactions, compaction, leases as
+//! state, and watch events by revision. Progress notifications and fragmentation (the
+//! server's part), hashes and snapshots come next (issue 6).
 //!
 //! # Layout
 //! - [`error`]: [`KvError`], etcd's errors with their codes and messages.
 //! - [`store`]: [`Store`], the revisions and per-key histories, and the requests it applies.
 //! - [`txn`]: transactions: compares, branches, one revision per transaction.
 //! - [`lease`]: leases as state: grant, revoke (deleting the keys), granted TTL, keys.
+//! - [`watch`]: the events of a key or range from a revision on.
 
 pub mod error;
 pub mod lease;
 pub mod store;
 pub mod txn;
+pub mod watch;
 
 pub use error::{Code, KvError};
 pub use lease::{LeaseGrant, LeaseGrantResponse, LeaseInfo, LEASE_TTL_MAX};
@@ -30,3 +33,4 @@ pub use store::{
     SortOrder, SortTarget, Store,
 };
 pub use txn::{Compare, Relation, RequestOp, ResponseOp, Target, Txn, TxnResponse, TXN_OPS_MAX};
+pub use watch::{Event, EventKind, Watch, WatchCompacted};

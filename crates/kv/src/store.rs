@@ -24,9 +24,11 @@ pub struct KeyValue {
 
 /// A change to one key: its new state, or `None` for a deletion.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Change {
-    revision: i64,
-    kv: Option<KeyValue>,
+pub(crate) struct Change {
+    pub(crate) revision: i64,
+    /// The change's place among the changes of its revision (a transaction's writes).
+    pub(crate) sub: i64,
+    pub(crate) kv: Option<KeyValue>,
 }
 
 /// How to order a range's results.
@@ -161,9 +163,11 @@ pub struct Store {
     revision: i64,
     /// Reads below this revision are refused.
     compacted: i64,
-    keys: BTreeMap<Vec<u8>, Vec<Change>>,
+    pub(crate) keys: BTreeMap<Vec<u8>, Vec<Change>>,
     /// While a request runs: the revision its writes share, once it has written.
     pub(crate) writing: Option<i64>,
+    /// The next sub-revision within the running write.
+    sub: i64,
     pub(crate) leases: crate::lease::Leases,
 }
 
@@ -174,6 +178,7 @@ impl Default for Store {
             compacted: 0,
             keys: BTreeMap::new(),
             writing: None,
+            sub: 0,
             leases: crate::lease::Leases::default(),
         }
     }
@@ -279,7 +284,14 @@ impl Store {
         }
         self.revision += 1;
         self.writing = Some(self.revision);
+        self.sub = 0;
         self.revision
+    }
+
+    /// The next sub-revision of the running write.
+    fn next_sub(&mut self) -> i64 {
+        self.sub += 1;
+        self.sub - 1
     }
 
     pub(crate) fn put_in_txn(&mut self, p: &Put) -> Result<PutResponse, KvError> {
@@ -322,6 +334,7 @@ impl Store {
         self.attach(&p.key, old_lease, kv.lease);
         let change = Change {
             revision,
+            sub: self.next_sub(),
             kv: Some(kv),
         };
         self.keys.entry(p.key.clone()).or_default().push(change);
@@ -360,7 +373,11 @@ impl Store {
         let revision = self.write_revision();
         for kv in &doomed {
             self.attach(&kv.key, kv.lease, 0);
-            let change = Change { revision, kv: None };
+            let change = Change {
+                revision,
+                sub: self.next_sub(),
+                kv: None,
+            };
             self.keys.entry(kv.key.clone()).or_default().push(change);
         }
         Ok(DeleteRangeResponse {
@@ -392,7 +409,7 @@ impl Store {
         Ok(self.revision)
     }
 
-    fn keys_in<'a>(
+    pub(crate) fn keys_in<'a>(
         &'a self,
         key: &'a [u8],
         range_end: &'a [u8],
@@ -413,7 +430,7 @@ impl Store {
 }
 
 /// The keys of a range: an iterator that can be counted and then used again.
-trait CloneIterator<'a>: Iterator<Item = (&'a Vec<u8>, &'a Vec<Change>)> {
+pub(crate) trait CloneIterator<'a>: Iterator<Item = (&'a Vec<u8>, &'a Vec<Change>)> {
     fn clone_box(&self) -> Box<dyn CloneIterator<'a> + 'a>;
 }
 
@@ -433,7 +450,7 @@ impl<'a> Clone for Box<dyn CloneIterator<'a> + 'a> {
 }
 
 /// The key's state at revision `at`: its latest change at or below it, unless a deletion.
-fn value_at(history: &[Change], at: i64) -> Option<&KeyValue> {
+pub(crate) fn value_at(history: &[Change], at: i64) -> Option<&KeyValue> {
     history
         .iter()
         .rev()

@@ -378,6 +378,88 @@ fn the_store_answers_exactly_as_etcd_does() {
             args.join(" ")
         );
     }
+    for _ in 0..4 {
+        compare_watch(&mut g, &etcd, &store, &renames, seed);
+    }
+}
+
+/// One watch from a past revision, on etcd (for half a second: the past events arrive at
+/// once) and on the store; the events, or the compaction answer, must match.
+fn compare_watch(g: &mut Gen, etcd: &Etcd, store: &Store, renames: &[(i64, i64)], seed: u64) {
+    let key = g.key();
+    let prefix = g.chance(2);
+    let mut end = key.clone();
+    *end.last_mut().unwrap() += 1;
+    let start = (store.compacted() - 1 + g.below(6) as i64).max(1);
+    let watch = kv::Watch {
+        key: key.clone(),
+        range_end: if prefix { end } else { Vec::new() },
+        start_revision: start,
+        prev_kv: g.chance(2),
+        ..kv::Watch::default()
+    };
+    let mut args = vec![
+        "watch".to_string(),
+        format!("--rev={start}"),
+        String::from_utf8(key).unwrap(),
+        "-w".into(),
+        "json".into(),
+    ];
+    if prefix {
+        args.push("--prefix".into());
+    }
+    if watch.prev_kv {
+        args.push("--prev-kv".into());
+    }
+    let out = Command::new("timeout")
+        .args(["0.5", "etcdctl"])
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", etcd.endpoint))
+        .args(&args)
+        .output()
+        .expect("etcdctl watch runs");
+    let mut theirs_events = Vec::new();
+    let mut theirs_compacted = 0;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        theirs_compacted = theirs_compacted.max(v["CompactRevision"].as_i64().unwrap_or(0));
+        theirs_events.extend(list(&v, "Events"));
+    }
+    let theirs = if theirs_compacted > 0 {
+        Err(theirs_compacted)
+    } else {
+        Ok(Value::Array(theirs_events))
+    };
+    let ours = store
+        .watch_events(&watch)
+        .map(|events| {
+            let mut v = Value::Array(
+                events
+                    .iter()
+                    .map(|e| {
+                        let mut o = serde_json::json!({ "kv": kv_json(&e.kv) });
+                        if e.kind == kv::EventKind::Delete {
+                            o["type"] = 1.into();
+                        }
+                        if let Some(prev) = &e.prev_kv {
+                            o["prev_kv"] = kv_json(prev);
+                        }
+                        o
+                    })
+                    .collect(),
+            );
+            rename_leases(&mut v, renames);
+            v
+        })
+        .map_err(|c| c.compact_revision);
+    assert_eq!(
+        ours,
+        theirs,
+        "watch (seed {seed}): etcdctl {}",
+        args.join(" ")
+    );
 }
 
 /// A random transaction on the small key space, and the same as etcdctl's `txn` input.
