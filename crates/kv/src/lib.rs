@@ -10,8 +10,8 @@
 //! message text.
 //!
 //! Status: ranges (every option), puts, deletes, transactions, compaction, leases as
-//! state, and watch events by revision. Progress notifications and fragmentation (the
-//! server's part), hashes and snapshots come next (issue 6).
+//! state, watch events by revision, and etcd's `HashKV`. Progress notifications and
+//! fragmentation (the server's part) and snapshots come next (issue 6).
 //!
 //! # Layout
 //! - [`error`]: [`KvError`], etcd's errors with their codes and messages.
@@ -19,14 +19,17 @@
 //! - [`txn`]: transactions: compares, branches, one revision per transaction.
 //! - [`lease`]: leases as state: grant, revoke (deleting the keys), granted TTL, keys.
 //! - [`watch`]: the events of a key or range from a revision on.
+//! - [`hash`]: `HashKV` exactly as etcd computes it.
 
 pub mod error;
+pub mod hash;
 pub mod lease;
 pub mod store;
 pub mod txn;
 pub mod watch;
 
 pub use error::{Code, KvError};
+pub use hash::HashKv;
 pub use lease::{LeaseGrant, LeaseGrantResponse, LeaseInfo, LEASE_TTL_MAX};
 pub use store::{
     Compaction, DeleteRange, DeleteRangeResponse, KeyValue, Put, PutResponse, Range, RangeResponse,

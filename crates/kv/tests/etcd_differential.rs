@@ -381,6 +381,31 @@ fn the_store_answers_exactly_as_etcd_does() {
     for _ in 0..4 {
         compare_watch(&mut g, &etcd, &store, &renames, seed);
     }
+    for revision in [
+        0,
+        store.compacted(),
+        store.compacted() + 1,
+        store.revision(),
+        store.revision() + 1,
+    ] {
+        let args = vec![
+            "endpoint".to_string(),
+            "hashkv".into(),
+            format!("--rev={revision}"),
+        ];
+        let ours = store
+            .hash_kv(revision)
+            .map(|h| serde_json::json!({"hash": h.hash, "compact": h.compact_revision}))
+            .map_err(|e| e.message().to_owned());
+        let theirs = etcd.run(&args).map(|v| {
+            let h = &v[0]["HashKV"];
+            serde_json::json!({
+                "hash": h["hash"].as_u64().unwrap_or(0),
+                "compact": h["compact_revision"].as_i64().unwrap_or(0),
+            })
+        });
+        assert_eq!(ours, theirs, "hashkv (seed {seed}) at revision {revision}");
+    }
 }
 
 /// One watch from a past revision, on etcd (for half a second: the past events arrive at
@@ -645,8 +670,11 @@ fn lease_op(
                 (false, false) => 3_600 + g.below(100) as i64,
             };
             *args = vec!["lease".into(), "grant".into(), ttl.to_string()];
-            let ours = store.lease_grant(kv::LeaseGrant { ttl, id: 0 });
+            // etcd picks the ID; the store is given the same one, so that key-values,
+            // and so HashKV, are the same byte for byte.
             let theirs = etcd.run(args).map_err(inner_error);
+            let id = theirs.as_ref().map_or(0, |t| t["ID"].as_i64().unwrap_or(0));
+            let ours = store.lease_grant(kv::LeaseGrant { ttl, id });
             if let (Ok(o), Ok(t)) = (&ours, &theirs) {
                 let pair = (o.id, t["ID"].as_i64().unwrap());
                 if short {
