@@ -57,7 +57,7 @@ pub struct LeaseInfo {
 pub(crate) struct Leases {
     pub(crate) leases: BTreeMap<i64, LeaseState>,
     /// The next ID to try when the store picks one.
-    next_id: i64,
+    pub(crate) next_id: i64,
     /// TTLs below this are raised to it (etcd: 1.5 election timeouts, rounded up).
     pub(crate) min_ttl: i64,
 }
@@ -116,7 +116,7 @@ impl Store {
             };
             self.delete_in_txn(&delete)?;
         }
-        self.writing = None;
+        self.end_write();
         Ok(self.revision())
     }
 

@@ -10,8 +10,9 @@
 //! message text.
 //!
 //! Status: ranges (every option), puts, deletes, transactions, compaction, leases as
-//! state, watch events by revision, and etcd's `HashKV`. Progress notifications and
-//! fragmentation (the server's part) and snapshots come next (issue 6).
+//! state, watch events by revision, etcd's `HashKV`, and snapshot and restore.
+//! Progress notifications and fragmentation (the server's part), a persistent map so a
+//! snapshot does not stall applies, and benchmarks come next (issue 6).
 //!
 //! # Layout
 //! - [`error`]: [`KvError`], etcd's errors with their codes and messages.
@@ -20,10 +21,12 @@
 //! - [`lease`]: leases as state: grant, revoke (deleting the keys), granted TTL, keys.
 //! - [`watch`]: the events of a key or range from a revision on.
 //! - [`hash`]: `HashKV` exactly as etcd computes it.
+//! - [`snapshot`]: the whole state as checksummed bytes, and back.
 
 pub mod error;
 pub mod hash;
 pub mod lease;
+pub mod snapshot;
 pub mod store;
 pub mod txn;
 pub mod watch;
@@ -31,6 +34,7 @@ pub mod watch;
 pub use error::{Code, KvError};
 pub use hash::HashKv;
 pub use lease::{LeaseGrant, LeaseGrantResponse, LeaseInfo, LEASE_TTL_MAX};
+pub use snapshot::SnapshotError;
 pub use store::{
     Compaction, DeleteRange, DeleteRangeResponse, KeyValue, Put, PutResponse, Range, RangeResponse,
     SortOrder, SortTarget, Store,

@@ -160,9 +160,9 @@ pub struct Compaction {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Store {
     /// The current revision; 1 for an empty store, as in etcd.
-    revision: i64,
+    pub(crate) revision: i64,
     /// Reads below this revision are refused.
-    compacted: i64,
+    pub(crate) compacted: i64,
     pub(crate) keys: BTreeMap<Vec<u8>, Vec<Change>>,
     /// While a request runs: the revision its writes share, once it has written.
     pub(crate) writing: Option<i64>,
@@ -272,7 +272,7 @@ impl Store {
     /// Writes a key.
     pub fn put(&mut self, p: &Put) -> Result<PutResponse, KvError> {
         let response = self.put_in_txn(p);
-        self.writing = None;
+        self.end_write();
         response
     }
 
@@ -286,6 +286,12 @@ impl Store {
         self.writing = Some(self.revision);
         self.sub = 0;
         self.revision
+    }
+
+    /// The running request is over: its next write starts a new revision.
+    pub(crate) fn end_write(&mut self) {
+        self.writing = None;
+        self.sub = 0;
     }
 
     /// The next sub-revision of the running write.
@@ -347,7 +353,7 @@ impl Store {
     /// Deletes a key or a range. The revision moves only if something was deleted.
     pub fn delete_range(&mut self, d: &DeleteRange) -> Result<DeleteRangeResponse, KvError> {
         let response = self.delete_in_txn(d);
-        self.writing = None;
+        self.end_write();
         response
     }
 

@@ -106,7 +106,7 @@ impl Store {
         // before anything is applied (etcd checks before it writes).
         let mut trial = self.clone();
         let response = trial.run_txn(t);
-        trial.writing = None;
+        trial.end_write();
         if response.is_ok() {
             *self = trial;
         }
