@@ -722,7 +722,7 @@ impl World {
                 Action::Send { to, message } => self.send(node, to, message),
                 Action::Apply { slot, entry } => self.apply(node, slot, entry),
                 Action::InstallSnapshot { index, data } => {
-                    self.nodes[node].store = Store::restore(&data);
+                    self.nodes[node].store = self.restore_store(node, &data);
                     self.nodes[node].applied = index;
                     self.note(node, "install-snapshot");
                 }
@@ -851,6 +851,10 @@ impl World {
         n.applied = slot;
         if let Entry::Command(request) = entry {
             let outcome = n.store.apply(request.op);
+            if let Outcome::Refused(reason) = outcome {
+                let problem = format!("n{id} refused {:?} at slot {slot}: {reason}", request.op);
+                self.failures.push(Failure::Liveness(problem));
+            }
             if let Some(client) = n.requests.remove(&(request.client, request.seq)) {
                 self.answer(client, request.seq, Answer::Wrote(outcome));
             }
@@ -1028,6 +1032,8 @@ impl World {
             Answer::Value(value) => Output::Get(value.map(value_name)),
             Answer::Wrote(Outcome::Done) => Output::Done,
             Answer::Wrote(Outcome::Cas(ok)) => Output::Cas(ok),
+            // Reported as a failure where it happened; the client cannot tell.
+            Answer::Wrote(Outcome::Refused(_)) => Output::Unknown,
         };
         c.pending = None;
         if c.final_op {
@@ -1174,7 +1180,16 @@ impl World {
             .snapshot
             .clone()
             .unwrap_or((0, Arc::from(Vec::new())));
-        n.store = Store::restore(&data);
+        let store = match Store::restore(&data) {
+            Ok(store) => store,
+            Err(error) => {
+                let problem = format!("n{}: its snapshot does not restore: {error}", n.id.0);
+                self.failures.push(Failure::Liveness(problem));
+                Store::default()
+            }
+        };
+        let n = &mut self.nodes[node];
+        n.store = store;
         n.applied = index;
         let options = self.replica_options.clone();
         let members = self.members.clone();
@@ -1195,6 +1210,15 @@ impl World {
         n.replica = Some(replica);
         let period = n.tick_us;
         self.schedule(period, Event::Tick(node));
+    }
+
+    fn restore_store(&mut self, node: usize, data: &[u8]) -> Store {
+        Store::restore(data).unwrap_or_else(|error| {
+            let id = self.nodes[node].id.0;
+            let problem = format!("n{id}: a snapshot from a peer does not restore: {error}");
+            self.failures.push(Failure::Liveness(problem));
+            Store::default()
+        })
     }
 
     fn resume(&mut self, node: usize) {

@@ -2,8 +2,6 @@
 //! every replica in slot order. (The real etcd-semantics store, `crates/kv`, replaces it
 //! when it exists; the checkers only need puts, reads, compare-and-sets and deletes.)
 
-use std::collections::BTreeMap;
-
 use paxos::multi::Command;
 
 /// A key: one of a small set, so operations collide.
@@ -117,62 +115,91 @@ pub enum Outcome {
     Done,
     /// A compare-and-set took effect (`true`) or found another value (`false`).
     Cas(bool),
+    /// The state machine refused the write (never for the simulator's requests; the
+    /// simulator reports it as a failure).
+    Refused(&'static str),
 }
 
-/// The store.
+/// The replicated state machine: `crates/kv` (etcd's semantics), driven through the small
+/// API the simulator's clients need. A key `k` is stored as the bytes `k`, `key`; a value
+/// as 8 little-endian bytes; a compare-and-set is a transaction.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Store {
-    values: BTreeMap<Key, Value>,
+    inner: kv::Store,
+}
+
+fn key_bytes(key: Key) -> Vec<u8> {
+    vec![b'k', key]
 }
 
 impl Store {
     /// Applies `write`.
     pub fn apply(&mut self, write: Write) -> Outcome {
-        match write {
+        let result = match write {
             Write::Put { key, value } => {
-                self.values.insert(key, value);
-                Outcome::Done
+                let put = kv::Put {
+                    key: key_bytes(key),
+                    value: value.to_le_bytes().to_vec(),
+                    ..kv::Put::default()
+                };
+                self.inner.put(&put).map(|_| Outcome::Done)
             }
             Write::Cas { key, expect, value } => {
-                let matches = self.values.get(&key).copied() == expect;
-                if matches {
-                    self.values.insert(key, value);
-                }
-                Outcome::Cas(matches)
+                let target = match expect {
+                    Some(v) => kv::Target::Value(v.to_le_bytes().to_vec()),
+                    None => kv::Target::Version(0),
+                };
+                let compare = kv::Compare {
+                    relation: kv::Relation::Equal,
+                    target,
+                    key: key_bytes(key),
+                    range_end: Vec::new(),
+                };
+                let put = kv::Put {
+                    key: key_bytes(key),
+                    value: value.to_le_bytes().to_vec(),
+                    ..kv::Put::default()
+                };
+                let txn = kv::Txn {
+                    compare: vec![compare],
+                    success: vec![kv::RequestOp::Put(put)],
+                    failure: Vec::new(),
+                };
+                self.inner.txn(&txn).map(|r| Outcome::Cas(r.succeeded))
             }
             Write::Delete { key } => {
-                self.values.remove(&key);
-                Outcome::Done
+                let delete = kv::DeleteRange {
+                    key: key_bytes(key),
+                    ..kv::DeleteRange::default()
+                };
+                self.inner.delete_range(&delete).map(|_| Outcome::Done)
             }
-        }
+        };
+        result.unwrap_or_else(|e| Outcome::Refused(e.message()))
     }
 
     /// Reads `key`.
     pub fn get(&self, key: Key) -> Option<Value> {
-        self.values.get(&key).copied()
+        let range = kv::Range {
+            key: key_bytes(key),
+            ..kv::Range::default()
+        };
+        let kvs = self.inner.range(&range).ok()?.kvs;
+        let bytes: [u8; 8] = kvs.first()?.value.as_slice().try_into().ok()?;
+        Some(u64::from_le_bytes(bytes))
     }
 
-    /// The whole store as bytes: (key, value) pairs, 9 bytes each.
+    /// The whole store as bytes (the state machine's snapshot format).
     pub fn snapshot(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(self.values.len() * 9);
-        for (&key, &value) in &self.values {
-            bytes.push(key);
-            bytes.extend_from_slice(&value.to_le_bytes());
-        }
-        bytes
+        self.inner.snapshot()
     }
 
-    /// The store a snapshot describes; trailing bytes that do not make a pair are ignored.
-    pub fn restore(bytes: &[u8]) -> Store {
-        let values = bytes
-            .chunks_exact(9)
-            .map(|pair| {
-                let mut value = [0u8; 8];
-                value.copy_from_slice(&pair[1..]);
-                (pair[0], u64::from_le_bytes(value))
-            })
-            .collect();
-        Store { values }
+    /// The store a snapshot describes (no bytes: an empty store).
+    pub fn restore(bytes: &[u8]) -> Result<Store, kv::SnapshotError> {
+        if bytes.is_empty() {
+            return Ok(Store::default());
+        }
+        kv::Store::restore(bytes).map(|inner| Store { inner })
     }
 }
 
@@ -201,7 +228,7 @@ mod tests {
             }),
             Outcome::Cas(true)
         );
-        assert_eq!(Store::restore(&store.snapshot()), store);
+        assert_eq!(Store::restore(&store.snapshot()), Ok(store.clone()));
         assert_eq!(store.get(1), Some(11));
     }
 
