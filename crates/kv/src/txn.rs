@@ -100,21 +100,79 @@ pub struct TxnResponse {
 impl Store {
     /// Runs a transaction. Refused as a whole (nothing applied) when a branch has too many
     /// requests, a request is invalid, or a branch writes a key twice.
+    ///
+    /// As etcd 3.4 does: every compare, nested ones included, is decided against the state
+    /// before the transaction (the path through it); the requests on that path are then
+    /// checked against that same state (leases exist, keys that `ignore_value` needs exist,
+    /// read revisions exist); only then is anything applied, and applying cannot fail.
     pub fn txn(&mut self, t: &Txn) -> Result<TxnResponse, KvError> {
         validate(t)?;
-        // Dry-run on a copy: any request the branch would refuse refuses the whole txn
-        // before anything is applied (etcd checks before it writes).
-        let mut trial = self.clone();
-        let response = trial.run_txn(t);
-        trial.end_write();
-        if response.is_ok() {
-            *self = trial;
-        }
+        let mut path = Vec::new();
+        self.choose_path(t, &mut path);
+        let mut steps = path.iter().copied();
+        self.check_path(t, &mut steps)?;
+        let mut steps = path.iter().copied();
+        let response = self.run_txn(t, &mut steps);
+        self.end_write();
         response
     }
 
-    fn run_txn(&mut self, t: &Txn) -> Result<TxnResponse, KvError> {
+    /// Which branch each transaction (outer first, then nested ones depth-first) takes,
+    /// judged on the current state.
+    fn choose_path(&self, t: &Txn, path: &mut Vec<bool>) {
         let succeeded = t.compare.iter().all(|c| self.holds(c));
+        path.push(succeeded);
+        let branch = if succeeded { &t.success } else { &t.failure };
+        for op in branch {
+            if let RequestOp::Txn(nested) = op {
+                self.choose_path(nested, path);
+            }
+        }
+    }
+
+    /// The requests on the path, checked against the current state: puts first, then
+    /// reads, as etcd does.
+    fn check_path(&self, t: &Txn, path: &mut impl Iterator<Item = bool>) -> Result<(), KvError> {
+        let mut puts = Vec::new();
+        let mut ranges = Vec::new();
+        collect_path(t, path, &mut puts, &mut ranges);
+        for p in puts {
+            if p.lease != 0 && !self.lease_exists(p.lease) {
+                return Err(KvError::LeaseNotFound);
+            }
+            if p.ignore_value && !p.value.is_empty() {
+                return Err(KvError::ValueProvided);
+            }
+            if p.ignore_lease && p.lease != 0 {
+                return Err(KvError::LeaseProvided);
+            }
+            if p.ignore_value || p.ignore_lease {
+                let r = Range {
+                    key: p.key.clone(),
+                    ..Range::default()
+                };
+                if self.range(&r).map_or(true, |r| r.kvs.is_empty()) {
+                    return Err(KvError::KeyNotFound);
+                }
+            }
+        }
+        for r in ranges {
+            if r.revision > self.revision() {
+                return Err(KvError::FutureRevision);
+            }
+            if r.revision > 0 && r.revision < self.compacted() {
+                return Err(KvError::Compacted);
+            }
+        }
+        Ok(())
+    }
+
+    fn run_txn(
+        &mut self,
+        t: &Txn,
+        path: &mut impl Iterator<Item = bool>,
+    ) -> Result<TxnResponse, KvError> {
+        let succeeded = path.next().unwrap_or(false);
         let branch = if succeeded { &t.success } else { &t.failure };
         let mut responses = Vec::with_capacity(branch.len());
         for op in branch {
@@ -122,7 +180,7 @@ impl Store {
                 RequestOp::Range(r) => ResponseOp::Range(self.range(r)?),
                 RequestOp::Put(p) => ResponseOp::Put(self.put_in_txn(p)?),
                 RequestOp::DeleteRange(d) => ResponseOp::DeleteRange(self.delete_in_txn(d)?),
-                RequestOp::Txn(nested) => ResponseOp::Txn(self.run_txn(nested)?),
+                RequestOp::Txn(nested) => ResponseOp::Txn(self.run_txn(nested, path)?),
             });
         }
         Ok(TxnResponse {
@@ -146,6 +204,25 @@ impl Store {
             return compare_field(c, &crate::store::KeyValue::default());
         }
         kvs.iter().all(|kv| compare_field(c, kv))
+    }
+}
+
+/// The puts and reads on a transaction's path (nested transactions included).
+fn collect_path<'a>(
+    t: &'a Txn,
+    path: &mut impl Iterator<Item = bool>,
+    puts: &mut Vec<&'a Put>,
+    ranges: &mut Vec<&'a Range>,
+) {
+    let succeeded = path.next().unwrap_or(false);
+    let branch = if succeeded { &t.success } else { &t.failure };
+    for op in branch {
+        match op {
+            RequestOp::Put(p) => puts.push(p),
+            RequestOp::Range(r) => ranges.push(r),
+            RequestOp::DeleteRange(_) => {}
+            RequestOp::Txn(nested) => collect_path(nested, path, puts, ranges),
+        }
     }
 }
 
@@ -291,6 +368,46 @@ mod tests {
             "one revision for the whole txn"
         );
         assert!(read(&s, "c").is_empty());
+    }
+
+    #[test]
+    fn nested_compares_and_checks_see_the_state_before_the_transaction() {
+        let mut s = Store::new();
+        let nested = Txn {
+            compare: vec![Compare {
+                relation: Relation::Equal,
+                target: Target::Version(0),
+                key: "b".into(),
+                range_end: Vec::new(),
+            }],
+            success: vec![put("c", "b was absent")],
+            failure: vec![put("c", "b was present")],
+        };
+        let t = Txn {
+            success: vec![put("b", "1"), RequestOp::Txn(nested)],
+            ..Txn::default()
+        };
+        s.txn(&t).unwrap();
+        let c = Range {
+            key: "c".into(),
+            ..Range::default()
+        };
+        assert_eq!(s.range(&c).unwrap().kvs[0].value, b"b was absent".to_vec());
+        // A read of the revision the transaction itself creates is refused, as in etcd.
+        let future_read = Txn {
+            success: vec![
+                put("d", "1"),
+                RequestOp::Range(Range {
+                    key: "d".into(),
+                    revision: s.revision() + 1,
+                    ..Range::default()
+                }),
+            ],
+            ..Txn::default()
+        };
+        let before = s.clone();
+        assert_eq!(s.txn(&future_read), Err(KvError::FutureRevision));
+        assert_eq!(s, before);
     }
 
     #[test]
