@@ -10,9 +10,9 @@
 //! message text.
 //!
 //! Status: ranges (every option), puts, deletes, transactions, compaction, leases as
-//! state, watch events by revision, etcd's `HashKV`, and snapshot and restore.
-//! Progress notifications and fragmentation (the server's part), a persistent map so a
-//! snapshot does not stall applies, and benchmarks come next (issue 6).
+//! state, watch events by revision, etcd's `HashKV`, and snapshot and restore from a
+//! cheap clone (the key map is persistent). Progress notifications and fragmentation
+//! (the server's part) come next (issue 6).
 //!
 //! # Layout
 //! - [`error`]: [`KvError`], etcd's errors with their codes and messages.

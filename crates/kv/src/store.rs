@@ -1,6 +1,5 @@
 //! The multi-version store: one revision counter for the whole store, a history per key.
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use crate::error::KvError;
@@ -163,7 +162,9 @@ pub struct Store {
     pub(crate) revision: i64,
     /// Reads below this revision are refused.
     pub(crate) compacted: i64,
-    pub(crate) keys: BTreeMap<Vec<u8>, Vec<Change>>,
+    /// Per key, its history. A persistent map: cloning the store (to take a snapshot
+    /// while applies go on) shares every node until one side changes it.
+    pub(crate) keys: imbl::OrdMap<Vec<u8>, Vec<Change>>,
     /// While a request runs: the revision its writes share, once it has written.
     pub(crate) writing: Option<i64>,
     /// The next sub-revision within the running write.
@@ -176,7 +177,7 @@ impl Default for Store {
         Store {
             revision: 1,
             compacted: 0,
-            keys: BTreeMap::new(),
+            keys: imbl::OrdMap::new(),
             writing: None,
             sub: 0,
             leases: crate::lease::Leases::default(),
@@ -343,7 +344,7 @@ impl Store {
             sub: self.next_sub(),
             kv: Some(kv),
         };
-        self.keys.entry(p.key.clone()).or_default().push(change);
+        self.history_mut(&p.key).push(change);
         Ok(PutResponse {
             revision,
             prev_kv: previous.filter(|_| p.prev_kv),
@@ -384,7 +385,7 @@ impl Store {
                 sub: self.next_sub(),
                 kv: None,
             };
-            self.keys.entry(kv.key.clone()).or_default().push(change);
+            self.history_mut(&kv.key).push(change);
         }
         Ok(DeleteRangeResponse {
             revision,
@@ -402,17 +403,32 @@ impl Store {
             return Err(KvError::FutureRevision);
         }
         self.compacted = c.revision;
-        self.keys.retain(|_, history| {
+        let mut emptied = Vec::new();
+        let mut trimmed = Vec::new();
+        for (key, history) in self.keys.iter() {
             // Keep the latest change at or below the compaction revision (it is what a
             // read at that revision sees), unless it is a deletion; keep all after it.
             let keep_from = history
                 .iter()
                 .rposition(|change| change.revision <= c.revision)
                 .map_or(0, |i| if history[i].kv.is_some() { i } else { i + 1 });
-            history.drain(..keep_from);
-            !history.is_empty()
-        });
+            if keep_from == history.len() {
+                emptied.push(key.clone());
+            } else if keep_from > 0 {
+                trimmed.push((key.clone(), history[keep_from..].to_vec()));
+            }
+        }
+        for key in emptied {
+            self.keys.remove(&key);
+        }
+        for (key, history) in trimmed {
+            self.keys.insert(key, history);
+        }
         Ok(self.revision)
+    }
+
+    fn history_mut(&mut self, key: &[u8]) -> &mut Vec<Change> {
+        self.keys.entry(key.to_vec()).or_default()
     }
 
     pub(crate) fn keys_in<'a>(
