@@ -335,16 +335,20 @@ mod tests {
         })
     }
 
+    fn b_is_absent() -> Compare {
+        Compare {
+            relation: Relation::Equal,
+            target: Target::Version(0),
+            key: "b".into(),
+            range_end: Vec::new(),
+        }
+    }
+
     #[test]
     fn a_transaction_is_one_revision_and_nested_branches_run_by_their_own_compares() {
         let mut s = Store::new();
         let nested = Txn {
-            compare: vec![Compare {
-                relation: Relation::Equal,
-                target: Target::Version(0),
-                key: "b".into(),
-                range_end: Vec::new(),
-            }],
+            compare: vec![b_is_absent()],
             success: vec![put("b", "nested")],
             failure: vec![put("c", "never")],
         };
@@ -374,12 +378,7 @@ mod tests {
     fn nested_compares_and_checks_see_the_state_before_the_transaction() {
         let mut s = Store::new();
         let nested = Txn {
-            compare: vec![Compare {
-                relation: Relation::Equal,
-                target: Target::Version(0),
-                key: "b".into(),
-                range_end: Vec::new(),
-            }],
+            compare: vec![b_is_absent()],
             success: vec![put("c", "b was absent")],
             failure: vec![put("c", "b was present")],
         };

@@ -202,15 +202,12 @@ fn a_lost_commit_hint_after_catch_up_restarts_consistently() {
         }
     }
     assert_eq!(d.promised, old);
-    let mut r = Replica::restart(
-        N2,
-        members(),
-        Options::default(),
-        Pcg32::seed_from_u64(9),
-        d,
-    )
-    .unwrap();
-    r.tick();
+    let r = restart_and_check(N2, d);
+    assert_eq!(
+        r.promised(),
+        new,
+        "the durable vote's ballot is the floor of the promise"
+    );
 }
 
 /// Finding 2: the promise raised by an Accept is never written as `Write::Promise`; a
@@ -251,15 +248,17 @@ fn a_promise_raised_by_an_accept_survives_a_restart() {
             }
         }
     }
-    let mut r = Replica::restart(
-        N1,
-        members(),
-        Options::default(),
-        Pcg32::seed_from_u64(9),
-        d,
-    )
-    .unwrap();
+    let r = restart_and_check(N1, d);
+    assert_eq!(r.promised(), b2, "a durable vote implies its promise");
+}
+
+/// Restarts a replica from `durable` and runs one tick, so the invariants (checked after
+/// every event in tests) see the recovered state.
+fn restart_and_check(id: NodeId, durable: Durable<u64>) -> R {
+    let rng = Pcg32::seed_from_u64(9);
+    let mut r = Replica::restart(id, members(), Options::default(), rng, durable).unwrap();
     r.tick();
+    r
 }
 
 /// Finding 5: a leader that steps down drops its unslotted commands even when the new
