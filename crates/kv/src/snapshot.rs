@@ -181,6 +181,7 @@ fn decode(body: &[u8]) -> Option<Store> {
         }
         store.keys.insert(key, history);
     }
+    store.measure();
     r.0.is_empty().then_some(store)
 }
 
@@ -214,7 +215,14 @@ mod tests {
     #[test]
     fn a_snapshot_restores_the_same_store() {
         let s = sample();
-        assert_eq!(Store::restore(&s.snapshot()), Ok(s));
+        let restored = Store::restore(&s.snapshot()).unwrap();
+        assert!(s.size_bytes() > 0);
+        assert_eq!(
+            restored.size_bytes(),
+            s.size_bytes(),
+            "the size estimate is state"
+        );
+        assert_eq!(restored, s);
     }
 
     #[test]

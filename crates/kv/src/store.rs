@@ -3,6 +3,7 @@
 use std::ops::Bound;
 
 use crate::error::KvError;
+use crate::watch::{Event, EventKind};
 
 /// A key's value at one revision, as etcd's `mvccpb.KeyValue`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -156,7 +157,7 @@ pub struct Compaction {
 }
 
 /// The store.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Store {
     /// The current revision; 1 for an empty store, as in etcd.
     pub(crate) revision: i64,
@@ -170,6 +171,11 @@ pub struct Store {
     /// The next sub-revision within the running write.
     sub: i64,
     pub(crate) leases: crate::lease::Leases,
+    /// Events not yet taken, if the owner asked for them. Not part of the state: a
+    /// snapshot leaves it out and equality ignores it.
+    journal: Option<Vec<Event>>,
+    /// The estimated bytes of every change kept (see [`Store::size_bytes`]).
+    pub(crate) bytes: u64,
 }
 
 impl Default for Store {
@@ -181,9 +187,25 @@ impl Default for Store {
             writing: None,
             sub: 0,
             leases: crate::lease::Leases::default(),
+            journal: None,
+            bytes: 0,
         }
     }
 }
+
+impl PartialEq for Store {
+    fn eq(&self, other: &Store) -> bool {
+        // The journal is a view for the owner, not state.
+        self.revision == other.revision
+            && self.compacted == other.compacted
+            && self.keys == other.keys
+            && self.writing == other.writing
+            && self.sub == other.sub
+            && self.leases == other.leases
+    }
+}
+
+impl Eq for Store {}
 
 impl Store {
     /// An empty store at revision 1.
@@ -344,7 +366,7 @@ impl Store {
             sub: self.next_sub(),
             kv: Some(kv),
         };
-        self.history_mut(&p.key).push(change);
+        self.record(&p.key, change, previous.clone());
         Ok(PutResponse {
             revision,
             prev_kv: previous.filter(|_| p.prev_kv),
@@ -385,7 +407,7 @@ impl Store {
                 sub: self.next_sub(),
                 kv: None,
             };
-            self.history_mut(&kv.key).push(change);
+            self.record(&kv.key, change, Some(kv.clone()));
         }
         Ok(DeleteRangeResponse {
             revision,
@@ -424,11 +446,62 @@ impl Store {
         for (key, history) in trimmed {
             self.keys.insert(key, history);
         }
+        self.measure();
         Ok(self.revision)
     }
 
-    fn history_mut(&mut self, key: &[u8]) -> &mut Vec<Change> {
-        self.keys.entry(key.to_vec()).or_default()
+    /// Appends `change` to `key`'s history and, if a journal is open, its event.
+    fn record(&mut self, key: &[u8], change: Change, previous: Option<KeyValue>) {
+        if let Some(journal) = &mut self.journal {
+            let (kind, kv) = match &change.kv {
+                Some(kv) => (EventKind::Put, kv.clone()),
+                None => (
+                    EventKind::Delete,
+                    KeyValue {
+                        key: key.to_vec(),
+                        mod_revision: change.revision,
+                        ..KeyValue::default()
+                    },
+                ),
+            };
+            journal.push(Event {
+                kind,
+                kv,
+                prev_kv: previous,
+            });
+        }
+        self.bytes += change_bytes(key, &change);
+        self.keys.entry(key.to_vec()).or_default().push(change);
+    }
+
+    /// An estimate of the bytes the kept history takes (keys, values and revisions of
+    /// every change not yet compacted): what the backend quota is checked against.
+    pub fn size_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Recomputes [`Store::size_bytes`] from the histories.
+    pub(crate) fn measure(&mut self) {
+        self.bytes = self
+            .keys
+            .iter()
+            .flat_map(|(key, history)| history.iter().map(move |c| change_bytes(key, c)))
+            .sum();
+    }
+
+    /// Starts keeping a journal of every event from now on, for [`Store::take_events`]
+    /// (the server feeds its watchers from it rather than rescanning histories).
+    pub fn open_journal(&mut self) {
+        self.journal.get_or_insert_with(Vec::new);
+    }
+
+    /// The events since the last call, in revision and write order, each with the key's
+    /// previous value. Empty unless [`Store::open_journal`] was called.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        self.journal
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     pub(crate) fn keys_in<'a>(
@@ -472,6 +545,12 @@ impl<'a> Clone for Box<dyn CloneIterator<'a> + 'a> {
 }
 
 /// The key's state at revision `at`: its latest change at or below it, unless a deletion.
+/// The estimated size of one change: its key and value, and five revision-sized numbers.
+fn change_bytes(key: &[u8], change: &Change) -> u64 {
+    let value = change.kv.as_ref().map_or(0, |kv| kv.value.len());
+    (key.len() + value + 40) as u64
+}
+
 pub(crate) fn value_at(history: &[Change], at: i64) -> Option<&KeyValue> {
     history
         .iter()

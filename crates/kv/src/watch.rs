@@ -112,6 +112,32 @@ mod tests {
     }
 
     #[test]
+    fn the_journal_holds_the_events_a_watch_from_its_opening_would_see() {
+        let mut s = Store::new();
+        put(&mut s, "a", "0");
+        s.open_journal();
+        put(&mut s, "b", "1");
+        put(&mut s, "a", "1");
+        let txn_like = DeleteRange {
+            key: "a".into(),
+            range_end: "c".into(),
+            ..DeleteRange::default()
+        };
+        s.delete_range(&txn_like).unwrap();
+        let all = Watch {
+            key: vec![0],
+            range_end: vec![0],
+            start_revision: 3,
+            prev_kv: true,
+            ..Watch::default()
+        };
+        let journal = s.take_events();
+        assert_eq!(journal, s.watch_events(&all).unwrap());
+        assert_eq!(journal.len(), 4);
+        assert!(s.take_events().is_empty(), "taking drains the journal");
+    }
+
+    #[test]
     fn events_come_in_revision_order_with_previous_values_and_filters() {
         let mut s = Store::new();
         put(&mut s, "b", "1");

@@ -240,16 +240,19 @@ pub fn encode_record<C: Codec>(record: &Record<C>, out: &mut Vec<u8>) {
     out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
-fn put_ballot(out: &mut Vec<u8>, ballot: Ballot) {
+/// Appends a ballot: round, then node (little-endian u64 each).
+pub fn put_ballot(out: &mut Vec<u8>, ballot: Ballot) {
     out.extend_from_slice(&ballot.round.to_le_bytes());
     out.extend_from_slice(&ballot.node.0.to_le_bytes());
 }
 
-fn put_len(out: &mut Vec<u8>, len: usize) {
+/// Appends a length as a little-endian u32.
+pub fn put_len(out: &mut Vec<u8>, len: usize) {
     out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
 }
 
-fn put_entry<C: Codec>(out: &mut Vec<u8>, entry: &Entry<C>) {
+/// Appends an entry: tag 0 (no-op), or tag 1, a u32 length and the command's bytes.
+pub fn put_entry<C: Codec>(out: &mut Vec<u8>, entry: &Entry<C>) {
     match entry {
         Entry::Noop => out.push(0),
         Entry::Command(command) => {
@@ -386,11 +389,14 @@ pub fn scan<C: Codec>(bytes: &[u8], tail: bool) -> Result<Scan<C>, (u64, &'stati
     })
 }
 
-/// A cursor over bytes whose reads fail (rather than panic) past the end.
-struct Reader<'a>(&'a [u8]);
+/// A cursor over bytes whose reads fail (rather than panic) past the end. Shared with the
+/// server's peer protocol, which encodes ballots and entries the same way.
+#[derive(Debug)]
+pub struct Reader<'a>(pub &'a [u8]);
 
 impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
+    /// The next `n` bytes.
+    pub fn take(&mut self, n: usize) -> Option<&[u8]> {
         if self.0.len() < n {
             return None;
         }
@@ -399,23 +405,28 @@ impl Reader<'_> {
         Some(head)
     }
 
-    fn u8(&mut self) -> Option<u8> {
+    /// A byte.
+    pub fn u8(&mut self) -> Option<u8> {
         Some(self.take(1)?[0])
     }
 
-    fn u32(&mut self) -> Option<u32> {
+    /// A little-endian u32.
+    pub fn u32(&mut self) -> Option<u32> {
         Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
     }
 
-    fn u64(&mut self) -> Option<u64> {
+    /// A little-endian u64.
+    pub fn u64(&mut self) -> Option<u64> {
         Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
 
-    fn ballot(&mut self) -> Option<Ballot> {
+    /// A ballot, as [`put_ballot`] wrote it.
+    pub fn ballot(&mut self) -> Option<Ballot> {
         Some(Ballot::new(self.u64()?, NodeId(self.u64()?)))
     }
 
-    fn entry<C: Codec>(&mut self) -> Option<Entry<C>> {
+    /// An entry, as [`put_entry`] wrote it.
+    pub fn entry<C: Codec>(&mut self) -> Option<Entry<C>> {
         match self.u8()? {
             0 => Some(Entry::Noop),
             1 => {
