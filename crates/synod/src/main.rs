@@ -2,6 +2,8 @@
 //! and calls into the library crates.
 //!
 //! # Layout
+//! - `cmd/serve.rs`: `synod serve`, one member with etcd's flags.
+//! - `cmd/dev.rs`: `synod dev`, a local three-member cluster.
 //! - `cmd/sim.rs`: `synod sim synod`, single-decree Paxos on the simulated network.
 //! - `cmd/sim_cluster.rs`: `synod sim`, a Multi-Paxos cluster under faults, checked.
 //! - `cmd/check.rs`: `synod check FILE`, the linearizability checker on a history.
@@ -14,7 +16,7 @@ mod cmd;
 
 /// Synod: a Multi-Paxos key-value store that speaks the etcd v3 API.
 #[derive(Debug, Parser)]
-#[command(name = "synod", version, about)]
+#[command(name = "synod", version, about, args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,15 +24,43 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run one member of a Synod cluster (etcd's flags).
+    Serve(Box<cmd::serve::ServeArgs>),
+    /// Start a local three-member cluster for development.
+    Dev(cmd::dev::DevArgs),
     /// Run Paxos in the deterministic simulator and print what happened.
     Sim(Box<cmd::sim::SimArgs>),
     /// Check a recorded client history for linearizability.
     Check(cmd::check::CheckArgs),
 }
 
+/// Parses the command line; for `serve`, a `--config-file` contributes flags first.
+fn parse() -> Result<Cli, String> {
+    let args: Vec<String> = std::env::args().collect();
+    let cli = Cli::parse_from(&args);
+    let Command::Serve(serve) = &cli.command else {
+        return Ok(cli);
+    };
+    let Some(file) = serve.config_file() else {
+        return Ok(cli);
+    };
+    let mut merged = vec![args[0].clone(), "serve".to_string()];
+    merged.extend(cmd::serve::file_flags(&file)?);
+    merged.extend(args.iter().skip(2).cloned());
+    Ok(Cli::parse_from(merged))
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(message) => {
+            eprintln!("synod: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
+        Command::Serve(args) => cmd::serve::run(*args),
+        Command::Dev(args) => cmd::dev::run(args),
         Command::Sim(args) => cmd::sim::run(*args),
         Command::Check(args) => cmd::check::run(args),
     };

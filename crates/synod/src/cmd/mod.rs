@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
 pub mod check;
+pub mod dev;
+pub mod serve;
 pub mod sim;
 pub mod sim_cluster;

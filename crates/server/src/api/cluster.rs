@@ -1,0 +1,69 @@
+//! The Cluster service: the membership is fixed at start (`--initial-cluster`); changing
+//! it comes with reconfiguration.
+
+use tonic::{Request, Response, Status};
+
+use super::Handle;
+use crate::proto::etcdserverpb::{self as pb, cluster_server::Cluster};
+
+/// The Cluster service.
+#[derive(Debug)]
+pub struct ClusterService(pub Handle);
+
+fn not_yet() -> Status {
+    Status::unimplemented("synod: membership changes are not supported yet; the membership is fixed by --initial-cluster")
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn member_add(
+        &self,
+        _: Request<pb::MemberAddRequest>,
+    ) -> Result<Response<pb::MemberAddResponse>, Status> {
+        Err(not_yet())
+    }
+
+    async fn member_remove(
+        &self,
+        _: Request<pb::MemberRemoveRequest>,
+    ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
+        Err(not_yet())
+    }
+
+    async fn member_update(
+        &self,
+        _: Request<pb::MemberUpdateRequest>,
+    ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
+        Err(not_yet())
+    }
+
+    async fn member_list(
+        &self,
+        _: Request<pb::MemberListRequest>,
+    ) -> Result<Response<pb::MemberListResponse>, Status> {
+        let members = self
+            .0
+            .info
+            .members
+            .iter()
+            .map(|m| pb::Member {
+                id: m.id.0,
+                name: m.name.clone(),
+                peer_ur_ls: vec![m.peer_url.clone()],
+                client_ur_ls: m.client_urls.clone(),
+                is_learner: false,
+            })
+            .collect();
+        Ok(Response::new(pb::MemberListResponse {
+            header: Some(self.0.serializable().header),
+            members,
+        }))
+    }
+
+    async fn member_promote(
+        &self,
+        _: Request<pb::MemberPromoteRequest>,
+    ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+        Err(not_yet())
+    }
+}

@@ -1,0 +1,258 @@
+//! What the Lock and Election services share: etcd's recipes (`concurrency.Mutex` and
+//! `concurrency.Election`) run on the server. A contender holds a key `name/<lease>`
+//! created under its lease; the contender whose key has the lowest create revision holds
+//! the lock (or leads), and the others wait for the key just before theirs to go.
+
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use super::{unexpected, Handle};
+use crate::node::Applied;
+use crate::proto::etcdserverpb::{self as pb, compare, request_op, response_op};
+use crate::proto::mvccpb;
+use crate::proto::synodpb::command::Op;
+use crate::watchers::{self, Spec};
+
+/// `name/` as etcd's recipes spell the prefix.
+pub fn prefix(name: &[u8]) -> Vec<u8> {
+    let mut p = name.to_vec();
+    p.push(b'/');
+    p
+}
+
+/// The key a contender with `lease` holds.
+pub fn contender_key(name: &[u8], lease: i64) -> Vec<u8> {
+    let mut key = prefix(name);
+    key.extend_from_slice(format!("{lease:x}").as_bytes());
+    key
+}
+
+/// The end of the range of keys starting with `p`.
+pub fn prefix_end(p: &[u8]) -> Vec<u8> {
+    let mut end = p.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// Runs a transaction through the log.
+pub async fn txn(handle: &Handle, r: pb::TxnRequest) -> Result<pb::TxnResponse, Status> {
+    match handle.propose(Op::Txn(r)).await? {
+        Applied::Txn(answer) => Ok(answer),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Creates `key` with `value` under `lease` unless it exists. Returns the create
+/// revision of the key and the header revision of the transaction.
+pub async fn create_key(
+    handle: &Handle,
+    key: &[u8],
+    value: &[u8],
+    lease: i64,
+) -> Result<(mvccpb::KeyValue, i64), Status> {
+    let absent = pb::Compare {
+        result: compare::CompareResult::Equal as i32,
+        target: compare::CompareTarget::Create as i32,
+        key: key.to_vec(),
+        range_end: Vec::new(),
+        target_union: Some(compare::TargetUnion::CreateRevision(0)),
+    };
+    let put = pb::RequestOp {
+        request: Some(request_op::Request::RequestPut(pb::PutRequest {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            lease,
+            ..pb::PutRequest::default()
+        })),
+    };
+    let get = pb::RequestOp {
+        request: Some(request_op::Request::RequestRange(pb::RangeRequest {
+            key: key.to_vec(),
+            ..pb::RangeRequest::default()
+        })),
+    };
+    let answer = txn(
+        handle,
+        pb::TxnRequest {
+            compare: vec![absent],
+            success: vec![put, get.clone()],
+            failure: vec![get],
+        },
+    )
+    .await?;
+    let revision = answer.header.map_or(0, |h| h.revision);
+    let kv = answer.responses.into_iter().find_map(|r| match r.response {
+        Some(response_op::Response::ResponseRange(range)) => range.kvs.into_iter().next(),
+        _ => None,
+    });
+    let kv = kv.ok_or_else(|| Status::internal("the contender key vanished"))?;
+    Ok((kv, revision))
+}
+
+/// The key under `prefix` with the lowest create revision, optionally only among those
+/// created at or before `max_create`, or the highest if `last`.
+pub async fn first_created(
+    handle: &Handle,
+    prefix: &[u8],
+    max_create: i64,
+    last: bool,
+) -> Result<(Option<mvccpb::KeyValue>, pb::ResponseHeader), Status> {
+    let view = handle.linearizable().await?;
+    let range = kv::Range {
+        key: prefix.to_vec(),
+        range_end: prefix_end(prefix),
+        limit: 1,
+        sort_order: if last {
+            kv::SortOrder::Descend
+        } else {
+            kv::SortOrder::Ascend
+        },
+        sort_target: kv::SortTarget::Create,
+        max_create_revision: max_create,
+        ..kv::Range::default()
+    };
+    let answer = view.store.range(&range).map_err(crate::convert::status)?;
+    let kv = answer.kvs.into_iter().next().map(crate::convert::key_value);
+    Ok((kv, view.header))
+}
+
+/// A server-side watch of a key or range from a revision on.
+#[derive(Debug)]
+pub struct ServerWatch {
+    handle: Handle,
+    stream: u64,
+    rx: mpsc::Receiver<pb::WatchResponse>,
+}
+
+impl ServerWatch {
+    /// Starts watching `key`..`range_end` from `start`.
+    pub fn start(
+        handle: &Handle,
+        key: Vec<u8>,
+        range_end: Vec<u8>,
+        start: i64,
+    ) -> Result<ServerWatch, Status> {
+        let (tx, rx) = mpsc::channel(64);
+        let stream = handle.next_stream();
+        let spec = Spec {
+            watch: kv::Watch {
+                key,
+                range_end,
+                start_revision: start,
+                ..kv::Watch::default()
+            },
+            ..Spec::default()
+        };
+        handle.watch_request(watchers::Request::Create {
+            stream,
+            id: 0,
+            spec,
+            tx,
+        })?;
+        Ok(ServerWatch {
+            handle: handle.clone(),
+            stream,
+            rx,
+        })
+    }
+
+    /// The next batch of events (`None` if the watch ended).
+    pub async fn next(&mut self) -> Option<Vec<mvccpb::Event>> {
+        loop {
+            let response = self.rx.recv().await?;
+            if response.canceled {
+                return None;
+            }
+            if !response.events.is_empty() {
+                return Some(response.events);
+            }
+        }
+    }
+}
+
+impl Drop for ServerWatch {
+    fn drop(&mut self) {
+        let _ = self.handle.watch_request(watchers::Request::Close {
+            stream: self.stream,
+        });
+    }
+}
+
+/// Waits until no key under `prefix` created before `revision` remains: the contender
+/// holding `revision` is then first.
+pub async fn wait_for_turn(
+    handle: &Handle,
+    prefix: &[u8],
+    revision: i64,
+) -> Result<pb::ResponseHeader, Status> {
+    loop {
+        let (before, header) = first_created(handle, prefix, revision - 1, true).await?;
+        let Some(before) = before else {
+            return Ok(header);
+        };
+        let mut watch =
+            ServerWatch::start(handle, before.key.clone(), Vec::new(), header.revision + 1)?;
+        loop {
+            let Some(events) = watch.next().await else {
+                return Err(Status::unavailable("etcdserver: watch ended while waiting"));
+            };
+            if events
+                .iter()
+                .any(|e| e.r#type == mvccpb::event::EventType::Delete as i32)
+            {
+                break;
+            }
+        }
+    }
+}
+
+/// Deletes `key` (a lock or leadership given up), whatever its state.
+pub async fn delete_key(handle: &Handle, key: Vec<u8>) -> Result<pb::ResponseHeader, Status> {
+    let request = pb::DeleteRangeRequest {
+        key,
+        ..pb::DeleteRangeRequest::default()
+    };
+    match handle.propose(Op::DeleteRange(request)).await? {
+        Applied::Delete(answer) => Ok(answer.header.unwrap_or_default()),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Deletes a contender's key if the request holding it is abandoned (the client went
+/// away while waiting).
+#[derive(Debug)]
+pub struct Abandon {
+    handle: Handle,
+    key: Option<Vec<u8>>,
+}
+
+impl Abandon {
+    /// Arms the guard for `key`.
+    pub fn new(handle: &Handle, key: Vec<u8>) -> Abandon {
+        Abandon {
+            handle: handle.clone(),
+            key: Some(key),
+        }
+    }
+
+    /// The wait succeeded: keep the key.
+    pub fn disarm(mut self) {
+        self.key = None;
+    }
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let handle = self.handle.clone();
+            tokio::spawn(async move {
+                let _ = delete_key(&handle, key).await;
+            });
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The Maintenance service: status, hashes, alarms, snapshots.
+
+use std::pin::Pin;
+
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::{unexpected, Handle};
+use crate::convert;
+use crate::node::Applied;
+use crate::proto::etcdserverpb::{self as pb, maintenance_server::Maintenance};
+use crate::proto::synodpb::command::Op;
+
+/// The version reported in `Status`: the etcd API level Synod speaks (clients gate
+/// features on it).
+pub const API_VERSION: &str = "3.4.0";
+
+/// Bytes per snapshot message.
+const SNAPSHOT_CHUNK: usize = 32 << 10;
+
+/// The Maintenance service.
+#[derive(Debug)]
+pub struct MaintenanceService(pub Handle);
+
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(
+        &self,
+        request: Request<pb::AlarmRequest>,
+    ) -> Result<Response<pb::AlarmResponse>, Status> {
+        let r = request.into_inner();
+        if r.action == pb::alarm_request::AlarmAction::Get as i32 {
+            let answer = self
+                .0
+                .query(|core| pb::AlarmResponse {
+                    header: Some(core.header()),
+                    alarms: core.alarms().to_vec(),
+                })
+                .await?;
+            return Ok(Response::new(answer));
+        }
+        match self.0.propose(Op::Alarm(r)).await? {
+            Applied::Alarm(answer) => Ok(Response::new(answer)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn status(
+        &self,
+        _: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let answer = self
+            .0
+            .query(|core| {
+                let replica = core.replica();
+                let size = i64::try_from(core.store().size_bytes()).unwrap_or(i64::MAX);
+                let errors = core
+                    .alarms()
+                    .iter()
+                    .map(|a| format!("memberID:{} alarm:{} ", a.member_id, alarm_name(a.alarm)))
+                    .collect();
+                pb::StatusResponse {
+                    header: Some(core.header()),
+                    version: API_VERSION.into(),
+                    db_size: size,
+                    leader: replica.leader().map_or(0, |l| l.0),
+                    raft_index: replica.commit(),
+                    raft_term: replica.promised().round,
+                    raft_applied_index: replica.applied(),
+                    errors,
+                    db_size_in_use: size,
+                    is_learner: false,
+                }
+            })
+            .await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn defragment(
+        &self,
+        _: Request<pb::DefragmentRequest>,
+    ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        // Nothing to defragment: the store is in memory and the log is released by
+        // snapshots.
+        Ok(Response::new(pb::DefragmentResponse {
+            header: Some(self.0.serializable().header),
+        }))
+    }
+
+    async fn hash(
+        &self,
+        _: Request<pb::HashRequest>,
+    ) -> Result<Response<pb::HashResponse>, Status> {
+        let view = self.0.serializable();
+        let hash = crc32c::crc32c(&view.store.snapshot());
+        Ok(Response::new(pb::HashResponse {
+            header: Some(view.header),
+            hash,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<pb::HashKvRequest>,
+    ) -> Result<Response<pb::HashKvResponse>, Status> {
+        let r = request.into_inner();
+        let view = self.0.serializable();
+        let h = view.store.hash_kv(r.revision).map_err(convert::status)?;
+        Ok(Response::new(pb::HashKvResponse {
+            header: Some(pb::ResponseHeader {
+                revision: h.revision,
+                ..view.header
+            }),
+            hash: h.hash,
+            compact_revision: h.compact_revision,
+        }))
+    }
+
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(
+        &self,
+        _: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        let view = self.0.linearizable().await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let bytes =
+                tokio::task::spawn_blocking(move || backup_file(view.store.snapshot())).await;
+            let Ok(bytes) = bytes else { return };
+            let total = bytes.len();
+            let mut sent = 0;
+            for chunk in bytes.chunks(SNAPSHOT_CHUNK) {
+                sent += chunk.len();
+                let message = pb::SnapshotResponse {
+                    header: None,
+                    remaining_bytes: (total - sent) as u64,
+                    blob: chunk.to_vec(),
+                };
+                if tx.send(Ok(message)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn move_leader(
+        &self,
+        _: Request<pb::MoveLeaderRequest>,
+    ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        Err(Status::unimplemented(
+            "synod: move-leader is not supported yet",
+        ))
+    }
+}
+
+/// Etcd's clients take a snapshot stream for a database of 512-byte pages followed by
+/// its SHA-256, and `etcdctl snapshot save` refuses a size that is not 32 more than a
+/// multiple of 512. So the store's snapshot is padded with zeros, its length follows as a
+/// little-endian u64 ending on a 512-byte boundary, and the SHA-256 of all that closes it
+/// (docs/OPERATIONS.md, "Backup").
+pub fn backup_file(snapshot: Vec<u8>) -> Vec<u8> {
+    use sha2::Digest;
+    let length = snapshot.len() as u64;
+    let mut bytes = snapshot;
+    while (bytes.len() + 8) % 512 != 0 {
+        bytes.push(0);
+    }
+    bytes.extend_from_slice(&length.to_le_bytes());
+    let digest = sha2::Sha256::digest(&bytes);
+    bytes.extend_from_slice(&digest);
+    bytes
+}
+
+/// The store's snapshot inside a [`backup_file`], if the file is whole.
+pub fn from_backup_file(file: &[u8]) -> Option<&[u8]> {
+    use sha2::Digest;
+    let (body, digest) = file.split_at_checked(file.len().checked_sub(32)?)?;
+    if sha2::Sha256::digest(body).as_slice() != digest {
+        return None;
+    }
+    let (padded, length) = body.split_at_checked(body.len().checked_sub(8)?)?;
+    let length = usize::try_from(u64::from_le_bytes(length.try_into().ok()?)).ok()?;
+    padded.get(..length)
+}
+
+fn alarm_name(alarm: i32) -> &'static str {
+    match pb::AlarmType::try_from(alarm) {
+        Ok(pb::AlarmType::Nospace) => "NOSPACE",
+        Ok(pb::AlarmType::Corrupt) => "CORRUPT",
+        _ => "NONE",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_files_have_the_size_etcdctl_checks_and_round_trip() {
+        for n in [0, 1, 503, 504, 505, 4096, 70_000] {
+            let snapshot: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+            let file = backup_file(snapshot.clone());
+            assert_eq!(file.len() % 512, 32, "n = {n}");
+            assert_eq!(from_backup_file(&file), Some(snapshot.as_slice()));
+            let mut damaged = file.clone();
+            damaged[0] ^= 1;
+            assert_eq!(from_backup_file(&damaged), None);
+            assert_eq!(from_backup_file(&file[..file.len() - 1]), None);
+        }
+        assert_eq!(from_backup_file(b"short"), None);
+    }
+}

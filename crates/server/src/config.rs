@@ -1,0 +1,223 @@
+//! A member's configuration: who it is, where it listens, who its peers are, its timing
+//! and its limits. Parsed from etcd's flag values (`--initial-cluster a=http://…,b=…`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use paxos::{NodeId, QuorumSpec};
+
+/// One member of the initial cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Its name (`--name`).
+    pub name: String,
+    /// Its id: a hash of its name, peer URL and the cluster token, so every member
+    /// derives the same ids from the same `--initial-cluster`.
+    pub id: NodeId,
+    /// Where its peers reach it.
+    pub peer_url: String,
+    /// Where clients reach it, once known (its own `--advertise-client-urls`).
+    pub client_urls: Vec<String>,
+}
+
+/// Whether the member starts a new cluster or joins an existing one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClusterState {
+    /// `new`: the members of `--initial-cluster` form a fresh cluster.
+    #[default]
+    New,
+    /// `existing`: the data directory already belongs to the cluster.
+    Existing,
+}
+
+/// Everything a member needs to start.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This member's name.
+    pub name: String,
+    /// Where its log, snapshots and identity live.
+    pub data_dir: PathBuf,
+    /// Where it serves clients.
+    pub listen_client: Vec<SocketAddr>,
+    /// The client URLs it advertises.
+    pub advertise_client_urls: Vec<String>,
+    /// Where it accepts peers.
+    pub listen_peer: SocketAddr,
+    /// Every member of the cluster, sorted by id.
+    pub members: Vec<Member>,
+    /// The cluster's id (a hash of the token and the member ids).
+    pub cluster_id: u64,
+    /// `new` or `existing`.
+    pub cluster_state: ClusterState,
+    /// How often a leader sends heartbeats: one engine tick.
+    pub heartbeat: Duration,
+    /// How long a follower waits for a leader before campaigning.
+    pub election_timeout: Duration,
+    /// The largest request accepted, in bytes.
+    pub max_request_bytes: usize,
+    /// Above this many bytes of live data the NOSPACE alarm is raised.
+    pub quota_backend_bytes: u64,
+    /// The quorum system.
+    pub quorum: QuorumSpec,
+    /// Take a snapshot and release the log after this many applied entries.
+    pub snapshot_entries: u64,
+}
+
+/// etcd's default `--max-request-bytes`.
+pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
+/// etcd's default `--quota-backend-bytes`.
+pub const QUOTA_BACKEND_BYTES: u64 = 2 << 30;
+
+/// A configuration that cannot work, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(message: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(message.into()))
+}
+
+/// 64-bit FNV-1a: stable across builds and platforms, which ids must be.
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &byte in *part {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        hash ^= 0xff;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// Parses `--initial-cluster` (`name=url,name=url`) into members with ids derived from
+/// `token`, sorted by id, and the cluster id.
+pub fn parse_initial_cluster(text: &str, token: &str) -> Result<(Vec<Member>, u64), ConfigError> {
+    let mut members = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((name, url)) = part.split_once('=') else {
+            return err(format!(
+                "--initial-cluster entry {part:?} is not name=url (e.g. s1=http://127.0.0.1:2380)"
+            ));
+        };
+        parse_url(url)?;
+        if members.iter().any(|m: &Member| m.name == name) {
+            return err(format!("--initial-cluster names {name:?} twice"));
+        }
+        let id = fnv1a(&[name.as_bytes(), url.as_bytes(), token.as_bytes()]) & (u64::MAX >> 1);
+        members.push(Member {
+            name: name.to_string(),
+            id: NodeId(id.max(1)),
+            peer_url: url.to_string(),
+            client_urls: Vec::new(),
+        });
+    }
+    if members.is_empty() {
+        return err("--initial-cluster names no member");
+    }
+    members.sort_by_key(|m| m.id);
+    let ids: Vec<[u8; 8]> = members.iter().map(|m| m.id.0.to_le_bytes()).collect();
+    let mut parts: Vec<&[u8]> = vec![token.as_bytes()];
+    parts.extend(ids.iter().map(|id| id.as_slice()));
+    Ok((members, fnv1a(&parts) & (u64::MAX >> 1)))
+}
+
+/// Parses `http://host:port` (or `host:port`) into a socket address. Host names other
+/// than `localhost` are not resolved: members listen on addresses.
+pub fn parse_url(url: &str) -> Result<SocketAddr, ConfigError> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url);
+    let rest = rest.trim_end_matches('/');
+    let rest = rest.replacen("localhost:", "127.0.0.1:", 1);
+    rest.parse().or_else(|_| {
+        err(format!(
+            "{url:?} is not an address URL like http://127.0.0.1:2379"
+        ))
+    })
+}
+
+/// Parses a comma-separated URL list.
+pub fn parse_urls(text: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(parse_url)
+        .collect()
+}
+
+impl Config {
+    /// This member's entry.
+    pub fn me(&self) -> Result<&Member, ConfigError> {
+        match self.members.iter().find(|m| m.name == self.name) {
+            Some(m) => Ok(m),
+            None => err(format!(
+                "--name {:?} is not in --initial-cluster ({})",
+                self.name,
+                self.members
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    /// Engine ticks per election timeout (one tick per heartbeat interval).
+    pub fn election_ticks(&self) -> Result<u32, ConfigError> {
+        let beat = self.heartbeat.as_millis().max(1);
+        let ticks = self.election_timeout.as_millis() / beat;
+        if ticks < 5 {
+            return err(format!(
+                "--election-timeout ({} ms) must be at least 5 times --heartbeat-interval ({} ms)",
+                self.election_timeout.as_millis(),
+                beat
+            ));
+        }
+        Ok(u32::try_from(ticks).unwrap_or(u32::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_member_derives_the_same_ids_from_the_same_flags() {
+        let text = "s2=http://127.0.0.1:2381,s1=http://127.0.0.1:2380";
+        let (a, cluster_a) = parse_initial_cluster(text, "tok").unwrap();
+        let (b, cluster_b) =
+            parse_initial_cluster("s1=http://127.0.0.1:2380, s2=http://127.0.0.1:2381", "tok")
+                .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(cluster_a, cluster_b);
+        let (_, other) = parse_initial_cluster(text, "other-token").unwrap();
+        assert_ne!(cluster_a, other, "the token separates clusters");
+        assert!(a.windows(2).all(|w| w[0].id < w[1].id));
+    }
+
+    #[test]
+    fn bad_flags_are_refused_with_the_reason() {
+        let e = parse_initial_cluster("s1", "t").unwrap_err();
+        assert!(e.0.contains("not name=url"), "{e}");
+        let e = parse_initial_cluster("s1=http://a:1,s1=http://127.0.0.1:2", "t").unwrap_err();
+        assert!(e.0.contains("not an address"), "{e}");
+        let e = parse_initial_cluster("s1=http://127.0.0.1:1,s1=http://127.0.0.1:2", "t");
+        assert!(e.unwrap_err().0.contains("twice"));
+        assert!(parse_initial_cluster("", "t").is_err());
+        assert_eq!(
+            parse_url("http://localhost:2379").unwrap(),
+            "127.0.0.1:2379".parse().unwrap()
+        );
+    }
+}

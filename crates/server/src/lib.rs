@@ -1,0 +1,34 @@
+//! Synod's node runtime: a member of a Synod cluster. It drives the sans-I/O Multi-Paxos
+//! replica (`paxos`), makes its votes durable through the write-ahead log (`storage`),
+//! applies chosen commands to the etcd-semantics store (`kv`), talks to its peers over
+//! TCP, and serves etcd's v3 gRPC API to clients.
+//!
+//! One thread, the **core**, owns the replica and the store; everything else reaches it
+//! through one queue. gRPC handlers (on tokio) propose commands, read published views of
+//! the store, or run queries on the core; peer connections feed it messages; a committer
+//! thread makes writes durable with group commit. See `docs/ARCHITECTURE.md`.
+//!
+//! # Layout
+//! - [`config`]: a member's configuration, from etcd's flag values; member and cluster ids.
+//! - [`server`]: start a member: recover the data directory, bind, serve, stop.
+//! - [`node`]: the core: runs the replica's actions in their durable order, applies
+//!   commands, answers clients, times leases, takes snapshots, feeds watchers.
+//! - [`watchers`]: watchers, their synced/behind state, fragmentation, progress.
+//! - [`transport`]: peer connections: dialing with backoff, handshake, framed messages.
+//! - [`wire`]: the peer protocol's bytes; decoders never panic.
+//! - [`payload`]: the replicated command as bytes (a protobuf `synodpb.Command`).
+//! - [`convert`]: etcd's protobuf requests to the store's types and back; errors.
+//! - [`api`]: the gRPC services: KV, Watch, Lease, Cluster, Maintenance, Lock, Election,
+//!   health.
+//! - [`proto`]: generated protobuf code (`proto/`: etcd 3.4's API, wire-compatible).
+
+pub mod api;
+pub mod config;
+pub mod convert;
+pub mod node;
+pub mod payload;
+pub mod proto;
+pub mod server;
+pub mod transport;
+pub mod watchers;
+pub mod wire;

@@ -1,0 +1,735 @@
+//! The node's core: one thread that owns the replica and the store and is the only one
+//! to touch them. Everything else (peer connections, gRPC handlers, the committer) talks
+//! to it through one queue of [`Input`]s, so the core is as sequential as the simulator
+//! that checked the engine.
+//!
+//! # The order of actions
+//! The replica's actions run in the order it emitted them, and each waits for every
+//! persist emitted before it: persists go to the [`Committer`] at once (it keeps their
+//! order, and a later write durable implies every earlier one), while sends, applies and
+//! read answers queue behind the last persist before them until the committer reports it
+//! durable. So no message reports, and no client hears of, state that is not on disk.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use paxos::multi::{Action, Entry, Message, ProposeError, Replica, RoleKind, Slot};
+use paxos::NodeId;
+use prost::Message as _;
+use rand_pcg::Pcg64;
+use storage::{Committer, Completion, StorageError};
+use tokio::sync::{oneshot, watch};
+use tonic::Status;
+
+use crate::convert;
+use crate::payload::Payload;
+use crate::proto::etcdserverpb as pb;
+use crate::proto::synodpb::{command::Op, Barrier, Command};
+use crate::transport::Peers;
+use crate::watchers::{self, Watchers};
+
+/// What the core answers for an applied command.
+#[derive(Debug)]
+pub enum Applied {
+    /// A put.
+    Put(pb::PutResponse),
+    /// A delete.
+    Delete(pb::DeleteRangeResponse),
+    /// A transaction.
+    Txn(pb::TxnResponse),
+    /// A compaction.
+    Compact(pb::CompactionResponse),
+    /// A lease grant.
+    LeaseGrant(pb::LeaseGrantResponse),
+    /// A lease revoke.
+    LeaseRevoke(pb::LeaseRevokeResponse),
+    /// A keep-alive.
+    KeepAlive(pb::LeaseKeepAliveResponse),
+    /// An alarm change.
+    Alarm(pb::AlarmResponse),
+    /// A linearizable read may now be served from this view.
+    Read(Arc<View>),
+}
+
+/// Where the answer to a command or read goes.
+pub type Reply<T> = oneshot::Sender<Result<T, Status>>;
+
+/// What the store looked like after some apply: readers evaluate ranges on it without
+/// holding up the core (cloning the store is O(1): its key map is persistent).
+#[derive(Debug)]
+pub struct View {
+    /// The store.
+    pub store: kv::Store,
+    /// The header fields of answers read from this view.
+    pub header: pb::ResponseHeader,
+}
+
+/// A closure run on the core thread with access to its state (status, lease TTLs, hashes).
+pub type Query = Box<dyn FnOnce(&mut Core) + Send>;
+
+/// What reaches the core.
+pub enum Input {
+    /// A message from a peer.
+    Peer(NodeId, Message<Payload>),
+    /// A client's write (an encoded [`Command`] without origin and id yet).
+    Propose(Op, Reply<Applied>),
+    /// A client's linearizable read: answered with a view once it may be served.
+    Read(Reply<Applied>),
+    /// A watch stream's request.
+    Watch(watchers::Request),
+    /// Run a closure on the core.
+    Query(Query),
+    /// The committer finished a persist.
+    Persisted(Completion),
+    /// A background snapshot is ready.
+    SnapshotReady(Slot, Arc<[u8]>),
+    /// Stop.
+    Shutdown,
+}
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::Peer(from, m) => write!(f, "Peer({from}, {})", m.kind()),
+            Input::Propose(op, _) => write!(f, "Propose({op:?})"),
+            Input::Read(_) => write!(f, "Read"),
+            Input::Watch(r) => write!(f, "Watch({r:?})"),
+            Input::Query(_) => write!(f, "Query"),
+            Input::Persisted((tag, r)) => write!(f, "Persisted({tag}, {})", r.is_ok()),
+            Input::SnapshotReady(slot, _) => write!(f, "SnapshotReady({slot})"),
+            Input::Shutdown => write!(f, "Shutdown"),
+        }
+    }
+}
+
+/// Tunables of the core.
+#[derive(Clone, Debug)]
+pub struct CoreOptions {
+    /// One engine tick.
+    pub tick: Duration,
+    /// Take a snapshot after this many applied slots.
+    pub snapshot_entries: u64,
+    /// Largest fragment of a watch response.
+    pub fragment_bytes: usize,
+    /// Every this long, watchers that asked get a progress notification.
+    pub progress_interval: Duration,
+    /// Raise NOSPACE once the store's estimated size exceeds this.
+    pub quota_bytes: u64,
+}
+
+/// A lease the leader is timing.
+#[derive(Clone, Copy, Debug)]
+struct LeaseClock {
+    refreshed: Instant,
+    /// When the leader last proposed its expiry (proposed again after a second).
+    expiring: Option<Instant>,
+}
+
+/// The core's state.
+pub struct Core {
+    me: NodeId,
+    cluster_id: u64,
+    replica: Replica<Payload, Pcg64>,
+    store: kv::Store,
+    committer: Committer<Payload>,
+    completions: Sender<Completion>,
+    peers: Peers,
+    options: CoreOptions,
+    /// Messages this replica sent itself.
+    local: VecDeque<Message<Payload>>,
+    /// Actions waiting for a persist: (the persist's tag, the action).
+    blocked: VecDeque<(u64, Action<Payload>)>,
+    submitted: u64,
+    durable: u64,
+    next_id: u64,
+    waiting: HashMap<u64, Reply<Applied>>,
+    /// Commands proposed while no leader was known, retried every tick.
+    unproposed: VecDeque<Payload>,
+    watchers: Watchers,
+    leases: HashMap<i64, LeaseClock>,
+    was_leader: bool,
+    view: watch::Sender<Arc<View>>,
+    view_stale: bool,
+    snapshotting: bool,
+    last_snapshot: Slot,
+    inputs: Sender<Input>,
+    alarms: Vec<pb::AlarmMember>,
+    last_progress: Instant,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core").field("me", &self.me).finish()
+    }
+}
+
+/// What a node starts its core with.
+#[derive(Debug)]
+pub struct Parts {
+    /// This member.
+    pub me: NodeId,
+    /// The cluster.
+    pub cluster_id: u64,
+    /// The engine, restarted from storage.
+    pub replica: Replica<Payload, Pcg64>,
+    /// The state machine, restored from the latest snapshot.
+    pub store: kv::Store,
+    /// The slot the store's snapshot covers.
+    pub snapshot_index: Slot,
+    /// Group commit in front of the disk.
+    pub committer: Committer<Payload>,
+    /// Outgoing peer queues.
+    pub peers: Peers,
+    /// Tunables.
+    pub options: CoreOptions,
+}
+
+impl Core {
+    /// Builds the core; `inputs` must be the sending side of the queue it will run on.
+    pub fn new(parts: Parts, inputs: Sender<Input>) -> (Core, watch::Receiver<Arc<View>>) {
+        let mut store = parts.store;
+        store.open_journal();
+        let header = pb::ResponseHeader {
+            cluster_id: parts.cluster_id,
+            member_id: parts.me.0,
+            revision: store.revision(),
+            raft_term: parts.replica.promised().round,
+        };
+        let (view, views) = watch::channel(Arc::new(View {
+            store: store.clone(),
+            header,
+        }));
+        let (completions, done) = std::sync::mpsc::channel::<Completion>();
+        let forward = inputs.clone();
+        // The committer answers on a std channel; this thread joins it to the core's queue.
+        let _ = std::thread::Builder::new()
+            .name("synod-completions".into())
+            .spawn(move || {
+                while let Ok(completion) = done.recv() {
+                    if forward.send(Input::Persisted(completion)).is_err() {
+                        break;
+                    }
+                }
+            });
+        let watchers = Watchers::new(parts.options.fragment_bytes);
+        let core = Core {
+            me: parts.me,
+            cluster_id: parts.cluster_id,
+            replica: parts.replica,
+            store,
+            committer: parts.committer,
+            completions,
+            peers: parts.peers,
+            options: parts.options,
+            local: VecDeque::new(),
+            blocked: VecDeque::new(),
+            submitted: 0,
+            durable: 0,
+            next_id: 1,
+            waiting: HashMap::new(),
+            unproposed: VecDeque::new(),
+            watchers,
+            leases: HashMap::new(),
+            was_leader: false,
+            view,
+            view_stale: false,
+            snapshotting: false,
+            last_snapshot: parts.snapshot_index,
+            inputs,
+            alarms: Vec::new(),
+            last_progress: Instant::now(),
+        };
+        (core, views)
+    }
+
+    /// Runs until [`Input::Shutdown`] or a storage failure (which stops the node: after a
+    /// failed write, nothing that depends on it may be acknowledged).
+    pub fn run(mut self, inputs: Receiver<Input>) -> Result<(), StorageError> {
+        let mut next_tick = Instant::now() + self.options.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match inputs.recv_timeout(wait) {
+                Ok(Input::Shutdown) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                Ok(input) => {
+                    self.handle(input)?;
+                    // Take whatever else arrived meanwhile before publishing: one view,
+                    // one watch dispatch and one persist batch per burst.
+                    for _ in 0..4096 {
+                        match inputs.try_recv() {
+                            Ok(Input::Shutdown) => return Ok(()),
+                            Ok(input) => self.handle(input)?,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if Instant::now() >= next_tick {
+                next_tick += self.options.tick;
+                if next_tick < Instant::now() {
+                    next_tick = Instant::now() + self.options.tick;
+                }
+                self.on_tick();
+            }
+            self.settle();
+        }
+    }
+
+    fn handle(&mut self, input: Input) -> Result<(), StorageError> {
+        match input {
+            Input::Peer(from, message) => {
+                let actions = self.replica.step(from, message);
+                self.run_actions(actions);
+            }
+            Input::Propose(op, reply) => {
+                let id = self.next_id();
+                self.waiting.insert(id, reply);
+                self.propose(self.encode(id, op));
+            }
+            Input::Read(reply) => self.read(reply),
+            Input::Watch(request) => {
+                let header = self.header();
+                self.watchers.handle(request, &self.store, header);
+            }
+            Input::Query(query) => query(self),
+            Input::Persisted((tag, result)) => {
+                result?;
+                self.durable = self.durable.max(tag);
+                self.release_blocked();
+            }
+            Input::SnapshotReady(index, data) => {
+                self.snapshotting = false;
+                self.last_snapshot = index;
+                let actions = self.replica.snapshot_taken(index, data);
+                self.run_actions(actions);
+            }
+            Input::Shutdown => {}
+        }
+        Ok(())
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn encode(&self, id: u64, op: Op) -> Payload {
+        let command = Command {
+            origin: self.me.0,
+            id,
+            op: Some(op),
+        };
+        Payload(command.encode_to_vec().into())
+    }
+
+    fn propose(&mut self, payload: Payload) {
+        match self.replica.propose(payload.clone()) {
+            Ok(actions) => self.run_actions(actions),
+            Err(ProposeError::NoLeader) => self.unproposed.push_back(payload),
+        }
+    }
+
+    fn read(&mut self, reply: Reply<Applied>) {
+        let id = self.next_id();
+        self.waiting.insert(id, reply);
+        if self.replica.role() == RoleKind::Leader {
+            let actions = self.replica.read(id);
+            self.run_actions(actions);
+        } else {
+            self.read_by_barrier(id);
+        }
+    }
+
+    /// A follower serves a linearizable read once it applied a barrier the leader
+    /// slotted after the read arrived: every write completed before then is below it.
+    fn read_by_barrier(&mut self, id: u64) {
+        let barrier = self.encode(id, Op::Barrier(Barrier {}));
+        self.propose(barrier);
+    }
+
+    fn on_tick(&mut self) {
+        let actions = self.replica.tick();
+        self.run_actions(actions);
+        let retry: Vec<Payload> = self.unproposed.drain(..).collect();
+        for payload in retry {
+            self.propose(payload);
+        }
+        self.expire_leases();
+        let header = self.header();
+        self.watchers.catch_up(&self.store, header);
+        if self.last_progress.elapsed() >= self.options.progress_interval {
+            self.last_progress = Instant::now();
+            self.watchers.notify_progress(header);
+        }
+        self.waiting.retain(|_, reply| !reply.is_closed());
+        self.maybe_snapshot();
+    }
+
+    /// Runs actions in order (everything after a persist waits for it), then whatever
+    /// the replica sent itself.
+    fn run_actions(&mut self, actions: Vec<Action<Payload>>) {
+        self.schedule(actions);
+        self.drain_local();
+    }
+
+    fn schedule(&mut self, actions: Vec<Action<Payload>>) {
+        let mut writes = Vec::new();
+        for action in actions {
+            if let Action::Persist(write) = action {
+                writes.push(write);
+                continue;
+            }
+            if !writes.is_empty() {
+                self.submit(std::mem::take(&mut writes));
+            }
+            if self.blocked.is_empty() && self.durable >= self.submitted {
+                self.execute(action);
+            } else {
+                self.blocked.push_back((self.submitted, action));
+            }
+        }
+        if !writes.is_empty() {
+            self.submit(writes);
+        }
+    }
+
+    fn submit(&mut self, writes: Vec<paxos::multi::Write<Payload>>) {
+        self.submitted += 1;
+        if !self
+            .committer
+            .submit(writes, self.submitted, &self.completions)
+        {
+            tracing::error!("the storage committer stopped; this member stops");
+            let _ = self.inputs.send(Input::Shutdown);
+        }
+    }
+
+    fn release_blocked(&mut self) {
+        while let Some((tag, _)) = self.blocked.front() {
+            if *tag > self.durable {
+                break;
+            }
+            if let Some((_, action)) = self.blocked.pop_front() {
+                self.execute(action);
+            }
+        }
+        self.drain_local();
+    }
+
+    fn drain_local(&mut self) {
+        while let Some(message) = self.local.pop_front() {
+            let actions = self.replica.step(self.me, message);
+            self.schedule(actions);
+        }
+    }
+
+    fn execute(&mut self, action: Action<Payload>) {
+        match action {
+            Action::Persist(_) => {}
+            Action::Send { to, message } if to == self.me => self.local.push_back(message),
+            Action::Send { to, message } => self.peers.send(to, message),
+            Action::Apply { slot, entry } => self.apply(slot, entry),
+            Action::InstallSnapshot { index, data } => match kv::Store::restore(&data) {
+                Ok(mut store) => {
+                    store.open_journal();
+                    self.store = store;
+                    self.last_snapshot = index;
+                    self.view_stale = true;
+                    self.restart_lease_clocks();
+                }
+                Err(e) => tracing::error!(index, "a peer's snapshot does not restore: {e}"),
+            },
+            Action::ReadReady { id } => {
+                if let Some(reply) = self.waiting.remove(&id) {
+                    let _ = reply.send(Ok(Applied::Read(self.publish())));
+                }
+            }
+            Action::ReadFailed { id, .. } => self.read_by_barrier(id),
+        }
+    }
+
+    fn apply(&mut self, _slot: Slot, entry: Entry<Payload>) {
+        let Entry::Command(payload) = entry else {
+            return;
+        };
+        let Ok(command) = Command::decode(&payload.0[..]) else {
+            tracing::error!("a chosen command does not decode; skipped on every member alike");
+            return;
+        };
+        let Some(op) = command.op else {
+            return;
+        };
+        self.view_stale = true;
+        let result = self.apply_op(op);
+        if command.origin == self.me.0 {
+            if let Some(reply) = self.waiting.remove(&command.id) {
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn apply_op(&mut self, op: Op) -> Result<Applied, Status> {
+        let header = self.header();
+        let now = Instant::now();
+        let fresh = LeaseClock {
+            refreshed: now,
+            expiring: None,
+        };
+        Ok(match op {
+            Op::Put(r) => {
+                self.check_space()?;
+                let response = self.store.put(&convert::put(&r)).map_err(convert::status)?;
+                Applied::Put(convert::put_response(response, header))
+            }
+            Op::DeleteRange(r) => {
+                let response = self.store.delete_range(&convert::delete(&r));
+                Applied::Delete(convert::delete_response(
+                    response.map_err(convert::status)?,
+                    header,
+                ))
+            }
+            Op::Txn(r) => {
+                if !convert::txn_is_read_only(&r) {
+                    self.check_space()?;
+                }
+                let txn = convert::txn(&r)?;
+                let response = self.store.txn(&txn).map_err(convert::status)?;
+                Applied::Txn(convert::txn_response(response, header))
+            }
+            Op::Compact(r) => {
+                let compaction = kv::Compaction {
+                    revision: r.revision,
+                };
+                self.store.compact(compaction).map_err(convert::status)?;
+                Applied::Compact(pb::CompactionResponse {
+                    header: Some(header),
+                })
+            }
+            Op::LeaseGrant(r) => {
+                self.check_space()?;
+                let grant = kv::LeaseGrant {
+                    ttl: r.ttl,
+                    id: r.id,
+                };
+                let response = self.store.lease_grant(grant).map_err(convert::status)?;
+                self.leases.insert(response.id, fresh);
+                Applied::LeaseGrant(pb::LeaseGrantResponse {
+                    header: Some(pb::ResponseHeader {
+                        revision: response.revision,
+                        ..header
+                    }),
+                    id: response.id,
+                    ttl: response.ttl,
+                    error: String::new(),
+                })
+            }
+            Op::LeaseRevoke(r) | Op::LeaseExpire(r) => {
+                let revision = self.store.lease_revoke(r.id).map_err(convert::status)?;
+                self.leases.remove(&r.id);
+                Applied::LeaseRevoke(pb::LeaseRevokeResponse {
+                    header: Some(pb::ResponseHeader { revision, ..header }),
+                })
+            }
+            Op::LeaseKeepAlive(r) => {
+                let ttl = match self.store.lease_info(r.id, false) {
+                    Ok(info) => {
+                        self.leases.insert(r.id, fresh);
+                        info.granted_ttl
+                    }
+                    Err(_) => 0,
+                };
+                Applied::KeepAlive(pb::LeaseKeepAliveResponse {
+                    header: Some(header),
+                    id: r.id,
+                    ttl,
+                })
+            }
+            Op::Alarm(r) => Applied::Alarm(self.apply_alarm(&r, header)),
+            Op::Barrier(_) => Applied::Read(self.publish()),
+        })
+    }
+
+    fn check_space(&self) -> Result<(), Status> {
+        if self
+            .alarms
+            .iter()
+            .any(|a| a.alarm == pb::AlarmType::Nospace as i32)
+        {
+            return Err(Status::resource_exhausted(
+                "etcdserver: mvcc: database space exceeded",
+            ));
+        }
+        Ok(())
+    }
+
+    fn apply_alarm(
+        &mut self,
+        r: &pb::AlarmRequest,
+        header: pb::ResponseHeader,
+    ) -> pb::AlarmResponse {
+        let member = pb::AlarmMember {
+            member_id: r.member_id,
+            alarm: r.alarm,
+        };
+        let matches = |a: &pb::AlarmMember| {
+            a.alarm == r.alarm && (r.member_id == 0 || a.member_id == r.member_id)
+        };
+        let changed = match r.action {
+            1 if !self.alarms.contains(&member) => {
+                self.alarms.push(member);
+                vec![member]
+            }
+            2 => {
+                let gone: Vec<_> = self.alarms.iter().copied().filter(|a| matches(a)).collect();
+                self.alarms.retain(|a| !matches(a));
+                gone
+            }
+            _ => Vec::new(),
+        };
+        pb::AlarmResponse {
+            header: Some(header),
+            alarms: changed,
+        }
+    }
+
+    /// The leader times leases; a lease not refreshed within its TTL is revoked through
+    /// the log like any other command. A new leader restarts every clock (etcd extends
+    /// leases on leader change: the old leader's clocks are not trusted).
+    fn expire_leases(&mut self) {
+        let leader = self.replica.role() == RoleKind::Leader;
+        let now = Instant::now();
+        if leader && !self.was_leader {
+            self.restart_lease_clocks();
+        }
+        self.was_leader = leader;
+        if !leader {
+            return;
+        }
+        let mut expired = Vec::new();
+        for (&id, clock) in &mut self.leases {
+            let Ok(info) = self.store.lease_info(id, false) else {
+                continue;
+            };
+            let ttl = Duration::from_secs(u64::try_from(info.granted_ttl).unwrap_or(0));
+            let retry = clock
+                .expiring
+                .is_none_or(|at| now.duration_since(at) > Duration::from_secs(1));
+            if now.duration_since(clock.refreshed) > ttl && retry {
+                clock.expiring = Some(now);
+                expired.push(id);
+            }
+        }
+        for id in expired {
+            let command = Command {
+                origin: 0,
+                id: 0,
+                op: Some(Op::LeaseExpire(pb::LeaseRevokeRequest { id })),
+            };
+            self.propose(Payload(command.encode_to_vec().into()));
+        }
+    }
+
+    /// Every lease's clock starts again now: the full TTL remains.
+    fn restart_lease_clocks(&mut self) {
+        let now = Instant::now();
+        self.leases = self
+            .store
+            .lease_ids()
+            .into_iter()
+            .map(|id| {
+                let clock = LeaseClock {
+                    refreshed: now,
+                    expiring: None,
+                };
+                (id, clock)
+            })
+            .collect();
+    }
+
+    /// Remaining seconds of a lease by this member's clock (-1 if it does not exist).
+    pub fn lease_remaining(&self, id: i64) -> i64 {
+        let Ok(info) = self.store.lease_info(id, false) else {
+            return -1;
+        };
+        let elapsed = self
+            .leases
+            .get(&id)
+            .map_or(0, |c| c.refreshed.elapsed().as_secs());
+        (info.granted_ttl - i64::try_from(elapsed).unwrap_or(i64::MAX)).max(0)
+    }
+
+    fn maybe_snapshot(&mut self) {
+        let applied = self.replica.applied();
+        if self.snapshotting || applied < self.last_snapshot + self.options.snapshot_entries {
+            return;
+        }
+        self.snapshotting = true;
+        let store = self.store.clone();
+        let inputs = self.inputs.clone();
+        // Serializing a large store takes a while; the clone lets applies go on.
+        let _ = std::thread::Builder::new()
+            .name("synod-snapshot".into())
+            .spawn(move || {
+                let bytes: Arc<[u8]> = store.snapshot().into();
+                let _ = inputs.send(Input::SnapshotReady(applied, bytes));
+            });
+    }
+
+    /// After a burst of inputs: feed watchers, publish the view.
+    fn settle(&mut self) {
+        let events = self.store.take_events();
+        if !events.is_empty() {
+            let header = self.header();
+            self.watchers.dispatch(&events, header);
+        }
+        if self.view_stale {
+            self.publish();
+        }
+    }
+
+    fn publish(&mut self) -> Arc<View> {
+        if self.view_stale {
+            self.view_stale = false;
+            let view = Arc::new(View {
+                store: self.store.clone(),
+                header: self.header(),
+            });
+            self.view.send_replace(view);
+        }
+        self.view.borrow().clone()
+    }
+
+    /// The header of an answer given now.
+    pub fn header(&self) -> pb::ResponseHeader {
+        pb::ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.me.0,
+            revision: self.store.revision(),
+            raft_term: self.replica.promised().round,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &kv::Store {
+        &self.store
+    }
+
+    /// The engine.
+    pub fn replica(&self) -> &Replica<Payload, Pcg64> {
+        &self.replica
+    }
+
+    /// The active alarms.
+    pub fn alarms(&self) -> &[pb::AlarmMember] {
+        &self.alarms
+    }
+
+    /// Proposes a command on behalf of the node itself (an alarm), answering on `reply`.
+    pub fn propose_op(&mut self, op: Op, reply: Reply<Applied>) {
+        let id = self.next_id();
+        self.waiting.insert(id, reply);
+        self.propose(self.encode(id, op));
+    }
+}

@@ -1,0 +1,182 @@
+//! Starting a member: open and recover the data directory, restart the engine and the
+//! state machine from it, bind the ports, and serve until asked to stop.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use paxos::multi::{Members, Options, Replica};
+use paxos::NodeId;
+use rand_core::SeedableRng;
+use rand_pcg::Pcg64;
+use storage::{Committer, DiskOptions, DiskStorage, Identity, Storage};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api::{self, Handle, Info};
+use crate::config::{parse_url, Config};
+use crate::node::{Core, CoreOptions, Input, Parts};
+use crate::payload::Payload;
+use crate::proto::etcdserverpb::{
+    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+    maintenance_server::MaintenanceServer, watch_server::WatchServer,
+};
+use crate::proto::health::health_server::HealthServer;
+use crate::proto::v3electionpb::election_server::ElectionServer;
+use crate::proto::v3lockpb::lock_server::LockServer;
+use crate::transport::{self, Admission};
+
+/// gRPC's own bytes on top of the largest request (etcd allows the same margin).
+const GRPC_OVERHEAD: usize = 512 * 1024;
+
+/// Why a member could not start or stopped.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// etcd's minimum lease TTL: one and a half election timeouts, in whole seconds.
+fn min_lease_ttl(election_timeout: Duration) -> i64 {
+    let millis = election_timeout.as_millis() * 3 / 2;
+    i64::try_from(millis.div_ceil(1000))
+        .unwrap_or(i64::MAX)
+        .max(1)
+}
+
+/// Runs a member until `shutdown` completes (or the member fails).
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let me = config.me()?.clone();
+    let election_ticks = config.election_ticks()?;
+    let identity = Identity {
+        cluster: config.cluster_id,
+        member: me.id,
+    };
+    let dir = config.data_dir.join("member");
+    let disk = Arc::new(DiskStorage::<Payload>::open(
+        &dir,
+        DiskOptions::new(identity),
+    )?);
+    let durable = disk.recovered()?;
+    let (store, snapshot_index) = match &durable.snapshot {
+        Some((index, bytes)) => (kv::Store::restore(bytes)?, *index),
+        None => (
+            kv::Store::with_min_lease_ttl(min_lease_ttl(config.election_timeout)),
+            0,
+        ),
+    };
+    let ids: Vec<NodeId> = config.members.iter().map(|m| m.id).collect();
+    let members = Arc::new(Members::new(ids.clone(), config.quorum)?);
+    let options = Options {
+        heartbeat_ticks: 1,
+        election_ticks,
+        ..Options::default()
+    };
+    let replica = Replica::restart(me.id, members, options, Pcg64::from_os_rng(), durable)?;
+    tracing::info!(
+        name = %me.name, id = %format!("{:x}", me.id.0), cluster = %format!("{:x}", config.cluster_id),
+        dir = %dir.display(), snapshot = snapshot_index, "member starting"
+    );
+
+    let peer_listener = TcpListener::bind(config.listen_peer).await?;
+    let mut client_listeners = Vec::new();
+    for addr in &config.listen_client {
+        client_listeners.push(TcpListener::bind(addr).await?);
+    }
+    let mut others = Vec::new();
+    for m in config.members.iter().filter(|m| m.id != me.id) {
+        others.push((m.id, parse_url(&m.peer_url)?));
+    }
+    let peers = transport::dial(me.id, config.cluster_id, &others);
+
+    let (inputs, queue) = std::sync::mpsc::channel();
+    let parts = Parts {
+        me: me.id,
+        cluster_id: config.cluster_id,
+        replica,
+        store,
+        snapshot_index,
+        committer: Committer::start(disk),
+        peers,
+        options: CoreOptions {
+            tick: config.heartbeat,
+            snapshot_entries: config.snapshot_entries,
+            fragment_bytes: config.max_request_bytes,
+            progress_interval: Duration::from_secs(600),
+            quota_bytes: config.quota_backend_bytes,
+        },
+    };
+    let (core, views) = Core::new(parts, inputs.clone());
+    let (core_done, core_stopped) = tokio::sync::oneshot::channel();
+    let core_thread = std::thread::Builder::new()
+        .name("synod-core".into())
+        .spawn(move || {
+            let result = core.run(queue);
+            let _ = core_done.send(result);
+        })?;
+
+    let admission = Admission {
+        me: me.id,
+        cluster: config.cluster_id,
+        members: ids,
+    };
+    tokio::spawn(transport::accept(peer_listener, admission, inputs.clone()));
+
+    let mut members = config.members.clone();
+    for m in &mut members {
+        if m.id == me.id {
+            m.client_urls = config.advertise_client_urls.clone();
+        }
+    }
+    let info = Info {
+        cluster_id: config.cluster_id,
+        member_id: me.id.0,
+        members,
+        max_request_bytes: config.max_request_bytes,
+        request_timeout: Duration::from_secs(5) + 2 * config.election_timeout,
+    };
+    let handle = Handle::new(inputs.clone(), views, info);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
+    for listener in client_listeners {
+        let mut stop = stop_rx.clone();
+        let router = routes(&handle, config.max_request_bytes + GRPC_OVERHEAD);
+        servers.push(tokio::spawn(router.serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        )));
+    }
+    tracing::info!(clients = ?config.listen_client, peers = %config.listen_peer, "member serving");
+
+    let outcome = tokio::select! {
+        () = shutdown => Ok(()),
+        result = core_stopped => match result {
+            Ok(Err(e)) => Err(Error::from(format!("storage failed, member stopped: {e}"))),
+            _ => Ok(()),
+        },
+    };
+    let _ = stop_tx.send(true);
+    for server in servers {
+        let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    }
+    let _ = inputs.send(Input::Shutdown);
+    let _ = tokio::task::spawn_blocking(move || core_thread.join()).await;
+    tracing::info!("member stopped");
+    outcome
+}
+
+fn routes(handle: &Handle, max_message: usize) -> tonic::transport::server::Router {
+    let h = || handle.clone();
+    tonic::transport::Server::builder()
+        .add_service(KvServer::new(api::kv::KvService(h())).max_decoding_message_size(max_message))
+        .add_service(WatchServer::new(api::watch_api::WatchService(h())))
+        .add_service(LeaseServer::new(api::lease::LeaseService(h())))
+        .add_service(ClusterServer::new(api::cluster::ClusterService(h())))
+        .add_service(MaintenanceServer::new(
+            api::maintenance::MaintenanceService(h()),
+        ))
+        .add_service(LockServer::new(api::lock::LockService(h())))
+        .add_service(ElectionServer::new(api::election::ElectionService(h())))
+        .add_service(HealthServer::new(api::health::HealthService(h())))
+}

@@ -1,0 +1,141 @@
+//! `synod dev`: a local three-member cluster in one process, for trying Synod out.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use paxos::QuorumSpec;
+use server::config::{self, ClusterState, Config};
+
+/// Flags of `synod dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Where the members keep their data (one directory each).
+    #[arg(long, default_value = "synod-data")]
+    data_dir: PathBuf,
+    /// The first member's client port; member i uses this + 10000·i (2379, 12379, 22379),
+    /// and each peer port is its client port + 1.
+    #[arg(long, default_value_t = 2379)]
+    port: u16,
+    /// Log level.
+    #[arg(long, default_value = "warn")]
+    log_level: tracing::Level,
+}
+
+const MEMBERS: usize = 3;
+
+fn configs(args: &DevArgs) -> Result<Vec<Config>, String> {
+    let port = |i: usize, peer: bool| -> Result<u16, String> {
+        let offset = u16::try_from(10_000 * i).map_err(|e| e.to_string())?;
+        args.port
+            .checked_add(offset + u16::from(peer))
+            .ok_or_else(|| format!("--port {} leaves no room for {MEMBERS} members", args.port))
+    };
+    let mut cluster = Vec::new();
+    for i in 0..MEMBERS {
+        cluster.push(format!("s{}=http://127.0.0.1:{}", i + 1, port(i, true)?));
+    }
+    let (members, cluster_id) = config::parse_initial_cluster(&cluster.join(","), "synod-dev")
+        .map_err(|e| e.to_string())?;
+    let mut configs = Vec::new();
+    for i in 0..MEMBERS {
+        let client = format!("http://127.0.0.1:{}", port(i, false)?);
+        let mut members = members.clone();
+        for m in &mut members {
+            let n: usize = m.name[1..]
+                .parse()
+                .map_err(|_| "bad member name".to_string())?;
+            m.client_urls = vec![format!("http://127.0.0.1:{}", port(n - 1, false)?)];
+        }
+        configs.push(Config {
+            name: format!("s{}", i + 1),
+            data_dir: args.data_dir.join(format!("s{}", i + 1)),
+            listen_client: vec![config::parse_url(&client).map_err(|e| e.to_string())?],
+            advertise_client_urls: vec![client],
+            listen_peer: config::parse_url(&format!("http://127.0.0.1:{}", port(i, true)?))
+                .map_err(|e| e.to_string())?,
+            members,
+            cluster_id,
+            cluster_state: ClusterState::New,
+            heartbeat: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(1000),
+            max_request_bytes: config::MAX_REQUEST_BYTES,
+            quota_backend_bytes: config::QUOTA_BACKEND_BYTES,
+            quorum: QuorumSpec::Majority,
+            snapshot_entries: 10_000,
+        });
+    }
+    Ok(configs)
+}
+
+/// Runs `synod dev` until Ctrl-C.
+#[allow(clippy::print_stdout)] // Printing the endpoints is the point.
+pub fn run(args: DevArgs) -> Result<ExitCode, String> {
+    super::serve::init_logging(args.log_level);
+    let configs = configs(&args)?;
+    let endpoints: Vec<String> = configs
+        .iter()
+        .map(|c| {
+            c.advertise_client_urls[0]
+                .trim_start_matches("http://")
+                .to_string()
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut members = Vec::new();
+        for config in configs {
+            let mut stop = stop_rx.clone();
+            let name = config.name.clone();
+            let done = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            members.push((name, tokio::spawn(server::server::run(config, done))));
+        }
+        println!("synod dev: 3 members, data in {}", args.data_dir.display());
+        for (i, e) in endpoints.iter().enumerate() {
+            println!("  s{}  client http://{e}", i + 1);
+        }
+        println!();
+        println!("Try:");
+        println!(
+            "  etcdctl --endpoints={} put greeting hello",
+            endpoints.join(",")
+        );
+        println!("  etcdctl --endpoints={} get greeting", endpoints.join(","));
+        println!();
+        println!("Ctrl-C stops the cluster.");
+        tokio::select! {
+            () = super::serve::stop_signal() => {}
+            () = async {
+                // A member that fails (a port in use, a damaged data dir) ends the run.
+                for (_, member) in &mut members {
+                    if member.is_finished() { return; }
+                }
+                loop {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    if members.iter().any(|(_, m)| m.is_finished()) { return; }
+                }
+            } => {}
+        }
+        let _ = stop_tx.send(true);
+        let mut failed = None;
+        for (name, member) in members {
+            match member.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failed = Some(format!("member {name}: {e}")),
+                Err(e) => failed = Some(format!("member {name}: {e}")),
+            }
+        }
+        println!("synod dev: stopped");
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(ExitCode::SUCCESS),
+        }
+    })
+}

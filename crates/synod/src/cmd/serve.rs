@@ -1,0 +1,192 @@
+//! `synod serve`: run one member, configured with etcd's flag names, a config file of
+//! `flag: value` lines, or `SYNOD_*` environment variables (flags win over the file).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use paxos::QuorumSpec;
+use server::config::{self, ClusterState, Config};
+
+/// Flags of `synod serve` (etcd's names).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// This member's name; must appear in --initial-cluster.
+    #[arg(long, env = "SYNOD_NAME", default_value = "default")]
+    name: String,
+    /// Where the log and snapshots live.
+    #[arg(long, env = "SYNOD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Addresses to serve clients on (comma-separated URLs).
+    #[arg(
+        long,
+        env = "SYNOD_LISTEN_CLIENT_URLS",
+        default_value = "http://127.0.0.1:2379"
+    )]
+    listen_client_urls: String,
+    /// Client URLs advertised to the cluster.
+    #[arg(long, env = "SYNOD_ADVERTISE_CLIENT_URLS")]
+    advertise_client_urls: Option<String>,
+    /// Address to accept peers on.
+    #[arg(
+        long,
+        env = "SYNOD_LISTEN_PEER_URLS",
+        default_value = "http://127.0.0.1:2380"
+    )]
+    listen_peer_urls: String,
+    /// This member's peer URL as the others know it.
+    #[arg(long, env = "SYNOD_INITIAL_ADVERTISE_PEER_URLS")]
+    initial_advertise_peer_urls: Option<String>,
+    /// Every member: name=peer-url,...
+    #[arg(long, env = "SYNOD_INITIAL_CLUSTER")]
+    initial_cluster: Option<String>,
+    /// Separates clusters started from the same member list.
+    #[arg(
+        long,
+        env = "SYNOD_INITIAL_CLUSTER_TOKEN",
+        default_value = "etcd-cluster"
+    )]
+    initial_cluster_token: String,
+    /// `new` or `existing`.
+    #[arg(long, env = "SYNOD_INITIAL_CLUSTER_STATE", default_value = "new")]
+    initial_cluster_state: String,
+    /// Heartbeat interval in milliseconds (one engine tick).
+    #[arg(long, env = "SYNOD_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    heartbeat_interval: u64,
+    /// Election timeout in milliseconds.
+    #[arg(long, env = "SYNOD_ELECTION_TIMEOUT", default_value_t = 1000)]
+    election_timeout: u64,
+    /// The largest request accepted, in bytes.
+    #[arg(long, env = "SYNOD_MAX_REQUEST_BYTES", default_value_t = config::MAX_REQUEST_BYTES)]
+    max_request_bytes: usize,
+    /// Raise the NOSPACE alarm above this many bytes of live data.
+    #[arg(long, env = "SYNOD_QUOTA_BACKEND_BYTES", default_value_t = config::QUOTA_BACKEND_BYTES)]
+    quota_backend_bytes: u64,
+    /// Quorum system: majority, flexible:Q1,Q2 or grid:RxC.
+    #[arg(long, env = "SYNOD_QUORUM", default_value = "majority", value_parser = super::sim::parse_quorum)]
+    quorum: QuorumSpec,
+    /// Take a snapshot and release the log every this many applied entries.
+    #[arg(long, env = "SYNOD_SNAPSHOT_COUNT", default_value_t = 10_000)]
+    snapshot_count: u64,
+    /// A file of `flag-name: value` lines (etcd's config file keys); flags override it.
+    #[arg(long, env = "SYNOD_CONFIG_FILE")]
+    config_file: Option<PathBuf>,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, env = "SYNOD_LOG_LEVEL", default_value = "info")]
+    log_level: tracing::Level,
+}
+
+impl ServeArgs {
+    /// The config file named by `--config-file`, if any.
+    pub fn config_file(&self) -> Option<PathBuf> {
+        self.config_file.clone()
+    }
+
+    /// The member configuration these flags describe.
+    pub fn config(&self) -> Result<Config, String> {
+        let peer = self
+            .initial_advertise_peer_urls
+            .clone()
+            .unwrap_or_else(|| self.listen_peer_urls.clone());
+        let cluster_text = self
+            .initial_cluster
+            .clone()
+            .unwrap_or_else(|| format!("{}={peer}", self.name));
+        let (members, cluster_id) =
+            config::parse_initial_cluster(&cluster_text, &self.initial_cluster_token)
+                .map_err(|e| e.to_string())?;
+        let listen_client =
+            config::parse_urls(&self.listen_client_urls).map_err(|e| e.to_string())?;
+        let advertise = self
+            .advertise_client_urls
+            .clone()
+            .unwrap_or_else(|| self.listen_client_urls.clone());
+        let cluster_state = match self.initial_cluster_state.as_str() {
+            "new" => ClusterState::New,
+            "existing" => ClusterState::Existing,
+            other => {
+                return Err(format!(
+                    "--initial-cluster-state {other:?} is neither new nor existing"
+                ))
+            }
+        };
+        let config = Config {
+            name: self.name.clone(),
+            data_dir: self
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("{}.synod", self.name))),
+            listen_client,
+            advertise_client_urls: advertise.split(',').map(|s| s.trim().to_string()).collect(),
+            listen_peer: config::parse_url(&self.listen_peer_urls).map_err(|e| e.to_string())?,
+            members,
+            cluster_id,
+            cluster_state,
+            heartbeat: Duration::from_millis(self.heartbeat_interval),
+            election_timeout: Duration::from_millis(self.election_timeout),
+            max_request_bytes: self.max_request_bytes,
+            quota_backend_bytes: self.quota_backend_bytes,
+            quorum: self.quorum,
+            snapshot_entries: self.snapshot_count.max(1),
+        };
+        config.me().map_err(|e| e.to_string())?;
+        config.election_ticks().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+}
+
+/// Turns a config file's `flag-name: value` lines into flags that come before the
+/// command line's own (which therefore win).
+pub fn file_flags(path: &std::path::Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut flags = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let Some((key, value)) = line.split_once(':') else {
+            return Err(format!(
+                "{}:{}: expected `flag-name: value`",
+                path.display(),
+                n + 1
+            ));
+        };
+        let value = value.trim().trim_matches(|c| c == '\'' || c == '"');
+        flags.push(format!("--{}={value}", key.trim()));
+    }
+    Ok(flags)
+}
+
+/// Logs to stderr at `level`.
+pub fn init_logging(level: tracing::Level) {
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Resolves when the process gets SIGINT or SIGTERM.
+pub async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+/// Runs `synod serve`.
+pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
+    init_logging(args.log_level);
+    let config = args.config()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime
+        .block_on(server::server::run(config, stop_signal()))
+        .map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}

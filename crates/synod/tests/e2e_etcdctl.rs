@@ -1,0 +1,266 @@
+//! End to end with Debian's etcdctl against a real three-member `synod serve` cluster:
+//! every command a user of etcd would type, answered as etcd answers it.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Background, Cluster};
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn b64(text: &str) -> String {
+    // etcdctl's JSON output base64-encodes keys and values.
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn put_get_delete_and_txn_answer_as_etcd_does() {
+    let c = Cluster::start("kv");
+    assert_eq!(c.etcdctl(&["put", "foo1", "a"]).trim(), "OK");
+    assert_eq!(c.etcdctl(&["put", "foo2", "b"]).trim(), "OK");
+    assert_eq!(c.etcdctl(&["put", "foo1", "c"]).trim(), "OK");
+    assert_eq!(c.etcdctl(&["get", "foo", "--prefix"]), "foo1\nc\nfoo2\nb\n");
+
+    let limited = json(&c.etcdctl(&["get", "foo", "--prefix", "--limit", "1", "-w", "json"]));
+    assert_eq!(limited["count"], 2);
+    assert_eq!(limited["more"], true);
+    assert_eq!(limited["kvs"][0]["key"], b64("foo1"));
+    assert_eq!(limited["kvs"][0]["version"], 2);
+    assert_eq!(limited["kvs"][0]["create_revision"], 2);
+    assert_eq!(limited["kvs"][0]["mod_revision"], 4);
+    assert_eq!(limited["header"]["revision"], 4);
+
+    // A historical read sees the first value.
+    assert_eq!(c.etcdctl(&["get", "foo1", "--rev=2"]), "foo1\na\n");
+    assert_eq!(c.etcdctl(&["del", "foo", "--prefix"]).trim(), "2");
+    assert_eq!(c.etcdctl(&["get", "foo", "--prefix"]), "");
+
+    let mut txn = c.etcdctl_spawn(&c.endpoints(), &["txn"]);
+    let script = "create(\"t\") = \"0\"\n\nput t first\n\nput t other\n\n";
+    txn.stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = txn.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "SUCCESS\n\nOK\n");
+    assert_eq!(
+        c.etcdctl(&["get", "t", "--print-value-only"]).trim(),
+        "first"
+    );
+
+    // Compaction, then a read below it fails with etcd's error.
+    c.etcdctl(&["compact", "6"]);
+    let old = c.etcdctl_at(&c.endpoints(), &["get", "t", "--rev=3"]);
+    assert!(!old.status.success());
+    let err = String::from_utf8_lossy(&old.stderr);
+    assert!(
+        err.contains("required revision has been compacted"),
+        "{err}"
+    );
+}
+
+#[test]
+fn watch_sees_writes_made_through_another_member() {
+    let c = Cluster::start("watch");
+    c.etcdctl(&["put", "w/old", "0"]);
+    let first = c.members[0].client.clone();
+    let mut watch = Background(c.etcdctl_spawn(&first, &["watch", "w/", "--prefix", "--rev=1"]));
+    let stdout = watch.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let third = c.members[2].client.clone();
+    assert!(c
+        .etcdctl_at(&third, &["put", "w/new", "1"])
+        .status
+        .success());
+    assert!(c.etcdctl_at(&third, &["del", "w/old"]).status.success());
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lines.len() < 8 && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            lines.push(line);
+        }
+    }
+    drop(watch);
+    assert_eq!(
+        lines,
+        ["PUT", "w/old", "0", "PUT", "w/new", "1", "DELETE", "w/old"],
+        "{}",
+        c.logs()
+    );
+}
+
+#[test]
+fn leases_grant_keep_alive_expire_and_revoke() {
+    let c = Cluster::start("lease");
+    let granted = c.etcdctl(&["lease", "grant", "2"]);
+    let id = granted.split_whitespace().nth(1).unwrap().to_string();
+    c.etcdctl(&["put", "leased", "v", &format!("--lease={id}")]);
+    let ttl = c.etcdctl(&["lease", "timetolive", &id, "--keys"]);
+    assert!(
+        ttl.contains("granted with TTL(2s)") && ttl.contains("attached keys([leased])"),
+        "{ttl}"
+    );
+    assert!(c.etcdctl(&["lease", "list"]).contains(&id));
+
+    // Kept alive, the lease outlives its TTL.
+    let mut keeper = c.etcdctl_spawn(&c.endpoints(), &["lease", "keep-alive", &id]);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        c.etcdctl(&["get", "leased", "--print-value-only"]).trim(),
+        "v"
+    );
+    let _ = keeper.kill();
+    let _ = keeper.wait();
+    // Left alone it expires, and its key goes with it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !c.etcdctl(&["get", "leased"]).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the lease never expired\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(c
+        .etcdctl(&["lease", "timetolive", &id])
+        .contains("already expired"));
+
+    let other = c.etcdctl(&["lease", "grant", "100"]);
+    let other = other.split_whitespace().nth(1).unwrap().to_string();
+    c.etcdctl(&["put", "k2", "v", &format!("--lease={other}")]);
+    assert!(c.etcdctl(&["lease", "revoke", &other]).contains("revoked"));
+    assert_eq!(c.etcdctl(&["get", "k2"]), "");
+}
+
+#[test]
+fn cluster_maintenance_lock_election_and_snapshot() {
+    let c = Cluster::start("maint");
+    let members = c.etcdctl(&["member", "list"]);
+    for m in &c.members {
+        assert!(
+            members.contains(&format!("{}, http://{}", m.name, m.peer)),
+            "{members}"
+        );
+    }
+    let status = json(&c.etcdctl(&["endpoint", "status", "-w", "json"]));
+    let leaders: Vec<u64> = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["Status"]["leader"].as_u64().unwrap())
+        .collect();
+    assert!(
+        leaders[0] != 0 && leaders.iter().all(|l| *l == leaders[0]),
+        "{status}"
+    );
+    let health = c.etcdctl_at(&c.endpoints(), &["endpoint", "health"]);
+    let said = String::from_utf8_lossy(&health.stderr).into_owned()
+        + &String::from_utf8_lossy(&health.stdout);
+    assert_eq!(said.matches("is healthy").count(), 3, "{said}");
+
+    // Lock: a second contender waits until the first lets go.
+    let mut first = c.etcdctl_spawn(&c.endpoints(), &["lock", "L"]);
+    let mut first_out = BufReader::new(first.stdout.take().unwrap());
+    let mut key = String::new();
+    first_out.read_line(&mut key).unwrap();
+    assert!(key.starts_with("L/"), "{key}");
+    let second = c.etcdctl_spawn(&c.endpoints(), &["lock", "L", "echo", "got-it"]);
+    std::thread::sleep(Duration::from_millis(700));
+    let _ = first.kill(); // Its session's lease goes once keep-alives stop.
+    let _ = first.wait();
+    let out = second.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "got-it",
+        "{}",
+        c.logs()
+    );
+
+    // Election: a campaigner leads and others see its value.
+    let mut alice = c.etcdctl_spawn(&c.endpoints(), &["elect", "E", "alice"]);
+    let mut alice_out = BufReader::new(alice.stdout.take().unwrap());
+    let mut line = String::new();
+    alice_out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("E/"), "{line}");
+    // `elect -l` observes: it prints the leader's key and value, then every change.
+    let mut observer = c.etcdctl_spawn(&c.endpoints(), &["elect", "-l", "E"]);
+    let mut observed = BufReader::new(observer.stdout.take().unwrap());
+    let (mut key, mut value) = (String::new(), String::new());
+    observed.read_line(&mut key).unwrap();
+    observed.read_line(&mut value).unwrap();
+    assert_eq!((key.trim(), value.trim()), (line.trim(), "alice"));
+    let _ = observer.kill();
+    let _ = observer.wait();
+    let _ = alice.kill();
+    let _ = alice.wait();
+
+    let path = std::env::temp_dir().join(format!("synod-e2e-snap-{}.db", std::process::id()));
+    let first_member = c.members[0].client.clone();
+    let saved = c.etcdctl_at(
+        &first_member,
+        &["snapshot", "save", &path.display().to_string()],
+    );
+    assert!(
+        saved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&saved.stderr)
+    );
+    assert!(std::fs::metadata(&path).unwrap().len() > 32);
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn bad_requests_get_etcds_errors_and_change_nothing() {
+    let c = Cluster::start("errors");
+    // Above the 1.5 MiB default limit; etcdctl reads the value from stdin.
+    let mut put = c.etcdctl_spawn(&c.endpoints(), &["put", "big"]);
+    let mut stdin = put.stdin.take().unwrap();
+    stdin.write_all(&vec![b'x'; 2 << 20]).unwrap();
+    drop(stdin);
+    let out = put.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("request is too large") || err.contains("larger than max"),
+        "{err}"
+    );
+    let out = c.etcdctl_at(&c.endpoints(), &["put", "k", "v", "--lease=1234"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("requested lease not found"));
+    let out = c.etcdctl_at(&c.endpoints(), &["get", "k", "--rev=99"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("required revision is a future revision"));
+    let status = json(&c.etcdctl(&["get", "k", "-w", "json"]));
+    assert_eq!(status["header"]["revision"], 1, "nothing was applied");
+}

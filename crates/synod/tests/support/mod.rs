@@ -1,0 +1,229 @@
+//! A real three-member Synod cluster for end-to-end tests: `synod serve` processes on
+//! free loopback ports, driven by Debian's etcdctl (installed by `scripts/etcd-ref` when
+//! missing) or the `etcd-client` crate. Dropping the cluster kills its processes.
+#![allow(dead_code)] // Each test file uses a different part.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // Test support: a failure is the report.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+/// One member process.
+#[derive(Debug)]
+pub struct Member {
+    pub name: String,
+    pub client: String,
+    pub peer: String,
+    pub dir: PathBuf,
+    pub child: Option<Child>,
+}
+
+/// A running cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    pub members: Vec<Member>,
+    initial: String,
+    root: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Makes sure etcdctl is installed (the project's script installs Debian's package).
+pub fn etcdctl_installed() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/etcd-ref");
+        let status = Command::new(script)
+            .arg("install")
+            .status()
+            .expect("scripts/etcd-ref runs");
+        assert!(
+            status.success(),
+            "etcdctl is needed: scripts/etcd-ref install failed"
+        );
+    });
+}
+
+impl Cluster {
+    /// Starts three members under a fresh temporary directory and waits until they serve.
+    pub fn start(test: &str) -> Cluster {
+        etcdctl_installed();
+        let root = std::env::temp_dir().join(format!("synod-e2e-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut members = Vec::new();
+        for i in 1..=3 {
+            members.push(Member {
+                name: format!("s{i}"),
+                client: format!("127.0.0.1:{}", free_port()),
+                peer: format!("127.0.0.1:{}", free_port()),
+                dir: root.join(format!("s{i}")),
+                child: None,
+            });
+        }
+        let initial = members
+            .iter()
+            .map(|m| format!("{}=http://{}", m.name, m.peer))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Cluster {
+            members,
+            initial,
+            root,
+        };
+        for i in 0..3 {
+            cluster.spawn(i);
+        }
+        cluster.wait_healthy();
+        cluster
+    }
+
+    /// Starts (or restarts) member `i` from its data directory.
+    pub fn spawn(&mut self, i: usize) {
+        let m = &self.members[i];
+        let log = std::fs::create_dir_all(&self.root)
+            .and_then(|()| std::fs::File::create(self.root.join(format!("{}.log", m.name))))
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_synod"))
+            .args([
+                "serve",
+                "--name",
+                &m.name,
+                "--data-dir",
+                &m.dir.display().to_string(),
+                "--listen-client-urls",
+                &format!("http://{}", m.client),
+                "--listen-peer-urls",
+                &format!("http://{}", m.peer),
+                "--initial-cluster",
+                &self.initial,
+                "--initial-cluster-token",
+                "e2e",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("synod serve starts");
+        self.members[i].child = Some(child);
+    }
+
+    /// Kills member `i` with SIGKILL.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Every client endpoint, comma-separated.
+    pub fn endpoints(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| m.client.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Runs etcdctl against `endpoints`.
+    pub fn etcdctl_at(&self, endpoints: &str, args: &[&str]) -> Output {
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoints}"))
+            .arg("--command-timeout=10s")
+            .args(args)
+            .output()
+            .expect("etcdctl runs")
+    }
+
+    /// Runs etcdctl against every member; panics unless it succeeds; its stdout.
+    pub fn etcdctl(&self, args: &[&str]) -> String {
+        let out = self.etcdctl_at(&self.endpoints(), args);
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// An etcdctl command with piped stdin/stdout, running in the background.
+    pub fn etcdctl_spawn(&self, endpoints: &str, args: &[&str]) -> Child {
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoints}"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("etcdctl starts")
+    }
+
+    /// Waits until every running member answers a health check.
+    pub fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let running: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| m.child.is_some())
+            .map(|m| m.client.clone())
+            .collect();
+        loop {
+            let out = self.etcdctl_at(&running.join(","), &["endpoint", "health"]);
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster not healthy in 30 s\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Every member's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut all = String::new();
+        for m in &self.members {
+            let log = std::fs::read_to_string(self.root.join(format!("{}.log", m.name)))
+                .unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            all += &format!("--- {} (last lines)\n", m.name);
+            for line in tail.into_iter().rev() {
+                all += line;
+                all.push('\n');
+            }
+        }
+        all
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+/// A child process killed (and reaped) when dropped, even if the test panics first.
+#[derive(Debug)]
+pub struct Background(pub Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
