@@ -156,6 +156,8 @@ pub struct Core {
     last_snapshot: Slot,
     inputs: Sender<Input>,
     alarms: Vec<pb::AlarmMember>,
+    /// When this leader last proposed raising NOSPACE.
+    quota_proposed: Option<Instant>,
     last_progress: Instant,
 }
 
@@ -239,6 +241,7 @@ impl Core {
             last_snapshot: parts.snapshot_index,
             inputs,
             alarms: Vec::new(),
+            quota_proposed: None,
             last_progress: Instant::now(),
         };
         (core, views)
@@ -357,6 +360,7 @@ impl Core {
             self.propose(payload);
         }
         self.expire_leases();
+        self.check_quota();
         let header = self.header();
         self.watchers.catch_up(&self.store, header);
         if self.last_progress.elapsed() >= self.options.progress_interval {
@@ -629,6 +633,37 @@ impl Core {
             };
             self.propose(Payload(command.encode_to_vec().into()));
         }
+    }
+
+    /// The leader raises NOSPACE once the kept history outgrows the quota (through the
+    /// log, so every member refuses writes from the same slot on). Clearing it is the
+    /// operator's `alarm disarm`, after compacting.
+    fn check_quota(&mut self) {
+        let nospace = pb::AlarmType::Nospace as i32;
+        let over = self.store.size_bytes() > self.options.quota_bytes;
+        let raised = self.alarms.iter().any(|a| a.alarm == nospace);
+        let due = self
+            .quota_proposed
+            .is_none_or(|at| at.elapsed() > Duration::from_secs(1));
+        if !over || raised || !due || self.replica.role() != RoleKind::Leader {
+            return;
+        }
+        tracing::warn!(
+            bytes = self.store.size_bytes(),
+            quota = self.options.quota_bytes,
+            "database space exceeded; raising NOSPACE (compact, then `etcdctl alarm disarm`)"
+        );
+        self.quota_proposed = Some(Instant::now());
+        let command = Command {
+            origin: 0,
+            id: 0,
+            op: Some(Op::Alarm(pb::AlarmRequest {
+                action: pb::alarm_request::AlarmAction::Activate as i32,
+                member_id: self.me.0,
+                alarm: nospace,
+            })),
+        };
+        self.propose(Payload(command.encode_to_vec().into()));
     }
 
     /// Every lease's clock starts again now: the full TTL remains.

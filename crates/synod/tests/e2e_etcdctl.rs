@@ -264,3 +264,108 @@ fn bad_requests_get_etcds_errors_and_change_nothing() {
     let status = json(&c.etcdctl(&["get", "k", "-w", "json"]));
     assert_eq!(status["header"]["revision"], 1, "nothing was applied");
 }
+
+#[test]
+fn synod_dev_serves_etcdctl_and_stops_cleanly_on_ctrl_c() {
+    support::etcdctl_installed();
+    let port = loop {
+        let p = support::free_port();
+        if p < 45_000 {
+            break p;
+        }
+    };
+    let dir = std::env::temp_dir().join(format!("synod-e2e-dev-{}", std::process::id()));
+    let mut dev = Background(
+        std::process::Command::new(env!("CARGO_BIN_EXE_synod"))
+            .args([
+                "dev",
+                "--port",
+                &port.to_string(),
+                "--data-dir",
+                &dir.display().to_string(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut banner = BufReader::new(dev.0.stdout.take().unwrap());
+    let mut printed = String::new();
+    while !printed.contains("Ctrl-C") {
+        let mut line = String::new();
+        assert!(
+            banner.read_line(&mut line).unwrap() > 0,
+            "synod dev exited: {printed}"
+        );
+        printed += &line;
+    }
+    let endpoint = format!("127.0.0.1:{}", port + 20_000);
+    assert!(printed.contains(&endpoint), "{printed}");
+    let run = |args: &[&str]| {
+        std::process::Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoint}"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !run(&["put", "greeting", "hello"]).status.success() {
+        assert!(Instant::now() < deadline, "synod dev never took a write");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let got = run(&["get", "greeting", "--print-value-only"]);
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "hello");
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &dev.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = dev.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "synod dev did not stop on SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        dir.join("s1/member").is_dir(),
+        "data lives under --data-dir"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn over_quota_the_cluster_refuses_writes_until_compacted_and_disarmed() {
+    let c = Cluster::start_with("quota", &["--quota-backend-bytes", "20000"]);
+    let value = "v".repeat(1000);
+    let mut refused = None;
+    for i in 0..200 {
+        let out = c.etcdctl_at(&c.endpoints(), &["put", &format!("k{}", i % 5), &value]);
+        if !out.status.success() {
+            refused = Some(String::from_utf8_lossy(&out.stderr).into_owned());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let refused = refused.expect("the quota never refused a write");
+    assert!(refused.contains("database space exceeded"), "{refused}");
+    assert!(c.etcdctl(&["alarm", "list"]).contains("NOSPACE"));
+    // Reads and deletes still work.
+    assert_eq!(
+        c.etcdctl(&["get", "k1", "--print-value-only"]).trim(),
+        value
+    );
+    assert_eq!(c.etcdctl(&["del", "k4"]).trim(), "1");
+    let revision = json(&c.etcdctl(&["get", "k1", "-w", "json"]))["header"]["revision"]
+        .as_i64()
+        .unwrap();
+    c.etcdctl(&["compact", &revision.to_string()]);
+    c.etcdctl(&["alarm", "disarm"]);
+    assert_eq!(c.etcdctl(&["alarm", "list"]), "");
+    assert_eq!(c.etcdctl(&["put", "after", "ok"]).trim(), "OK");
+}

@@ -26,9 +26,10 @@ pub struct Cluster {
     pub members: Vec<Member>,
     initial: String,
     root: PathBuf,
+    extra: Vec<String>,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -54,6 +55,11 @@ pub fn etcdctl_installed() {
 impl Cluster {
     /// Starts three members under a fresh temporary directory and waits until they serve.
     pub fn start(test: &str) -> Cluster {
+        Cluster::start_with(test, &[])
+    }
+
+    /// Starts three members with `extra` flags each.
+    pub fn start_with(test: &str, extra: &[&str]) -> Cluster {
         etcdctl_installed();
         let root = std::env::temp_dir().join(format!("synod-e2e-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
@@ -76,6 +82,7 @@ impl Cluster {
             members,
             initial,
             root,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         for i in 0..3 {
             cluster.spawn(i);
@@ -106,6 +113,7 @@ impl Cluster {
                 "--initial-cluster-token",
                 "e2e",
             ])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
