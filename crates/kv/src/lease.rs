@@ -17,6 +17,9 @@ pub struct LeaseState {
     pub ttl: i64,
     /// The keys attached to it.
     pub keys: BTreeSet<Vec<u8>>,
+    /// How many keep-alives were applied: an expiry decided before the latest one is
+    /// stale and revokes nothing.
+    pub refreshes: u64,
 }
 
 /// etcd's `LeaseGrantRequest`.
@@ -94,7 +97,14 @@ impl Store {
         }
         let ttl = g.ttl.max(leases.min_ttl);
         let keys = BTreeSet::new();
-        leases.leases.insert(id, LeaseState { ttl, keys });
+        leases.leases.insert(
+            id,
+            LeaseState {
+                ttl,
+                keys,
+                refreshes: 0,
+            },
+        );
         Ok(LeaseGrantResponse {
             revision: self.revision(),
             id,
@@ -118,6 +128,33 @@ impl Store {
         }
         self.end_write();
         Ok(self.revision())
+    }
+
+    /// A keep-alive: counts the refresh and returns the granted TTL.
+    pub fn lease_keep_alive(&mut self, id: i64) -> Result<i64, KvError> {
+        let lease = self
+            .leases
+            .leases
+            .get_mut(&id)
+            .ok_or(KvError::LeaseNotFound)?;
+        lease.refreshes += 1;
+        Ok(lease.ttl)
+    }
+
+    /// How many keep-alives lease `id` has had (`None` if it does not exist).
+    pub fn lease_refreshes(&self, id: i64) -> Option<u64> {
+        self.leases.leases.get(&id).map(|l| l.refreshes)
+    }
+
+    /// Expiry decided by a leader that had seen `refreshes` keep-alives of lease `id`:
+    /// revokes it unless a keep-alive was applied since (the leader's decision raced a
+    /// client's refresh, and the client was told the lease lives). `Ok(None)`: kept.
+    pub fn lease_expire(&mut self, id: i64, refreshes: u64) -> Result<Option<i64>, KvError> {
+        match self.lease_refreshes(id) {
+            None => Err(KvError::LeaseNotFound),
+            Some(now) if now != refreshes => Ok(None),
+            Some(_) => self.lease_revoke(id).map(Some),
+        }
     }
 
     /// A lease's granted TTL and (if asked) its keys.
@@ -163,6 +200,21 @@ impl Store {
 mod tests {
     use super::*;
     use crate::store::{Put, Range};
+
+    #[test]
+    fn an_expiry_decided_before_a_keep_alive_revokes_nothing() {
+        let mut s = Store::new();
+        let id = s.lease_grant(LeaseGrant { ttl: 5, id: 0 }).unwrap().id;
+        let seen = s.lease_refreshes(id).unwrap();
+        assert_eq!(s.lease_keep_alive(id), Ok(5));
+        assert_eq!(s.lease_expire(id, seen), Ok(None), "kept alive since");
+        assert!(s.lease_exists(id));
+        let seen = s.lease_refreshes(id).unwrap();
+        assert!(s.lease_expire(id, seen).unwrap().is_some());
+        assert!(!s.lease_exists(id));
+        assert_eq!(s.lease_expire(id, seen), Err(KvError::LeaseNotFound));
+        assert_eq!(s.lease_keep_alive(id), Err(KvError::LeaseNotFound));
+    }
 
     #[test]
     fn revoking_a_lease_deletes_its_keys_in_one_revision_and_ids_are_never_reused() {

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::lease::LeaseState;
 use crate::store::{Change, KeyValue, Store};
 
-const MAGIC: &[u8; 8] = b"SYNODKV1";
+const MAGIC: &[u8; 8] = b"SYNODKV2";
 
 /// Why a snapshot was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,10 +60,16 @@ impl Store {
         for (id, lease) in &self.leases.leases {
             out.extend_from_slice(&id.to_le_bytes());
             out.extend_from_slice(&lease.ttl.to_le_bytes());
+            out.extend_from_slice(&lease.refreshes.to_le_bytes());
             put_len(&mut out, lease.keys.len());
             for key in &lease.keys {
                 put_bytes(&mut out, key);
             }
+        }
+        out.extend_from_slice(&(self.alarms.len() as u64).to_le_bytes());
+        for (member, alarm) in &self.alarms {
+            out.extend_from_slice(&member.to_le_bytes());
+            out.extend_from_slice(&alarm.to_le_bytes());
         }
         out.extend_from_slice(&(self.keys.len() as u64).to_le_bytes());
         for (key, history) in &self.keys {
@@ -149,13 +155,26 @@ fn decode(body: &[u8]) -> Option<Store> {
     for _ in 0..r.u64()? {
         let id = r.i64()?;
         let ttl = r.i64()?;
+        let refreshes = r.u64()?;
         let mut keys = BTreeSet::new();
         for _ in 0..r.len()? {
             keys.insert(r.bytes()?);
         }
-        leases.insert(id, LeaseState { ttl, keys });
+        leases.insert(
+            id,
+            LeaseState {
+                ttl,
+                keys,
+                refreshes,
+            },
+        );
     }
     store.leases.leases = leases;
+    for _ in 0..r.u64()? {
+        let member = r.u64()?;
+        let alarm = i32::from_le_bytes(r.take(4)?.try_into().ok()?);
+        store.alarms.insert((member, alarm));
+    }
     for _ in 0..r.u64()? {
         let key = r.bytes()?;
         let mut history = Vec::new();
@@ -194,6 +213,8 @@ mod tests {
     fn sample() -> Store {
         let mut s = Store::new();
         let lease = s.lease_grant(LeaseGrant { ttl: 60, id: 0 }).unwrap();
+        s.lease_keep_alive(lease.id).unwrap();
+        s.alarm_activate(7, 1);
         for (i, key) in ["a", "b", "c", "a"].iter().enumerate() {
             let put = Put {
                 key: (*key).into(),

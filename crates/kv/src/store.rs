@@ -176,6 +176,9 @@ pub struct Store {
     journal: Option<Vec<Event>>,
     /// The estimated bytes of every change kept (see [`Store::size_bytes`]).
     pub(crate) bytes: u64,
+    /// Active alarms: (member, etcd `AlarmType`). Replicated state, because they decide
+    /// which writes are refused (NOSPACE).
+    pub(crate) alarms: std::collections::BTreeSet<(u64, i32)>,
 }
 
 impl Default for Store {
@@ -189,6 +192,7 @@ impl Default for Store {
             leases: crate::lease::Leases::default(),
             journal: None,
             bytes: 0,
+            alarms: std::collections::BTreeSet::new(),
         }
     }
 }
@@ -202,6 +206,7 @@ impl PartialEq for Store {
             && self.writing == other.writing
             && self.sub == other.sub
             && self.leases == other.leases
+            && self.alarms == other.alarms
     }
 }
 
@@ -472,6 +477,30 @@ impl Store {
         }
         self.bytes += change_bytes(key, &change);
         self.keys.entry(key.to_vec()).or_default().push(change);
+    }
+
+    /// Raises `alarm` for `member`; false if it was already raised.
+    pub fn alarm_activate(&mut self, member: u64, alarm: i32) -> bool {
+        self.alarms.insert((member, alarm))
+    }
+
+    /// Clears `alarm` for `member` (every member's if 0); returns what was cleared.
+    pub fn alarm_deactivate(&mut self, member: u64, alarm: i32) -> Vec<(u64, i32)> {
+        let cleared: Vec<(u64, i32)> = self
+            .alarms
+            .iter()
+            .copied()
+            .filter(|&(m, a)| a == alarm && (member == 0 || m == member))
+            .collect();
+        for pair in &cleared {
+            self.alarms.remove(pair);
+        }
+        cleared
+    }
+
+    /// The active alarms, as (member, alarm type).
+    pub fn alarms(&self) -> Vec<(u64, i32)> {
+        self.alarms.iter().copied().collect()
     }
 
     /// An estimate of the bytes the kept history takes (keys, values and revisions of

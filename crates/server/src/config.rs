@@ -66,6 +66,9 @@ pub struct Config {
 
 /// etcd's default `--max-request-bytes`.
 pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
+/// The largest `--max-request-bytes` accepted: a peer frame holds one batch (about 1 MiB)
+/// plus one command, and frames stop at 32 MiB.
+pub const MAX_REQUEST_BYTES_CEILING: usize = 16 << 20;
 /// etcd's default `--quota-backend-bytes`.
 pub const QUOTA_BACKEND_BYTES: u64 = 2 << 30;
 
@@ -171,6 +174,17 @@ impl Config {
                     .join(", ")
             )),
         }
+    }
+
+    /// Refuses limits the peer protocol cannot carry: one command must fit in a frame
+    /// beside a batch of others.
+    pub fn check_limits(&self) -> Result<(), ConfigError> {
+        if self.max_request_bytes == 0 || self.max_request_bytes > MAX_REQUEST_BYTES_CEILING {
+            return err(format!(
+                "--max-request-bytes must be between 1 and {MAX_REQUEST_BYTES_CEILING} (etcd recommends at most 10 MiB)"
+            ));
+        }
+        Ok(())
     }
 
     /// Engine ticks per election timeout (one tick per heartbeat interval).

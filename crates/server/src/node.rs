@@ -19,14 +19,14 @@ use paxos::multi::{Action, Entry, Message, ProposeError, Replica, RoleKind, Slot
 use paxos::NodeId;
 use prost::Message as _;
 use rand_pcg::Pcg64;
-use storage::{Committer, Completion, StorageError};
+use storage::{Committer, Completion};
 use tokio::sync::{oneshot, watch};
 use tonic::Status;
 
 use crate::convert;
 use crate::payload::Payload;
 use crate::proto::etcdserverpb as pb;
-use crate::proto::synodpb::{command::Op, Barrier, Command};
+use crate::proto::synodpb::{command::Op, Barrier, Command, LeaseExpire};
 use crate::transport::Peers;
 use crate::watchers::{self, Watchers};
 
@@ -104,6 +104,9 @@ impl std::fmt::Debug for Input {
     }
 }
 
+/// The most commands kept waiting for a leader; beyond it clients hear "no leader".
+const UNPROPOSED_MAX: usize = 10_000;
+
 /// Tunables of the core.
 #[derive(Clone, Debug)]
 pub struct CoreOptions {
@@ -146,7 +149,7 @@ pub struct Core {
     next_id: u64,
     waiting: HashMap<u64, Reply<Applied>>,
     /// Commands proposed while no leader was known, retried every tick.
-    unproposed: VecDeque<Payload>,
+    unproposed: VecDeque<(u64, Payload)>,
     watchers: Watchers,
     leases: HashMap<i64, LeaseClock>,
     was_leader: bool,
@@ -154,8 +157,16 @@ pub struct Core {
     view_stale: bool,
     snapshotting: bool,
     last_snapshot: Slot,
+    /// The last slot the store has applied (the replica's own count runs ahead while
+    /// applies wait for a persist).
+    store_applied: Slot,
     inputs: Sender<Input>,
-    alarms: Vec<pb::AlarmMember>,
+    /// Reads the replica could not serve, redone by barrier after the burst.
+    failed_reads: Vec<u64>,
+    /// The leader as of the last burst.
+    last_leader: Option<NodeId>,
+    /// Why the member must stop, once something fatal happened.
+    fatal: Option<String>,
     /// When this leader last proposed raising NOSPACE.
     quota_proposed: Option<Instant>,
     last_progress: Instant,
@@ -229,7 +240,9 @@ impl Core {
             blocked: VecDeque::new(),
             submitted: 0,
             durable: 0,
-            next_id: 1,
+            // Random, so that an entry this member proposed before a restart, applied
+            // again during recovery, cannot answer a new request with the same number.
+            next_id: rand_core::TryRngCore::try_next_u64(&mut rand_core::OsRng).unwrap_or(1) >> 1,
             waiting: HashMap::new(),
             unproposed: VecDeque::new(),
             watchers,
@@ -239,48 +252,57 @@ impl Core {
             view_stale: false,
             snapshotting: false,
             last_snapshot: parts.snapshot_index,
+            store_applied: parts.snapshot_index,
             inputs,
-            alarms: Vec::new(),
             quota_proposed: None,
+            failed_reads: Vec::new(),
+            last_leader: None,
+            fatal: None,
             last_progress: Instant::now(),
         };
         (core, views)
     }
 
-    /// Runs until [`Input::Shutdown`] or a storage failure (which stops the node: after a
-    /// failed write, nothing that depends on it may be acknowledged).
-    pub fn run(mut self, inputs: Receiver<Input>) -> Result<(), StorageError> {
+    /// Runs until [`Input::Shutdown`] or a fatal error: a storage failure (after a failed
+    /// write nothing that depends on it may be acknowledged) or a snapshot that does not
+    /// restore. The error says why the member stopped.
+    pub fn run(mut self, inputs: Receiver<Input>) -> Result<(), String> {
         let mut next_tick = Instant::now() + self.options.tick;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match inputs.recv_timeout(wait) {
                 Ok(Input::Shutdown) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
                 Ok(input) => {
-                    self.handle(input)?;
+                    self.handle(input);
                     // Take whatever else arrived meanwhile before publishing: one view,
                     // one watch dispatch and one persist batch per burst.
                     for _ in 0..4096 {
                         match inputs.try_recv() {
                             Ok(Input::Shutdown) => return Ok(()),
-                            Ok(input) => self.handle(input)?,
+                            Ok(input) => self.handle(input),
                             Err(_) => break,
                         }
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
             }
+            // Events of the burst go out before a tick's progress notifications.
+            self.settle();
             if Instant::now() >= next_tick {
                 next_tick += self.options.tick;
                 if next_tick < Instant::now() {
                     next_tick = Instant::now() + self.options.tick;
                 }
                 self.on_tick();
+                self.settle();
             }
-            self.settle();
+            if let Some(reason) = self.fatal.take() {
+                return Err(reason);
+            }
         }
     }
 
-    fn handle(&mut self, input: Input) -> Result<(), StorageError> {
+    fn handle(&mut self, input: Input) {
         match input {
             Input::Peer(from, message) => {
                 let actions = self.replica.step(from, message);
@@ -289,16 +311,19 @@ impl Core {
             Input::Propose(op, reply) => {
                 let id = self.next_id();
                 self.waiting.insert(id, reply);
-                self.propose(self.encode(id, op));
+                let payload = self.encode(id, op);
+                self.propose(id, payload);
             }
             Input::Read(reply) => self.read(reply),
             Input::Watch(request) => {
+                // Events already applied go first: a progress answer promises them.
+                self.dispatch_events();
                 let header = self.header();
                 self.watchers.handle(request, &self.store, header);
             }
             Input::Query(query) => query(self),
-            Input::Persisted((tag, result)) => {
-                result?;
+            Input::Persisted((_, Err(e))) => self.fail(format!("storage failed: {e}")),
+            Input::Persisted((tag, Ok(()))) => {
                 self.durable = self.durable.max(tag);
                 self.release_blocked();
             }
@@ -310,7 +335,12 @@ impl Core {
             }
             Input::Shutdown => {}
         }
-        Ok(())
+    }
+
+    /// Stops the member after the current burst, with `reason`.
+    fn fail(&mut self, reason: String) {
+        tracing::error!("{reason}; this member stops");
+        self.fatal.get_or_insert(reason);
     }
 
     fn next_id(&mut self) -> u64 {
@@ -319,18 +349,31 @@ impl Core {
     }
 
     fn encode(&self, id: u64, op: Op) -> Payload {
+        self.encode_as(self.me.0, id, op)
+    }
+
+    fn encode_as(&self, origin: u64, id: u64, op: Op) -> Payload {
         let command = Command {
-            origin: self.me.0,
+            origin,
             id,
             op: Some(op),
         };
         Payload(command.encode_to_vec().into())
     }
 
-    fn propose(&mut self, payload: Payload) {
+    /// Proposes request `id`'s command (id 0: the node's own, nobody waits). Without a
+    /// leader it waits for one, up to [`UNPROPOSED_MAX`] commands.
+    fn propose(&mut self, id: u64, payload: Payload) {
         match self.replica.propose(payload.clone()) {
             Ok(actions) => self.run_actions(actions),
-            Err(ProposeError::NoLeader) => self.unproposed.push_back(payload),
+            Err(ProposeError::NoLeader) if self.unproposed.len() < UNPROPOSED_MAX => {
+                self.unproposed.push_back((id, payload));
+            }
+            Err(ProposeError::NoLeader) => {
+                if let Some(reply) = self.waiting.remove(&id) {
+                    let _ = reply.send(Err(Status::unavailable("etcdserver: no leader")));
+                }
+            }
         }
     }
 
@@ -349,15 +392,18 @@ impl Core {
     /// slotted after the read arrived: every write completed before then is below it.
     fn read_by_barrier(&mut self, id: u64) {
         let barrier = self.encode(id, Op::Barrier(Barrier {}));
-        self.propose(barrier);
+        self.propose(id, barrier);
     }
 
     fn on_tick(&mut self) {
         let actions = self.replica.tick();
         self.run_actions(actions);
-        let retry: Vec<Payload> = self.unproposed.drain(..).collect();
-        for payload in retry {
-            self.propose(payload);
+        // Commands whose clients gave up are dropped rather than proposed late.
+        let retry: Vec<(u64, Payload)> = self.unproposed.drain(..).collect();
+        for (id, payload) in retry {
+            if id == 0 || self.waiting.get(&id).is_some_and(|r| !r.is_closed()) {
+                self.propose(id, payload);
+            }
         }
         self.expire_leases();
         self.check_quota();
@@ -405,8 +451,7 @@ impl Core {
             .committer
             .submit(writes, self.submitted, &self.completions)
         {
-            tracing::error!("the storage committer stopped; this member stops");
-            let _ = self.inputs.send(Input::Shutdown);
+            self.fail("the storage committer stopped".into());
         }
     }
 
@@ -437,24 +482,36 @@ impl Core {
             Action::Apply { slot, entry } => self.apply(slot, entry),
             Action::InstallSnapshot { index, data } => match kv::Store::restore(&data) {
                 Ok(mut store) => {
+                    // Events the old store journaled but did not dispatch, and those the
+                    // snapshot skips, reach watchers from the new store's history.
+                    let _ = self.store.take_events();
                     store.open_journal();
                     self.store = store;
                     self.last_snapshot = index;
+                    self.store_applied = index;
                     self.view_stale = true;
                     self.restart_lease_clocks();
+                    self.watchers.resync_all();
+                    tracing::info!(slot = index, "installed a snapshot from a peer");
                 }
-                Err(e) => tracing::error!(index, "a peer's snapshot does not restore: {e}"),
+                // The replica now counts the snapshot's slots as applied: going on with
+                // the old store would diverge from every other member.
+                Err(e) => self.fail(format!(
+                    "the snapshot for slot {index} does not restore: {e}"
+                )),
             },
             Action::ReadReady { id } => {
                 if let Some(reply) = self.waiting.remove(&id) {
                     let _ = reply.send(Ok(Applied::Read(self.publish())));
                 }
             }
-            Action::ReadFailed { id, .. } => self.read_by_barrier(id),
+            // Not here, mid-batch: proposing now would run new actions ahead of older ones.
+            Action::ReadFailed { id, .. } => self.failed_reads.push(id),
         }
     }
 
-    fn apply(&mut self, _slot: Slot, entry: Entry<Payload>) {
+    fn apply(&mut self, slot: Slot, entry: Entry<Payload>) {
+        self.store_applied = slot;
         let Entry::Command(payload) = entry else {
             return;
         };
@@ -529,18 +586,29 @@ impl Core {
                     error: String::new(),
                 })
             }
-            Op::LeaseRevoke(r) | Op::LeaseExpire(r) => {
+            Op::LeaseRevoke(r) => {
                 let revision = self.store.lease_revoke(r.id).map_err(convert::status)?;
                 self.leases.remove(&r.id);
                 Applied::LeaseRevoke(pb::LeaseRevokeResponse {
                     header: Some(pb::ResponseHeader { revision, ..header }),
                 })
             }
+            Op::LeaseExpire(r) => {
+                let revoked = self.store.lease_expire(r.id, r.refreshes);
+                if let Ok(Some(_)) = revoked {
+                    self.leases.remove(&r.id);
+                }
+                let revision = self.store.revision();
+                Applied::LeaseRevoke(pb::LeaseRevokeResponse {
+                    header: Some(pb::ResponseHeader { revision, ..header }),
+                })
+            }
             Op::LeaseKeepAlive(r) => {
-                let ttl = match self.store.lease_info(r.id, false) {
-                    Ok(info) => {
+                // etcd answers a keep-alive of an unknown lease with TTL 0, not an error.
+                let ttl = match self.store.lease_keep_alive(r.id) {
+                    Ok(ttl) => {
                         self.leases.insert(r.id, fresh);
-                        info.granted_ttl
+                        ttl
                     }
                     Err(_) => 0,
                 };
@@ -556,11 +624,8 @@ impl Core {
     }
 
     fn check_space(&self) -> Result<(), Status> {
-        if self
-            .alarms
-            .iter()
-            .any(|a| a.alarm == pb::AlarmType::Nospace as i32)
-        {
+        let nospace = pb::AlarmType::Nospace as i32;
+        if self.store.alarms().iter().any(|&(_, a)| a == nospace) {
             return Err(Status::resource_exhausted(
                 "etcdserver: mvcc: database space exceeded",
             ));
@@ -573,28 +638,22 @@ impl Core {
         r: &pb::AlarmRequest,
         header: pb::ResponseHeader,
     ) -> pb::AlarmResponse {
-        let member = pb::AlarmMember {
-            member_id: r.member_id,
-            alarm: r.alarm,
-        };
-        let matches = |a: &pb::AlarmMember| {
-            a.alarm == r.alarm && (r.member_id == 0 || a.member_id == r.member_id)
-        };
-        let changed = match r.action {
-            1 if !self.alarms.contains(&member) => {
-                self.alarms.push(member);
-                vec![member]
+        let changed = match pb::alarm_request::AlarmAction::try_from(r.action) {
+            Ok(pb::alarm_request::AlarmAction::Activate) => {
+                if self.store.alarm_activate(r.member_id, r.alarm) {
+                    vec![(r.member_id, r.alarm)]
+                } else {
+                    Vec::new()
+                }
             }
-            2 => {
-                let gone: Vec<_> = self.alarms.iter().copied().filter(|a| matches(a)).collect();
-                self.alarms.retain(|a| !matches(a));
-                gone
+            Ok(pb::alarm_request::AlarmAction::Deactivate) => {
+                self.store.alarm_deactivate(r.member_id, r.alarm)
             }
             _ => Vec::new(),
         };
         pb::AlarmResponse {
             header: Some(header),
-            alarms: changed,
+            alarms: changed.into_iter().map(alarm_member).collect(),
         }
     }
 
@@ -613,7 +672,10 @@ impl Core {
         }
         let mut expired = Vec::new();
         for (&id, clock) in &mut self.leases {
-            let Ok(info) = self.store.lease_info(id, false) else {
+            let (Ok(info), Some(refreshes)) = (
+                self.store.lease_info(id, false),
+                self.store.lease_refreshes(id),
+            ) else {
                 continue;
             };
             let ttl = Duration::from_secs(u64::try_from(info.granted_ttl).unwrap_or(0));
@@ -622,16 +684,12 @@ impl Core {
                 .is_none_or(|at| now.duration_since(at) > Duration::from_secs(1));
             if now.duration_since(clock.refreshed) > ttl && retry {
                 clock.expiring = Some(now);
-                expired.push(id);
+                expired.push(LeaseExpire { id, refreshes });
             }
         }
-        for id in expired {
-            let command = Command {
-                origin: 0,
-                id: 0,
-                op: Some(Op::LeaseExpire(pb::LeaseRevokeRequest { id })),
-            };
-            self.propose(Payload(command.encode_to_vec().into()));
+        for expire in expired {
+            let payload = self.encode_as(0, 0, Op::LeaseExpire(expire));
+            self.propose(0, payload);
         }
     }
 
@@ -641,7 +699,7 @@ impl Core {
     fn check_quota(&mut self) {
         let nospace = pb::AlarmType::Nospace as i32;
         let over = self.store.size_bytes() > self.options.quota_bytes;
-        let raised = self.alarms.iter().any(|a| a.alarm == nospace);
+        let raised = self.store.alarms().iter().any(|&(_, a)| a == nospace);
         let due = self
             .quota_proposed
             .is_none_or(|at| at.elapsed() > Duration::from_secs(1));
@@ -654,16 +712,13 @@ impl Core {
             "database space exceeded; raising NOSPACE (compact, then `etcdctl alarm disarm`)"
         );
         self.quota_proposed = Some(Instant::now());
-        let command = Command {
-            origin: 0,
-            id: 0,
-            op: Some(Op::Alarm(pb::AlarmRequest {
-                action: pb::alarm_request::AlarmAction::Activate as i32,
-                member_id: self.me.0,
-                alarm: nospace,
-            })),
-        };
-        self.propose(Payload(command.encode_to_vec().into()));
+        let raise = Op::Alarm(pb::AlarmRequest {
+            action: pb::alarm_request::AlarmAction::Activate as i32,
+            member_id: self.me.0,
+            alarm: nospace,
+        });
+        let payload = self.encode_as(0, 0, raise);
+        self.propose(0, payload);
     }
 
     /// Every lease's clock starts again now: the full TTL remains.
@@ -696,7 +751,7 @@ impl Core {
     }
 
     fn maybe_snapshot(&mut self) {
-        let applied = self.replica.applied();
+        let applied = self.store_applied;
         if self.snapshotting || applied < self.last_snapshot + self.options.snapshot_entries {
             return;
         }
@@ -704,23 +759,62 @@ impl Core {
         let store = self.store.clone();
         let inputs = self.inputs.clone();
         // Serializing a large store takes a while; the clone lets applies go on.
-        let _ = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("synod-snapshot".into())
             .spawn(move || {
                 let bytes: Arc<[u8]> = store.snapshot().into();
                 let _ = inputs.send(Input::SnapshotReady(applied, bytes));
             });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start a snapshot thread: {e}; retrying later");
+            self.snapshotting = false;
+        }
     }
 
     /// After a burst of inputs: feed watchers, publish the view.
     fn settle(&mut self) {
+        for id in std::mem::take(&mut self.failed_reads) {
+            self.read_by_barrier(id);
+        }
+        self.fail_requests_if_leader_changed();
+        self.dispatch_events();
+        if self.view_stale {
+            self.publish();
+        }
+    }
+
+    fn dispatch_events(&mut self) {
         let events = self.store.take_events();
         if !events.is_empty() {
             let header = self.header();
             self.watchers.dispatch(&events, header);
         }
-        if self.view_stale {
-            self.publish();
+    }
+
+    /// When the leader changes, requests sent to the old one may be lost with it: answer
+    /// them now with etcd's retryable "leader changed" rather than let clients wait out
+    /// their deadline. (Their outcome is unknown, as with any error: one may still apply.)
+    fn fail_requests_if_leader_changed(&mut self) {
+        let leader = self.replica.leader();
+        if leader == self.last_leader {
+            return;
+        }
+        let previous = std::mem::replace(&mut self.last_leader, leader);
+        if previous.is_none() {
+            return;
+        }
+        let unsent: std::collections::HashSet<u64> =
+            self.unproposed.iter().map(|(id, _)| *id).collect();
+        let failed: Vec<u64> = self
+            .waiting
+            .keys()
+            .copied()
+            .filter(|id| !unsent.contains(id))
+            .collect();
+        for id in failed {
+            if let Some(reply) = self.waiting.remove(&id) {
+                let _ = reply.send(Err(Status::unavailable("etcdserver: leader changed")));
+            }
         }
     }
 
@@ -757,14 +851,19 @@ impl Core {
     }
 
     /// The active alarms.
-    pub fn alarms(&self) -> &[pb::AlarmMember] {
-        &self.alarms
+    pub fn alarms(&self) -> Vec<pb::AlarmMember> {
+        self.store.alarms().into_iter().map(alarm_member).collect()
     }
 
     /// Proposes a command on behalf of the node itself (an alarm), answering on `reply`.
     pub fn propose_op(&mut self, op: Op, reply: Reply<Applied>) {
         let id = self.next_id();
         self.waiting.insert(id, reply);
-        self.propose(self.encode(id, op));
+        let payload = self.encode(id, op);
+        self.propose(id, payload);
     }
+}
+
+fn alarm_member((member_id, alarm): (u64, i32)) -> pb::AlarmMember {
+    pb::AlarmMember { member_id, alarm }
 }

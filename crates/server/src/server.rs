@@ -47,6 +47,7 @@ pub async fn run(
 ) -> Result<(), Error> {
     let me = config.me()?.clone();
     let election_ticks = config.election_ticks()?;
+    config.check_limits()?;
     let identity = Identity {
         cluster: config.cluster_id,
         member: me.id,
@@ -119,7 +120,7 @@ pub async fn run(
         cluster: config.cluster_id,
         members: ids,
     };
-    tokio::spawn(transport::accept(peer_listener, admission, inputs.clone()));
+    let peer_port = tokio::spawn(transport::accept(peer_listener, admission, inputs.clone()));
 
     let mut members = config.members.clone();
     for m in &mut members {
@@ -152,7 +153,7 @@ pub async fn run(
     let outcome = tokio::select! {
         () = shutdown => Ok(()),
         result = core_stopped => match result {
-            Ok(Err(e)) => Err(Error::from(format!("storage failed, member stopped: {e}"))),
+            Ok(Err(e)) => Err(Error::from(format!("member stopped: {e}"))),
             _ => Ok(()),
         },
     };
@@ -160,6 +161,7 @@ pub async fn run(
     for server in servers {
         let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     }
+    peer_port.abort();
     let _ = inputs.send(Input::Shutdown);
     let _ = tokio::task::spawn_blocking(move || core_thread.join()).await;
     tracing::info!("member stopped");

@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use paxos::multi::Message;
 use paxos::NodeId;
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::node::Input;
 use crate::payload::Payload;
@@ -33,6 +34,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// A handshake frame is small; a larger first frame is garbage.
 const HELLO_MAX: usize = 64;
+/// The longest a connection attempt may take (a blackholed peer would otherwise hold
+/// the dialer for the kernel's SYN timeout, minutes).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The sending side: one queue per peer.
 #[derive(Debug, Default)]
@@ -69,7 +73,14 @@ async fn outbound(hello: Hello, addr: SocketAddr, mut rx: mpsc::Receiver<Message
     let mut backoff = Duration::from_millis(20);
     let mut reported = false;
     loop {
-        match TcpStream::connect(addr).await {
+        let attempt = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await;
+        let attempt = attempt.unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connect timed out",
+            ))
+        });
+        match attempt {
             Ok(stream) => {
                 if reported {
                     tracing::info!(peer = %hello.to, %addr, "peer reachable again");
@@ -164,8 +175,13 @@ impl Admission {
     }
 }
 
+/// The newest admitted connection from each peer; admitting another ends the older one
+/// (a peer keeps one connection to us, so an older one is dead or half-open).
+type Current = Arc<Mutex<HashMap<NodeId, oneshot::Sender<()>>>>;
+
 /// Accepts peer connections and feeds their messages to the core.
 pub async fn accept(listener: TcpListener, admission: Admission, inputs: Sender<Input>) {
+    let current: Current = Arc::default();
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(pair) => pair,
@@ -176,7 +192,13 @@ pub async fn accept(listener: TcpListener, admission: Admission, inputs: Sender<
             }
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(inbound(stream, addr, admission.clone(), inputs.clone()));
+        tokio::spawn(inbound(
+            stream,
+            addr,
+            admission.clone(),
+            inputs.clone(),
+            current.clone(),
+        ));
     }
 }
 
@@ -185,6 +207,7 @@ async fn inbound(
     addr: SocketAddr,
     admission: Admission,
     inputs: Sender<Input>,
+    current: Current,
 ) {
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut stream, HELLO_MAX)).await
     {
@@ -206,9 +229,18 @@ async fn inbound(
         tracing::warn!(%addr, "refused peer connection: {reason}");
         return;
     }
+    let (replaced_tx, mut replaced) = oneshot::channel();
+    if let Ok(mut current) = current.lock() {
+        // Dropping the older connection's sender ends it.
+        current.insert(hello.from, replaced_tx);
+    }
     let mut reader = tokio::io::BufReader::with_capacity(256 << 10, stream);
     loop {
-        let body = match read_frame(&mut reader, wire::FRAME_MAX).await {
+        let frame = tokio::select! {
+            frame = read_frame(&mut reader, wire::FRAME_MAX) => frame,
+            _ = &mut replaced => return,
+        };
+        let body = match frame {
             Ok(body) => body,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return,
             Err(e) => {

@@ -187,7 +187,8 @@ impl Watchers {
                 .filter(|e| e.kv.mod_revision >= w.next && wanted(&w.spec.watch, e))
                 .collect();
             if mine.is_empty() {
-                w.next = header.revision + 1;
+                // Never below a start revision still in the future.
+                w.next = w.next.max(header.revision + 1);
                 return true;
             }
             let first = mine[0].kv.mod_revision;
@@ -205,6 +206,14 @@ impl Watchers {
                 Sent::Closed => false,
             }
         });
+    }
+
+    /// The store was replaced (a snapshot from a peer): every watcher catches up from
+    /// the new store's history, or is canceled if that history was compacted.
+    pub fn resync_all(&mut self) {
+        for w in self.all.values_mut() {
+            w.synced = false;
+        }
     }
 
     /// Lets watchers that fell behind catch up, if their streams have room again.
@@ -245,7 +254,7 @@ impl Watchers {
         };
         match outcome {
             Sent::All => {
-                w.next = header.revision + 1;
+                w.next = w.next.max(header.revision + 1);
                 w.synced = true;
             }
             Sent::Full => {}

@@ -57,9 +57,10 @@ pub struct Options {
     pub pipeline_depth: usize,
     /// At most this many commands per accept.
     pub batch_max_commands: usize,
-    /// At most about this many bytes of commands per accept.
+    /// At most about this many bytes of commands per accept, promise chunk or catch-up
+    /// reply (one larger command still goes, alone).
     pub batch_max_bytes: usize,
-    /// At most this many entries per promise or catch-up reply.
+    /// At most this many entries per promise chunk or catch-up reply.
     pub chunk_entries: usize,
     /// At most this many bytes per snapshot chunk.
     pub snapshot_chunk_bytes: usize,

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use super::message::{LogEntry, Slot};
+use super::message::{Command, LogEntry, Slot};
 
 /// Votes from slot `first` on; slots up to `commit` are chosen and hold the chosen entry
 /// (those below `first` live only in the application's snapshot).
@@ -83,21 +83,41 @@ impl<C: Clone> Log<C> {
         self.compacted = index;
         self.commit = self.commit.max(index);
     }
+}
 
-    /// Votes from `from` on, at most `max` of them, and the slot to continue from if more
-    /// remain.
+/// How much one promise chunk or catch-up reply may carry: at most `entries` entries and,
+/// past the first entry, about `bytes` bytes (so a message always makes progress, and a
+/// batch of large commands cannot outgrow what a transport accepts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limit {
+    pub(crate) entries: usize,
+    pub(crate) bytes: usize,
+}
+
+impl Limit {
+    /// Whether a chunk holding `count` entries of `bytes` bytes can take one of `size`.
+    fn admits(&self, count: usize, bytes: usize, size: usize) -> bool {
+        count < self.entries && (count == 0 || bytes + size <= self.bytes)
+    }
+}
+
+impl<C: Command> Log<C> {
+    /// Votes from `from` on, up to `limit`; and the slot to continue from, if more.
     pub(crate) fn votes_from(
         &self,
         from: Slot,
-        max: usize,
+        limit: Limit,
     ) -> (Vec<(Slot, LogEntry<C>)>, Option<Slot>) {
         let mut votes = Vec::new();
+        let mut bytes = 0;
         let mut slot = from.max(self.compacted + 1);
         while slot <= self.last() {
-            if votes.len() == max {
-                return (votes, Some(slot));
-            }
             if let Some(entry) = self.get(slot) {
+                let size = entry.entry.size();
+                if !limit.admits(votes.len(), bytes, size) {
+                    return (votes, Some(slot));
+                }
+                bytes += size;
                 votes.push((slot, entry.clone()));
             }
             slot += 1;
@@ -105,12 +125,20 @@ impl<C: Clone> Log<C> {
         (votes, None)
     }
 
-    /// Chosen entries from `from` on, at most `max`.
-    pub(crate) fn chosen_from(&self, from: Slot, max: usize) -> Vec<LogEntry<C>> {
-        let last = self
-            .commit
-            .min(from.saturating_add(max as u64).saturating_sub(1));
-        (from..=last).map_while(|s| self.get(s).cloned()).collect()
+    /// Chosen entries from `from` on, up to `limit`.
+    pub(crate) fn chosen_from(&self, from: Slot, limit: Limit) -> Vec<LogEntry<C>> {
+        let mut chosen = Vec::new();
+        let mut bytes = 0;
+        for slot in from..=self.commit {
+            let Some(entry) = self.get(slot) else { break };
+            let size = entry.entry.size();
+            if !limit.admits(chosen.len(), bytes, size) {
+                break;
+            }
+            bytes += size;
+            chosen.push(entry.clone());
+        }
+        chosen
     }
 }
 
@@ -119,6 +147,46 @@ mod tests {
     use super::*;
     use crate::multi::message::Entry;
     use crate::{Ballot, NodeId};
+
+    fn limit(entries: usize) -> Limit {
+        Limit {
+            entries,
+            bytes: usize::MAX,
+        }
+    }
+
+    #[test]
+    fn chunks_are_bounded_in_bytes_but_always_carry_one_entry() {
+        let mut log: Log<Vec<u8>> = Log::new();
+        for slot in 1..=6 {
+            let entry = Entry::Command(vec![0; 400]);
+            log.set(
+                slot,
+                LogEntry {
+                    ballot: Ballot::new(1, NodeId(1)),
+                    entry,
+                },
+            );
+        }
+        log.commit_through(6);
+        let small = Limit {
+            entries: 100,
+            bytes: 1000,
+        };
+        let (votes, next) = log.votes_from(1, small);
+        assert_eq!((votes.len(), next), (2, Some(3)));
+        assert_eq!(log.chosen_from(3, small).len(), 2);
+        let tiny = Limit {
+            entries: 100,
+            bytes: 10,
+        };
+        assert_eq!(
+            log.chosen_from(1, tiny).len(),
+            1,
+            "one entry even if larger than the limit"
+        );
+        assert_eq!(log.votes_from(1, tiny).0.len(), 1);
+    }
 
     fn vote(round: u64, value: u64) -> LogEntry<u64> {
         LogEntry {
@@ -151,10 +219,14 @@ mod tests {
         for slot in [1, 2, 4, 5] {
             log.set(slot, vote(1, slot));
         }
-        let (first, next) = log.votes_from(1, 2);
+        let (first, next) = log.votes_from(1, limit(2));
         assert_eq!(first, vec![(1, vote(1, 1)), (2, vote(1, 2))]);
-        assert_eq!(next, Some(3));
-        let (rest, next) = log.votes_from(3, 2);
+        assert_eq!(
+            next,
+            Some(4),
+            "continue from the next vote (slot 3 has none)"
+        );
+        let (rest, next) = log.votes_from(3, limit(2));
         assert_eq!(rest, vec![(4, vote(1, 4)), (5, vote(1, 5))]);
         assert_eq!(next, None);
     }
@@ -166,13 +238,13 @@ mod tests {
             log.set(slot, vote(1, slot));
         }
         log.commit_through(4);
-        assert_eq!(log.chosen_from(2, 10).len(), 3);
-        assert_eq!(log.chosen_from(2, 2).len(), 2);
+        assert_eq!(log.chosen_from(2, limit(10)).len(), 3);
+        assert_eq!(log.chosen_from(2, limit(2)).len(), 2);
         log.compact(2);
         assert_eq!(log.get(2), None);
         assert_eq!(log.last(), 5, "compaction keeps the votes above it");
         assert_eq!(log.get(3), Some(&vote(1, 3)));
-        assert_eq!(log.votes_from(1, 10).0.len(), 3);
+        assert_eq!(log.votes_from(1, limit(10)).0.len(), 3);
         log.compact(9);
         assert_eq!((log.compacted(), log.commit(), log.last()), (9, 9, 9));
     }

@@ -14,7 +14,7 @@ use crate::synod::{ConfigError, Role as SynodRole};
 
 use super::config::{Members, Options};
 use super::election::Election;
-use super::log::Log;
+use super::log::{Limit, Log};
 use super::message::{
     Action, Batch, Command, Entry, LogEntry, Message, ReadError, Slot, SlotVote, Write,
 };
@@ -615,7 +615,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         if candidate != self.id {
             self.election.heard_from_leader(&mut self.rng);
         }
-        let (votes, next) = self.log.votes_from(from, self.options.chunk_entries);
+        let (votes, next) = self.log.votes_from(from, self.chunk_limit());
         let votes = votes
             .into_iter()
             .map(|(slot, vote)| SlotVote { slot, vote })
@@ -777,7 +777,16 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         }
     }
 
-    /// Sends accepts for in-flight slots `from..=to`, in batches, to `only` or everyone.
+    /// The bound on one promise chunk or catch-up reply.
+    fn chunk_limit(&self) -> Limit {
+        Limit {
+            entries: self.options.chunk_entries,
+            bytes: self.options.batch_max_bytes,
+        }
+    }
+
+    /// Sends accepts for in-flight slots `from..=to`, in batches (bounded by count and
+    /// bytes, like new batches), to `only` or everyone.
     fn send_in_flight(&mut self, from: Slot, to: Slot, only: Option<NodeId>) {
         let commit = self.log.commit();
         let step = u64::try_from(self.options.batch_max_commands).unwrap_or(u64::MAX);
@@ -789,24 +798,31 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         let mut first = from.max(leader.first);
         let to = to.min(leader.first.saturating_add(leader.in_flight.len() as u64) - 1);
         while first <= to {
-            let last = to.min(first.saturating_add(step - 1));
-            let entries: Batch<C> = (first..=last)
-                .filter_map(|slot| leader.in_flight.get(distance(leader.first, slot)))
-                .map(|f| f.entry.clone())
-                .collect();
+            let mut bytes = 0;
+            let mut entries = Vec::new();
+            let mut slot = first;
+            while slot <= to && (entries.len() as u64) < step {
+                let Some(f) = leader.in_flight.get(distance(leader.first, slot)) else {
+                    break;
+                };
+                let size = f.entry.size();
+                if !entries.is_empty() && bytes + size > self.options.batch_max_bytes {
+                    break;
+                }
+                bytes += size;
+                entries.push(f.entry.clone());
+                slot += 1;
+            }
             if entries.is_empty() {
                 break;
             }
             messages.push(Message::Accept {
                 ballot,
                 first,
-                entries,
+                entries: entries.into(),
                 commit,
             });
-            let Some(next) = last.checked_add(1) else {
-                break;
-            };
-            first = next;
+            first = slot;
         }
         for message in messages {
             match only {
@@ -1187,7 +1203,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     fn on_catch_up(&mut self, peer: NodeId, from: Slot) {
         let ballot = self.promised;
         if from > self.log.compacted() {
-            let entries = self.log.chosen_from(from, self.options.chunk_entries);
+            let entries = self.log.chosen_from(from, self.chunk_limit());
             let commit = self.log.commit();
             if !entries.is_empty() {
                 let chosen = Message::Chosen {

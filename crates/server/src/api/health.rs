@@ -65,7 +65,10 @@ fn async_stream(handle: Handle) -> impl Stream<Item = Result<HealthCheckResponse
                     return;
                 }
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                () = tx.closed() => return,
+            }
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)

@@ -132,6 +132,7 @@ impl ServeArgs {
         };
         config.me().map_err(|e| e.to_string())?;
         config.election_ticks().map_err(|e| e.to_string())?;
+        config.check_limits().map_err(|e| e.to_string())?;
         Ok(config)
     }
 }

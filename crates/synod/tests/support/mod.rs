@@ -197,6 +197,12 @@ impl Cluster {
         }
     }
 
+    /// Member `i`'s log.
+    pub fn log(&self, i: usize) -> String {
+        let name = &self.members[i].name;
+        std::fs::read_to_string(self.root.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
     /// Every member's log, for failure messages.
     pub fn logs(&self) -> String {
         let mut all = String::new();
