@@ -32,6 +32,8 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<pb::AlarmResponse>, Status> {
         let r = request.into_inner();
         if r.action == pb::alarm_request::AlarmAction::Get as i32 {
+            // Linearizable: an alarm raised or cleared anywhere before this call shows.
+            self.0.linearizable().await?;
             let answer = self
                 .0
                 .query(|core| pb::AlarmResponse {
