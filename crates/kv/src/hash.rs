@@ -79,8 +79,8 @@ impl Store {
         Ok(HashKv {
             revision: self.revision(),
             hash: crc,
-            // etcd reports -1 for a store never compacted.
-            compact_revision: if compacted == 0 { -1 } else { compacted },
+            // -1 for a store never compacted, as etcd reports it.
+            compact_revision: compacted,
         })
     }
 }

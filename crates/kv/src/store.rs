@@ -185,7 +185,7 @@ impl Default for Store {
     fn default() -> Self {
         Store {
             revision: 1,
-            compacted: 0,
+            compacted: -1,
             keys: imbl::OrdMap::new(),
             writing: None,
             sub: 0,
@@ -231,7 +231,8 @@ impl Store {
         self.revision
     }
 
-    /// The compaction revision (0: never compacted).
+    /// The compaction revision (-1: never compacted, as etcd reports it; compacting at
+    /// revision 0 is allowed once, as in etcd).
     pub fn compacted(&self) -> i64 {
         self.compacted
     }
@@ -276,13 +277,14 @@ impl Store {
                 && (r.min_create_revision == 0 || kv.create_revision >= r.min_create_revision)
         });
         sort(&mut kvs, r.sort_order, r.sort_target);
+        // etcd's count-only read returns no key-values to cut, so never `more`.
+        if r.count_only {
+            kvs.clear();
+        }
         let mut more = false;
         if r.limit > 0 && kvs.len() as i64 > r.limit {
             kvs.truncate(usize::try_from(r.limit).unwrap_or(usize::MAX));
             more = true;
-        }
-        if r.count_only {
-            kvs.clear();
         }
         if r.keys_only {
             for kv in &mut kvs {
@@ -299,6 +301,12 @@ impl Store {
 
     /// Writes a key.
     pub fn put(&mut self, p: &Put) -> Result<PutResponse, KvError> {
+        // Outside a transaction etcd looks the lease up before the key (inside one, the
+        // key comes first: `put_in_txn`'s order).
+        check_put(p)?;
+        if p.lease != 0 && !self.lease_exists(p.lease) {
+            return Err(KvError::LeaseNotFound);
+        }
         let response = self.put_in_txn(p);
         self.end_write();
         response
@@ -329,15 +337,7 @@ impl Store {
     }
 
     pub(crate) fn put_in_txn(&mut self, p: &Put) -> Result<PutResponse, KvError> {
-        if p.key.is_empty() {
-            return Err(KvError::EmptyKey);
-        }
-        if p.ignore_value && !p.value.is_empty() {
-            return Err(KvError::ValueProvided);
-        }
-        if p.ignore_lease && p.lease != 0 {
-            return Err(KvError::LeaseProvided);
-        }
+        check_put(p)?;
         let previous = self
             .keys
             .get(&p.key)
@@ -574,6 +574,19 @@ impl<'a> Clone for Box<dyn CloneIterator<'a> + 'a> {
 }
 
 /// The key's state at revision `at`: its latest change at or below it, unless a deletion.
+/// What etcd refuses in a put before looking at any state.
+fn check_put(p: &Put) -> Result<(), KvError> {
+    if p.key.is_empty() {
+        Err(KvError::EmptyKey)
+    } else if p.ignore_value && !p.value.is_empty() {
+        Err(KvError::ValueProvided)
+    } else if p.ignore_lease && p.lease != 0 {
+        Err(KvError::LeaseProvided)
+    } else {
+        Ok(())
+    }
+}
+
 /// The estimated size of one change: its key and value, and five revision-sized numbers.
 fn change_bytes(key: &[u8], change: &Change) -> u64 {
     let value = change.kv.as_ref().map_or(0, |kv| kv.value.len());

@@ -267,60 +267,73 @@ fn validate(t: &Txn) -> Result<(), KvError> {
                 return Err(KvError::EmptyKey);
             }
         }
-        let mut puts = Vec::new();
-        let mut deletes = Vec::new();
-        writes(branch, &mut puts, &mut deletes)?;
-        for (key, end) in &deletes {
-            if puts.iter().any(|p| overlaps(p, key, end)) {
+        check_intervals(branch)?;
+    }
+    Ok(())
+}
+
+/// A branch's puts and the ranges it deletes.
+type Writes<'a> = (Vec<&'a [u8]>, Vec<(&'a [u8], &'a [u8])>);
+
+/// etcd 3.4's duplicate check (`checkIntervals`), rule for rule, since clients see its
+/// verdicts: a branch's deletes are collected first; each nested transaction's puts must
+/// not repeat an earlier put nor fall in a delete collected so far (the two branches of
+/// one nested transaction may put the same key: only one runs); its deletes then join
+/// the collection; last, the branch's own puts must be new and outside every delete.
+/// A delete's range is `[key, range_end)` compared as strings, so a "from key" delete
+/// (`range_end` = `"\0"`) covers nothing here, as in etcd.
+fn check_intervals(branch: &[RequestOp]) -> Result<Writes<'_>, KvError> {
+    let mut deletes: Vec<(&[u8], &[u8])> = branch
+        .iter()
+        .filter_map(|op| match op {
+            RequestOp::DeleteRange(d) => Some((d.key.as_slice(), d.range_end.as_slice())),
+            _ => None,
+        })
+        .collect();
+    let deleted = |deletes: &[(&[u8], &[u8])], key: &[u8]| {
+        deletes.iter().any(|(start, end)| covers(start, end, key))
+    };
+    let mut puts: Vec<&[u8]> = Vec::new();
+    for op in branch {
+        let RequestOp::Txn(nested) = op else { continue };
+        let (puts_then, deletes_then) = check_intervals(&nested.success)?;
+        let (puts_else, deletes_else) = check_intervals(&nested.failure)?;
+        for key in &puts_then {
+            if puts.contains(key) || deleted(&deletes, key) {
                 return Err(KvError::DuplicateKey);
             }
+            puts.push(key);
         }
+        for key in &puts_else {
+            let repeated = puts.contains(key) && !puts_then.contains(key);
+            if repeated || deleted(&deletes, key) {
+                return Err(KvError::DuplicateKey);
+            }
+            if !puts.contains(key) {
+                puts.push(key);
+            }
+        }
+        deletes.extend(deletes_then);
+        deletes.extend(deletes_else);
     }
-    Ok(())
-}
-
-/// Collects a branch's puts and deletes (a nested transaction contributes both its
-/// branches, as either may run); two puts of one key are a duplicate.
-fn writes<'a>(
-    branch: &'a [RequestOp],
-    puts: &mut Vec<&'a [u8]>,
-    deletes: &mut Vec<(&'a [u8], &'a [u8])>,
-) -> Result<(), KvError> {
     for op in branch {
-        match op {
-            RequestOp::Put(p) => {
-                if puts.contains(&p.key.as_slice()) {
-                    return Err(KvError::DuplicateKey);
-                }
-                puts.push(&p.key);
-            }
-            RequestOp::DeleteRange(d) => deletes.push((&d.key, &d.range_end)),
-            RequestOp::Txn(nested) => {
-                // Either nested branch may run, but not both: each is checked against
-                // this branch's puts, not against the other.
-                let mut possible = Vec::new();
-                for nested_branch in [&nested.success, &nested.failure] {
-                    let (mut p, mut d) = (Vec::new(), Vec::new());
-                    writes(nested_branch, &mut p, &mut d)?;
-                    if p.iter().any(|key| puts.contains(key)) {
-                        return Err(KvError::DuplicateKey);
-                    }
-                    possible.extend(p);
-                    deletes.extend(d);
-                }
-                puts.extend(possible);
-            }
-            RequestOp::Range(_) => {}
+        let RequestOp::Put(p) = op else { continue };
+        if puts.contains(&p.key.as_slice()) || deleted(&deletes, &p.key) {
+            return Err(KvError::DuplicateKey);
         }
+        puts.push(&p.key);
     }
-    Ok(())
+    Ok((puts, deletes))
 }
 
-fn overlaps(key: &[u8], start: &[u8], end: &[u8]) -> bool {
+/// Whether a delete of `[start, end)` (just `start` if `end` is empty) covers `key`,
+/// comparing as plain strings as etcd's interval tree does.
+fn covers(start: &[u8], end: &[u8], key: &[u8]) -> bool {
     if end.is_empty() {
-        return key == start;
+        key == start
+    } else {
+        start <= key && key < end
     }
-    key >= start && (end == [0] || key < end)
 }
 
 #[cfg(test)]
@@ -436,6 +449,30 @@ mod tests {
             ..Txn::default()
         };
         assert_eq!(s.txn(&put_then_delete), Err(KvError::DuplicateKey));
+        // etcd compares a delete's range as plain strings: a "from key" delete (range
+        // end "\0") covers nothing in the duplicate check.
+        let from_key = Txn {
+            success: vec![
+                put("b/1", "1"),
+                RequestOp::DeleteRange(DeleteRange {
+                    key: "b".into(),
+                    range_end: vec![0],
+                    ..DeleteRange::default()
+                }),
+            ],
+            ..Txn::default()
+        };
+        assert!(s.clone().txn(&from_key).is_ok());
+        // The two branches of a nested transaction may put the same key.
+        let either = Txn {
+            success: vec![RequestOp::Txn(Txn {
+                success: vec![put("n", "1")],
+                failure: vec![put("n", "2")],
+                ..Txn::default()
+            })],
+            ..Txn::default()
+        };
+        assert!(s.clone().txn(&either).is_ok());
         let failing = Txn {
             success: vec![
                 put("x", "1"),

@@ -206,27 +206,33 @@ pub fn delete_response(
     }
 }
 
-/// A transaction answer; nested answers carry the same header, as in etcd.
+/// A transaction answer. As in etcd 3.4, only the outermost answer carries the full
+/// header; the answers inside carry a bare header with just their own revision, and a
+/// nested transaction's own header is empty.
 pub fn txn_response(r: kv::TxnResponse, header: pb::ResponseHeader) -> pb::TxnResponse {
+    let revision = r.revision;
+    let mut answer = nested_txn_response(r);
+    answer.header = Some(pb::ResponseHeader { revision, ..header });
+    answer
+}
+
+fn nested_txn_response(r: kv::TxnResponse) -> pb::TxnResponse {
     use pb::response_op::Response as R;
-    let header = pb::ResponseHeader {
-        revision: r.revision,
-        ..header
-    };
+    let bare = pb::ResponseHeader::default();
     let responses = r
         .responses
         .into_iter()
         .map(|op| pb::ResponseOp {
             response: Some(match op {
-                ResponseOp::Range(x) => R::ResponseRange(range_response(x, header)),
-                ResponseOp::Put(x) => R::ResponsePut(put_response(x, header)),
-                ResponseOp::DeleteRange(x) => R::ResponseDeleteRange(delete_response(x, header)),
-                ResponseOp::Txn(x) => R::ResponseTxn(txn_response(x, header)),
+                ResponseOp::Range(x) => R::ResponseRange(range_response(x, bare)),
+                ResponseOp::Put(x) => R::ResponsePut(put_response(x, bare)),
+                ResponseOp::DeleteRange(x) => R::ResponseDeleteRange(delete_response(x, bare)),
+                ResponseOp::Txn(x) => R::ResponseTxn(nested_txn_response(x)),
             }),
         })
         .collect();
     pb::TxnResponse {
-        header: Some(header),
+        header: Some(bare),
         succeeded: r.succeeded,
         responses,
     }
