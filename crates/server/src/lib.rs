@@ -20,6 +20,7 @@
 //! - [`convert`]: etcd's protobuf requests to the store's types and back; errors.
 //! - [`api`]: the gRPC services: KV, Watch, Lease, Cluster, Maintenance, Lock, Election,
 //!   health.
+//! - [`restore`]: a member's data directory from a backup, for a new cluster.
 //! - [`proto`]: generated protobuf code (`proto/`: etcd 3.4's API, wire-compatible).
 
 pub mod api;
@@ -28,6 +29,7 @@ pub mod convert;
 pub mod node;
 pub mod payload;
 pub mod proto;
+pub mod restore;
 pub mod server;
 pub mod transport;
 pub mod watchers;

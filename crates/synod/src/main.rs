@@ -4,6 +4,7 @@
 //! # Layout
 //! - `cmd/serve.rs`: `synod serve`, one member with etcd's flags.
 //! - `cmd/dev.rs`: `synod dev`, a local three-member cluster.
+//! - `cmd/snapshot.rs`: `synod snapshot restore`, a data directory from a backup.
 //! - `cmd/sim.rs`: `synod sim synod`, single-decree Paxos on the simulated network.
 //! - `cmd/sim_cluster.rs`: `synod sim`, a Multi-Paxos cluster under faults, checked.
 //! - `cmd/check.rs`: `synod check FILE`, the linearizability checker on a history.
@@ -28,6 +29,8 @@ enum Command {
     Serve(Box<cmd::serve::ServeArgs>),
     /// Start a local three-member cluster for development.
     Dev(cmd::dev::DevArgs),
+    /// Restore a member's data directory from a backup.
+    Snapshot(Box<cmd::snapshot::SnapshotArgs>),
     /// Run Paxos in the deterministic simulator and print what happened.
     Sim(Box<cmd::sim::SimArgs>),
     /// Check a recorded client history for linearizability.
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => cmd::serve::run(*args),
         Command::Dev(args) => cmd::dev::run(args),
+        Command::Snapshot(args) => cmd::snapshot::run(*args),
         Command::Sim(args) => cmd::sim::run(*args),
         Command::Check(args) => cmd::check::run(args),
     };

@@ -369,3 +369,46 @@ fn over_quota_the_cluster_refuses_writes_until_compacted_and_disarmed() {
     assert_eq!(c.etcdctl(&["alarm", "list"]), "");
     assert_eq!(c.etcdctl(&["put", "after", "ok"]).trim(), "OK");
 }
+
+#[test]
+fn a_backup_restores_into_a_new_cluster_with_the_same_keys_and_revision() {
+    let c = Cluster::start("backup");
+    c.etcdctl(&["put", "a", "1"]);
+    c.etcdctl(&["put", "b", "2"]);
+    c.etcdctl(&["del", "a"]);
+    c.etcdctl(&["put", "b", "3"]);
+    let before = json(&c.etcdctl(&["get", "", "--from-key", "-w", "json"]));
+    let file = std::env::temp_dir().join(format!("synod-e2e-backup-{}.db", std::process::id()));
+    let one = c.members[0].client.clone();
+    let saved = c.etcdctl_at(&one, &["snapshot", "save", &file.display().to_string()]);
+    assert!(saved.status.success());
+    drop(c);
+
+    let mut fresh = Cluster::configure("restored", &[]);
+    for i in 0..3 {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_synod"))
+            .args(["snapshot", "restore", &file.display().to_string()])
+            .args(fresh.serve_flags(i))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("at revision 5"));
+    }
+    // Restoring over existing data is refused.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_synod"))
+        .args(["snapshot", "restore", &file.display().to_string()])
+        .args(fresh.serve_flags(0))
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    fresh.start_all();
+    let after = json(&fresh.etcdctl(&["get", "", "--from-key", "-w", "json"]));
+    assert_eq!(after["kvs"], before["kvs"]);
+    assert_eq!(after["header"]["revision"], before["header"]["revision"]);
+    assert_eq!(fresh.etcdctl(&["put", "c", "4"]).trim(), "OK");
+    let _ = std::fs::remove_file(file);
+}

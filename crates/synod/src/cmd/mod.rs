@@ -5,3 +5,4 @@ pub mod dev;
 pub mod serve;
 pub mod sim;
 pub mod sim_cluster;
+pub mod snapshot;

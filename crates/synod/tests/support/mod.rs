@@ -60,6 +60,13 @@ impl Cluster {
 
     /// Starts three members with `extra` flags each.
     pub fn start_with(test: &str, extra: &[&str]) -> Cluster {
+        let mut cluster = Cluster::configure(test, extra);
+        cluster.start_all();
+        cluster
+    }
+
+    /// Three members with `extra` flags each, configured but not started.
+    pub fn configure(test: &str, extra: &[&str]) -> Cluster {
         etcdctl_installed();
         let root = std::env::temp_dir().join(format!("synod-e2e-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
@@ -78,42 +85,60 @@ impl Cluster {
             .map(|m| format!("{}=http://{}", m.name, m.peer))
             .collect::<Vec<_>>()
             .join(",");
-        let mut cluster = Cluster {
+        Cluster {
             members,
             initial,
             root,
             extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        for i in 0..3 {
-            cluster.spawn(i);
         }
-        cluster.wait_healthy();
-        cluster
+    }
+
+    /// Starts every member and waits until they serve.
+    pub fn start_all(&mut self) {
+        for i in 0..self.members.len() {
+            self.spawn(i);
+        }
+        self.wait_healthy();
+    }
+
+    /// `synod serve`'s flags for member `i`.
+    pub fn serve_flags(&self, i: usize) -> Vec<String> {
+        let m = &self.members[i];
+        let mut flags: Vec<String> = [
+            "--name",
+            &m.name,
+            "--data-dir",
+            &m.dir.display().to_string(),
+            "--listen-client-urls",
+            &format!("http://{}", m.client),
+            "--listen-peer-urls",
+            &format!("http://{}", m.peer),
+            "--initial-cluster",
+            &self.initial,
+            "--initial-cluster-token",
+            "e2e",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        flags.extend(self.extra.iter().cloned());
+        flags
     }
 
     /// Starts (or restarts) member `i` from its data directory.
     pub fn spawn(&mut self, i: usize) {
         let m = &self.members[i];
         let log = std::fs::create_dir_all(&self.root)
-            .and_then(|()| std::fs::File::create(self.root.join(format!("{}.log", m.name))))
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.root.join(format!("{}.log", m.name)))
+            })
             .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_synod"))
-            .args([
-                "serve",
-                "--name",
-                &m.name,
-                "--data-dir",
-                &m.dir.display().to_string(),
-                "--listen-client-urls",
-                &format!("http://{}", m.client),
-                "--listen-peer-urls",
-                &format!("http://{}", m.peer),
-                "--initial-cluster",
-                &self.initial,
-                "--initial-cluster-token",
-                "e2e",
-            ])
-            .args(&self.extra)
+            .arg("serve")
+            .args(self.serve_flags(i))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
