@@ -4,6 +4,7 @@
 //! # Layout
 //! - `cmd/serve.rs`: `synod serve`, one member with etcd's flags.
 //! - `cmd/dev.rs`: `synod dev`, a local three-member cluster.
+//! - `cmd/bench.rs`: `synod bench`, a load generator for any etcd v3 endpoint.
 //! - `cmd/snapshot.rs`: `synod snapshot restore`, a data directory from a backup.
 //! - `cmd/sim.rs`: `synod sim synod`, single-decree Paxos on the simulated network.
 //! - `cmd/sim_cluster.rs`: `synod sim`, a Multi-Paxos cluster under faults, checked.
@@ -29,6 +30,8 @@ enum Command {
     Serve(Box<cmd::serve::ServeArgs>),
     /// Start a local three-member cluster for development.
     Dev(cmd::dev::DevArgs),
+    /// Load-test an etcd v3 endpoint (Synod or etcd).
+    Bench(Box<cmd::bench::BenchArgs>),
     /// Restore a member's data directory from a backup.
     Snapshot(Box<cmd::snapshot::SnapshotArgs>),
     /// Run Paxos in the deterministic simulator and print what happened.
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(*args),
         Command::Dev(args) => cmd::dev::run(args),
         Command::Snapshot(args) => cmd::snapshot::run(*args),
+        Command::Bench(args) => cmd::bench::run(*args),
         Command::Sim(args) => cmd::sim::run(*args),
         Command::Check(args) => cmd::check::run(args),
     };

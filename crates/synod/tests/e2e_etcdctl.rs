@@ -412,3 +412,36 @@ fn a_backup_restores_into_a_new_cluster_with_the_same_keys_and_revision() {
     assert_eq!(fresh.etcdctl(&["put", "c", "4"]).trim(), "OK");
     let _ = std::fs::remove_file(file);
 }
+
+#[test]
+fn synod_bench_runs_every_workload_against_a_cluster() {
+    let c = Cluster::start("bench");
+    let endpoints = c.endpoints();
+    for workload in [
+        vec!["put"],
+        vec!["range", "--consistency", "l"],
+        vec!["range", "--consistency", "s"],
+        vec!["txn-put"],
+        vec!["watch-latency"],
+        vec!["mixed"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_synod"))
+            .arg("bench")
+            .args(&workload)
+            .args(["--endpoints", &endpoints, "--clients", "8", "--conns", "3"])
+            .args(["--total", "300", "--key-space", "50", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{workload:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let result = json(&String::from_utf8_lossy(&out.stdout));
+        assert_eq!(result["requests"], 300, "{workload:?}: {result}");
+        assert_eq!(result["errors"], 0, "{workload:?}: {result}");
+        let p50 = result["percentiles_secs"]["p50"].as_f64().unwrap();
+        let p99 = result["percentiles_secs"]["p99"].as_f64().unwrap();
+        assert!(0.0 < p50 && p50 <= p99, "{workload:?}: {result}");
+    }
+}
