@@ -726,11 +726,12 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     // ---- phase 2 -----------------------------------------------------------------------
 
     /// Gives slots to pending commands while the window has room, one accept per batch.
-    fn pump(&mut self) {
+    /// Sends what pending commands the pipeline has room for; whether it sent any.
+    fn pump(&mut self) -> bool {
         let commit = self.log.commit();
         let options = &self.options;
         let Role::Leader(leader) = &mut self.role else {
-            return;
+            return false;
         };
         while leader.batch_ends.front().is_some_and(|&end| end <= commit) {
             leader.batch_ends.pop_front();
@@ -767,6 +768,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             batches.push((first, Batch::from(batch)));
         }
         let ballot = leader.ballot;
+        let sent = !batches.is_empty();
         for (first, entries) in batches {
             self.broadcast(&Message::Accept {
                 ballot,
@@ -775,6 +777,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
                 commit,
             });
         }
+        sent
     }
 
     /// The bound on one promise chunk or catch-up reply.
@@ -945,7 +948,11 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             self.known_commit = self.known_commit.max(self.log.commit());
             self.apply_committed();
             self.serve_reads();
-            self.pump();
+            if !self.pump() {
+                // No accept leaves to carry the new commit point: tell the followers now,
+                // or they (and the clients waiting on them) learn it a heartbeat later.
+                self.broadcast_heartbeat();
+            }
         }
     }
 

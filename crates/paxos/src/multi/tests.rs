@@ -301,12 +301,24 @@ fn a_leader_chooses_once_a_phase2_quorum_acknowledged_and_then_applies() {
         ]
     );
     assert_eq!(r.step(N1, ack.clone()), vec![], "one vote is not a quorum");
+    // Nothing else is pending, so no accept would carry the new commit point: a
+    // heartbeat tells the followers at once (they answer their clients on applying).
+    let notice = Message::Heartbeat {
+        ballot: b,
+        commit: 1,
+        seq: 2,
+    };
     assert_eq!(
         r.step(N3, ack),
-        vec![Action::Apply {
-            slot: 1,
-            entry: cmd(42)
-        }]
+        vec![
+            Action::Apply {
+                slot: 1,
+                entry: cmd(42)
+            },
+            send(N1, notice.clone()),
+            send(N2, notice.clone()),
+            send(N3, notice),
+        ]
     );
     assert_eq!(r.commit(), 1);
 }

@@ -63,7 +63,7 @@ fn configs(args: &DevArgs) -> Result<Vec<Config>, String> {
             max_request_bytes: config::MAX_REQUEST_BYTES,
             quota_backend_bytes: config::QUOTA_BACKEND_BYTES,
             quorum: QuorumSpec::Majority,
-            snapshot_entries: 10_000,
+            snapshot_entries: 100_000,
         });
     }
     Ok(configs)

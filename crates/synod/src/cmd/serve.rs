@@ -67,7 +67,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SYNOD_QUORUM", default_value = "majority", value_parser = super::sim::parse_quorum)]
     quorum: QuorumSpec,
     /// Take a snapshot and release the log every this many applied entries.
-    #[arg(long, env = "SYNOD_SNAPSHOT_COUNT", default_value_t = 10_000)]
+    #[arg(long, env = "SYNOD_SNAPSHOT_COUNT", default_value_t = 100_000)]
     snapshot_count: u64,
     /// A file of `flag-name: value` lines (etcd's config file keys); flags override it.
     #[arg(long, env = "SYNOD_CONFIG_FILE")]
