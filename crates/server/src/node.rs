@@ -352,6 +352,12 @@ impl Core {
         self.encode_as(self.me.0, id, op)
     }
 
+    /// Proposes a command of the node's own (lease expiry, an alarm): nobody waits on it.
+    fn propose_own(&mut self, op: Op) {
+        let payload = self.encode_as(0, 0, op);
+        self.propose(0, payload);
+    }
+
     fn encode_as(&self, origin: u64, id: u64, op: Op) -> Payload {
         let command = Command {
             origin,
@@ -688,8 +694,7 @@ impl Core {
             }
         }
         for expire in expired {
-            let payload = self.encode_as(0, 0, Op::LeaseExpire(expire));
-            self.propose(0, payload);
+            self.propose_own(Op::LeaseExpire(expire));
         }
     }
 
@@ -717,8 +722,7 @@ impl Core {
             member_id: self.me.0,
             alarm: nospace,
         });
-        let payload = self.encode_as(0, 0, raise);
-        self.propose(0, payload);
+        self.propose_own(raise);
     }
 
     /// Every lease's clock starts again now: the full TTL remains.
@@ -853,14 +857,6 @@ impl Core {
     /// The active alarms.
     pub fn alarms(&self) -> Vec<pb::AlarmMember> {
         self.store.alarms().into_iter().map(alarm_member).collect()
-    }
-
-    /// Proposes a command on behalf of the node itself (an alarm), answering on `reply`.
-    pub fn propose_op(&mut self, op: Op, reply: Reply<Applied>) {
-        let id = self.next_id();
-        self.waiting.insert(id, reply);
-        let payload = self.encode(id, op);
-        self.propose(id, payload);
     }
 }
 
