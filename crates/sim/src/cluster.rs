@@ -432,6 +432,7 @@ impl World {
                 drift_ticks: 2,
             }),
             snapshot_chunk_bytes: 64,
+            check_invariants: true,
             ..ReplicaOptions::default()
         };
         let mut rng = Pcg64::seed_from_u64(options.seed);

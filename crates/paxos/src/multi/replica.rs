@@ -1370,14 +1370,14 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     }
 
     fn finish(&mut self) -> Vec<Action<C>> {
-        #[cfg(any(test, feature = "invariants"))]
-        self.check_invariants();
+        if self.options.check_invariants {
+            self.check_invariants();
+        }
         mem::take(&mut self.out)
     }
 
-    /// The engine's invariants, checked after every event in test and simulation builds.
-    /// A failure is a bug in the engine, never bad input.
-    #[cfg(any(test, feature = "invariants"))]
+    /// The engine's invariants, checked after every event when `Options::check_invariants`
+    /// is on (tests and the simulator). A failure is a bug in the engine, never bad input.
     fn check_invariants(&self) {
         let commit = self.log.commit();
         assert!(self.applied <= commit, "applied beyond the commit point");
