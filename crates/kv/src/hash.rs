@@ -39,7 +39,7 @@ impl Store {
         // it, unless that is a deletion.
         let mut kept = Vec::new();
         for history in self.keys.values() {
-            if let Some(latest) = history.iter().rev().find(|c| c.revision <= at) {
+            if let Some(latest) = history.iter().find(|c| c.revision <= at) {
                 if latest.kv.is_some() {
                     kept.push((latest.revision, latest.sub));
                 }
@@ -68,7 +68,7 @@ impl Store {
                 None => {
                     bytes.push(b't');
                     let tombstone = KeyValue {
-                        key: key.clone(),
+                        key: key.to_vec(),
                         ..KeyValue::default()
                     };
                     encode_kv(&tombstone, &mut bytes);

@@ -20,6 +20,7 @@
 //! # Layout
 //! - [`error`]: [`KvError`], etcd's errors with their codes and messages.
 //! - [`store`]: [`Store`], the revisions and per-key histories, and the requests it applies.
+//! - `history`: one key's changes as a persistent list, so clones of the store share them.
 //! - [`txn`]: transactions: compares, branches, one revision per transaction.
 //! - [`lease`]: leases as state: grant, revoke (deleting the keys), granted TTL, keys.
 //! - [`watch`]: the events of a key or range from a revision on.
@@ -28,6 +29,7 @@
 
 pub mod error;
 pub mod hash;
+mod history;
 pub mod lease;
 pub mod snapshot;
 pub mod store;

@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::history::History;
 use crate::lease::LeaseState;
 use crate::store::{Change, KeyValue, Store};
 
@@ -75,7 +76,7 @@ impl Store {
         for (key, history) in &self.keys {
             put_bytes(&mut out, key);
             put_len(&mut out, history.len());
-            for change in history {
+            for change in history.oldest_first() {
                 out.extend_from_slice(&change.revision.to_le_bytes());
                 out.extend_from_slice(&change.sub.to_le_bytes());
                 match &change.kv {
@@ -177,7 +178,7 @@ fn decode(body: &[u8]) -> Option<Store> {
     }
     for _ in 0..r.u64()? {
         let key = r.bytes()?;
-        let mut history = Vec::new();
+        let mut changes = Vec::new();
         for _ in 0..r.len()? {
             let (revision, sub) = (r.i64()?, r.i64()?);
             let kv = match r.take(1)?[0] {
@@ -196,9 +197,12 @@ fn decode(body: &[u8]) -> Option<Store> {
                 }
                 _ => return None,
             };
-            history.push(Change { revision, sub, kv });
+            changes.push(Change { revision, sub, kv });
         }
-        store.keys.insert(key, history);
+        // A key without changes is never written; one in the bytes is not a snapshot.
+        store
+            .keys
+            .insert(key.into(), History::from_oldest(changes)?);
     }
     store.measure();
     r.0.is_empty().then_some(store)

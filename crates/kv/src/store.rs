@@ -1,8 +1,10 @@
 //! The multi-version store: one revision counter for the whole store, a history per key.
 
 use std::ops::Bound;
+use std::sync::Arc;
 
 use crate::error::KvError;
+use crate::history::History;
 use crate::watch::{Event, EventKind};
 
 /// A key's value at one revision, as etcd's `mvccpb.KeyValue`.
@@ -21,6 +23,9 @@ pub struct KeyValue {
     /// The lease it is attached to (0: none).
     pub lease: i64,
 }
+
+/// A key as the map holds it: shared, so a copied map node copies pointers.
+pub(crate) type Key = Arc<[u8]>;
 
 /// A change to one key: its new state, or `None` for a deletion.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,7 +170,7 @@ pub struct Store {
     pub(crate) compacted: i64,
     /// Per key, its history. A persistent map: cloning the store (to take a snapshot
     /// while applies go on) shares every node until one side changes it.
-    pub(crate) keys: imbl::OrdMap<Vec<u8>, Vec<Change>>,
+    pub(crate) keys: imbl::OrdMap<Key, History>,
     /// While a request runs: the revision its writes share, once it has written.
     pub(crate) writing: Option<i64>,
     /// The next sub-revision within the running write.
@@ -255,7 +260,7 @@ impl Store {
         }
         let live = self
             .keys_in(&r.key, &r.range_end)
-            .filter_map(|(_, history)| value_at(history, at));
+            .filter_map(|(_, history)| history.value_at(at));
         let count = live.clone().count() as i64;
         // As etcd 3.4: with sorting or filters, fetch everything, then cut; otherwise
         // fetch in key order one more than the limit (to tell whether there is more).
@@ -340,8 +345,8 @@ impl Store {
         check_put(p)?;
         let previous = self
             .keys
-            .get(&p.key)
-            .and_then(|h| value_at(h, self.revision))
+            .get(p.key.as_slice())
+            .and_then(|h| h.value_at(self.revision))
             .cloned();
         if (p.ignore_value || p.ignore_lease) && previous.is_none() {
             return Err(KvError::KeyNotFound);
@@ -395,7 +400,7 @@ impl Store {
         let at = self.revision;
         let doomed: Vec<KeyValue> = self
             .keys_in(&d.key, &d.range_end)
-            .filter_map(|(_, history)| value_at(history, at))
+            .filter_map(|(_, history)| history.value_at(at))
             .cloned()
             .collect();
         if doomed.is_empty() {
@@ -433,16 +438,10 @@ impl Store {
         let mut emptied = Vec::new();
         let mut trimmed = Vec::new();
         for (key, history) in self.keys.iter() {
-            // Keep the latest change at or below the compaction revision (it is what a
-            // read at that revision sees), unless it is a deletion; keep all after it.
-            let keep_from = history
-                .iter()
-                .rposition(|change| change.revision <= c.revision)
-                .map_or(0, |i| if history[i].kv.is_some() { i } else { i + 1 });
-            if keep_from == history.len() {
-                emptied.push(key.clone());
-            } else if keep_from > 0 {
-                trimmed.push((key.clone(), history[keep_from..].to_vec()));
+            match history.compacted(c.revision) {
+                None => emptied.push(key.clone()),
+                Some(kept) if kept.len() < history.len() => trimmed.push((key.clone(), kept)),
+                Some(_) => {}
             }
         }
         for key in emptied {
@@ -476,7 +475,12 @@ impl Store {
             });
         }
         self.bytes += change_bytes(key, &change);
-        self.keys.entry(key.to_vec()).or_default().push(change);
+        match self.keys.get_mut(key) {
+            Some(history) => history.push(change),
+            None => {
+                self.keys.insert(Arc::from(key), History::new(change));
+            }
+        }
     }
 
     /// Raises `alarm` for `member`; false if it was already raised.
@@ -541,26 +545,26 @@ impl Store {
         if range_end.is_empty() {
             return Box::new(self.keys.get_key_value(key).into_iter());
         }
-        let start = Bound::Included(key.to_vec());
+        let start = Bound::Included(key);
         if range_end == [0] {
-            return Box::new(self.keys.range((start, Bound::Unbounded)));
+            return Box::new(self.keys.range::<_, [u8]>((start, Bound::Unbounded)));
         }
         if range_end <= key {
             return Box::new(std::iter::empty());
         }
-        let end = Bound::Excluded(range_end.to_vec());
-        Box::new(self.keys.range((start, end)))
+        let end = Bound::Excluded(range_end);
+        Box::new(self.keys.range::<_, [u8]>((start, end)))
     }
 }
 
 /// The keys of a range: an iterator that can be counted and then used again.
-pub(crate) trait CloneIterator<'a>: Iterator<Item = (&'a Vec<u8>, &'a Vec<Change>)> {
+pub(crate) trait CloneIterator<'a>: Iterator<Item = (&'a Key, &'a History)> {
     fn clone_box(&self) -> Box<dyn CloneIterator<'a> + 'a>;
 }
 
 impl<'a, I> CloneIterator<'a> for I
 where
-    I: Iterator<Item = (&'a Vec<u8>, &'a Vec<Change>)> + Clone + 'a,
+    I: Iterator<Item = (&'a Key, &'a History)> + Clone + 'a,
 {
     fn clone_box(&self) -> Box<dyn CloneIterator<'a> + 'a> {
         Box::new(self.clone())
@@ -591,14 +595,6 @@ fn check_put(p: &Put) -> Result<(), KvError> {
 fn change_bytes(key: &[u8], change: &Change) -> u64 {
     let value = change.kv.as_ref().map_or(0, |kv| kv.value.len());
     (key.len() + value + 40) as u64
-}
-
-pub(crate) fn value_at(history: &[Change], at: i64) -> Option<&KeyValue> {
-    history
-        .iter()
-        .rev()
-        .find(|change| change.revision <= at)
-        .and_then(|change| change.kv.as_ref())
 }
 
 /// etcd 3.4's ordering: a sort target without an order sorts ascending; ascending by key

@@ -2,7 +2,7 @@
 //! histories the store keeps until compaction. The server holds each watcher's position
 //! and sends what this returns; the store itself stays free of streams and clocks.
 
-use crate::store::{value_at, KeyValue, Store};
+use crate::store::{KeyValue, Store};
 
 /// What happened to a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,12 +65,12 @@ impl Store {
         };
         let mut events = Vec::new();
         for (key, history) in self.keys_in(&w.key, &w.range_end) {
-            for change in history.iter().filter(|c| c.revision >= from) {
+            for change in history.iter().take_while(|c| c.revision >= from) {
                 let (kind, kv) = match &change.kv {
                     Some(kv) => (EventKind::Put, kv.clone()),
                     None => {
                         let tombstone = KeyValue {
-                            key: key.clone(),
+                            key: key.to_vec(),
                             mod_revision: change.revision,
                             ..KeyValue::default()
                         };
@@ -85,7 +85,7 @@ impl Store {
                     continue;
                 }
                 let prev_kv = if w.prev_kv {
-                    value_at(history, change.revision - 1).cloned()
+                    history.value_at(change.revision - 1).cloned()
                 } else {
                     None
                 };
