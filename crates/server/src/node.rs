@@ -386,16 +386,15 @@ impl Core {
     fn read(&mut self, reply: Reply<Applied>) {
         let id = self.next_id();
         self.waiting.insert(id, reply);
-        if self.replica.role() == RoleKind::Leader {
-            let actions = self.replica.read(id);
-            self.run_actions(actions);
-        } else {
-            self.read_by_barrier(id);
-        }
+        // The leader confirms its ballot; a follower asks the leader for its read index.
+        let actions = self.replica.read(id);
+        self.run_actions(actions);
     }
 
-    /// A follower serves a linearizable read once it applied a barrier the leader
-    /// slotted after the read arrived: every write completed before then is below it.
+    /// A read the replica could not serve (no leader known, or the leader was lost while
+    /// it waited) goes through the log instead: it is served once this member applied a
+    /// barrier the leader slotted after the read arrived, so every write completed before
+    /// then is below it. The barrier waits in the no-leader queue until a leader exists.
     fn read_by_barrier(&mut self, id: u64) {
         let barrier = self.encode(id, Op::Barrier(Barrier {}));
         self.propose(id, barrier);

@@ -113,6 +113,8 @@ const FORWARD: u8 = 9;
 const CATCH_UP: u8 = 10;
 const CHOSEN: u8 = 11;
 const SNAPSHOT: u8 = 12;
+const READ_INDEX: u8 = 13;
+const READ_INDEX_REPLY: u8 = 14;
 
 fn put_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
@@ -195,6 +197,24 @@ pub fn encode_message(message: &Message<Payload>, out: &mut Vec<u8>) {
             out.push(HEARTBEAT_ACK);
             put_ballot(out, *ballot);
             put_u64(out, *seq);
+        }
+        Message::ReadIndex { ballot, boot, seq } => {
+            out.push(READ_INDEX);
+            put_ballot(out, *ballot);
+            put_u64(out, *boot);
+            put_u64(out, *seq);
+        }
+        Message::ReadIndexReply {
+            ballot,
+            boot,
+            seq,
+            index,
+        } => {
+            out.push(READ_INDEX_REPLY);
+            put_ballot(out, *ballot);
+            put_u64(out, *boot);
+            put_u64(out, *seq);
+            put_u64(out, *index);
         }
         Message::Forward {
             ballot,
@@ -319,6 +339,17 @@ pub fn decode_message(body: &[u8]) -> Option<Message<Payload>> {
             ballot: r.ballot()?,
             seq: r.u64()?,
         },
+        READ_INDEX => Message::ReadIndex {
+            ballot: r.ballot()?,
+            boot: r.u64()?,
+            seq: r.u64()?,
+        },
+        READ_INDEX_REPLY => Message::ReadIndexReply {
+            ballot: r.ballot()?,
+            boot: r.u64()?,
+            seq: r.u64()?,
+            index: r.u64()?,
+        },
         FORWARD => {
             let (ballot, boot, seq) = (r.ballot()?, r.u64()?, r.u64()?);
             let n = count(&mut r, 4)?;
@@ -431,6 +462,17 @@ mod tests {
             Message::HeartbeatAck {
                 ballot: b(5, 1),
                 seq: 4,
+            },
+            Message::ReadIndex {
+                ballot: b(5, 1),
+                boot: 0xbeef,
+                seq: 3,
+            },
+            Message::ReadIndexReply {
+                ballot: b(5, 1),
+                boot: 0xbeef,
+                seq: 3,
+                index: 12,
             },
             Message::Forward {
                 ballot: b(5, 1),

@@ -165,6 +165,30 @@ pub enum Message<C> {
         /// The heartbeat acknowledged.
         seq: u64,
     },
+    /// Follower → leader: what is your read index? Asked for linearizable reads that
+    /// arrived at the follower before this request left. Numbered per boot, so that a
+    /// reply to a request from before a restart is never taken for a newer one.
+    ReadIndex {
+        /// The sender's promised ballot.
+        ballot: Ballot,
+        /// A random number the sender drew when it started.
+        boot: u64,
+        /// The request's number in this boot.
+        seq: u64,
+    },
+    /// Leader → follower, once a phase-2 quorum confirmed its ballot after the request
+    /// arrived: reads covered by request `seq` may be served once `index` is applied.
+    ReadIndexReply {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// The request's boot, echoed.
+        boot: u64,
+        /// The request's number, echoed.
+        seq: u64,
+        /// The leader's commit point when the request arrived (or the last slot it
+        /// recovered, if higher).
+        index: Slot,
+    },
     /// Follower → leader: commands a client gave to a follower. Numbered, so that a
     /// duplicate (the network may deliver a message twice) is proposed only once.
     Forward {
@@ -222,6 +246,8 @@ impl<C> Message<C> {
             | Message::Accepted { ballot, .. }
             | Message::Heartbeat { ballot, .. }
             | Message::HeartbeatAck { ballot, .. }
+            | Message::ReadIndex { ballot, .. }
+            | Message::ReadIndexReply { ballot, .. }
             | Message::Forward { ballot, .. }
             | Message::CatchUp { ballot, .. }
             | Message::Chosen { ballot, .. }
@@ -242,6 +268,8 @@ impl<C> Message<C> {
             Message::Accepted { .. } => "accepted",
             Message::Heartbeat { .. } => "heartbeat",
             Message::HeartbeatAck { .. } => "heartbeat-ack",
+            Message::ReadIndex { .. } => "read-index",
+            Message::ReadIndexReply { .. } => "read-index-reply",
             Message::Forward { .. } => "forward",
             Message::CatchUp { .. } => "catch-up",
             Message::Chosen { .. } => "chosen",

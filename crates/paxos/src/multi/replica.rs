@@ -89,11 +89,37 @@ struct InFlight<C> {
 
 #[derive(Clone, Debug)]
 struct PendingRead {
+    /// The read's id; for a follower's request, the request's number.
     id: u64,
     /// The state machine must have applied this slot before the read is served.
     index: Slot,
     /// The heartbeat a phase-2 quorum must acknowledge to confirm the ballot.
     seq: u64,
+    /// `Some((follower, boot))` for a follower's read-index request: once confirmed, the
+    /// index goes back to it (its own state machine must apply it, not ours).
+    asker: Option<(NodeId, u64)>,
+}
+
+/// Linearizable reads a follower holds for the leader's read index.
+#[derive(Clone, Debug, Default)]
+struct FollowerReads {
+    /// In arrival order.
+    waiting: VecDeque<FollowerRead>,
+    /// The last request sent (numbers start at 1).
+    sent: u64,
+    /// The highest request answered.
+    answered: u64,
+    /// Ticks `sent` has gone unanswered: past a few heartbeats it is sent again.
+    unanswered_ticks: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct FollowerRead {
+    id: u64,
+    /// The request whose answer covers it: one that left after the read arrived.
+    seq: u64,
+    /// The leader's read index, once it answered.
+    index: Option<Slot>,
 }
 
 #[derive(Clone, Debug)]
@@ -186,6 +212,8 @@ pub struct Replica<C, R> {
     stranded: Vec<C>,
     /// Per member, when a snapshot was last sent to it (tick).
     snapshot_sent: Vec<Option<u64>>,
+    /// Reads this replica holds as a follower.
+    follower_reads: FollowerReads,
     /// Negative control: a candidate that leads without phase 1.
     #[cfg(feature = "negative-controls")]
     skips_phase1: bool,
@@ -320,6 +348,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             forwards_seen: vec![SeenForwards::default(); count],
             stranded: Vec::new(),
             snapshot_sent: vec![None; count],
+            follower_reads: FollowerReads::default(),
             #[cfg(feature = "negative-controls")]
             skips_phase1: false,
         })
@@ -386,34 +415,55 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     }
 
     /// A linearizable read: once it may be served, [`Action::ReadReady`] with `id`
-    /// follows (or [`Action::ReadFailed`]). Only the leader serves reads: it notes its
-    /// commit point, confirms with a phase-2 quorum that its ballot is still current, and
-    /// waits until the state machine has applied through the noted point.
+    /// follows (or [`Action::ReadFailed`]). The leader notes its commit point (the read
+    /// index), confirms with a phase-2 quorum that its ballot is still current, and waits
+    /// until its state machine has applied through the index. A follower asks the leader
+    /// for a read index and waits until its own state machine has applied through it.
     pub fn read(&mut self, id: u64) -> Vec<Action<C>> {
+        match (&self.role, self.leader) {
+            (Role::Leader(_), _) => self.enqueue_read(id, None),
+            (Role::Follower, Some(leader)) => self.read_on_follower(id, leader),
+            _ => {
+                let error = ReadError::NotLeader {
+                    leader: self.leader,
+                };
+                self.out.push(Action::ReadFailed { id, error });
+            }
+        }
+        self.finish()
+    }
+
+    /// As leader: a read of ours (`asker` `None`) or a follower's read-index request.
+    fn enqueue_read(&mut self, id: u64, asker: Option<(NodeId, u64)>) {
         let Role::Leader(leader) = &mut self.role else {
-            let error = ReadError::NotLeader {
-                leader: self.leader,
-            };
-            self.out.push(Action::ReadFailed { id, error });
-            return self.finish();
+            return;
         };
         let index = self.log.commit().max(leader.recovered_through);
         if self.now < leader.lease_until {
             // Under the lease no other leader can have finished phase 1: the read needs
             // no message round, only the state machine to catch up with `index`.
-            leader.reads.push_back(PendingRead { id, index, seq: 0 });
-            self.serve_reads();
-            return self.finish();
+            let read = PendingRead {
+                id,
+                index,
+                seq: 0,
+                asker,
+            };
+            leader.reads.push_back(read);
+            return self.serve_reads();
         }
         // A heartbeat sent before the read arrived proves nothing about the time after
         // it; wait for the next one. Reads arriving together share it.
         let seq = leader.seq + 1;
         let round_open = leader.reads.back().is_some_and(|r| r.seq == seq);
-        leader.reads.push_back(PendingRead { id, index, seq });
+        leader.reads.push_back(PendingRead {
+            id,
+            index,
+            seq,
+            asker,
+        });
         if !round_open && !self.heartbeat_outstanding() {
             self.broadcast_heartbeat();
         }
-        self.finish()
     }
 
     /// The application took a snapshot covering every slot through `index` (at most what
@@ -448,6 +498,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
                     self.campaign();
                 }
                 self.catch_up_if_behind();
+                self.ask_read_index_again_if_unanswered();
             }
         }
         self.finish()
@@ -499,6 +550,10 @@ impl<C: Command, R: RngCore> Replica<C, R> {
                 seq,
             } => self.on_heartbeat(ballot, commit, seq),
             Message::HeartbeatAck { ballot, seq } => self.on_heartbeat_ack(sender, ballot, seq),
+            Message::ReadIndex { boot, seq, .. } => self.enqueue_read(seq, Some((from, boot))),
+            Message::ReadIndexReply {
+                boot, seq, index, ..
+            } => self.on_read_index_reply(boot, seq, index),
             Message::Forward {
                 boot,
                 seq,
@@ -546,7 +601,8 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         let role = mem::replace(&mut self.role, Role::Follower);
         self.leader = None;
         if let Role::Leader(old) = role {
-            for read in old.reads {
+            // A follower's request is dropped: it asks again, of the next leader.
+            for read in old.reads.into_iter().filter(|r| r.asker.is_none()) {
                 let error = ReadError::LeadershipLost;
                 self.out.push(Action::ReadFailed { id: read.id, error });
             }
@@ -562,6 +618,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         if self.grant_refuses(self.id) {
             return; // Our own acceptor still honours another leader's lease.
         }
+        self.fail_follower_reads();
         let Some(ballot) = Ballot::next_above(self.highest_seen.max(self.promised), self.id) else {
             return; // Rounds exhausted: never reuse a ballot, stay a follower.
         };
@@ -1044,6 +1101,9 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             self.out.push(Action::Apply { slot, entry });
             self.applied = slot;
         }
+        if !self.follower_reads.waiting.is_empty() {
+            self.serve_follower_reads();
+        }
     }
 
     // ---- heartbeats and reads ----------------------------------------------------------
@@ -1147,9 +1207,116 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         let Role::Leader(leader) = &mut self.role else {
             return;
         };
-        let served: Vec<u64> = leader.reads.drain(..ready).map(|r| r.id).collect();
-        self.out
-            .extend(served.into_iter().map(|id| Action::ReadReady { id }));
+        let ballot = leader.ballot;
+        let served: Vec<PendingRead> = leader.reads.drain(..ready).collect();
+        for read in served {
+            match read.asker {
+                None => self.out.push(Action::ReadReady { id: read.id }),
+                Some((follower, boot)) => {
+                    let reply = Message::ReadIndexReply {
+                        ballot,
+                        boot,
+                        seq: read.id,
+                        index: read.index,
+                    };
+                    self.send(follower, reply);
+                }
+            }
+        }
+    }
+
+    // ---- reads on a follower -----------------------------------------------------------
+
+    fn read_on_follower(&mut self, id: u64, leader: NodeId) {
+        let reads = &mut self.follower_reads;
+        // A request that left before the read arrived proves nothing about the time
+        // after it: the read waits for the next one. Reads arriving together share it.
+        let seq = reads.sent + 1;
+        let round_open = reads.waiting.back().is_some_and(|r| r.seq == seq);
+        reads.waiting.push_back(FollowerRead {
+            id,
+            seq,
+            index: None,
+        });
+        if !round_open && reads.answered == reads.sent {
+            self.ask_read_index(leader);
+        }
+    }
+
+    fn ask_read_index(&mut self, leader: NodeId) {
+        self.follower_reads.sent += 1;
+        self.send_read_index(leader);
+    }
+
+    /// Sends the latest request (again, if it was sent before).
+    fn send_read_index(&mut self, leader: NodeId) {
+        self.follower_reads.unanswered_ticks = 0;
+        let message = Message::ReadIndex {
+            ballot: self.promised,
+            boot: self.boot,
+            seq: self.follower_reads.sent,
+        };
+        self.send(leader, message);
+    }
+
+    fn on_read_index_reply(&mut self, boot: u64, seq: u64, index: Slot) {
+        let reads = &mut self.follower_reads;
+        if boot != self.boot || seq > reads.sent {
+            return; // For an earlier life of this replica, or forged.
+        }
+        reads.answered = reads.answered.max(seq);
+        for read in reads.waiting.iter_mut().filter(|r| r.seq <= seq) {
+            read.index.get_or_insert(index);
+        }
+        self.serve_follower_reads();
+        let reads = &self.follower_reads;
+        let next_round = reads.waiting.back().is_some_and(|r| r.seq > reads.sent);
+        if next_round && reads.answered == reads.sent {
+            if let Some(leader) = self.leader {
+                self.ask_read_index(leader);
+            }
+        }
+    }
+
+    /// Serves every read whose index the state machine has reached.
+    fn serve_follower_reads(&mut self) {
+        let applied = self.applied;
+        let mut served = Vec::new();
+        self.follower_reads.waiting.retain(|read| {
+            let ready = read.index.is_some_and(|index| index <= applied);
+            if ready {
+                served.push(Action::ReadReady { id: read.id });
+            }
+            !ready
+        });
+        self.out.extend(served);
+    }
+
+    /// A request or its answer may be lost, or the leader may have changed: after a few
+    /// heartbeats without an answer, the same request goes to the current leader. (The
+    /// reads it covers arrived before its first sending, so a later one still covers them.)
+    fn ask_read_index_again_if_unanswered(&mut self) {
+        let reads = &mut self.follower_reads;
+        if reads.answered == reads.sent {
+            return;
+        }
+        reads.unanswered_ticks += 1;
+        if reads.unanswered_ticks < 2 * self.options.heartbeat_ticks {
+            return;
+        }
+        if let Some(leader) = self.leader {
+            self.send_read_index(leader);
+        }
+    }
+
+    /// This replica campaigns: the leader its reads wait for is presumed gone.
+    fn fail_follower_reads(&mut self) {
+        let reads = &mut self.follower_reads;
+        reads.answered = reads.sent;
+        for read in mem::take(&mut reads.waiting) {
+            let error = ReadError::LeadershipLost;
+            self.out.push(Action::ReadFailed { id: read.id, error });
+        }
     }
 
     /// Once a phase-2 quorum acknowledged heartbeat `seq`, the leader holds a lease from
@@ -1418,6 +1585,10 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             }
             Role::Follower => {}
         }
+        assert!(
+            matches!(self.role, Role::Follower) || self.follower_reads.waiting.is_empty(),
+            "a candidate or leader holding reads for another leader"
+        );
     }
 }
 

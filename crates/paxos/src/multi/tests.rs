@@ -643,9 +643,154 @@ fn reads_are_served_by_a_confirmed_leader_after_it_applied() {
     let id = c.ids[leader];
     assert_eq!(c.reads_ready, vec![(id, 1), (id, 2)]);
     assert_eq!(commands(&c, leader), [1]);
+    // A follower asks the leader for its read index and serves the read itself.
     let follower = (leader + 1) % 3;
     c.read(follower, 3);
-    assert_eq!(c.reads_failed, vec![(c.ids[follower], 3)]);
+    assert_eq!(c.reads_ready.len(), 2, "served before the leader answered");
+    c.deliver(1000);
+    assert_eq!(c.reads_ready[2], (c.ids[follower], 3));
+    assert!(c.reads_failed.is_empty());
+}
+
+/// A follower following N1 at `b` that applied slot 1.
+fn follower_of_n1(b: Ballot) -> TestReplica {
+    let mut r = replica(N2);
+    r.step(N1, accept(b, 1, &[cmd(1)], 1));
+    assert_eq!(r.applied(), 1);
+    r
+}
+
+/// The read-index request in `actions`: (to, boot, seq).
+fn read_index_request(actions: &[Action<u64>]) -> Vec<(NodeId, u64, u64)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                to,
+                message: Message::ReadIndex { boot, seq, .. },
+            } => Some((*to, *boot, *seq)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn read_index_reply(b: Ballot, boot: u64, seq: u64, index: Slot) -> Message<u64> {
+    Message::ReadIndexReply {
+        ballot: b,
+        boot,
+        seq,
+        index,
+    }
+}
+
+#[test]
+fn a_follower_read_waits_for_the_leaders_read_index_and_its_own_apply() {
+    let b = ballot(1, N1);
+    let mut r = follower_of_n1(b);
+    let asked = read_index_request(&r.read(7));
+    let [(to, boot, 1)] = asked[..] else {
+        panic!("expected one request numbered 1, got {asked:?}");
+    };
+    assert_eq!(to, N1);
+    // Arrived after request 1 left: waits for request 2, which waits for 1's answer.
+    assert_eq!(r.read(8), vec![]);
+    // An answer for another boot of this replica is ignored.
+    assert_eq!(r.step(N1, read_index_reply(b, boot + 1, 1, 1)), vec![]);
+    // Index 2 is not applied yet: read 7 waits; request 2 leaves for read 8.
+    let actions = r.step(N1, read_index_reply(b, boot, 1, 2));
+    assert_eq!(read_index_request(&actions), vec![(N1, boot, 2)]);
+    assert_eq!(actions.len(), 1);
+    // Slot 2 applies: read 7 is served, after the apply.
+    let actions = r.step(N1, accept(b, 2, &[cmd(2)], 2));
+    let ready = Action::ReadReady { id: 7 };
+    assert_eq!(actions.last(), Some(&ready));
+    assert!(matches!(
+        actions[actions.len() - 2],
+        Action::Apply { slot: 2, .. }
+    ));
+    // A duplicate of the first answer does not serve read 8.
+    assert_eq!(r.step(N1, read_index_reply(b, boot, 1, 2)), vec![]);
+    let actions = r.step(N1, read_index_reply(b, boot, 2, 2));
+    assert_eq!(actions, vec![Action::ReadReady { id: 8 }]);
+}
+
+#[test]
+fn an_unanswered_read_index_request_is_sent_again_and_fails_when_the_follower_campaigns() {
+    let b = ballot(1, N1);
+    let mut r = follower_of_n1(b);
+    let asked = read_index_request(&r.read(7));
+    let [(_, boot, 1)] = asked[..] else {
+        panic!("expected one request, got {asked:?}");
+    };
+    let mut again = Vec::new();
+    let mut failed = Vec::new();
+    for _ in 0..100 {
+        let actions = r.tick();
+        again.extend(read_index_request(&actions));
+        failed.extend(
+            actions
+                .into_iter()
+                .filter(|a| matches!(a, Action::ReadFailed { .. })),
+        );
+        if !failed.is_empty() {
+            break;
+        }
+    }
+    assert!(again.len() >= 2, "resent: {again:?}");
+    assert!(again.iter().all(|&r| r == (N1, boot, 1)), "{again:?}");
+    let lost = Action::ReadFailed {
+        id: 7,
+        error: ReadError::LeadershipLost,
+    };
+    assert_eq!(failed, vec![lost]);
+}
+
+#[test]
+fn a_leader_answers_a_read_index_request_once_a_quorum_confirms_its_ballot() {
+    let mut c = Cluster::new(3, QuorumSpec::Majority, Options::default());
+    let leader = c.elect();
+    c.propose(leader, 1);
+    c.deliver(1000);
+    let lead = c.ids[leader];
+    let b = c.replicas[leader].as_ref().unwrap().promised();
+    let follower = c.ids[(leader + 1) % 3];
+    let request = Message::ReadIndex {
+        ballot: b,
+        boot: 42,
+        seq: 5,
+    };
+    let actions = c.replicas[leader].as_mut().unwrap().step(follower, request);
+    let heartbeat = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Send {
+                message: Message::Heartbeat { seq, .. },
+                ..
+            } => Some(*seq),
+            _ => None,
+        })
+        .expect("a confirming heartbeat");
+    assert!(
+        !actions.iter().any(|a| matches!(
+            a,
+            Action::Send {
+                message: Message::ReadIndexReply { .. },
+                ..
+            }
+        )),
+        "answered before confirmation"
+    );
+    let other = c.ids[(leader + 2) % 3];
+    let ack = Message::HeartbeatAck {
+        ballot: b,
+        seq: heartbeat,
+    };
+    let replica = c.replicas[leader].as_mut().unwrap();
+    // Its own ack and one other make a quorum.
+    assert_eq!(replica.step(lead, ack.clone()), vec![]);
+    let index = replica.commit();
+    let reply = send(follower, read_index_reply(b, 42, 5, index));
+    assert_eq!(replica.step(other, ack), vec![reply]);
 }
 
 #[test]
@@ -731,7 +876,7 @@ fn arbitrary_messages_are_handled_by_rule() {
                 _ => pick(40),
             };
             let entries: Vec<Entry<u64>> = (0..pick(4)).map(|k| cmd(pick(3) + k)).collect();
-            let message = match pick(12) {
+            let message = match pick(14) {
                 0 => prepare(b, slot),
                 1 => Message::Promise {
                     ballot: b,
@@ -768,6 +913,12 @@ fn arbitrary_messages_are_handled_by_rule() {
                     ballot: b,
                     from: slot,
                 },
+                12 => Message::ReadIndex {
+                    ballot: b,
+                    boot: pick(2),
+                    seq: pick(4),
+                },
+                13 => read_index_reply(b, pick(2), pick(4), pick(40)),
                 10 => Message::Chosen {
                     ballot: b,
                     first: slot,
