@@ -11,7 +11,6 @@ use rand_core::SeedableRng;
 use rand_pcg::Pcg64;
 use storage::{Committer, DiskOptions, DiskStorage, Identity, Storage};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::{self, Handle, Info};
 use crate::config::{parse_url, Config};
@@ -142,7 +141,9 @@ pub async fn run(
         let mut stop = stop_rx.clone();
         let router = routes(&handle, config.max_request_bytes + GRPC_OVERHEAD);
         servers.push(tokio::spawn(router.serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
+            // Without TCP_NODELAY, a small answer after a small request waits for the
+            // client's delayed ACK (Nagle): tens of milliseconds on watch events.
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             async move {
                 let _ = stop.wait_for(|s| *s).await;
             },
