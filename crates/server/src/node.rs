@@ -73,6 +73,8 @@ pub type Query = Box<dyn FnOnce(&mut Core) + Send>;
 pub enum Input {
     /// A message from a peer.
     Peer(NodeId, Message<Payload>),
+    /// A peer's connection to this member closed.
+    PeerLost(NodeId),
     /// A client's write (an encoded [`Command`] without origin and id yet).
     Propose(Op, Reply<Applied>),
     /// A client's linearizable read: answered with a view once it may be served.
@@ -93,6 +95,7 @@ impl std::fmt::Debug for Input {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Input::Peer(from, m) => write!(f, "Peer({from}, {})", m.kind()),
+            Input::PeerLost(from) => write!(f, "PeerLost({from})"),
             Input::Propose(op, _) => write!(f, "Propose({op:?})"),
             Input::Read(_) => write!(f, "Read"),
             Input::Watch(r) => write!(f, "Watch({r:?})"),
@@ -306,6 +309,10 @@ impl Core {
         match input {
             Input::Peer(from, message) => {
                 let actions = self.replica.step(from, message);
+                self.run_actions(actions);
+            }
+            Input::PeerLost(peer) => {
+                let actions = self.replica.peer_unreachable(peer);
                 self.run_actions(actions);
             }
             Input::Propose(op, reply) => {

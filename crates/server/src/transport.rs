@@ -242,9 +242,13 @@ async fn inbound(
         };
         let body = match frame {
             Ok(body) => body,
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return,
             Err(e) => {
-                tracing::warn!(%addr, peer = %hello.from, "dropped peer connection: {e}");
+                if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                    tracing::warn!(%addr, peer = %hello.from, "dropped peer connection: {e}");
+                }
+                // A peer that crashed closes its connections at once: tell the core,
+                // which campaigns early if it was the leader.
+                let _ = inputs.send(Input::PeerLost(hello.from));
                 return;
             }
         };

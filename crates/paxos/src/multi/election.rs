@@ -44,6 +44,18 @@ impl Election {
         self.restart(rng);
     }
 
+    /// The leader looks gone (its connection closed): campaign soon, after a short random
+    /// wait rather than a whole timeout. The wait is several heartbeats long, so a leader
+    /// that is alive (it only reconnected) is heard from first and cancels it.
+    pub(crate) fn suspect(&mut self, rng: &mut impl RngCore) {
+        let quick = (self.base / 3).max(2);
+        let wait = quick + rng.next_u32() % quick;
+        if wait < self.timeout.saturating_sub(self.elapsed) {
+            self.elapsed = 0;
+            self.timeout = wait;
+        }
+    }
+
     /// One tick; true when the timeout expired (and the timer restarted).
     pub(crate) fn tick(&mut self) -> bool {
         self.elapsed += 1;
@@ -77,6 +89,18 @@ mod tests {
             first.push(election.timeout());
         }
         assert!(first.iter().all(|&t| (10..20).contains(&t)));
+        // A suspected leader shortens the wait to [base/3, 2·base/3), never lengthens it.
+        for _ in 0..50 {
+            election.heard_from_leader(&mut rng);
+            election.suspect(&mut rng);
+            assert!(
+                (3..6).contains(&election.timeout()),
+                "{}",
+                election.timeout()
+            );
+            election.suspect(&mut rng);
+            assert!(election.timeout() < 6);
+        }
         assert!(first.iter().min() < first.iter().max(), "not random");
         for _ in 0..10 {
             election.campaign_started(&mut rng);

@@ -481,6 +481,18 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         self.finish()
     }
 
+    /// The driver lost its connection from `peer` (it closed: on one machine or a LAN,
+    /// what a crashed process looks like at once). If `peer` is the leader this follower
+    /// follows, it campaigns after a few heartbeats instead of a whole election timeout,
+    /// unless the leader is heard from meanwhile. Only liveness depends on this hint: a
+    /// wrong one costs at most an election.
+    pub fn peer_unreachable(&mut self, peer: NodeId) -> Vec<Action<C>> {
+        if matches!(self.role, Role::Follower) && self.leader == Some(peer) {
+            self.election.suspect(&mut self.rng);
+        }
+        self.finish()
+    }
+
     /// One tick of logical time.
     pub fn tick(&mut self) -> Vec<Action<C>> {
         self.now += 1;

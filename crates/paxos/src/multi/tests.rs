@@ -415,6 +415,44 @@ fn a_prepare_for_compacted_slots_is_answered_behind() {
     assert_eq!(actions, vec![send(N3, behind)]);
 }
 
+/// Ticks until `r` campaigns; how many ticks that took.
+fn ticks_to_campaign(r: &mut TestReplica) -> usize {
+    (1..1000)
+        .find(|_| {
+            r.tick().iter().any(|a| {
+                matches!(
+                    a,
+                    Action::Send {
+                        message: Message::Prepare { .. },
+                        ..
+                    }
+                )
+            })
+        })
+        .expect("never campaigned")
+}
+
+#[test]
+fn a_follower_that_loses_its_leaders_connection_campaigns_after_a_few_heartbeats() {
+    let b = ballot(1, N1);
+    let mut r = replica(N2);
+    r.step(N1, heartbeat(b, 0, 1));
+    // Another member's connection says nothing about the leader: a whole timeout.
+    assert_eq!(r.peer_unreachable(N3), vec![]);
+    assert!(ticks_to_campaign(&mut r) >= 10);
+    let mut r = replica(N2);
+    r.step(N1, heartbeat(b, 0, 1));
+    assert_eq!(r.peer_unreachable(N1), vec![]);
+    assert!(ticks_to_campaign(&mut r) < 10 / 3 * 2);
+    // A leader heard from again (it only reconnected) cancels the suspicion.
+    let mut r = replica(N2);
+    r.step(N1, heartbeat(b, 0, 1));
+    r.peer_unreachable(N1);
+    r.tick();
+    r.step(N1, heartbeat(b, 0, 2));
+    assert!(ticks_to_campaign(&mut r) >= 10);
+}
+
 #[test]
 fn reads_fail_away_from_the_leader() {
     let mut r = replica(N2);
