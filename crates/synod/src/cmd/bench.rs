@@ -1,6 +1,10 @@
 //! `synod bench`: a closed-loop load generator for any etcd v3 endpoint (Synod or etcd),
 //! reporting as etcd's `benchmark` tool does: total time, slowest, fastest, average,
 //! standard deviation, requests per second and latency percentiles (or `--json`).
+//!
+//! `failover-probe` is not a load: it measures leader failover, from `kill -9` of a member
+//! (`--kill-pid`, normally the leader) to the first put that succeeds through the given
+//! endpoints, retrying with a short per-request deadline (`--request-timeout-ms`).
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +30,10 @@ pub enum Workload {
     WatchLatency,
     /// Ranges and puts mixed (see --read-ratio).
     Mixed,
+    /// Leader failover: after one put through every endpoint, `kill -9` --kill-pid, then
+    /// retry a put round-robin over the endpoints (each with --request-timeout-ms) until
+    /// one succeeds; reports the milliseconds from the kill.
+    FailoverProbe,
 }
 
 /// Read consistency for ranges.
@@ -82,6 +90,15 @@ pub struct BenchArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// failover-probe: the process to `kill -9` once the probe is connected.
+    #[arg(long)]
+    kill_pid: Option<u32>,
+    /// failover-probe: the deadline of each put, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    request_timeout_ms: u64,
+    /// failover-probe: give up after this many seconds without a successful put.
+    #[arg(long, default_value_t = 60.0)]
+    give_up_after: f64,
 }
 
 /// What a run measured.
@@ -407,6 +424,118 @@ fn progress(plan: Arc<Plan>, total: Option<u64>, quiet: bool) -> tokio::task::Jo
     })
 }
 
+/// What `failover-probe` measured.
+#[derive(Debug)]
+struct Failover {
+    /// From the kill to the first successful put's response.
+    elapsed: Duration,
+    /// How long running the `kill` command took (not included in `elapsed`).
+    kill: Duration,
+    attempts: u64,
+    endpoint: String,
+    last_error: String,
+}
+
+/// The shortest time between the starts of two attempts, so that fast failures (no leader,
+/// connection refused) do not turn the probe into a busy loop competing for the CPU with
+/// the election it measures.
+const PROBE_SPACING: Duration = Duration::from_millis(5);
+
+fn probe_put(n: u64) -> pb::PutRequest {
+    pb::PutRequest {
+        key: b"bench-failover-probe".to_vec(),
+        value: n.to_string().into_bytes(),
+        ..Default::default()
+    }
+}
+
+async fn failover_probe(args: &BenchArgs, endpoints: &[String]) -> Result<Failover, String> {
+    let deadline = Duration::from_millis(args.request_timeout_ms.max(1));
+    let mut clients = Vec::new();
+    for endpoint in endpoints {
+        let channel = Channel::from_shared(format!("http://{endpoint}"))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(deadline)
+            .connect_lazy();
+        clients.push((endpoint.clone(), KvClient::new(channel)));
+    }
+    // Every connection up and the cluster writable before the kill.
+    for (endpoint, kv) in &mut clients {
+        tokio::time::timeout(Duration::from_secs(10), kv.put(probe_put(0)))
+            .await
+            .map_err(|_| format!("{endpoint}: no answer to the first put in 10 s"))?
+            .map_err(|e| format!("{endpoint}: the first put failed: {}", e.message()))?;
+    }
+    // The clock starts when `kill` has returned: its last act is the signal, whereas
+    // starting the process (what `kill_ms` measures) takes milliseconds.
+    let spawned = Instant::now();
+    if let Some(pid) = args.kill_pid {
+        let status = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .map_err(|e| format!("kill -9 {pid}: {e}"))?;
+        if !status.success() {
+            return Err(format!("kill -9 {pid}: {status}"));
+        }
+    }
+    let kill = spawned.elapsed();
+    let started = Instant::now();
+    let give_up = Duration::from_secs_f64(args.give_up_after.max(0.0));
+    let mut attempts = 0;
+    let mut last_error = String::new();
+    loop {
+        for (endpoint, kv) in &mut clients {
+            attempts += 1;
+            let attempt = Instant::now();
+            match tokio::time::timeout(deadline, kv.put(probe_put(attempts))).await {
+                Ok(Ok(_)) => {
+                    return Ok(Failover {
+                        elapsed: started.elapsed(),
+                        kill,
+                        attempts,
+                        endpoint: endpoint.clone(),
+                        last_error,
+                    })
+                }
+                Ok(Err(status)) => last_error = format!("{endpoint}: {}", status.message()),
+                Err(_) => last_error = format!("{endpoint}: no answer in {deadline:?}"),
+            }
+            if started.elapsed() >= give_up {
+                return Err(format!(
+                    "no successful put in {give_up:?} ({attempts} attempts; last: {last_error})"
+                ));
+            }
+            tokio::time::sleep_until((attempt + PROBE_SPACING).into()).await;
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn report_failover(args: &BenchArgs, f: &Failover) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    if args.json {
+        let out = serde_json::json!({
+            "workload": "failover-probe",
+            "elapsed_ms": ms(f.elapsed), "kill_ms": ms(f.kill),
+            "attempts": f.attempts, "endpoint": f.endpoint,
+            "request_timeout_ms": args.request_timeout_ms,
+            "last_error": f.last_error,
+        });
+        println!("{out}");
+        return;
+    }
+    println!(
+        "first successful put {:.1} ms after the kill ({} attempts, via {}; the kill took {:.1} ms)",
+        ms(f.elapsed),
+        f.attempts,
+        f.endpoint,
+        ms(f.kill)
+    );
+    if !f.last_error.is_empty() {
+        println!("last error before it: {}", f.last_error);
+    }
+}
+
 /// Runs `synod bench`.
 pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
     let endpoints: Vec<String> = args
@@ -421,6 +550,11 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    if args.workload == Workload::FailoverProbe {
+        let failover = runtime.block_on(failover_probe(&args, &endpoints))?;
+        report_failover(&args, &failover);
+        return Ok(ExitCode::SUCCESS);
+    }
     let args = Arc::new(args);
     let results = runtime.block_on(async {
         let channels = connect(&endpoints, args.conns).await?;
