@@ -15,6 +15,7 @@
 //! a CRC32C of everything before it (u32).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io;
 
 use crate::history::History;
 use crate::lease::LeaseState;
@@ -48,52 +49,60 @@ impl std::error::Error for SnapshotError {}
 impl Store {
     /// The whole state as bytes.
     pub fn snapshot(&self) -> Vec<u8> {
-        let mut out = MAGIC.to_vec();
+        let mut out = Vec::new();
+        // Writing into a Vec cannot fail.
+        let _ = self.write_snapshot(&mut out);
+        out
+    }
+
+    /// Writes the whole state to `out` as it goes, a few kilobytes at a time: a large
+    /// store never needs a second copy of itself in memory.
+    pub fn write_snapshot(&self, out: &mut dyn io::Write) -> io::Result<()> {
+        let mut w = Encoder::new(out);
+        w.put(MAGIC)?;
         for n in [
             self.revision,
             self.compacted,
             self.leases.next_id,
             self.leases.min_ttl,
         ] {
-            out.extend_from_slice(&n.to_le_bytes());
+            w.put(&n.to_le_bytes())?;
         }
-        out.extend_from_slice(&(self.leases.leases.len() as u64).to_le_bytes());
+        w.put(&(self.leases.leases.len() as u64).to_le_bytes())?;
         for (id, lease) in &self.leases.leases {
-            out.extend_from_slice(&id.to_le_bytes());
-            out.extend_from_slice(&lease.ttl.to_le_bytes());
-            out.extend_from_slice(&lease.refreshes.to_le_bytes());
-            put_len(&mut out, lease.keys.len());
+            w.put(&id.to_le_bytes())?;
+            w.put(&lease.ttl.to_le_bytes())?;
+            w.put(&lease.refreshes.to_le_bytes())?;
+            w.len(lease.keys.len())?;
             for key in &lease.keys {
-                put_bytes(&mut out, key);
+                w.bytes(key)?;
             }
         }
-        out.extend_from_slice(&(self.alarms.len() as u64).to_le_bytes());
+        w.put(&(self.alarms.len() as u64).to_le_bytes())?;
         for (member, alarm) in &self.alarms {
-            out.extend_from_slice(&member.to_le_bytes());
-            out.extend_from_slice(&alarm.to_le_bytes());
+            w.put(&member.to_le_bytes())?;
+            w.put(&alarm.to_le_bytes())?;
         }
-        out.extend_from_slice(&(self.keys.len() as u64).to_le_bytes());
+        w.put(&(self.keys.len() as u64).to_le_bytes())?;
         for (key, history) in &self.keys {
-            put_bytes(&mut out, key);
-            put_len(&mut out, history.len());
+            w.bytes(key)?;
+            w.len(history.len())?;
             for change in history.oldest_first() {
-                out.extend_from_slice(&change.revision.to_le_bytes());
-                out.extend_from_slice(&change.sub.to_le_bytes());
+                w.put(&change.revision.to_le_bytes())?;
+                w.put(&change.sub.to_le_bytes())?;
                 match &change.kv {
-                    None => out.push(0),
+                    None => w.put(&[0])?,
                     Some(kv) => {
-                        out.push(1);
+                        w.put(&[1])?;
                         for n in [kv.create_revision, kv.mod_revision, kv.version, kv.lease] {
-                            out.extend_from_slice(&n.to_le_bytes());
+                            w.put(&n.to_le_bytes())?;
                         }
-                        put_bytes(&mut out, &kv.value);
+                        w.bytes(&kv.value)?;
                     }
                 }
             }
         }
-        let crc = crc32c::crc32c(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
+        w.finish()
     }
 
     /// The state a snapshot describes.
@@ -110,13 +119,54 @@ impl Store {
     }
 }
 
-fn put_len(out: &mut Vec<u8>, len: usize) {
-    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+/// Bytes gathered before they go to the writer (and into the checksum).
+const ENCODER_BUFFER: usize = 64 << 10;
+
+/// Buffers small writes, checksums everything, and ends with the checksum.
+struct Encoder<'a> {
+    out: &'a mut dyn io::Write,
+    buf: Vec<u8>,
+    crc: u32,
 }
 
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_len(out, bytes.len());
-    out.extend_from_slice(bytes);
+impl<'a> Encoder<'a> {
+    fn new(out: &'a mut dyn io::Write) -> Encoder<'a> {
+        Encoder {
+            out,
+            buf: Vec::with_capacity(ENCODER_BUFFER),
+            crc: 0,
+        }
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= ENCODER_BUFFER {
+            self.drain()?;
+        }
+        Ok(())
+    }
+
+    fn len(&mut self, len: usize) -> io::Result<()> {
+        self.put(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes())
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.len(bytes.len())?;
+        self.put(bytes)
+    }
+
+    fn drain(&mut self) -> io::Result<()> {
+        self.crc = crc32c::crc32c_append(self.crc, &self.buf);
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<()> {
+        self.drain()?;
+        self.out.write_all(&self.crc.to_le_bytes())?;
+        self.out.flush()
+    }
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -235,6 +285,39 @@ mod tests {
         s.delete_range(&d).unwrap();
         s.compact(Compaction { revision: 3 }).unwrap();
         s
+    }
+
+    /// A writer that takes at most 7 bytes a call: the encoder must not assume whole writes.
+    struct Trickle(Vec<u8>);
+
+    impl io::Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(7);
+            self.0.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_store_larger_than_the_encoder_buffer_streams_and_restores() {
+        let mut s = sample();
+        for i in 0..2_000u32 {
+            let put = Put {
+                key: format!("key-{i:05}").into_bytes(),
+                value: vec![(i % 251) as u8; 100],
+                ..Put::default()
+            };
+            s.put(&put).unwrap();
+        }
+        let mut out = Trickle(Vec::new());
+        s.write_snapshot(&mut out).unwrap();
+        assert!(out.0.len() > 3 * ENCODER_BUFFER);
+        assert_eq!(out.0, s.snapshot());
+        assert_eq!(Store::restore(&out.0).unwrap(), s);
     }
 
     #[test]

@@ -110,7 +110,7 @@ impl Cluster {
     fn compact(&mut self) {
         for i in 0..self.replicas.len() {
             let applied = self.replicas[i].applied();
-            let actions = self.replicas[i].snapshot_taken(applied, Arc::from(Vec::new()));
+            let actions = self.replicas[i].snapshot_taken(applied, Vec::new().into());
             self.carry_out(i, actions);
         }
     }

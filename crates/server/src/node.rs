@@ -11,11 +11,12 @@
 //! durable. So no message reports, and no client hears of, state that is not on disk.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use paxos::multi::{Action, Entry, Message, ProposeError, Replica, RoleKind, Slot};
+use paxos::multi::{Action, Entry, Message, ProposeError, Replica, RoleKind, Slot, SnapshotData};
 use paxos::NodeId;
 use prost::Message as _;
 use rand_pcg::Pcg64;
@@ -85,8 +86,8 @@ pub enum Input {
     Query(Query),
     /// The committer finished a persist.
     Persisted(Completion),
-    /// A background snapshot is ready.
-    SnapshotReady(Slot, Arc<[u8]>),
+    /// A background snapshot is in its file (or could not be written).
+    SnapshotReady(Slot, Result<SnapshotData, String>),
     /// Stop.
     Shutdown,
 }
@@ -140,6 +141,7 @@ pub struct Core {
     replica: Replica<Payload, Pcg64>,
     store: kv::Store,
     committer: Committer<Payload>,
+    snapshot_dir: PathBuf,
     completions: Sender<Completion>,
     peers: Peers,
     options: CoreOptions,
@@ -196,6 +198,8 @@ pub struct Parts {
     pub snapshot_index: Slot,
     /// Group commit in front of the disk.
     pub committer: Committer<Payload>,
+    /// Where the storage keeps snapshot files: the core writes its own there.
+    pub snapshot_dir: PathBuf,
     /// Outgoing peer queues.
     pub peers: Peers,
     /// Tunables.
@@ -236,6 +240,7 @@ impl Core {
             replica: parts.replica,
             store,
             committer: parts.committer,
+            snapshot_dir: parts.snapshot_dir,
             completions,
             peers: parts.peers,
             options: parts.options,
@@ -334,11 +339,17 @@ impl Core {
                 self.durable = self.durable.max(tag);
                 self.release_blocked();
             }
-            Input::SnapshotReady(index, data) => {
+            Input::SnapshotReady(index, written) => {
                 self.snapshotting = false;
+                // After a failure too: the next attempt waits for as many applies again.
                 self.last_snapshot = index;
-                let actions = self.replica.snapshot_taken(index, data);
-                self.run_actions(actions);
+                match written {
+                    Ok(data) => {
+                        let actions = self.replica.snapshot_taken(index, data);
+                        self.run_actions(actions);
+                    }
+                    Err(e) => tracing::warn!(slot = index, "cannot write a snapshot: {e}"),
+                }
             }
             Input::Shutdown => {}
         }
@@ -491,8 +502,13 @@ impl Core {
             Action::Persist(_) => {}
             Action::Send { to, message } if to == self.me => self.local.push_back(message),
             Action::Send { to, message } => self.peers.send(to, message),
+            Action::SendSnapshot { .. } => {
+                if let Some((to, chunks)) = action.snapshot_chunks() {
+                    self.peers.stream(to, chunks);
+                }
+            }
             Action::Apply { slot, entry } => self.apply(slot, entry),
-            Action::InstallSnapshot { index, data } => match kv::Store::restore(&data) {
+            Action::InstallSnapshot { index, data } => match self.restore(&data) {
                 Ok(mut store) => {
                     // Events the old store journaled but did not dispatch, and those the
                     // snapshot skips, reach watchers from the new store's history.
@@ -520,6 +536,12 @@ impl Core {
             // Not here, mid-batch: proposing now would run new actions ahead of older ones.
             Action::ReadFailed { id, .. } => self.failed_reads.push(id),
         }
+    }
+
+    /// The store a snapshot from a peer describes.
+    fn restore(&self, data: &SnapshotData) -> Result<kv::Store, String> {
+        let bytes = data.to_vec().map_err(|e| e.to_string())?;
+        kv::Store::restore(&bytes).map_err(|e| e.to_string())
     }
 
     fn apply(&mut self, slot: Slot, entry: Entry<Payload>) {
@@ -768,12 +790,15 @@ impl Core {
         self.snapshotting = true;
         let store = self.store.clone();
         let inputs = self.inputs.clone();
+        let dir = self.snapshot_dir.clone();
         // Serializing a large store takes a while; the clone lets applies go on.
         let spawned = std::thread::Builder::new()
             .name("synod-snapshot".into())
             .spawn(move || {
-                let bytes: Arc<[u8]> = store.snapshot().into();
-                let _ = inputs.send(Input::SnapshotReady(applied, bytes));
+                let written =
+                    storage::write_snapshot(&dir, applied, |out| store.write_snapshot(out));
+                let written = written.map_err(|e| e.to_string());
+                let _ = inputs.send(Input::SnapshotReady(applied, written));
             });
         if let Err(e) = spawned {
             tracing::warn!("cannot start a snapshot thread: {e}; retrying later");

@@ -3,9 +3,8 @@
 //! is restored from the same file and starts with the store it holds.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use paxos::multi::Write;
+use paxos::multi::{SnapshotData, Write};
 use storage::{DiskOptions, DiskStorage, Identity, Storage};
 
 use crate::api::maintenance::from_backup_file;
@@ -35,7 +34,7 @@ pub fn restore(config: &Config, file: &[u8]) -> Result<kv::Store, String> {
     };
     let disk = DiskStorage::<Payload>::open(&dir, DiskOptions::new(identity))
         .map_err(|e| e.to_string())?;
-    let data: Arc<[u8]> = snapshot.into();
+    let data = SnapshotData::from(snapshot.to_vec());
     let writes = vec![
         Write::Snapshot {
             index: RESTORED_SLOT,

@@ -58,7 +58,7 @@ pub async fn run(
     )?);
     let durable = disk.recovered()?;
     let (store, snapshot_index) = match &durable.snapshot {
-        Some((index, bytes)) => (kv::Store::restore(bytes)?, *index),
+        Some((index, data)) => (kv::Store::restore(&data.to_vec()?)?, *index),
         None => (
             kv::Store::with_min_lease_ttl(min_lease_ttl(config.election_timeout)),
             0,
@@ -96,6 +96,7 @@ pub async fn run(
         store,
         snapshot_index,
         committer: Committer::start(disk),
+        snapshot_dir: dir.clone(),
         peers,
         options: CoreOptions {
             tick: config.heartbeat,

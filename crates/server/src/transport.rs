@@ -8,13 +8,14 @@
 //! a bounded queue, and while a peer is unreachable its messages are dropped rather than
 //! kept (they would be stale by the time it is back; the protocol resends what matters).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use paxos::multi::Message;
 use paxos::NodeId;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -38,27 +39,104 @@ const HELLO_MAX: usize = 64;
 /// the dialer for the kernel's SYN timeout, minutes).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Snapshot chunks queued to one peer and not yet written to its socket: a stream reads
+/// the next chunk from disk only when an earlier one has gone out.
+const SNAPSHOT_WINDOW: usize = 4;
+
+/// What a peer's queue carries.
+#[derive(Debug)]
+enum Outgoing {
+    Message(Message<Payload>),
+    /// Answered once everything queued before it was written to the socket (dropped,
+    /// so the receiver sees an error, if the connection failed first).
+    Written(oneshot::Sender<()>),
+}
+
 /// The sending side: one queue per peer.
 #[derive(Debug, Default)]
 pub struct Peers {
-    queues: HashMap<NodeId, mpsc::Sender<Message<Payload>>>,
+    queues: HashMap<NodeId, Queue>,
+    /// The runtime the connections run on: the core calls in from its own thread.
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+#[derive(Debug)]
+struct Queue {
+    sender: mpsc::Sender<Outgoing>,
+    /// Whether a snapshot stream to this peer is under way (one at a time).
+    streaming: Arc<AtomicBool>,
 }
 
 impl Peers {
     /// Queues `message` for `to`; drops it if the queue is full or `to` is unknown.
     pub fn send(&self, to: NodeId, message: Message<Payload>) {
         if let Some(queue) = self.queues.get(&to) {
-            let _ = queue.try_send(message);
+            let _ = queue.sender.try_send(Outgoing::Message(message));
         }
     }
+
+    /// Streams `chunks` (a snapshot's messages, read as they are reached) to `to` on a
+    /// blocking thread, at most [`SNAPSHOT_WINDOW`] chunks ahead of the socket. A chunk
+    /// that cannot be read, or a connection that fails, ends the stream: the replica sends
+    /// the snapshot again if the peer still needs it. A stream already under way to `to`
+    /// makes this one a no-op.
+    pub fn stream<I>(&self, to: NodeId, chunks: I)
+    where
+        I: Iterator<Item = std::io::Result<Message<Payload>>> + Send + 'static,
+    {
+        let Some(queue) = self.queues.get(&to) else {
+            return;
+        };
+        if queue.streaming.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (sender, streaming) = (queue.sender.clone(), queue.streaming.clone());
+        let Some(runtime) = &self.runtime else {
+            tracing::warn!(peer = %to, "no runtime to stream a snapshot on");
+            streaming.store(false, Ordering::Release);
+            return;
+        };
+        runtime.spawn_blocking(move || {
+            if let Err(e) = stream_chunks(&sender, chunks) {
+                tracing::warn!(peer = %to, "snapshot stream ended: {e}");
+            }
+            streaming.store(false, Ordering::Release);
+        });
+    }
+}
+
+fn stream_chunks<I>(sender: &mpsc::Sender<Outgoing>, chunks: I) -> Result<(), String>
+where
+    I: Iterator<Item = std::io::Result<Message<Payload>>>,
+{
+    let closed = |_| "the connection closed".to_string();
+    let mut written = VecDeque::new();
+    for chunk in chunks {
+        let chunk = chunk.map_err(|e| format!("cannot read the snapshot: {e}"))?;
+        sender
+            .blocking_send(Outgoing::Message(chunk))
+            .map_err(closed)?;
+        let (done, wait) = oneshot::channel();
+        sender
+            .blocking_send(Outgoing::Written(done))
+            .map_err(closed)?;
+        written.push_back(wait);
+        if written.len() >= SNAPSHOT_WINDOW {
+            if let Some(wait) = written.pop_front() {
+                wait.blocking_recv().map_err(|_| "the connection failed")?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Starts one dialing task per peer on the current runtime.
 pub fn dial(me: NodeId, cluster: u64, peers: &[(NodeId, SocketAddr)]) -> Peers {
     let mut queues = HashMap::new();
     for &(to, addr) in peers {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        queues.insert(to, tx);
+        let (sender, rx) = mpsc::channel(QUEUE);
+        let streaming = Arc::default();
+        queues.insert(to, Queue { sender, streaming });
         let hello = Hello {
             cluster,
             from: me,
@@ -66,10 +144,13 @@ pub fn dial(me: NodeId, cluster: u64, peers: &[(NodeId, SocketAddr)]) -> Peers {
         };
         tokio::spawn(outbound(hello, addr, rx));
     }
-    Peers { queues }
+    Peers {
+        queues,
+        runtime: Some(tokio::runtime::Handle::current()),
+    }
 }
 
-async fn outbound(hello: Hello, addr: SocketAddr, mut rx: mpsc::Receiver<Message<Payload>>) {
+async fn outbound(hello: Hello, addr: SocketAddr, mut rx: mpsc::Receiver<Outgoing>) {
     let mut backoff = Duration::from_millis(20);
     let mut reported = false;
     loop {
@@ -111,22 +192,35 @@ async fn outbound(hello: Hello, addr: SocketAddr, mut rx: mpsc::Receiver<Message
 async fn pump(
     mut stream: TcpStream,
     hello: Hello,
-    rx: &mut mpsc::Receiver<Message<Payload>>,
+    rx: &mut mpsc::Receiver<Outgoing>,
 ) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(64 << 10);
     wire::frame(&mut buf, |out| wire::encode_hello(&hello, out));
     write(&mut stream, &buf).await?;
+    let mut written = Vec::new();
     loop {
         let Some(first) = rx.recv().await else {
             return Ok(());
         };
         buf.clear();
-        wire::frame(&mut buf, |out| wire::encode_message(&first, out));
-        while buf.len() < COALESCE_BYTES {
-            let Ok(next) = rx.try_recv() else { break };
-            wire::frame(&mut buf, |out| wire::encode_message(&next, out));
+        let mut next = Some(first);
+        while let Some(outgoing) = next {
+            match outgoing {
+                Outgoing::Message(m) => wire::frame(&mut buf, |out| wire::encode_message(&m, out)),
+                Outgoing::Written(done) => written.push(done),
+            }
+            next = if buf.len() < COALESCE_BYTES {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
         }
-        write(&mut stream, &buf).await?;
+        if !buf.is_empty() {
+            write(&mut stream, &buf).await?;
+        }
+        for done in written.drain(..) {
+            let _ = done.send(());
+        }
     }
 }
 
@@ -274,4 +368,105 @@ async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max: usize) -> std::io
     reader.read_exact(&mut body).await?;
     wire::check_body(&body, crc).map_err(|e| bad(e.to_string()))?;
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paxos::Ballot;
+
+    fn chunk(offset: u64) -> std::io::Result<Message<Payload>> {
+        Ok(Message::Snapshot {
+            ballot: Ballot::ZERO,
+            index: 9,
+            offset,
+            total: 100,
+            data: vec![0; 10],
+        })
+    }
+
+    fn peers_with_queue() -> (Peers, mpsc::Receiver<Outgoing>) {
+        let (sender, rx) = mpsc::channel(QUEUE);
+        let queue = Queue {
+            sender,
+            streaming: Arc::default(),
+        };
+        let peers = Peers {
+            queues: HashMap::from([(NodeId(2), queue)]),
+            runtime: Some(tokio::runtime::Handle::current()),
+        };
+        (peers, rx)
+    }
+
+    async fn next(rx: &mut mpsc::Receiver<Outgoing>) -> Option<Outgoing> {
+        tokio::time::timeout(Duration::from_millis(300), rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_stream_stays_a_window_ahead_of_the_socket() {
+        let (peers, mut rx) = peers_with_queue();
+        peers.stream(NodeId(2), (0..10).map(|i| chunk(i * 10)));
+        // A second stream while one is under way is refused.
+        peers.stream(NodeId(2), (0..10).map(|i| chunk(i * 10)));
+        let mut unwritten = Vec::new();
+        let mut offsets = Vec::new();
+        // Nothing is acknowledged as written: the stream stops after the window.
+        while let Some(item) = next(&mut rx).await {
+            match item {
+                Outgoing::Message(Message::Snapshot { offset, .. }) => offsets.push(offset),
+                Outgoing::Written(done) => unwritten.push(done),
+                Outgoing::Message(other) => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(offsets, vec![0, 10, 20, 30]);
+        // Written: the rest follows, in order, and the stream ends.
+        for done in unwritten.drain(..) {
+            let _ = done.send(());
+        }
+        while offsets.len() < 10 {
+            match next(&mut rx).await.expect("the stream goes on") {
+                Outgoing::Message(Message::Snapshot { offset, .. }) => offsets.push(offset),
+                Outgoing::Written(done) => {
+                    let _ = done.send(());
+                }
+                Outgoing::Message(other) => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(offsets, (0..10).map(|i| i * 10).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_failed_connection_ends_the_stream_and_allows_the_next() {
+        let (peers, mut rx) = peers_with_queue();
+        peers.stream(NodeId(2), (0..10).map(|i| chunk(i * 10)));
+        // Dropping the markers is what a failed connection does.
+        let mut sent = 0;
+        while let Some(item) = next(&mut rx).await {
+            if matches!(item, Outgoing::Message(_)) {
+                sent += 1;
+            }
+        }
+        assert_eq!(sent, SNAPSHOT_WINDOW);
+        let queue = &peers.queues[&NodeId(2)];
+        for _ in 0..100 {
+            if !queue.streaming.load(Ordering::Acquire) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            !queue.streaming.load(Ordering::Acquire),
+            "the stream did not end"
+        );
+        // A chunk that cannot be read ends a stream too, after the chunks before it.
+        let unreadable = std::io::Error::other("disk gone");
+        let chunks = vec![chunk(0), Err(unreadable)].into_iter();
+        peers.stream(NodeId(2), chunks);
+        assert!(matches!(next(&mut rx).await, Some(Outgoing::Message(_))));
+        assert!(matches!(next(&mut rx).await, Some(Outgoing::Written(_))));
+        assert!(next(&mut rx).await.is_none());
+    }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use paxos::multi::{
     Action, Durable, Entry, Lease, Members, Message, Options as ReplicaOptions, ReadError, Replica,
-    RoleKind, Slot, Write as DiskWrite,
+    RoleKind, Slot, SnapshotData, Write as DiskWrite,
 };
 use paxos::{Ballot, NodeId, QuorumSpec};
 use rand_core::{RngCore, SeedableRng};
@@ -722,8 +722,17 @@ impl World {
                 Action::Persist(write) => self.persist(node, write),
                 Action::Send { to, message } => self.send(node, to, message),
                 Action::Apply { slot, entry } => self.apply(node, slot, entry),
+                Action::SendSnapshot { .. } => {
+                    if let Some((to, chunks)) = action.snapshot_chunks() {
+                        // In memory, a chunk always reads.
+                        for message in chunks.flatten() {
+                            self.send(node, to, message);
+                        }
+                    }
+                }
                 Action::InstallSnapshot { index, data } => {
-                    self.nodes[node].store = self.restore_store(node, &data);
+                    let bytes = data.to_vec().unwrap_or_default();
+                    self.nodes[node].store = self.restore_store(node, &bytes);
                     self.nodes[node].applied = index;
                     self.note(node, "install-snapshot");
                 }
@@ -862,7 +871,7 @@ impl World {
         }
         if slot % SNAPSHOT_EVERY == 0 {
             self.stats.snapshots += 1;
-            let data: Arc<[u8]> = self.nodes[node].store.snapshot().into();
+            let data = SnapshotData::from(self.nodes[node].store.snapshot());
             if let Some(replica) = self.nodes[node].replica.as_mut() {
                 let actions = replica.snapshot_taken(slot, data);
                 self.nodes[node].backlog.extend(actions);
@@ -1180,8 +1189,8 @@ impl World {
         let (index, data) = durable
             .snapshot
             .clone()
-            .unwrap_or((0, Arc::from(Vec::new())));
-        let store = match Store::restore(&data) {
+            .unwrap_or((0, SnapshotData::from(Vec::new())));
+        let store = match Store::restore(&data.to_vec().unwrap_or_default()) {
             Ok(store) => store,
             Err(error) => {
                 let problem = format!("n{}: its snapshot does not restore: {error}", n.id.0);

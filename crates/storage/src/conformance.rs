@@ -1,9 +1,7 @@
 //! One suite of behaviours every implementation must show: the contract of the crate
 //! documentation, run against memory, faulty and disk storage alike.
 
-use std::sync::Arc;
-
-use paxos::multi::{Durable, Entry, LogEntry, Write};
+use paxos::multi::{Durable, Entry, LogEntry, SnapshotData, Write};
 use paxos::{Ballot, NodeId};
 
 use crate::{DiskOptions, DiskStorage, FaultyStorage, Identity, MemoryStorage, Storage};
@@ -78,7 +76,7 @@ fn conformance<S: Storage<u64>>(open: &mut dyn FnMut() -> S, reopen: &mut dyn Fn
     // A snapshot replaces every vote at or below its index, and its bytes come back.
     let s = open();
     s.persist(vec![votes(1, 1, &[1, 2, 3, 4])]).unwrap();
-    let data: Arc<[u8]> = Arc::from(&b"state through slot 2"[..]);
+    let data = SnapshotData::from(b"state through slot 2".to_vec());
     s.persist(vec![Write::Snapshot {
         index: 2,
         data: data.clone(),

@@ -14,16 +14,17 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread::Thread;
 
-use paxos::multi::{Durable, Write};
+use paxos::multi::{Durable, SnapshotData, Write};
 use paxos::Ballot;
 
 use crate::format::{
     decode_header, encode_header, encode_record, scan, Codec, Header, Identity, Record, HEADER_LEN,
     VERSION,
 };
+use crate::snapshot::{self, snapshot_path, write_snapshot, SnapshotFile};
 use crate::state::State;
 use crate::{Storage, StorageError};
 
@@ -155,7 +156,8 @@ impl<C: Codec + Clone> DiskStorage<C> {
         }
         if state.snapshot_index > 0 {
             let path = snapshot_path(&dir, state.snapshot_index);
-            state.snapshot = Some(read_snapshot(&path, state.snapshot_index)?);
+            let file = SnapshotFile::open(&path, state.snapshot_index)?;
+            state.snapshot = Some(SnapshotData::new(file));
         }
         let current = segment_path(&dir, numbers[last]);
         let file = OpenOptions::new()
@@ -213,7 +215,11 @@ impl<C: Codec + Clone> DiskStorage<C> {
                 }
                 (Record::Commit(slot), _) => commit = commit.max(*slot),
                 (Record::Snapshot { index }, Some(data)) => {
-                    write_snapshot(&self.dir, *index, &data)?;
+                    let path = snapshot_path(&self.dir, *index);
+                    // The server serialises its own snapshots straight into their file.
+                    if data.stored_at() != Some(path.as_path()) {
+                        write_snapshot(&self.dir, *index, |out| snapshot::copy(&data, out))?;
+                    }
                     snapshot = Some(*index);
                     commit = commit.max(*index);
                 }
@@ -477,7 +483,7 @@ impl<C: Codec + Clone> Storage<C> for DiskStorage<C> {
 
 /// After a failed fsync the kernel may have dropped the dirty pages: retrying could report
 /// success for data that is gone. Never retry, never acknowledge: stop the process.
-fn fatal(path: &Path, what: &str, error: &dyn std::fmt::Display) -> ! {
+pub(crate) fn fatal(path: &Path, what: &str, error: &dyn std::fmt::Display) -> ! {
     eprintln!(
         "synod: fatal: {what} failed on {}: {error}; stopping without acknowledging \
          anything not already durable",
@@ -486,7 +492,7 @@ fn fatal(path: &Path, what: &str, error: &dyn std::fmt::Display) -> ! {
     std::process::abort()
 }
 
-fn io(path: &Path) -> impl Fn(std::io::Error) -> StorageError + '_ {
+pub(crate) fn io(path: &Path) -> impl Fn(std::io::Error) -> StorageError + '_ {
     move |error| StorageError::Io {
         path: path.to_path_buf(),
         error,
@@ -495,10 +501,6 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> StorageError + '_ {
 
 fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("wal-{number:020}.log"))
-}
-
-fn snapshot_path(dir: &Path, index: u64) -> PathBuf {
-    dir.join(format!("snap-{index:020}.snap"))
 }
 
 /// The numbers of the files named `{prefix}{number}{suffix}` in `dir`, sorted.
@@ -527,7 +529,7 @@ fn remove_temporaries(dir: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
@@ -611,73 +613,6 @@ fn recover_segment<C: Codec + Clone>(
         state.apply_record(record, None);
     }
     Ok((max_slot, length))
-}
-
-const SNAPSHOT_MAGIC: [u8; 8] = *b"SYNODSNP";
-const SNAPSHOT_HEADER_LEN: usize = 36;
-
-/// Writes a snapshot file durably: temporary file, fsync, rename, fsync the directory.
-fn write_snapshot(dir: &Path, index: u64, data: &Arc<[u8]>) -> Result<(), StorageError> {
-    let path = snapshot_path(dir, index);
-    let temporary = path.with_extension("tmp");
-    let mut header = Vec::with_capacity(SNAPSHOT_HEADER_LEN);
-    header.extend_from_slice(&SNAPSHOT_MAGIC);
-    header.extend_from_slice(&VERSION.to_le_bytes());
-    header.extend_from_slice(&index.to_le_bytes());
-    header.extend_from_slice(&(data.len() as u64).to_le_bytes());
-    header.extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
-    let crc = crc32c::crc32c(&header);
-    header.extend_from_slice(&crc.to_le_bytes());
-    let mut file = File::create(&temporary).map_err(io(&temporary))?;
-    let written = file.write_all(&header).and_then(|()| file.write_all(data));
-    if let Err(error) = written {
-        let _ = fs::remove_file(&temporary);
-        return Err(match error.kind() {
-            ErrorKind::StorageFull => StorageError::Full { path: temporary },
-            _ => StorageError::Io {
-                path: temporary,
-                error,
-            },
-        });
-    }
-    if let Err(error) = file.sync_all() {
-        fatal(&temporary, "fsync", &error);
-    }
-    fs::rename(&temporary, &path).map_err(io(&path))?;
-    sync_dir(dir)
-}
-
-/// Reads and verifies the snapshot covering `index`.
-fn read_snapshot(path: &Path, index: u64) -> Result<Arc<[u8]>, StorageError> {
-    let refuse = |reason| StorageError::Snapshot {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let bytes = fs::read(path).map_err(|_| refuse("the snapshot the log refers to is missing"))?;
-    let header = bytes
-        .get(..SNAPSHOT_HEADER_LEN)
-        .ok_or_else(|| refuse("truncated snapshot header"))?;
-    let field = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().unwrap_or([0; 8]));
-    let word = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().unwrap_or([0; 4]));
-    if header[..8] != SNAPSHOT_MAGIC || word(32) != crc32c::crc32c(&header[..32]) {
-        return Err(refuse("bad snapshot header"));
-    }
-    if word(8) > VERSION {
-        return Err(refuse("snapshot written by a newer format version"));
-    }
-    if field(12) != index {
-        return Err(refuse(
-            "the snapshot covers another index than the log says",
-        ));
-    }
-    let data = &bytes[SNAPSHOT_HEADER_LEN..];
-    if data.len() as u64 != field(20) {
-        return Err(refuse("truncated snapshot"));
-    }
-    if crc32c::crc32c(data) != word(28) {
-        return Err(refuse("snapshot checksum mismatch"));
-    }
-    Ok(data.into())
 }
 
 #[cfg(test)]
@@ -787,7 +722,7 @@ mod tests {
         }
         let before = s.segments().len();
         assert!(before > 5, "only {before} segments");
-        let data: Arc<[u8]> = Arc::from(&b"through 30"[..]);
+        let data = SnapshotData::from(b"through 30".to_vec());
         s.persist(vec![Write::Snapshot {
             index: 30,
             data: data.clone(),
@@ -811,7 +746,7 @@ mod tests {
             votes(1, &[1]),
             Write::Snapshot {
                 index: 1,
-                data: Arc::from(&[9u8; 50][..]),
+                data: vec![9u8; 50].into(),
             },
         ])
         .unwrap();
@@ -874,7 +809,7 @@ mod tests {
     #[test]
     fn concurrent_writers_share_syncs_and_every_acknowledged_write_survives() {
         let dir = scratch();
-        let s = Arc::new(open(&dir).unwrap());
+        let s = std::sync::Arc::new(open(&dir).unwrap());
         let writers: Vec<_> = (0..16u64)
             .map(|w| {
                 let s = s.clone();

@@ -5,9 +5,9 @@
 //! exercises the real format and the real torn-tail repair.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
-use paxos::multi::{Durable, Write};
+use paxos::multi::{Durable, SnapshotData, Write};
 
 use crate::format::{encode_record, scan, Codec, Record};
 use crate::state::State;
@@ -21,7 +21,7 @@ struct Inner {
     synced: usize,
     /// Snapshot files (durable as soon as written, as the disk writes them before the
     /// record that refers to them).
-    snapshots: BTreeMap<u64, Arc<[u8]>>,
+    snapshots: BTreeMap<u64, SnapshotData>,
     /// Calls left before the next injected error.
     fail_after: Option<u32>,
 }

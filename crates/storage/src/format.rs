@@ -2,9 +2,7 @@
 //! arbitrary bytes and returns an answer (a value, "incomplete", or "corrupt"); none panics.
 //! `docs/STORAGE-FORMAT.md` documents the layout byte by byte.
 
-use std::sync::Arc;
-
-use paxos::multi::{Entry, LogEntry, Slot, Write};
+use paxos::multi::{Entry, LogEntry, Slot, SnapshotData, Write};
 use paxos::{Ballot, NodeId};
 
 /// Commands as bytes. The log stores whatever the replicated state machine proposes.
@@ -105,7 +103,7 @@ pub enum Record<C> {
 impl<C: Clone> Record<C> {
     /// The record that logs `write`, and for a snapshot its bytes (which go to their own
     /// file before the record is logged).
-    pub fn of(write: Write<C>) -> (Record<C>, Option<Arc<[u8]>>) {
+    pub fn of(write: Write<C>) -> (Record<C>, Option<SnapshotData>) {
         let record = match write {
             Write::Promise(ballot) => Record::Promise(ballot),
             Write::Votes {

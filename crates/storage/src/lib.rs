@@ -29,7 +29,8 @@
 //! - [`memory`]: [`MemoryStorage`], the contract in memory.
 //! - [`faulty`]: [`FaultyStorage`], for the simulator: loses unsynced writes on crash,
 //!   tears the last write, returns injected I/O errors.
-//! - [`disk`]: [`DiskStorage`], segment files, group commit, snapshot files, recovery.
+//! - [`disk`]: [`DiskStorage`], segment files, group commit, recovery.
+//! - [`snapshot`]: snapshot files, written by streaming and read back in chunks.
 //! - [`committer`]: [`Committer`], group commit on a dedicated thread for callers that
 //!   are tasks, not threads (the server).
 
@@ -43,6 +44,7 @@ pub mod disk;
 pub mod faulty;
 pub mod format;
 pub mod memory;
+pub mod snapshot;
 pub mod state;
 
 pub use committer::{Committer, Completion};
@@ -50,6 +52,7 @@ pub use disk::{DiskOptions, DiskStorage};
 pub use faulty::FaultyStorage;
 pub use format::{Codec, Identity};
 pub use memory::MemoryStorage;
+pub use snapshot::{write_snapshot, SnapshotFile};
 
 /// A replica's durable state.
 pub trait Storage<C> {

@@ -2,9 +2,8 @@
 //! recovers through it, so "latest wins" means the same everywhere.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use paxos::multi::{Durable, LogEntry, Slot, Write};
+use paxos::multi::{Durable, LogEntry, Slot, SnapshotData, Write};
 use paxos::Ballot;
 
 use crate::format::Record;
@@ -21,7 +20,7 @@ pub struct State<C> {
     /// The snapshot index (0: none).
     pub snapshot_index: Slot,
     /// The snapshot's bytes.
-    pub snapshot: Option<Arc<[u8]>>,
+    pub snapshot: Option<SnapshotData>,
 }
 
 impl<C> Default for State<C> {
@@ -64,7 +63,7 @@ impl<C: Clone> State<C> {
     }
 
     /// Applies one decoded record; a snapshot record's bytes come from its file.
-    pub fn apply_record(&mut self, record: Record<C>, snapshot: Option<Arc<[u8]>>) {
+    pub fn apply_record(&mut self, record: Record<C>, snapshot: Option<SnapshotData>) {
         match record {
             Record::Promise(ballot) => self.apply(Write::Promise(ballot)),
             Record::Votes {
@@ -96,7 +95,7 @@ impl<C: Clone> State<C> {
         }
     }
 
-    fn snapshot_taken(&mut self, index: Slot, data: Option<Arc<[u8]>>) {
+    fn snapshot_taken(&mut self, index: Slot, data: Option<SnapshotData>) {
         if index < self.snapshot_index {
             return;
         }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use rand_core::SeedableRng;
 use rand_pcg::Pcg32;
 
-use super::{Action, Durable, Entry, LogEntry, Members, Message, Options, Replica, Slot, Write};
+use super::{
+    Action, Durable, Entry, LogEntry, Members, Message, Options, Replica, Slot, SnapshotData, Write,
+};
 use crate::{NodeId, QuorumSpec};
 
 pub(crate) type TestReplica = Replica<u64, Pcg32>;
@@ -19,7 +21,7 @@ pub(crate) struct Disk {
     promised: crate::Ballot,
     votes: BTreeMap<Slot, LogEntry<u64>>,
     commit: Slot,
-    snapshot: Option<(Slot, Arc<[u8]>)>,
+    snapshot: Option<(Slot, SnapshotData)>,
 }
 
 impl Disk {
@@ -124,8 +126,8 @@ impl Cluster {
         let (index, data) = durable
             .snapshot
             .clone()
-            .unwrap_or((0, Arc::from(Vec::new())));
-        self.state[i] = decode(&data);
+            .unwrap_or((0, SnapshotData::from(Vec::new())));
+        self.state[i] = decode(&data.to_vec().expect("in memory"));
         self.applied[i] = index;
         let members = self.members.clone();
         Replica::restart(self.ids[i], members, self.options.clone(), rng, durable).expect("replica")
@@ -159,8 +161,17 @@ impl Cluster {
                 }
                 Action::Apply { slot, entry } => self.apply(i, slot, entry),
                 Action::InstallSnapshot { index, data } => {
-                    self.state[i] = decode(&data);
+                    self.state[i] = decode(&data.to_vec().expect("in memory"));
                     self.applied[i] = index;
+                }
+                Action::SendSnapshot { .. } => {
+                    let (to, chunks) = action.snapshot_chunks().expect("a snapshot send");
+                    if !self.cut.contains(&(me, to)) {
+                        for message in chunks {
+                            let message = message.expect("in memory");
+                            self.queue.push_back((me, to, message));
+                        }
+                    }
                 }
                 Action::ReadReady { id } => self.reads_ready.push((me, id)),
                 Action::ReadFailed { id, .. } => self.reads_failed.push((me, id)),
@@ -253,7 +264,7 @@ impl Cluster {
 
     pub(crate) fn snapshot(&mut self, i: usize) {
         let index = self.applied[i];
-        let data = encode(&self.state[i]);
+        let data = SnapshotData::from(encode(&self.state[i]).to_vec());
         self.with(i, |r| r.snapshot_taken(index, data));
     }
 

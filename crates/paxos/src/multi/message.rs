@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::ballot::Ballot;
+use crate::multi::snapshot::SnapshotData;
 use crate::node::NodeId;
 
 /// A log position. Slot 1 is the first; slot 0 means "before the log".
@@ -309,7 +310,7 @@ pub enum Write<C> {
         /// The last slot covered.
         index: Slot,
         /// The application's bytes.
-        data: Arc<[u8]>,
+        data: SnapshotData,
     },
 }
 
@@ -355,7 +356,24 @@ pub enum Action<C> {
         /// The last slot covered.
         index: Slot,
         /// The application's bytes.
-        data: Arc<[u8]>,
+        data: SnapshotData,
+    },
+    /// Send `data`, the snapshot covering every slot through `index`, to `to`: as
+    /// [`Message::Snapshot`] chunks of at most `chunk_bytes` at `ballot`
+    /// ([`Action::snapshot_chunks`]). The driver streams them at its transport's pace
+    /// rather than all at once; a chunk it cannot read or send is simply lost (the
+    /// replica sends the snapshot again if the peer still needs it).
+    SendSnapshot {
+        /// The recipient.
+        to: NodeId,
+        /// The ballot the chunks carry.
+        ballot: Ballot,
+        /// The last slot covered.
+        index: Slot,
+        /// The application's bytes.
+        data: SnapshotData,
+        /// At most this many bytes per chunk.
+        chunk_bytes: usize,
     },
     /// Read `id` may now be served from the local state machine: it has applied every
     /// write that completed before the read arrived.
@@ -370,4 +388,38 @@ pub enum Action<C> {
         /// Why.
         error: ReadError,
     },
+}
+
+impl<C> Action<C> {
+    /// The messages of a [`Action::SendSnapshot`], each chunk read as the iterator reaches
+    /// it; `None` for any other action.
+    #[allow(clippy::type_complexity)]
+    pub fn snapshot_chunks(
+        &self,
+    ) -> Option<(
+        NodeId,
+        impl Iterator<Item = std::io::Result<Message<C>>> + Send + 'static,
+    )> {
+        let Action::SendSnapshot {
+            to,
+            ballot,
+            index,
+            data,
+            chunk_bytes,
+        } = self
+        else {
+            return None;
+        };
+        let (ballot, index, total) = (*ballot, *index, data.len());
+        let messages = data.chunks(*chunk_bytes).map(move |chunk| {
+            chunk.map(|(offset, data)| Message::Snapshot {
+                ballot,
+                index,
+                offset,
+                total,
+                data,
+            })
+        });
+        Some((*to, messages))
+    }
 }

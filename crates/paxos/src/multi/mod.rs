@@ -37,6 +37,7 @@ mod election;
 mod log;
 mod message;
 mod replica;
+mod snapshot;
 
 #[cfg(test)]
 mod cluster;
@@ -50,3 +51,4 @@ pub use message::{
     Action, Batch, Command, Entry, LogEntry, Message, ReadError, Slot, SlotVote, Write,
 };
 pub use replica::{Durable, ProposeError, Replica, RoleKind};
+pub use snapshot::{SnapshotBytes, SnapshotData};

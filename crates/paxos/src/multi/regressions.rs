@@ -509,7 +509,7 @@ fn snapshot_chunks_in_any_order_assemble() {
     assert!(f.step(N1, chunk(4, &[5, 6])).is_empty());
     assert!(f.step(N1, chunk(0, &[1, 2])).is_empty());
     let a = f.step(N1, chunk(2, &[3, 4]));
-    let installed = a.iter().any(|x| matches!(x, Action::InstallSnapshot { index: 3, data } if data[..] == [1, 2, 3, 4, 5, 6]));
+    let installed = a.iter().any(|x| matches!(x, Action::InstallSnapshot { index: 3, data } if data.to_vec().unwrap() == [1, 2, 3, 4, 5, 6]));
     assert!(installed, "{a:?}");
     assert_eq!((f.applied(), f.commit()), (3, 3));
 }

@@ -18,6 +18,7 @@ use super::log::{Limit, Log};
 use super::message::{
     Action, Batch, Command, Entry, LogEntry, Message, ReadError, Slot, SlotVote, Write,
 };
+use super::snapshot::SnapshotData;
 
 /// What a replica's storage hands back on restart.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,7 +30,7 @@ pub struct Durable<C> {
     /// The last commit point written (a hint; may be behind).
     pub commit: Slot,
     /// The latest durable snapshot: index and application bytes.
-    pub snapshot: Option<(Slot, Arc<[u8]>)>,
+    pub snapshot: Option<(Slot, SnapshotData)>,
 }
 
 impl<C> Default for Durable<C> {
@@ -195,7 +196,7 @@ pub struct Replica<C, R> {
     leader: Option<NodeId>,
     role: Role<C>,
     election: Election,
-    snapshot: Option<(Slot, Arc<[u8]>)>,
+    snapshot: Option<(Slot, SnapshotData)>,
     incoming: Option<IncomingSnapshot>,
     catch_up_elapsed: u32,
     /// Ticks since this replica started.
@@ -468,7 +469,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
 
     /// The application took a snapshot covering every slot through `index` (at most what
     /// it applied). The replica keeps it for laggards and releases the log below it.
-    pub fn snapshot_taken(&mut self, index: Slot, data: Arc<[u8]>) -> Vec<Action<C>> {
+    pub fn snapshot_taken(&mut self, index: Slot, data: SnapshotData) -> Vec<Action<C>> {
         if index > self.applied || index <= self.log.compacted() {
             return self.finish();
         }
@@ -1414,24 +1415,13 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             return;
         }
         self.snapshot_sent[member] = Some(self.now);
-        let total = data.len() as u64;
-        let chunk = self.options.snapshot_chunk_bytes;
-        let mut offset = 0;
-        loop {
-            let end = (offset + chunk).min(data.len());
-            let message = Message::Snapshot {
-                ballot,
-                index,
-                offset: offset as u64,
-                total,
-                data: data[offset..end].to_vec(),
-            };
-            self.send(peer, message);
-            offset = end;
-            if offset >= data.len() {
-                break;
-            }
-        }
+        self.out.push(Action::SendSnapshot {
+            to: peer,
+            ballot,
+            index,
+            data,
+            chunk_bytes: self.options.snapshot_chunk_bytes,
+        });
     }
 
     fn on_chosen(&mut self, peer: NodeId, first: Slot, entries: Vec<LogEntry<C>>, commit: Slot) {
@@ -1506,7 +1496,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         let Some(data) = incoming.assemble() else {
             return;
         };
-        let data: Arc<[u8]> = data.into();
+        let data = SnapshotData::from(data);
         self.incoming = None;
         self.out.push(Action::Persist(Write::Snapshot {
             index,

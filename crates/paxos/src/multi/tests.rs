@@ -405,7 +405,7 @@ fn a_prepare_for_compacted_slots_is_answered_behind() {
     r.step(N1, accept(b, 1, &[cmd(1), cmd(2)], 2));
     r.tick();
     assert_eq!(r.applied(), 2);
-    r.snapshot_taken(2, Arc::from(vec![0u8; 4]));
+    r.snapshot_taken(2, vec![0u8; 4].into());
     let candidate = ballot(2, N3);
     let actions = r.step(N3, prepare(candidate, 1));
     let behind = Message::Behind {
@@ -985,7 +985,7 @@ fn arbitrary_messages_are_handled_by_rule() {
                 2 => drop(r.read(pick(9))),
                 3 => {
                     let applied = r.applied();
-                    r.snapshot_taken(applied, Arc::from(vec![1u8; 8]));
+                    r.snapshot_taken(applied, vec![1u8; 8].into());
                 }
                 _ => {}
             }
