@@ -6,6 +6,11 @@
 //! so a clone shares every node and costs O(1)), hand the clone to another thread, and
 //! serialise it there while the original keeps applying.
 //!
+//! Both directions stream: [`Store::write_snapshot`] writes through a 64 KiB buffer into
+//! any writer (the server's is the snapshot file), and [`Store::read_snapshot`] rebuilds
+//! the store from any reader, checksumming as it goes. Neither needs the whole snapshot
+//! in memory; [`Store::snapshot`] and [`Store::restore`] are the same over a byte slice.
+//!
 //! Layout (integers little-endian, byte strings as a u32 length and the bytes):
 //! magic `SYNODKV1`; revision, compaction revision, next lease ID, minimum lease TTL
 //! (i64 each); lease count (u64), then per lease its ID and TTL (i64) and its key count
@@ -32,6 +37,8 @@ pub enum SnapshotError {
     Checksum,
     /// The checksum matches but the contents are malformed.
     Malformed,
+    /// The bytes could not be read (an I/O error of this kind).
+    Read(io::ErrorKind),
 }
 
 impl std::fmt::Display for SnapshotError {
@@ -40,6 +47,7 @@ impl std::fmt::Display for SnapshotError {
             SnapshotError::Magic => "not a Synod key-value snapshot",
             SnapshotError::Checksum => "snapshot checksum mismatch (damaged or truncated)",
             SnapshotError::Malformed => "malformed snapshot",
+            SnapshotError::Read(kind) => return write!(f, "cannot read the snapshot: {kind}"),
         })
     }
 }
@@ -106,16 +114,37 @@ impl Store {
     }
 
     /// The state a snapshot describes.
-    pub fn restore(bytes: &[u8]) -> Result<Store, SnapshotError> {
-        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-            return Err(SnapshotError::Magic);
+    pub fn restore(mut bytes: &[u8]) -> Result<Store, SnapshotError> {
+        Store::read_snapshot(&mut bytes)
+    }
+
+    /// The state the snapshot `input` holds, read as it goes: memory grows with the store
+    /// being rebuilt, not with a copy of the snapshot. Damaged bytes are refused as
+    /// [`Store::restore`] refuses them: a checksum mismatch whatever the damage, a
+    /// malformed store only if the checksum matches.
+    pub fn read_snapshot(input: &mut dyn io::Read) -> Result<Store, SnapshotError> {
+        let mut r = Reader::new(input);
+        let mut magic = [0; MAGIC.len()];
+        match r.fill(&mut magic) {
+            Some(()) if &magic == MAGIC => {}
+            _ => return Err(r.io_error().unwrap_or(SnapshotError::Magic)),
         }
-        let (body, crc) = bytes.split_at(bytes.len().saturating_sub(4).max(MAGIC.len()));
-        let crc = <[u8; 4]>::try_from(crc).ok().map(u32::from_le_bytes);
-        if crc != Some(crc32c::crc32c(body)) {
-            return Err(SnapshotError::Checksum);
+        let decoded = decode(&mut r);
+        if let Some(error) = r.io_error() {
+            return Err(error);
         }
-        decode(&body[MAGIC.len()..]).ok_or(SnapshotError::Malformed)
+        match (decoded, r.at_end()) {
+            (Some(store), true) => r
+                .checksum_matches()
+                .then_some(store)
+                .ok_or(SnapshotError::Checksum),
+            // Undecodable, or more after the store: damage unless the checksum matches.
+            _ => match r.skip_to_end() {
+                Some(error) => Err(error),
+                None if r.checksum_matches() => Err(SnapshotError::Malformed),
+                None => Err(SnapshotError::Checksum),
+            },
+        }
     }
 }
 
@@ -169,34 +198,155 @@ impl<'a> Encoder<'a> {
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+/// Reads a snapshot's bytes from a stream: everything but the last four (the checksum)
+/// is the body, checksummed as it is consumed.
+struct Reader<'a> {
+    input: &'a mut dyn io::Read,
+    /// Bytes read ahead: `buf[at..]` is not consumed yet.
+    buf: Vec<u8>,
+    at: usize,
+    /// The input has ended.
+    ended: bool,
+    crc: u32,
+    error: Option<io::ErrorKind>,
+}
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        if self.0.len() < n {
-            return None;
+/// Bytes read from the input at a time; also the most a length in the input can make the
+/// reader allocate ahead of the bytes arriving.
+const READ_BUFFER: usize = 64 << 10;
+const TRAILER: usize = 4;
+
+impl<'a> Reader<'a> {
+    fn new(input: &'a mut dyn io::Read) -> Reader<'a> {
+        Reader {
+            input,
+            buf: Vec::with_capacity(READ_BUFFER + TRAILER),
+            at: 0,
+            ended: false,
+            crc: 0,
+            error: None,
         }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(head)
     }
+
+    /// Body bytes ready to consume (the last four bytes of the input are held back).
+    fn ready(&self) -> usize {
+        (self.buf.len() - self.at).saturating_sub(TRAILER)
+    }
+
+    /// Reads more of the input; false once it has ended (or failed).
+    fn read_more(&mut self) -> bool {
+        if self.ended {
+            return false;
+        }
+        self.buf.drain(..self.at);
+        self.at = 0;
+        let filled = self.buf.len();
+        self.buf.resize(filled + READ_BUFFER, 0);
+        loop {
+            match self.input.read(&mut self.buf[filled..]) {
+                Ok(0) => {
+                    self.buf.truncate(filled);
+                    self.ended = true;
+                    return false;
+                }
+                Ok(n) => {
+                    self.buf.truncate(filled + n);
+                    return true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.buf.truncate(filled);
+                    self.ended = true;
+                    self.error = Some(e.kind());
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Consumes up to `n` body bytes, reading more when none are ready.
+    fn consume(&mut self, n: usize) -> Option<&[u8]> {
+        while self.ready() == 0 {
+            if !self.read_more() {
+                return None;
+            }
+        }
+        let n = n.min(self.ready());
+        let bytes = &self.buf[self.at..self.at + n];
+        self.crc = crc32c::crc32c_append(self.crc, bytes);
+        self.at += n;
+        Some(bytes)
+    }
+
+    fn fill(&mut self, out: &mut [u8]) -> Option<()> {
+        let mut done = 0;
+        while done < out.len() {
+            let bytes = self.consume(out.len() - done)?;
+            out[done..done + bytes.len()].copy_from_slice(bytes);
+            done += bytes.len();
+        }
+        Some(())
+    }
+
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let mut out = [0; N];
+        self.fill(&mut out)?;
+        Some(out)
+    }
+
     fn i64(&mut self) -> Option<i64> {
-        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+        self.array().map(i64::from_le_bytes)
     }
+
     fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+        self.array().map(u64::from_le_bytes)
     }
+
     fn len(&mut self) -> Option<usize> {
-        usize::try_from(u32::from_le_bytes(self.take(4)?.try_into().ok()?)).ok()
+        usize::try_from(u32::from_le_bytes(self.array()?)).ok()
     }
+
+    /// A length-prefixed byte string; its buffer grows as its bytes arrive, so a damaged
+    /// length cannot make the reader allocate gigabytes.
     fn bytes(&mut self) -> Option<Vec<u8>> {
         let len = self.len()?;
-        Some(self.take(len)?.to_vec())
+        let mut out = Vec::with_capacity(len.min(READ_BUFFER));
+        while out.len() < len {
+            let bytes = self.consume(len - out.len())?;
+            out.extend_from_slice(bytes);
+        }
+        Some(out)
+    }
+
+    /// Whether the body is all consumed.
+    fn at_end(&mut self) -> bool {
+        while self.ready() == 0 {
+            if !self.read_more() {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Consumes the rest of the body; the read error, if one ends it.
+    fn skip_to_end(&mut self) -> Option<SnapshotError> {
+        while self.consume(usize::MAX).is_some() {}
+        self.io_error()
+    }
+
+    /// Whether the four bytes after the body are the body's checksum.
+    fn checksum_matches(&self) -> bool {
+        self.ended
+            && self.buf.len() - self.at == TRAILER
+            && self.buf[self.at..] == self.crc.to_le_bytes()
+    }
+
+    fn io_error(&self) -> Option<SnapshotError> {
+        self.error.map(SnapshotError::Read)
     }
 }
 
-fn decode(body: &[u8]) -> Option<Store> {
-    let mut r = Reader(body);
+fn decode(r: &mut Reader<'_>) -> Option<Store> {
     let mut store = Store::new();
     store.revision = r.i64()?;
     store.compacted = r.i64()?;
@@ -223,7 +373,7 @@ fn decode(body: &[u8]) -> Option<Store> {
     store.leases.leases = leases;
     for _ in 0..r.u64()? {
         let member = r.u64()?;
-        let alarm = i32::from_le_bytes(r.take(4)?.try_into().ok()?);
+        let alarm = i32::from_le_bytes(r.array()?);
         store.alarms.insert((member, alarm));
     }
     for _ in 0..r.u64()? {
@@ -231,7 +381,7 @@ fn decode(body: &[u8]) -> Option<Store> {
         let mut changes = Vec::new();
         for _ in 0..r.len()? {
             let (revision, sub) = (r.i64()?, r.i64()?);
-            let kv = match r.take(1)?[0] {
+            let kv = match r.array::<1>()?[0] {
                 0 => None,
                 1 => {
                     let (create_revision, mod_revision) = (r.i64()?, r.i64()?);
@@ -255,7 +405,7 @@ fn decode(body: &[u8]) -> Option<Store> {
             .insert(key.into(), History::from_oldest(changes)?);
     }
     store.measure();
-    r.0.is_empty().then_some(store)
+    Some(store)
 }
 
 #[cfg(test)]
@@ -363,7 +513,69 @@ mod tests {
         for i in 0..bytes.len() {
             let mut flipped = bytes.clone();
             flipped[i] ^= 0x04;
-            assert!(Store::restore(&flipped).is_err(), "flip at {i}");
+            let expected = if i < MAGIC.len() {
+                SnapshotError::Magic
+            } else {
+                SnapshotError::Checksum
+            };
+            assert_eq!(Store::restore(&flipped), Err(expected), "flip at {i}");
+        }
+    }
+
+    #[test]
+    fn a_huge_length_with_a_good_checksum_is_malformed_not_an_allocation() {
+        let mut body = MAGIC.to_vec();
+        for n in [1i64, 0, 1, 0] {
+            body.extend_from_slice(&n.to_le_bytes());
+        }
+        body.extend_from_slice(&0u64.to_le_bytes()); // no leases
+        body.extend_from_slice(&0u64.to_le_bytes()); // no alarms
+        body.extend_from_slice(&1u64.to_le_bytes()); // one key...
+        body.extend_from_slice(&u32::MAX.to_le_bytes()); // ...of 4 GiB, absent
+        let crc = crc32c::crc32c(&body);
+        body.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(Store::restore(&body), Err(SnapshotError::Malformed));
+    }
+
+    /// Gives `good` bytes, then fails.
+    struct Failing {
+        good: Vec<u8>,
+    }
+
+    impl io::Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.good.is_empty() {
+                return Err(io::Error::new(io::ErrorKind::BrokenPipe, "gone"));
+            }
+            let n = buf.len().min(self.good.len()).min(1000);
+            buf[..n].copy_from_slice(&self.good[..n]);
+            self.good.drain(..n);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_failing_reader_is_a_read_error_wherever_it_fails() {
+        let mut s = sample();
+        for i in 0..300u32 {
+            let put = Put {
+                key: format!("k{i}").into_bytes(),
+                value: vec![7; 300],
+                ..Put::default()
+            };
+            s.put(&put).unwrap();
+        }
+        let bytes = s.snapshot();
+        for cut in [0, 5, 100, 70_000, bytes.len() - 2] {
+            let mut input = Failing {
+                good: bytes[..cut].to_vec(),
+            };
+            let read = Store::read_snapshot(&mut input);
+            assert_eq!(
+                read,
+                Err(SnapshotError::Read(io::ErrorKind::BrokenPipe)),
+                "cut at {cut}"
+            );
         }
     }
 
@@ -374,7 +586,7 @@ mod tests {
         for _ in 0..2000 {
             let len = (rng.next_u32() % 300) as usize;
             let mut body: Vec<u8> = (0..len).map(|_| rng.next_u32().to_le_bytes()[0]).collect();
-            let _ = decode(&body);
+            let _ = Store::restore(&body);
             body.splice(0..0, MAGIC.iter().copied());
             let crc = crc32c::crc32c(&body);
             body.extend_from_slice(&crc.to_le_bytes());

@@ -539,9 +539,8 @@ impl Core {
     }
 
     /// The store a snapshot from a peer describes.
-    fn restore(&self, data: &SnapshotData) -> Result<kv::Store, String> {
-        let bytes = data.to_vec().map_err(|e| e.to_string())?;
-        kv::Store::restore(&bytes).map_err(|e| e.to_string())
+    fn restore(&self, data: &SnapshotData) -> Result<kv::Store, kv::SnapshotError> {
+        kv::Store::read_snapshot(&mut data.reader())
     }
 
     fn apply(&mut self, slot: Slot, entry: Entry<Payload>) {

@@ -58,7 +58,7 @@ pub async fn run(
     )?);
     let durable = disk.recovered()?;
     let (store, snapshot_index) = match &durable.snapshot {
-        Some((index, data)) => (kv::Store::restore(&data.to_vec()?)?, *index),
+        Some((index, data)) => (kv::Store::read_snapshot(&mut data.reader())?, *index),
         None => (
             kv::Store::with_min_lease_ttl(min_lease_ttl(config.election_timeout)),
             0,

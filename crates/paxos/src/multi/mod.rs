@@ -51,4 +51,4 @@ pub use message::{
     Action, Batch, Command, Entry, LogEntry, Message, ReadError, Slot, SlotVote, Write,
 };
 pub use replica::{Durable, ProposeError, Replica, RoleKind};
-pub use snapshot::{SnapshotBytes, SnapshotData};
+pub use snapshot::{SnapshotBytes, SnapshotData, SnapshotReader};

@@ -87,6 +87,15 @@ impl SnapshotData {
         self.read(0, len)
     }
 
+    /// The bytes as a stream, from the start: for restoring a state machine without a
+    /// copy of the whole snapshot in memory.
+    pub fn reader(&self) -> SnapshotReader {
+        SnapshotReader {
+            data: self.clone(),
+            offset: 0,
+        }
+    }
+
     /// The bytes in order, at most `chunk_bytes` at a time, as (offset, bytes). Each chunk
     /// is read only when the iterator reaches it, so a sender holds one at a time.
     pub fn chunks(
@@ -109,6 +118,23 @@ impl SnapshotData {
             offset += len as u64;
             Some(chunk)
         })
+    }
+}
+
+/// [`SnapshotData::reader`].
+#[derive(Debug)]
+pub struct SnapshotReader {
+    data: SnapshotData,
+    offset: u64,
+}
+
+impl io::Read for SnapshotReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.data.len().saturating_sub(self.offset);
+        let n = usize::try_from(left).map_or(buf.len(), |left| left.min(buf.len()));
+        self.data.0.read_at(self.offset, &mut buf[..n])?;
+        self.offset += n as u64;
+        Ok(n)
     }
 }
 
@@ -155,6 +181,19 @@ mod tests {
             ]
         );
         assert_eq!(collect(&data, 10), vec![(0, (0..10).collect())]);
+    }
+
+    #[test]
+    fn a_reader_streams_the_bytes_to_the_end() {
+        use std::io::Read;
+        let bytes: Vec<u8> = (0..=255).collect();
+        let mut reader = SnapshotData::from(bytes.clone()).reader();
+        let mut first = [0; 100];
+        reader.read_exact(&mut first).unwrap();
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).unwrap();
+        assert_eq!([&first[..], &rest[..]].concat(), bytes);
+        assert_eq!(reader.read(&mut first).unwrap(), 0);
     }
 
     #[test]
