@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
@@ -32,6 +32,20 @@ pub struct Handle {
     /// Static facts about the cluster.
     pub info: Arc<Info>,
     streams: Arc<AtomicU64>,
+    reads: Arc<Mutex<ReadRounds>>,
+}
+
+/// Linearizable reads, coalesced: one read at a time goes to the core, and the reads that
+/// arrive while it is under way share the next one. The next round starts after they
+/// arrived, so the read index the core takes for it covers every write that completed
+/// before any of them: each still sees all writes that completed before it began. Under
+/// load the core handles one read per round trip instead of one per request.
+#[derive(Debug, Default)]
+struct ReadRounds {
+    /// A round is under way.
+    running: bool,
+    /// Readers for the next round.
+    next: Vec<oneshot::Sender<Result<Arc<View>, Status>>>,
 }
 
 /// Facts the services answer from without asking the core.
@@ -71,6 +85,7 @@ impl Handle {
             views,
             info: Arc::new(info),
             streams: Arc::new(AtomicU64::new(1)),
+            reads: Arc::default(),
         }
     }
 
@@ -95,6 +110,37 @@ impl Handle {
 
     /// A view every write completed before this call is visible in.
     pub async fn linearizable(&self) -> Result<Arc<View>, Status> {
+        let (tx, rx) = oneshot::channel();
+        let first = {
+            let mut rounds = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
+            rounds.next.push(tx);
+            !std::mem::replace(&mut rounds.running, true)
+        };
+        if first {
+            tokio::spawn(self.clone().read_rounds());
+        }
+        self.wait(rx).await
+    }
+
+    /// Runs read rounds until no reader is waiting for one.
+    async fn read_rounds(self) {
+        loop {
+            let readers = {
+                let mut rounds = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
+                if rounds.next.is_empty() {
+                    rounds.running = false;
+                    return;
+                }
+                std::mem::take(&mut rounds.next)
+            };
+            let view = self.read_once().await;
+            for reader in readers {
+                let _ = reader.send(view.clone());
+            }
+        }
+    }
+
+    async fn read_once(&self) -> Result<Arc<View>, Status> {
         let (tx, rx) = oneshot::channel();
         self.send(Input::Read(tx))?;
         match self.wait(rx).await? {
@@ -143,4 +189,108 @@ impl Handle {
 /// The answer a proposal of one kind must get; anything else is a bug.
 fn unexpected(applied: &Applied) -> Status {
     Status::internal(format!("unexpected answer {applied:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::etcdserverpb as pb;
+
+    fn handle() -> (Handle, std::sync::mpsc::Receiver<Input>) {
+        let (inputs, core) = std::sync::mpsc::channel();
+        let view = View {
+            store: ::kv::Store::new(),
+            header: pb::ResponseHeader::default(),
+        };
+        let (_, views) = watch::channel(Arc::new(view));
+        let info = Info {
+            cluster_id: 1,
+            member_id: 1,
+            members: Vec::new(),
+            max_request_bytes: 1 << 20,
+            request_timeout: Duration::from_secs(5),
+        };
+        (Handle::new(inputs, views, info), core)
+    }
+
+    /// The core's answer to read round `round`: a view whose header revision says which.
+    fn answer(input: Input, round: i64) {
+        let Input::Read(reply) = input else {
+            panic!("expected a read, got {input:?}");
+        };
+        let header = pb::ResponseHeader {
+            revision: round,
+            ..Default::default()
+        };
+        let view = View {
+            store: ::kv::Store::new(),
+            header,
+        };
+        let _ = reply.send(Ok(Applied::Read(Arc::new(view))));
+    }
+
+    async fn next_input(core: &std::sync::mpsc::Receiver<Input>) -> Option<Input> {
+        for _ in 0..200 {
+            if let Ok(input) = core.try_recv() {
+                return Some(input);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        None
+    }
+
+    #[tokio::test]
+    async fn reads_arriving_during_a_round_share_the_next_one_never_the_current() {
+        let (handle, core) = handle();
+        let first = tokio::spawn({
+            let handle = handle.clone();
+            async move { handle.linearizable().await }
+        });
+        let round_one = next_input(&core)
+            .await
+            .expect("the first read reaches the core");
+        // Nine reads arrive while round one is under way.
+        let later: Vec<_> = (0..9)
+            .map(|_| {
+                let handle = handle.clone();
+                tokio::spawn(async move { handle.linearizable().await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(core.try_recv().is_err(), "a second round started early");
+        answer(round_one, 1);
+        assert_eq!(first.await.unwrap().unwrap().header.revision, 1);
+        let round_two = next_input(&core).await.expect("the next round");
+        answer(round_two, 2);
+        for read in later {
+            // Served by the round that began after they arrived.
+            assert_eq!(read.await.unwrap().unwrap().header.revision, 2);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            core.try_recv().is_err(),
+            "no reader was waiting for a third round"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_round_fails_its_readers_and_the_next_round_starts_afresh() {
+        let (handle, core) = handle();
+        let read = {
+            let handle = handle.clone();
+            tokio::spawn(async move { handle.linearizable().await })
+        };
+        let Some(Input::Read(reply)) = next_input(&core).await else {
+            panic!("no read");
+        };
+        let _ = reply.send(Err(Status::unavailable("etcdserver: no leader")));
+        let failed = read.await.unwrap().unwrap_err();
+        assert_eq!(failed.message(), "etcdserver: no leader");
+        let again = {
+            let handle = handle.clone();
+            tokio::spawn(async move { handle.linearizable().await })
+        };
+        answer(next_input(&core).await.expect("a new round"), 3);
+        assert_eq!(again.await.unwrap().unwrap().header.revision, 3);
+    }
 }
