@@ -13,7 +13,6 @@
 #![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -57,13 +56,9 @@ fn start_etcd() -> (Etcd, String) {
     (Etcd(dir), format!("http://{endpoint}"))
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "../../synod/tests/support/ports.rs"]
+mod ports;
+use ports::free_port;
 
 /// Three Synod members in this process; returns one client endpoint.
 fn start_synod(runtime: &tokio::runtime::Runtime) -> (tokio::sync::watch::Sender<bool>, String) {
