@@ -126,6 +126,9 @@ pub struct Controls {
     pub leader_skips_phase1: bool,
     /// The driver sends what follows a persist without waiting for the sync.
     pub ack_before_sync: bool,
+    /// A follower serves a read once the leader's read index arrives, before applying
+    /// through it (needs the `negative-controls` feature of `synod-paxos`).
+    pub follower_reads_unapplied: bool,
 }
 
 /// What to simulate.
@@ -1214,6 +1217,10 @@ impl World {
             }
         };
         #[cfg(test)]
+        if self.options.controls.follower_reads_unapplied {
+            replica.serve_follower_reads_unapplied();
+        }
+        #[cfg(test)]
         if self.options.controls.leader_skips_phase1 {
             replica.skip_phase1();
         }
@@ -1455,6 +1462,16 @@ mod tests {
             ..Controls::default()
         };
         let (seed, failures) = caught_within(controls, 50);
+        println!("caught at seed {seed}: {failures:?}");
+    }
+
+    #[test]
+    fn a_follower_serving_reads_before_it_applied_is_caught() {
+        let controls = Controls {
+            follower_reads_unapplied: true,
+            ..Controls::default()
+        };
+        let (seed, failures) = caught_within(controls, 300);
         println!("caught at seed {seed}: {failures:?}");
     }
 

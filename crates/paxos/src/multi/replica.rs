@@ -218,6 +218,8 @@ pub struct Replica<C, R> {
     /// Negative control: a candidate that leads without phase 1.
     #[cfg(feature = "negative-controls")]
     skips_phase1: bool,
+    #[cfg(feature = "negative-controls")]
+    serves_reads_unapplied: bool,
 }
 
 /// The forwards taken from one sender: the highest number of its current boot, and which
@@ -352,6 +354,8 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             follower_reads: FollowerReads::default(),
             #[cfg(feature = "negative-controls")]
             skips_phase1: false,
+            #[cfg(feature = "negative-controls")]
+            serves_reads_unapplied: false,
         })
     }
 
@@ -662,6 +666,14 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     #[cfg(feature = "negative-controls")]
     pub fn skip_phase1(&mut self) {
         self.skips_phase1 = true;
+    }
+
+    /// Breaks the protocol on purpose, for the simulator's negative controls: a follower
+    /// serves a read as soon as the leader's read index arrives, without applying through
+    /// it first, so it can answer from a state older than a completed write.
+    #[cfg(feature = "negative-controls")]
+    pub fn serve_follower_reads_unapplied(&mut self) {
+        self.serves_reads_unapplied = true;
     }
 
     // ---- phase 1 -----------------------------------------------------------------------
@@ -1293,7 +1305,12 @@ impl<C: Command, R: RngCore> Replica<C, R> {
 
     /// Serves every read whose index the state machine has reached.
     fn serve_follower_reads(&mut self) {
-        let applied = self.applied;
+        #[allow(unused_mut)]
+        let mut applied = self.applied;
+        #[cfg(feature = "negative-controls")]
+        if self.serves_reads_unapplied {
+            applied = Slot::MAX;
+        }
         let mut served = Vec::new();
         self.follower_reads.waiting.retain(|read| {
             let ready = read.index.is_some_and(|index| index <= applied);
