@@ -333,6 +333,12 @@ enum Event {
         seq: u64,
     },
     FaultTick,
+    /// `node`'s connection from `peer` closed (the peer crashed), as a real transport
+    /// reports: a hint that lets a follower campaign early.
+    PeerLost {
+        node: usize,
+        peer: usize,
+    },
     Restart(usize),
     Resume(usize),
     HealPartition(u64),
@@ -634,7 +640,9 @@ impl World {
             {
                 self.nodes[to].held.push(event);
             }
-            Event::Synced { node, .. } if self.nodes[node].paused => {
+            Event::Synced { node, .. } | Event::PeerLost { node, .. }
+                if self.nodes[node].paused =>
+            {
                 self.nodes[node].held.push(event);
             }
             Event::Deliver { from, to, message } => self.deliver(from, to, message),
@@ -655,6 +663,10 @@ impl World {
             Event::ClientRetry { client, seq } => self.client_send(client, seq),
             Event::ClientTimeout { client, seq } => self.client_timeout(client, seq),
             Event::FaultTick => self.fault_tick(),
+            Event::PeerLost { node, peer } => {
+                let peer = self.nodes[peer].id;
+                self.with_replica(node, |r| r.peer_unreachable(peer));
+            }
             Event::Restart(node) => self.restart(node),
             Event::Resume(node) => self.resume(node),
             Event::HealPartition(id) => {
@@ -1163,6 +1175,17 @@ impl World {
         };
         self.nodes[node].disk.crash(index(reached));
         self.nodes[node].crash();
+        // Its connections close: each peer hears of it after a network delay.
+        for other in (0..self.nodes.len()).filter(|&other| other != node) {
+            let delay = self.random(50, 500);
+            self.schedule(
+                delay,
+                Event::PeerLost {
+                    node: other,
+                    peer: node,
+                },
+            );
+        }
         let downtime = self.random(10, 300) * TICK_US;
         self.schedule(downtime, Event::Restart(node));
     }
@@ -1481,7 +1504,7 @@ mod tests {
             ack_before_sync: true,
             ..Controls::default()
         };
-        let (seed, failures) = caught_within(controls, 300);
+        let (seed, failures) = caught_within(controls, 1000);
         println!("caught at seed {seed}: {failures:?}");
     }
 
