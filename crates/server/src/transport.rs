@@ -35,6 +35,10 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// A handshake frame is small; a larger first frame is garbage.
 const HELLO_MAX: usize = 64;
+/// Connections allowed to be waiting for their handshake at once. Members need one each;
+/// beyond this, new connections are closed at once, so a flood of idle connections
+/// cannot hold a task and a socket each for `HELLO_TIMEOUT`.
+const HANDSHAKES_MAX: usize = 64;
 /// The longest a connection attempt may take (a blackholed peer would otherwise hold
 /// the dialer for the kernel's SYN timeout, minutes).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -276,6 +280,8 @@ type Current = Arc<Mutex<HashMap<NodeId, oneshot::Sender<()>>>>;
 /// Accepts peer connections and feeds their messages to the core.
 pub async fn accept(listener: TcpListener, admission: Admission, inputs: Sender<Input>) {
     let current: Current = Arc::default();
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_MAX));
+    let mut refusing = false;
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(pair) => pair,
@@ -285,6 +291,13 @@ pub async fn accept(listener: TcpListener, admission: Admission, inputs: Sender<
                 continue;
             }
         };
+        let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+            if !std::mem::replace(&mut refusing, true) {
+                tracing::warn!(%addr, "refusing peer connections: {HANDSHAKES_MAX} handshakes pending");
+            }
+            continue; // Dropping the stream closes it.
+        };
+        refusing = false;
         let _ = stream.set_nodelay(true);
         tokio::spawn(inbound(
             stream,
@@ -292,6 +305,7 @@ pub async fn accept(listener: TcpListener, admission: Admission, inputs: Sender<
             admission.clone(),
             inputs.clone(),
             current.clone(),
+            handshake,
         ));
     }
 }
@@ -302,9 +316,11 @@ async fn inbound(
     admission: Admission,
     inputs: Sender<Input>,
     current: Current,
+    handshake: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut stream, HELLO_MAX)).await
-    {
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut stream, HELLO_MAX)).await;
+    drop(handshake);
+    let hello = match hello {
         Ok(Ok(body)) => wire::decode_hello(&body),
         Ok(Err(e)) => {
             tracing::warn!(%addr, "refused peer connection: {e}");
@@ -403,6 +419,39 @@ mod tests {
             .await
             .ok()
             .flatten()
+    }
+
+    /// Whether the server closes `stream` within `wait`.
+    async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+        let mut byte = [0; 1];
+        matches!(
+            tokio::time::timeout(wait, stream.read(&mut byte)).await,
+            Ok(Ok(0) | Err(_))
+        )
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_pending_handshake_cap_are_closed_at_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let admission = Admission {
+            me: NodeId(1),
+            cluster: 7,
+            members: vec![NodeId(1), NodeId(2)],
+        };
+        let (inputs, _core) = std::sync::mpsc::channel();
+        tokio::spawn(accept(listener, admission, inputs));
+        let mut idle = Vec::new();
+        for _ in 0..HANDSHAKES_MAX {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        assert!(closed_within(&mut extra, Duration::from_secs(2)).await);
+        // The idle ones leave: handshakes are accepted again.
+        drop(idle);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut next = TcpStream::connect(addr).await.unwrap();
+        assert!(!closed_within(&mut next, Duration::from_millis(300)).await);
     }
 
     #[tokio::test]
