@@ -9,6 +9,15 @@
 //! A transition that leaves the state unchanged is recognised by the model before it builds
 //! a new state ([`Model::next`] returns `None`), which matters on a duplicating network
 //! where most deliveries are redeliveries that change nothing.
+//!
+//! The model chooses the fingerprint ([`Model::fingerprint`]). A model can keep it up to
+//! date as it steps rather than hash whole states, and can give one fingerprint to states
+//! it knows to be equivalent: a symmetry reduction (as TLC's `SYMMETRY` or stateright's
+//! `symmetry`) gives every state of an orbit under a symmetry group the same fingerprint,
+//! so the search visits one state per orbit. That is sound for properties the group
+//! preserves, when the transition relation commutes with the group: a state reached by a
+//! step from a state of the orbit is, relabelled, reached by the corresponding step from
+//! the state the search kept.
 
 use std::collections::HashSet;
 use std::fmt::Debug;
@@ -19,7 +28,7 @@ use rustc_hash::FxHasher;
 /// A transition system to explore.
 pub(crate) trait Model {
     /// A state: everything that distinguishes two points of the run.
-    type State: Clone + Hash + Debug;
+    type State: Clone + Debug;
     /// A transition label (shown in counterexample traces).
     type Action: Debug;
 
@@ -27,8 +36,18 @@ pub(crate) trait Model {
     fn init(&self) -> Self::State;
     /// The transitions enabled in `state`.
     fn actions(&self, state: &Self::State, actions: &mut Vec<Self::Action>);
-    /// The state after `action`, or `None` if it changes nothing.
-    fn next(&self, state: &Self::State, action: &Self::Action) -> Option<Self::State>;
+    /// The state after `action`, or `None` if it changes nothing. `seen` tells whether a
+    /// fingerprint was visited already: a model may also return `None` for a state `seen`,
+    /// rather than build a state the search would throw away.
+    fn next(
+        &self,
+        state: &Self::State,
+        action: &Self::Action,
+        seen: &dyn Fn(u64) -> bool,
+    ) -> Option<Self::State>;
+    /// The 64-bit key `state` is remembered by: states with one fingerprint are explored
+    /// once. [`hash_fingerprint`] is the plain choice.
+    fn fingerprint(&self, state: &Self::State) -> u64;
 }
 
 /// What a property expects.
@@ -103,7 +122,8 @@ impl std::hash::Hasher for NoHash {
     }
 }
 
-fn fingerprint<S: Hash>(state: &S) -> u64 {
+/// A fingerprint that hashes the whole state.
+pub(crate) fn hash_fingerprint<S: Hash>(state: &S) -> u64 {
     BuildHasherDefault::<FxHasher>::default().hash_one(state)
 }
 
@@ -125,7 +145,21 @@ pub(crate) fn explore<M: Model>(
 where
     M::Action: Clone + PartialEq,
 {
-    let mut report = search(model, properties, stop_at_violation);
+    explore_observed(model, properties, stop_at_violation, &mut |_| {})
+}
+
+/// [`explore`], calling `observe` on every state visited (one per fingerprint): for
+/// cross-checks of a model's reductions.
+pub(crate) fn explore_observed<M: Model>(
+    model: &M,
+    properties: &[Property<M>],
+    stop_at_violation: bool,
+    observe: &mut dyn FnMut(&M::State),
+) -> Report<M>
+where
+    M::Action: Clone + PartialEq,
+{
+    let mut report = search(model, properties, stop_at_violation, observe);
     for trace in &mut report.violations {
         if let Some(property) = properties.iter().find(|p| p.name == trace.property) {
             let (actions, state) = shrink(model, property, std::mem::take(&mut trace.actions));
@@ -177,12 +211,17 @@ where
         if !enabled.contains(action) {
             return None;
         }
-        state = model.next(&state, action)?;
+        state = model.next(&state, action, &|_| false)?;
     }
     Some(state)
 }
 
-fn search<M: Model>(model: &M, properties: &[Property<M>], stop_at_violation: bool) -> Report<M>
+fn search<M: Model>(
+    model: &M,
+    properties: &[Property<M>],
+    stop_at_violation: bool,
+    observe: &mut dyn FnMut(&M::State),
+) -> Report<M>
 where
     M::Action: Clone,
 {
@@ -195,19 +234,21 @@ where
     };
     let mut visited = Fingerprints::default();
     let init = model.init();
-    visited.insert(fingerprint(&init));
+    visited.insert(model.fingerprint(&init));
+    observe(&init);
     let mut stack = vec![visit(model, properties, init, None, &mut report, &[])];
     while let Some(top) = stack.last_mut() {
         let Some(action) = top.actions.pop() else {
             stack.pop();
             continue;
         };
-        let Some(next) = model.next(&top.state, &action) else {
+        let Some(next) = model.next(&top.state, &action, &|f| visited.contains(&f)) else {
             continue;
         };
-        if !visited.insert(fingerprint(&next)) {
+        if !visited.insert(model.fingerprint(&next)) {
             continue;
         }
+        observe(&next);
         let frame = visit(model, properties, next, Some(action), &mut report, &stack);
         stack.push(frame);
         report.depth_max = report.depth_max.max(stack.len() - 1);
@@ -282,10 +323,13 @@ mod tests {
             let order = if self.noise_first { [1, 0] } else { [0, 1] };
             actions.extend(order.into_iter().filter(|&i| state[i] < 3));
         }
-        fn next(&self, state: &[u8; 2], &i: &usize) -> Option<[u8; 2]> {
+        fn next(&self, state: &[u8; 2], &i: &usize, _: &dyn Fn(u64) -> bool) -> Option<[u8; 2]> {
             let mut next = *state;
             next[i] += 1;
             Some(next)
+        }
+        fn fingerprint(&self, state: &[u8; 2]) -> u64 {
+            hash_fingerprint(state)
         }
     }
 
@@ -331,7 +375,7 @@ mod tests {
             holds: |_: &Counters, s: &[u8; 2]| s[0] < 2,
         }];
         let noisy = Counters { noise_first: true };
-        let unshrunk = search(&noisy, &properties, true);
+        let unshrunk = search(&noisy, &properties, true, &mut |_| {});
         assert!(unshrunk.violations[0].actions.len() > 2);
         let report = explore(&noisy, &properties, true);
         assert_eq!(report.violations[0].actions, vec![0, 0]);
