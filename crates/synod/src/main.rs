@@ -29,7 +29,8 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// By default mimalloc returns empty pages a second later, and only when the thread that
 /// owns them allocates again: an idle member after a load kept 115 MiB resident instead of
-/// 80 (`BENCHMARKS.md`). Returning them at once costs a syscall per emptied page run.
+/// 80 (`BENCHMARKS.md`). Returning them at once costs a syscall per emptied page run; with
+/// it, a member under 256 writing clients does about 8% fewer puts than with glibc.
 #[allow(unsafe_code)]
 fn return_freed_pages_at_once() {
     // SAFETY: `mi_option_set` stores an integer in mimalloc's option table; it has no
