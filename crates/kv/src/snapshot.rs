@@ -452,17 +452,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_store_larger_than_the_encoder_buffer_streams_and_restores() {
+    /// [`sample`] with `count` more keys of `value_len`-byte values.
+    fn sample_with_keys(count: u32, value_len: usize) -> Store {
         let mut s = sample();
-        for i in 0..2_000u32 {
+        for i in 0..count {
             let put = Put {
                 key: format!("key-{i:05}").into_bytes(),
-                value: vec![(i % 251) as u8; 100],
+                value: vec![(i % 251) as u8; value_len],
                 ..Put::default()
             };
             s.put(&put).unwrap();
         }
+        s
+    }
+
+    #[test]
+    fn a_store_larger_than_the_encoder_buffer_streams_and_restores() {
+        let s = sample_with_keys(2_000, 100);
         let mut out = Trickle(Vec::new());
         s.write_snapshot(&mut out).unwrap();
         assert!(out.0.len() > 3 * ENCODER_BUFFER);
@@ -556,16 +562,7 @@ mod tests {
 
     #[test]
     fn a_failing_reader_is_a_read_error_wherever_it_fails() {
-        let mut s = sample();
-        for i in 0..300u32 {
-            let put = Put {
-                key: format!("k{i}").into_bytes(),
-                value: vec![7; 300],
-                ..Put::default()
-            };
-            s.put(&put).unwrap();
-        }
-        let bytes = s.snapshot();
+        let bytes = sample_with_keys(300, 300).snapshot();
         for cut in [0, 5, 100, 70_000, bytes.len() - 2] {
             let mut input = Failing {
                 good: bytes[..cut].to_vec(),
