@@ -1,4 +1,4 @@
-//! The node's core: one thread that owns the replica and the store and is the only one
+//! The node's core: one task that owns the replica and the store and is the only one
 //! to touch them. Everything else (peer connections, gRPC handlers, the committer) talks
 //! to it through one queue of [`Input`]s, so the core is as sequential as the simulator
 //! that checked the engine.
@@ -12,7 +12,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +20,7 @@ use paxos::NodeId;
 use prost::Message as _;
 use rand_pcg::Pcg64;
 use storage::{Committer, Completion};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::{oneshot, watch};
 use tonic::Status;
 
@@ -54,6 +54,12 @@ pub enum Applied {
     Read(Arc<View>),
 }
 
+/// The way into the core's queue.
+pub type Inputs = UnboundedSender<Input>;
+
+/// The core's end of its queue.
+pub type InputQueue = UnboundedReceiver<Input>;
+
 /// Where the answer to a command or read goes.
 pub type Reply<T> = oneshot::Sender<Result<T, Status>>;
 
@@ -67,7 +73,7 @@ pub struct View {
     pub header: pb::ResponseHeader,
 }
 
-/// A closure run on the core thread with access to its state (status, lease TTLs, hashes).
+/// A closure run on the core with access to its state (status, lease TTLs, hashes).
 pub type Query = Box<dyn FnOnce(&mut Core) + Send>;
 
 /// What reaches the core.
@@ -108,6 +114,13 @@ impl std::fmt::Debug for Input {
     }
 }
 
+/// The committer's answer, put straight into the core's queue from the committer's thread.
+fn persisted(inputs: Inputs) -> impl FnOnce(Completion) + Send {
+    move |completion| {
+        let _ = inputs.send(Input::Persisted(completion));
+    }
+}
+
 /// The most commands kept waiting for a leader; beyond it clients hear "no leader".
 const UNPROPOSED_MAX: usize = 10_000;
 
@@ -142,7 +155,6 @@ pub struct Core {
     store: kv::Store,
     committer: Committer<Payload>,
     snapshot_dir: PathBuf,
-    completions: Sender<Completion>,
     peers: Peers,
     options: CoreOptions,
     /// Messages this replica sent itself.
@@ -165,7 +177,7 @@ pub struct Core {
     /// The last slot the store has applied (the replica's own count runs ahead while
     /// applies wait for a persist).
     store_applied: Slot,
-    inputs: Sender<Input>,
+    inputs: Inputs,
     /// Reads the replica could not serve, redone by barrier after the burst.
     failed_reads: Vec<u64>,
     /// The leader as of the last burst.
@@ -208,7 +220,7 @@ pub struct Parts {
 
 impl Core {
     /// Builds the core; `inputs` must be the sending side of the queue it will run on.
-    pub fn new(parts: Parts, inputs: Sender<Input>) -> (Core, watch::Receiver<Arc<View>>) {
+    pub fn new(parts: Parts, inputs: Inputs) -> (Core, watch::Receiver<Arc<View>>) {
         let mut store = parts.store;
         store.open_journal();
         let header = pb::ResponseHeader {
@@ -221,18 +233,6 @@ impl Core {
             store: store.clone(),
             header,
         }));
-        let (completions, done) = std::sync::mpsc::channel::<Completion>();
-        let forward = inputs.clone();
-        // The committer answers on a std channel; this thread joins it to the core's queue.
-        let _ = std::thread::Builder::new()
-            .name("synod-completions".into())
-            .spawn(move || {
-                while let Ok(completion) = done.recv() {
-                    if forward.send(Input::Persisted(completion)).is_err() {
-                        break;
-                    }
-                }
-            });
         let watchers = Watchers::new(parts.options.fragment_bytes);
         let core = Core {
             me: parts.me,
@@ -241,7 +241,6 @@ impl Core {
             store,
             committer: parts.committer,
             snapshot_dir: parts.snapshot_dir,
-            completions,
             peers: parts.peers,
             options: parts.options,
             local: VecDeque::new(),
@@ -274,13 +273,16 @@ impl Core {
     /// Runs until [`Input::Shutdown`] or a fatal error: a storage failure (after a failed
     /// write nothing that depends on it may be acknowledged) or a snapshot that does not
     /// restore. The error says why the member stopped.
-    pub fn run(mut self, inputs: Receiver<Input>) -> Result<(), String> {
+    ///
+    /// The core is a task on the runtime that serves clients and peers, not a thread of
+    /// its own: a request that wakes it, and the answers it sends back, stay on the
+    /// worker that is already running (no futex wake-up between threads per request).
+    pub async fn run(mut self, mut inputs: InputQueue) -> Result<(), String> {
         let mut next_tick = Instant::now() + self.options.tick;
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
-            match inputs.recv_timeout(wait) {
-                Ok(Input::Shutdown) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
-                Ok(input) => {
+            match tokio::time::timeout_at(next_tick.into(), inputs.recv()).await {
+                Ok(Some(Input::Shutdown) | None) => return Ok(()),
+                Ok(Some(input)) => {
                     self.handle(input);
                     // Take whatever else arrived meanwhile before publishing: one view,
                     // one watch dispatch and one persist batch per burst.
@@ -292,7 +294,7 @@ impl Core {
                         }
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(_) => {}
             }
             // Events of the burst go out before a tick's progress notifications.
             self.settle();
@@ -470,10 +472,11 @@ impl Core {
 
     fn submit(&mut self, writes: Vec<paxos::multi::Write<Payload>>) {
         self.submitted += 1;
-        if !self
-            .committer
-            .submit(writes, self.submitted, &self.completions)
-        {
+        if !self.committer.submit(
+            writes,
+            self.submitted,
+            Box::new(persisted(self.inputs.clone())),
+        ) {
             self.fail("the storage committer stopped".into());
         }
     }

@@ -88,7 +88,7 @@ pub async fn run(
     }
     let peers = transport::dial(me.id, config.cluster_id, &others);
 
-    let (inputs, queue) = std::sync::mpsc::channel();
+    let (inputs, queue) = tokio::sync::mpsc::unbounded_channel();
     let parts = Parts {
         me: me.id,
         cluster_id: config.cluster_id,
@@ -107,13 +107,7 @@ pub async fn run(
         },
     };
     let (core, views) = Core::new(parts, inputs.clone());
-    let (core_done, core_stopped) = tokio::sync::oneshot::channel();
-    let core_thread = std::thread::Builder::new()
-        .name("synod-core".into())
-        .spawn(move || {
-            let result = core.run(queue);
-            let _ = core_done.send(result);
-        })?;
+    let mut core_task = tokio::spawn(core.run(queue));
 
     let admission = Admission {
         me: me.id,
@@ -154,7 +148,7 @@ pub async fn run(
 
     let outcome = tokio::select! {
         () = shutdown => Ok(()),
-        result = core_stopped => match result {
+        result = &mut core_task => match result {
             Ok(Err(e)) => Err(Error::from(format!("member stopped: {e}"))),
             _ => Ok(()),
         },
@@ -165,7 +159,9 @@ pub async fn run(
     }
     peer_port.abort();
     let _ = inputs.send(Input::Shutdown);
-    let _ = tokio::task::spawn_blocking(move || core_thread.join()).await;
+    if !core_task.is_finished() {
+        let _ = core_task.await;
+    }
     tracing::info!("member stopped");
     outcome
 }

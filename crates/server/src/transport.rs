@@ -10,7 +10,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use paxos::multi::Message;
@@ -21,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::node::Input;
+use crate::node::{Input, Inputs};
 use crate::payload::Payload;
 use crate::wire::{self, Hello, FRAME_HEADER};
 
@@ -60,7 +59,7 @@ enum Outgoing {
 #[derive(Debug, Default)]
 pub struct Peers {
     queues: HashMap<NodeId, Queue>,
-    /// The runtime the connections run on: the core calls in from its own thread.
+    /// The runtime the connections run on (the snapshot streams' blocking threads too).
     runtime: Option<tokio::runtime::Handle>,
 }
 
@@ -278,7 +277,7 @@ impl Admission {
 type Current = Arc<Mutex<HashMap<NodeId, oneshot::Sender<()>>>>;
 
 /// Accepts peer connections and feeds their messages to the core.
-pub async fn accept(listener: TcpListener, admission: Admission, inputs: Sender<Input>) {
+pub async fn accept(listener: TcpListener, admission: Admission, inputs: Inputs) {
     let current: Current = Arc::default();
     let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_MAX));
     let mut refusing = false;
@@ -314,7 +313,7 @@ async fn inbound(
     mut stream: TcpStream,
     addr: SocketAddr,
     admission: Admission,
-    inputs: Sender<Input>,
+    inputs: Inputs,
     current: Current,
     handshake: tokio::sync::OwnedSemaphorePermit,
 ) {
@@ -439,7 +438,7 @@ mod tests {
             cluster: 7,
             members: vec![NodeId(1), NodeId(2)],
         };
-        let (inputs, _core) = std::sync::mpsc::channel();
+        let (inputs, _core) = mpsc::unbounded_channel();
         tokio::spawn(accept(listener, admission, inputs));
         let mut idle = Vec::new();
         for _ in 0..HANDSHAKES_MAX {

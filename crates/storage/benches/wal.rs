@@ -119,7 +119,11 @@ fn committed(dir: &std::path::Path, writers: u64, duration: Duration) -> Vec<Dur
     let mut submit = |writer: u64, sent_at: &mut Vec<Instant>| {
         slot += 1;
         sent_at[writer as usize] = Instant::now();
-        assert!(committer.submit(vec![write_at(slot)], writer, &reply));
+        let reply = reply.clone();
+        let notify = Box::new(move |completion| {
+            let _ = reply.send(completion);
+        });
+        assert!(committer.submit(vec![write_at(slot)], writer, notify));
     };
     for writer in 0..writers {
         submit(writer, &mut sent_at);

@@ -1,7 +1,7 @@
 //! Group commit on a dedicated thread, for callers that are tasks rather than threads
 //! (the server's requests): submissions queue up while a sync runs, and the next sync
-//! carries all of them, in one write and one fdatasync. Each caller hears back on the
-//! channel it gave, tagged with its own number, only once its writes are durable.
+//! carries all of them, in one write and one fdatasync. Each caller hears back through
+//! the callback it gave, with its own number, only once its writes are durable.
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -14,10 +14,13 @@ use crate::{Storage, StorageError};
 /// What the committer answers: the caller's tag, and whether its writes are durable.
 pub type Completion = (u64, Result<(), StorageError>);
 
+/// What the committer calls, on its own thread, once a submission is durable or failed.
+pub type Notify = Box<dyn FnOnce(Completion) + Send>;
+
 struct Request<C> {
     writes: Vec<Write<C>>,
     tag: u64,
-    reply: Sender<Completion>,
+    reply: Notify,
 }
 
 /// The most submissions one sync carries.
@@ -44,14 +47,10 @@ impl<C: Send + Sync + 'static> Committer<C> {
         }
     }
 
-    /// Queues `writes`; `(tag, result)` arrives on `reply` once they are durable (or
-    /// failed). Returns false if the committer has stopped.
-    pub fn submit(&self, writes: Vec<Write<C>>, tag: u64, reply: &Sender<Completion>) -> bool {
-        let request = Request {
-            writes,
-            tag,
-            reply: reply.clone(),
-        };
+    /// Queues `writes`; `reply` gets `(tag, result)` once they are durable (or failed).
+    /// Returns false if the committer has stopped.
+    pub fn submit(&self, writes: Vec<Write<C>>, tag: u64, reply: Notify) -> bool {
+        let request = Request { writes, tag, reply };
         self.requests
             .as_ref()
             .is_some_and(|requests| requests.send(request).is_ok())
@@ -84,7 +83,7 @@ fn commit_loop<C, S: Storage<C>>(storage: &S, queue: &Receiver<Request<C>>) {
         }
         let result = storage.persist(writes);
         for (tag, reply) in answers {
-            let _ = reply.send((tag, result.as_ref().map(|_| ()).map_err(copy)));
+            reply((tag, result.as_ref().map(|_| ()).map_err(copy)));
         }
     }
 }
@@ -117,13 +116,19 @@ mod tests {
         let storage = Arc::new(FaultyStorage::new());
         let committer = Committer::start(storage.clone());
         let (reply, answers) = mpsc::channel();
+        let notify = |reply: &Sender<Completion>| -> Notify {
+            let reply = reply.clone();
+            Box::new(move |completion| {
+                let _ = reply.send(completion);
+            })
+        };
         for tag in 1..=100u64 {
             let write = Write::Votes {
                 ballot: Ballot::new(1, NodeId(1)),
                 first: tag,
                 entries: vec![Entry::Command(tag)].into(),
             };
-            assert!(committer.submit(vec![write], tag, &reply));
+            assert!(committer.submit(vec![write], tag, notify(&reply)));
         }
         let mut tags: Vec<u64> = (0..100).map(|_| answers.recv().unwrap().0).collect();
         tags.sort_unstable();
@@ -131,7 +136,7 @@ mod tests {
         let durable: Durable<u64> = storage.recovered().unwrap();
         assert_eq!(durable.votes.len(), 100);
         storage.fail_after(0);
-        committer.submit(vec![Write::<u64>::Commit(1)], 7, &reply);
+        committer.submit(vec![Write::<u64>::Commit(1)], 7, notify(&reply));
         assert!(matches!(
             answers.recv().unwrap(),
             (7, Err(StorageError::Injected))

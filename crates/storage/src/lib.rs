@@ -47,7 +47,7 @@ pub mod memory;
 pub mod snapshot;
 pub mod state;
 
-pub use committer::{Committer, Completion};
+pub use committer::{Committer, Completion, Notify};
 pub use disk::{DiskOptions, DiskStorage};
 pub use faulty::FaultyStorage;
 pub use format::{Codec, Identity};

@@ -3,7 +3,6 @@
 //! cannot complete (no quorum) fails with etcd's retryable "request timed out".
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use tokio::sync::{oneshot, watch};
 use tonic::Status;
 
 use crate::config::Member;
-use crate::node::{Applied, Core, Input, View};
+use crate::node::{Applied, Core, Input, Inputs, View};
 use crate::proto::synodpb::command::Op;
 
 pub mod cluster;
@@ -27,7 +26,7 @@ pub mod watch_api;
 /// What every service shares: the way to the core and the latest view.
 #[derive(Clone, Debug)]
 pub struct Handle {
-    inputs: Sender<Input>,
+    inputs: Inputs,
     views: watch::Receiver<Arc<View>>,
     /// Static facts about the cluster.
     pub info: Arc<Info>,
@@ -79,7 +78,7 @@ pub fn too_large() -> Status {
 
 impl Handle {
     /// A handle on the core fed by `inputs`.
-    pub fn new(inputs: Sender<Input>, views: watch::Receiver<Arc<View>>, info: Info) -> Handle {
+    pub fn new(inputs: Inputs, views: watch::Receiver<Arc<View>>, info: Info) -> Handle {
         Handle {
             inputs,
             views,
@@ -194,10 +193,11 @@ fn unexpected(applied: &Applied) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::InputQueue;
     use crate::proto::etcdserverpb as pb;
 
-    fn handle() -> (Handle, std::sync::mpsc::Receiver<Input>) {
-        let (inputs, core) = std::sync::mpsc::channel();
+    fn handle() -> (Handle, InputQueue) {
+        let (inputs, core) = tokio::sync::mpsc::unbounded_channel();
         let view = View {
             store: ::kv::Store::new(),
             header: pb::ResponseHeader::default(),
@@ -229,24 +229,21 @@ mod tests {
         let _ = reply.send(Ok(Applied::Read(Arc::new(view))));
     }
 
-    async fn next_input(core: &std::sync::mpsc::Receiver<Input>) -> Option<Input> {
-        for _ in 0..200 {
-            if let Ok(input) = core.try_recv() {
-                return Some(input);
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        None
+    async fn next_input(core: &mut InputQueue) -> Option<Input> {
+        tokio::time::timeout(Duration::from_secs(1), core.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     #[tokio::test]
     async fn reads_arriving_during_a_round_share_the_next_one_never_the_current() {
-        let (handle, core) = handle();
+        let (handle, mut core) = handle();
         let first = tokio::spawn({
             let handle = handle.clone();
             async move { handle.linearizable().await }
         });
-        let round_one = next_input(&core)
+        let round_one = next_input(&mut core)
             .await
             .expect("the first read reaches the core");
         // Nine reads arrive while round one is under way.
@@ -260,7 +257,7 @@ mod tests {
         assert!(core.try_recv().is_err(), "a second round started early");
         answer(round_one, 1);
         assert_eq!(first.await.unwrap().unwrap().header.revision, 1);
-        let round_two = next_input(&core).await.expect("the next round");
+        let round_two = next_input(&mut core).await.expect("the next round");
         answer(round_two, 2);
         for read in later {
             // Served by the round that began after they arrived.
@@ -275,12 +272,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_round_fails_its_readers_and_the_next_round_starts_afresh() {
-        let (handle, core) = handle();
+        let (handle, mut core) = handle();
         let read = {
             let handle = handle.clone();
             tokio::spawn(async move { handle.linearizable().await })
         };
-        let Some(Input::Read(reply)) = next_input(&core).await else {
+        let Some(Input::Read(reply)) = next_input(&mut core).await else {
             panic!("no read");
         };
         let _ = reply.send(Err(Status::unavailable("etcdserver: no leader")));
@@ -290,7 +287,7 @@ mod tests {
             let handle = handle.clone();
             tokio::spawn(async move { handle.linearizable().await })
         };
-        answer(next_input(&core).await.expect("a new round"), 3);
+        answer(next_input(&mut core).await.expect("a new round"), 3);
         assert_eq!(again.await.unwrap().unwrap().header.revision, 3);
     }
 }
