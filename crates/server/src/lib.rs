@@ -3,14 +3,15 @@
 //! applies chosen commands to the etcd-semantics store (`kv`), talks to its peers over
 //! TCP, and serves etcd's v3 gRPC API to clients.
 //!
-//! One thread, the **core**, owns the replica and the store; everything else reaches it
+//! One task, the **core**, owns the replica and the store; everything else reaches it
 //! through one queue. gRPC handlers (on tokio) propose commands, read published views of
 //! the store, or run queries on the core; peer connections feed it messages; a committer
 //! thread makes writes durable with group commit. See `docs/ARCHITECTURE.md`.
 //!
 //! # Layout
 //! - [`config`]: a member's configuration, from etcd's flag values; member and cluster ids.
-//! - [`server`]: start a member: recover the data directory, bind, serve, stop.
+//! - [`server`]: start a member: recover the data directory, bind, serve, stop; the
+//!   runtime members (and the benchmark client) run on.
 //! - [`node`]: the core: runs the replica's actions in their durable order, applies
 //!   commands, answers clients, times leases, takes snapshots, feeds watchers.
 //! - [`watchers`]: watchers, their synced/behind state, fragmentation, progress.

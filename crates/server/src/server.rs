@@ -166,6 +166,22 @@ pub async fn run(
     outcome
 }
 
+/// The builder of the multi-threaded runtime a member runs on.
+///
+/// Built with `--cfg tokio_unstable` (the workspace's `.cargo/config.toml` sets it), it
+/// runs without tokio's LIFO slot. With the slot, a task woken by the running task runs
+/// next: each gRPC handler that finishes wakes its connection's writer, which then runs
+/// before the next handler and flushes one answer per `writev`. Without it, the writer
+/// runs after the handlers the core woke in the same burst and flushes their answers
+/// together: 0.12 `writev` per put instead of 0.90 (256 clients, 16 connections).
+pub fn runtime_builder() -> tokio::runtime::Builder {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    #[cfg(tokio_unstable)]
+    builder.disable_lifo_slot();
+    builder.enable_all();
+    builder
+}
+
 fn routes(handle: &Handle, max_message: usize) -> tonic::transport::server::Router {
     let h = || handle.clone();
     tonic::transport::Server::builder()

@@ -9,6 +9,7 @@
 //! - `cmd/sim.rs`: `synod sim synod`, single-decree Paxos on the simulated network.
 //! - `cmd/sim_cluster.rs`: `synod sim`, a Multi-Paxos cluster under faults, checked.
 //! - `cmd/check.rs`: `synod check FILE`, the linearizability checker on a history.
+//! - `allocator.rs`: mimalloc, and when it returns freed pages to the system.
 
 use std::process::ExitCode;
 
@@ -16,28 +17,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 
-/// mimalloc rather than the system allocator. A member frees memory in bulk (the log a
-/// snapshot releases: a third of its heap after 100,000 puts) among objects it keeps (the
-/// store). glibc's arenas kept those pages for good; mimalloc keeps each size class on its
-/// own pages, so the released log's pages empty out and go back to the system (see
-/// [`return_freed_pages_at_once`]).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// mimalloc's `mi_option_purge_delay` (its position in `mi_option_e`, mimalloc 3).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// By default mimalloc returns empty pages a second later, and only when the thread that
-/// owns them allocates again: an idle member after a load kept 115 MiB resident instead of
-/// 80 (`BENCHMARKS.md`). Returning them at once costs a syscall per emptied page run; with
-/// it, a member under 256 writing clients does about 8% fewer puts than with glibc.
-#[allow(unsafe_code)]
-fn return_freed_pages_at_once() {
-    // SAFETY: `mi_option_set` stores an integer in mimalloc's option table; it has no
-    // other precondition, and the option has this number in the mimalloc version that
-    // crates/synod/Cargo.toml pins exactly (libmimalloc-sys =0.1.49, mimalloc 3).
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
-}
+mod allocator;
 
 /// Synod: a Multi-Paxos key-value store that speaks the etcd v3 API.
 #[derive(Debug, Parser)]
@@ -80,7 +60,7 @@ fn parse() -> Result<Cli, String> {
 }
 
 fn main() -> ExitCode {
-    return_freed_pages_at_once();
+    allocator::configure();
     let cli = match parse() {
         Ok(cli) => cli,
         Err(message) => {

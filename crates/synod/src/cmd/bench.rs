@@ -546,10 +546,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
     if args.clients == 0 || args.conns == 0 {
         return Err("--clients and --conns must be at least 1".into());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let runtime = super::runtime()?;
     if args.workload == Workload::FailoverProbe {
         let failover = runtime.block_on(failover_probe(&args, &endpoints))?;
         report_failover(&args, &failover);

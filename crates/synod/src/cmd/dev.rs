@@ -82,10 +82,7 @@ pub fn run(args: DevArgs) -> Result<ExitCode, String> {
                 .to_string()
         })
         .collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let runtime = super::runtime()?;
     runtime.block_on(async move {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut members = Vec::new();

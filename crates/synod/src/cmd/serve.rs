@@ -182,10 +182,7 @@ pub async fn stop_signal() {
 pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
     init_logging(args.log_level);
     let config = args.config()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let runtime = super::runtime()?;
     runtime
         .block_on(server::server::run(config, stop_signal()))
         .map_err(|e| e.to_string())?;
