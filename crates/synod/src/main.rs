@@ -4,7 +4,8 @@
 //! # Layout
 //! - `cmd/serve.rs`: `synod serve`, one member with etcd's flags.
 //! - `cmd/dev.rs`: `synod dev`, a local three-member cluster.
-//! - `cmd/bench.rs`: `synod bench`, a load generator for any etcd v3 endpoint.
+//! - `cmd/bench/`: `synod bench`, a load generator for any etcd v3 endpoint (`conn.rs`: its
+//!   lean HTTP/2 connection).
 //! - `cmd/snapshot.rs`: `synod snapshot restore`, a data directory from a backup.
 //! - `cmd/sim.rs`: `synod sim synod`, single-decree Paxos on the simulated network.
 //! - `cmd/sim_cluster.rs`: `synod sim`, a Multi-Paxos cluster under faults, checked.

@@ -6,6 +6,8 @@
 //! (`--kill-pid`, normally the leader) to the first put that succeeds through the given
 //! endpoints, retrying with a short per-request deadline (`--request-timeout-ms`).
 
+mod conn;
+
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,6 +18,8 @@ use server::proto::etcdserverpb as pb;
 use server::proto::etcdserverpb::kv_client::KvClient;
 use server::proto::etcdserverpb::watch_client::WatchClient;
 use tonic::transport::Channel;
+
+use conn::Conn;
 
 /// What each request does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -146,21 +150,15 @@ impl Plan {
     }
 }
 
-async fn connect(endpoints: &[String], conns: usize) -> Result<Vec<Channel>, String> {
+async fn connect(endpoints: &[String], conns: usize) -> Result<Vec<Conn>, String> {
     let mut channels = Vec::new();
     for i in 0..conns.max(1) {
-        let endpoint = &endpoints[i % endpoints.len()];
-        let channel = Channel::from_shared(format!("http://{endpoint}"))
-            .map_err(|e| e.to_string())?
-            .connect()
-            .await
-            .map_err(|e| format!("{endpoint}: {e}"))?;
-        channels.push(channel);
+        channels.push(Conn::connect(&endpoints[i % endpoints.len()]).await?);
     }
     Ok(channels)
 }
 
-async fn one_request(args: &BenchArgs, plan: &Plan, kv: &mut KvClient<Channel>, n: u64) -> bool {
+async fn one_request(args: &BenchArgs, plan: &Plan, kv: &mut KvClient<Conn>, n: u64) -> bool {
     let k = if args.sequential_keys {
         n % args.key_space.max(1)
     } else {
@@ -228,7 +226,7 @@ fn compare_and_put(key: Vec<u8>, value: Vec<u8>, version: i64) -> pb::TxnRequest
 async fn client(
     args: Arc<BenchArgs>,
     plan: Arc<Plan>,
-    channel: Channel,
+    channel: Conn,
     per_client_rate: f64,
 ) -> Results {
     let mut kv = KvClient::new(channel).max_decoding_message_size(64 << 20);
@@ -255,7 +253,7 @@ async fn client(
 async fn watch_latency(
     args: Arc<BenchArgs>,
     plan: Arc<Plan>,
-    channels: Vec<Channel>,
+    channels: Vec<Conn>,
     started: Instant,
 ) -> Results {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
