@@ -52,19 +52,19 @@ impl Store {
                 if old && !kept.is_empty() && !kept.contains(&(change.revision, change.sub)) {
                     continue;
                 }
-                stored.push((change.revision, change.sub, key, change.kv.as_ref()));
+                stored.push((change.revision, change.sub, key, change));
             }
         }
         stored.sort_by_key(|&(revision, sub, _, _)| (revision, sub));
         let mut crc = crc32c::crc32c(b"key");
         let mut bytes = Vec::new();
-        for (revision, sub, key, kv) in stored {
+        for (revision, sub, key, change) in stored {
             bytes.clear();
             bytes.extend_from_slice(&(revision as u64).to_be_bytes());
             bytes.push(b'_');
             bytes.extend_from_slice(&(sub as u64).to_be_bytes());
-            match kv {
-                Some(kv) => encode_kv(kv, &mut bytes),
+            match change.key_value(key) {
+                Some(kv) => encode_kv(&kv, &mut bytes),
                 None => {
                     bytes.push(b't');
                     let tombstone = KeyValue {

@@ -24,7 +24,7 @@ use std::io;
 
 use crate::history::History;
 use crate::lease::LeaseState;
-use crate::store::{Change, KeyValue, Store};
+use crate::store::{Change, Store, Version};
 
 const MAGIC: &[u8; 8] = b"SYNODKV2";
 
@@ -102,7 +102,7 @@ impl Store {
                     None => w.put(&[0])?,
                     Some(kv) => {
                         w.put(&[1])?;
-                        for n in [kv.create_revision, kv.mod_revision, kv.version, kv.lease] {
+                        for n in [kv.create_revision, change.revision, kv.version, kv.lease] {
                             w.put(&n.to_le_bytes())?;
                         }
                         w.bytes(&kv.value)?;
@@ -386,12 +386,14 @@ fn decode(r: &mut Reader<'_>) -> Option<Store> {
                 1 => {
                     let (create_revision, mod_revision) = (r.i64()?, r.i64()?);
                     let (version, lease) = (r.i64()?, r.i64()?);
-                    Some(KeyValue {
-                        key: key.clone(),
+                    // A put's mod revision is its change's: this code never wrote another.
+                    if mod_revision != revision {
+                        return None;
+                    }
+                    Some(Version {
                         create_revision,
-                        mod_revision,
                         version,
-                        value: r.bytes()?,
+                        value: r.bytes()?.into(),
                         lease,
                     })
                 }

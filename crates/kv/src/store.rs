@@ -30,10 +30,36 @@ pub(crate) type Key = Arc<[u8]>;
 /// A change to one key: its new state, or `None` for a deletion.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Change {
+    /// The change's revision (after a put, the key's mod revision).
     pub(crate) revision: i64,
     /// The change's place among the changes of its revision (a transaction's writes).
     pub(crate) sub: i64,
-    pub(crate) kv: Option<KeyValue>,
+    pub(crate) kv: Option<Version>,
+}
+
+/// A key's state after a put, as its history keeps it: without the key (the map holds
+/// it once) and the mod revision (the change's). Every version of every key is one of
+/// these, so its size is most of the store's per-key overhead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Version {
+    pub(crate) create_revision: i64,
+    pub(crate) version: i64,
+    pub(crate) lease: i64,
+    pub(crate) value: Box<[u8]>,
+}
+
+impl Change {
+    /// The key's state after this change, as a reader gets it (`None` for a deletion).
+    pub(crate) fn key_value(&self, key: &[u8]) -> Option<KeyValue> {
+        self.kv.as_ref().map(|v| KeyValue {
+            key: key.to_vec(),
+            create_revision: v.create_revision,
+            mod_revision: self.revision,
+            version: v.version,
+            value: v.value.to_vec(),
+            lease: v.lease,
+        })
+    }
 }
 
 /// How to order a range's results.
@@ -260,7 +286,7 @@ impl Store {
         }
         let live = self
             .keys_in(&r.key, &r.range_end)
-            .filter_map(|(_, history)| history.value_at(at));
+            .filter_map(|(key, history)| Some((key, history.value_at(at)?)));
         let count = live.clone().count() as i64;
         // As etcd 3.4: with sorting or filters, fetch everything, then cut; otherwise
         // fetch in key order one more than the limit (to tell whether there is more).
@@ -274,7 +300,10 @@ impl Store {
         } else {
             usize::try_from(r.limit + 1).unwrap_or(usize::MAX)
         };
-        let mut kvs: Vec<KeyValue> = live.take(fetch).cloned().collect();
+        let mut kvs: Vec<KeyValue> = live
+            .take(fetch)
+            .filter_map(|(key, change)| change.key_value(key))
+            .collect();
         kvs.retain(|kv| {
             (r.max_mod_revision == 0 || kv.mod_revision <= r.max_mod_revision)
                 && (r.min_mod_revision == 0 || kv.mod_revision >= r.min_mod_revision)
@@ -347,7 +376,7 @@ impl Store {
             .keys
             .get(p.key.as_slice())
             .and_then(|h| h.value_at(self.revision))
-            .cloned();
+            .and_then(|change| change.key_value(&p.key));
         if (p.ignore_value || p.ignore_lease) && previous.is_none() {
             return Err(KvError::KeyNotFound);
         }
@@ -355,14 +384,12 @@ impl Store {
             return Err(KvError::LeaseNotFound);
         }
         let revision = self.write_revision();
-        let kv = KeyValue {
-            key: p.key.clone(),
+        let kv = Version {
             create_revision: previous.as_ref().map_or(revision, |kv| kv.create_revision),
-            mod_revision: revision,
             version: previous.as_ref().map_or(1, |kv| kv.version + 1),
             value: match (&previous, p.ignore_value) {
-                (Some(old), true) => old.value.clone(),
-                _ => p.value.clone(),
+                (Some(old), true) => old.value.as_slice().into(),
+                _ => p.value.as_slice().into(),
             },
             lease: match (&previous, p.ignore_lease) {
                 (Some(old), true) => old.lease,
@@ -400,8 +427,7 @@ impl Store {
         let at = self.revision;
         let doomed: Vec<KeyValue> = self
             .keys_in(&d.key, &d.range_end)
-            .filter_map(|(_, history)| history.value_at(at))
-            .cloned()
+            .filter_map(|(key, history)| history.value_at(at)?.key_value(key))
             .collect();
         if doomed.is_empty() {
             return Ok(DeleteRangeResponse {
@@ -457,8 +483,8 @@ impl Store {
     /// Appends `change` to `key`'s history and, if a journal is open, its event.
     fn record(&mut self, key: &[u8], change: Change, previous: Option<KeyValue>) {
         if let Some(journal) = &mut self.journal {
-            let (kind, kv) = match &change.kv {
-                Some(kv) => (EventKind::Put, kv.clone()),
+            let (kind, kv) = match change.key_value(key) {
+                Some(kv) => (EventKind::Put, kv),
                 None => (
                     EventKind::Delete,
                     KeyValue {

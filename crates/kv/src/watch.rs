@@ -66,8 +66,8 @@ impl Store {
         let mut events = Vec::new();
         for (key, history) in self.keys_in(&w.key, &w.range_end) {
             for change in history.iter().take_while(|c| c.revision >= from) {
-                let (kind, kv) = match &change.kv {
-                    Some(kv) => (EventKind::Put, kv.clone()),
+                let (kind, kv) = match change.key_value(key) {
+                    Some(kv) => (EventKind::Put, kv),
                     None => {
                         let tombstone = KeyValue {
                             key: key.to_vec(),
@@ -85,7 +85,9 @@ impl Store {
                     continue;
                 }
                 let prev_kv = if w.prev_kv {
-                    history.value_at(change.revision - 1).cloned()
+                    history
+                        .value_at(change.revision - 1)
+                        .and_then(|put| put.key_value(key))
                 } else {
                     None
                 };
