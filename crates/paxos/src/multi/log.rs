@@ -80,6 +80,9 @@ impl<C: Clone> Log<C> {
             let drop = self.index(index).map_or(0, |i| i + 1);
             self.slots.drain(..drop);
         }
+        // The slots' buffer grew to a whole snapshot interval (100,000 slots by default,
+        // megabytes); once a snapshot released them, keep room for what is left.
+        self.slots.shrink_to_fit();
         self.compacted = index;
         self.commit = self.commit.max(index);
     }
@@ -249,13 +252,31 @@ mod tests {
         assert_eq!((log.compacted(), log.commit(), log.last()), (9, 9, 9));
     }
 
-    #[test]
-    fn compacting_most_of_the_log_keeps_the_votes_above_the_snapshot() {
+    /// A log with votes in slots 1 to `last`, chosen through `commit`.
+    fn log_of(last: Slot, commit: Slot) -> Log<u64> {
         let mut log = Log::new();
-        for slot in 1..=10 {
+        for slot in 1..=last {
             log.set(slot, vote(1, slot));
         }
-        log.commit_through(6);
+        log.commit_through(commit);
+        log
+    }
+
+    #[test]
+    fn compaction_returns_the_released_slots_memory() {
+        let mut log = log_of(10_000, 10_000);
+        log.compact(9_990);
+        assert_eq!(log.last(), 10_000);
+        assert!(
+            log.slots.capacity() < 100,
+            "{} slots kept",
+            log.slots.capacity()
+        );
+    }
+
+    #[test]
+    fn compacting_most_of_the_log_keeps_the_votes_above_the_snapshot() {
+        let mut log = log_of(10, 6);
         log.compact(6);
         assert_eq!(log.last(), 10);
         assert_eq!(log.get(7), Some(&vote(1, 7)));
