@@ -554,6 +554,11 @@ impl Store {
         self.journal.get_or_insert_with(Vec::new);
     }
 
+    /// Stops the journal and drops what it held (a server with no watchers left).
+    pub fn close_journal(&mut self) {
+        self.journal = None;
+    }
+
     /// The events since the last call, in revision and write order, each with the key's
     /// previous value. Empty unless [`Store::open_journal`] was called.
     pub fn take_events(&mut self) -> Vec<Event> {

@@ -137,6 +137,12 @@ mod tests {
         assert_eq!(journal, s.watch_events(&all).unwrap());
         assert_eq!(journal.len(), 4);
         assert!(s.take_events().is_empty(), "taking drains the journal");
+        s.close_journal();
+        put(&mut s, "b", "3");
+        assert!(
+            s.take_events().is_empty(),
+            "a closed journal records nothing"
+        );
     }
 
     #[test]

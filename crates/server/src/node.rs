@@ -221,8 +221,7 @@ pub struct Parts {
 impl Core {
     /// Builds the core; `inputs` must be the sending side of the queue it will run on.
     pub fn new(parts: Parts, inputs: Inputs) -> (Core, watch::Receiver<Arc<View>>) {
-        let mut store = parts.store;
-        store.open_journal();
+        let store = parts.store;
         let header = pb::ResponseHeader {
             cluster_id: parts.cluster_id,
             member_id: parts.me.0,
@@ -334,6 +333,7 @@ impl Core {
                 self.dispatch_events();
                 let header = self.header();
                 self.watchers.handle(request, &self.store, header);
+                self.journal_for_watchers();
             }
             Input::Query(query) => query(self),
             Input::Persisted((_, Err(e))) => self.fail(format!("storage failed: {e}")),
@@ -516,7 +516,9 @@ impl Core {
                     // Events the old store journaled but did not dispatch, and those the
                     // snapshot skips, reach watchers from the new store's history.
                     let _ = self.store.take_events();
-                    store.open_journal();
+                    if !self.watchers.is_empty() {
+                        store.open_journal();
+                    }
                     self.store = store;
                     self.last_snapshot = index;
                     self.store_applied = index;
@@ -815,8 +817,21 @@ impl Core {
         }
         self.fail_requests_if_leader_changed();
         self.dispatch_events();
+        self.journal_for_watchers();
         if self.view_stale {
             self.publish();
+        }
+    }
+
+    /// The store journals events only while there are watchers to feed: on a member
+    /// nobody watches, a put costs no event (two copies of its key-value). A new watcher
+    /// starts at the store's revision or catches up from history, so it never needs
+    /// events from before the journal opened.
+    fn journal_for_watchers(&mut self) {
+        if self.watchers.is_empty() {
+            self.store.close_journal();
+        } else {
+            self.store.open_journal();
         }
     }
 
