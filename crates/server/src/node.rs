@@ -9,6 +9,9 @@
 //! order, and a later write durable implies every earlier one), while sends, applies and
 //! read answers queue behind the last persist before them until the committer reports it
 //! durable. So no message reports, and no client hears of, state that is not on disk.
+//! The one exception is a commit hint alone (`Write::Commit`): the engine may lose it
+//! (the commit point is learned again), so applies after it do not wait for its sync.
+//! The simulator's driver does the same, under crashes.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -162,6 +165,8 @@ pub struct Core {
     /// Actions waiting for a persist: (the persist's tag, the action).
     blocked: VecDeque<(u64, Action<Payload>)>,
     submitted: u64,
+    /// The latest submission later actions must wait for (a commit hint alone is not).
+    required: u64,
     durable: u64,
     next_id: u64,
     waiting: HashMap<u64, Reply<Applied>>,
@@ -245,6 +250,7 @@ impl Core {
             local: VecDeque::new(),
             blocked: VecDeque::new(),
             submitted: 0,
+            required: 0,
             durable: 0,
             // Random, so that an entry this member proposed before a restart, applied
             // again during recovery, cannot answer a new request with the same number.
@@ -459,10 +465,10 @@ impl Core {
             if !writes.is_empty() {
                 self.submit(std::mem::take(&mut writes));
             }
-            if self.blocked.is_empty() && self.durable >= self.submitted {
+            if self.blocked.is_empty() && self.durable >= self.required {
                 self.execute(action);
             } else {
-                self.blocked.push_back((self.submitted, action));
+                self.blocked.push_back((self.required, action));
             }
         }
         if !writes.is_empty() {
@@ -472,6 +478,15 @@ impl Core {
 
     fn submit(&mut self, writes: Vec<paxos::multi::Write<Payload>>) {
         self.submitted += 1;
+        // The commit point is a hint the engine may lose (it is learned again): applies
+        // after it need not wait for its sync, which would put a second fsync on the
+        // path of every write. It still reaches the disk, in order, with this sync.
+        if !writes
+            .iter()
+            .all(|w| matches!(w, paxos::multi::Write::Commit(_)))
+        {
+            self.required = self.submitted;
+        }
         if !self.committer.submit(
             writes,
             self.submitted,

@@ -782,12 +782,18 @@ impl World {
     }
 
     fn persist(&mut self, node: usize, write: DiskWrite<Request>) {
+        let hint = matches!(write, DiskWrite::Commit(_));
         let slow = self.nodes[node].slow_disk;
         let latency = self.random(50, 500) * if slow { 20 } else { 1 };
         let n = &mut self.nodes[node];
         if let Err(error) = n.disk.append(vec![write]) {
             let problem = format!("n{}: storage refused a write: {error}", n.id.0);
             self.failures.push(Failure::Liveness(problem));
+        }
+        // A commit hint alone holds nothing up (as in the server): it becomes durable
+        // with the next sync, or is lost in a crash before one.
+        if hint {
+            return;
         }
         let incarnation = n.incarnation;
         if !self.options.controls.ack_before_sync {
