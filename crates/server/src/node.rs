@@ -559,8 +559,15 @@ impl Core {
     }
 
     /// The store a snapshot from a peer describes.
+    /// Rebuilds a store from a peer's snapshot: seconds for a large one. The core is a
+    /// task, so on a multi-threaded runtime the worker hands its other tasks (clients,
+    /// peer connections) to another thread for the time being.
     fn restore(&self, data: &SnapshotData) -> Result<kv::Store, kv::SnapshotError> {
-        kv::Store::read_snapshot(&mut data.reader())
+        let read = || kv::Store::read_snapshot(&mut data.reader());
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(read),
+            _ => read(),
+        }
     }
 
     fn apply(&mut self, slot: Slot, entry: Entry<Payload>) {
