@@ -1461,8 +1461,16 @@ mod tests {
         sweep(QuorumSpec::Flexible { q1: 4, q2: 2 }, 5, 0..400, true);
     }
 
-    /// Runs seeds until one fails a checker; the control must be caught within `limit`.
-    fn caught_within(controls: Controls, limit: u64) -> (u64, Vec<Failure>) {
+    /// Runs seeds with one control broken (`set`) until a checker fails; it must be
+    /// caught within `limit` seeds. Prints the seed that caught it.
+    fn caught_within(set: fn(&mut Controls), limit: u64) {
+        let mut controls = Controls::default();
+        set(&mut controls);
+        let (seed, failures) = first_failing_seed(controls, limit);
+        println!("caught at seed {seed}: {failures:?}");
+    }
+
+    fn first_failing_seed(controls: Controls, limit: u64) -> (u64, Vec<Failure>) {
         for seed in 0..limit {
             // Crash- and partition-heavy, so the broken paths are taken often.
             let faults = FaultRates {
@@ -1486,41 +1494,21 @@ mod tests {
 
     #[test]
     fn a_leader_that_skips_phase1_is_caught() {
-        let controls = Controls {
-            leader_skips_phase1: true,
-            ..Controls::default()
-        };
-        let (seed, failures) = caught_within(controls, 50);
-        println!("caught at seed {seed}: {failures:?}");
+        caught_within(|c| c.leader_skips_phase1 = true, 50);
     }
 
     #[test]
     fn a_follower_serving_reads_before_it_applied_is_caught() {
-        let controls = Controls {
-            follower_reads_unapplied: true,
-            ..Controls::default()
-        };
-        let (seed, failures) = caught_within(controls, 300);
-        println!("caught at seed {seed}: {failures:?}");
+        caught_within(|c| c.follower_reads_unapplied = true, 300);
     }
 
     #[test]
     fn acks_sent_before_the_sync_are_caught() {
-        let controls = Controls {
-            ack_before_sync: true,
-            ..Controls::default()
-        };
-        let (seed, failures) = caught_within(controls, 1000);
-        println!("caught at seed {seed}: {failures:?}");
+        caught_within(|c| c.ack_before_sync = true, 1000);
     }
 
     #[test]
     fn storage_that_forgets_the_promise_is_caught() {
-        let controls = Controls {
-            forget_promise_on_restart: true,
-            ..Controls::default()
-        };
-        let (seed, failures) = caught_within(controls, 2000);
-        println!("caught at seed {seed}: {failures:?}");
+        caught_within(|c| c.forget_promise_on_restart = true, 2000);
     }
 }
