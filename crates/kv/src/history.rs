@@ -65,6 +65,11 @@ impl History {
         self.newest = Arc::new(Node { change, older });
     }
 
+    /// Whether `other` is this very history (a clone of it), not merely an equal one.
+    pub(crate) fn is(&self, other: &History) -> bool {
+        Arc::ptr_eq(&self.newest, &other.newest)
+    }
+
     /// How many changes.
     pub(crate) fn len(&self) -> usize {
         self.iter().count()
@@ -180,6 +185,9 @@ mod tests {
         let gone = History::from_oldest([put(2, b"a"), delete(3)]).unwrap();
         assert!(gone.compacted(3).is_none());
         assert_eq!(h.compacted(5).unwrap().len(), 3);
+        // Nothing dropped: the history itself, which the store keeps without a copy.
+        assert!(h.compacted(1).unwrap().is(&h));
+        assert!(!h.compacted(5).unwrap().is(&h));
     }
 
     /// One version of one key: 64 bytes, 80 with the `Arc`'s counts (mimalloc's 80-byte

@@ -372,11 +372,12 @@ impl Store {
 
     pub(crate) fn put_in_txn(&mut self, p: &Put) -> Result<PutResponse, KvError> {
         check_put(p)?;
-        let previous = self
-            .keys
-            .get(p.key.as_slice())
-            .and_then(|h| h.value_at(self.revision))
-            .and_then(|change| change.key_value(&p.key));
+        // The key's history, shared (one reference count): the previous state is read
+        // from it in place, and a `KeyValue` (copies of key and value) is built only for
+        // a caller that asked for `prev_kv` or a journal that records it.
+        let history = self.keys.get(p.key.as_slice()).cloned();
+        let before = history.as_ref().and_then(|h| h.value_at(self.revision));
+        let previous = before.and_then(|change| change.kv.as_ref());
         if (p.ignore_value || p.ignore_lease) && previous.is_none() {
             return Err(KvError::KeyNotFound);
         }
@@ -387,26 +388,28 @@ impl Store {
         let kv = Version {
             create_revision: previous.as_ref().map_or(revision, |kv| kv.create_revision),
             version: previous.as_ref().map_or(1, |kv| kv.version + 1),
-            value: match (&previous, p.ignore_value) {
-                (Some(old), true) => old.value.as_slice().into(),
+            value: match (previous, p.ignore_value) {
+                (Some(old), true) => old.value.clone(),
                 _ => p.value.as_slice().into(),
             },
-            lease: match (&previous, p.ignore_lease) {
+            lease: match (previous, p.ignore_lease) {
                 (Some(old), true) => old.lease,
                 _ => p.lease,
             },
         };
-        let old_lease = previous.as_ref().map_or(0, |kv| kv.lease);
+        let old_lease = previous.map_or(0, |kv| kv.lease);
         self.attach(&p.key, old_lease, kv.lease);
         let change = Change {
             revision,
             sub: self.next_sub(),
             kv: Some(kv),
         };
-        self.record(&p.key, change, previous.clone());
+        let previous_kv = |wanted: bool| before.filter(|_| wanted)?.key_value(&p.key);
+        let journaled = previous_kv(self.journal.is_some());
+        self.record(&p.key, change, journaled);
         Ok(PutResponse {
             revision,
-            prev_kv: previous.filter(|_| p.prev_kv),
+            prev_kv: previous_kv(p.prev_kv),
         })
     }
 
@@ -443,7 +446,8 @@ impl Store {
                 sub: self.next_sub(),
                 kv: None,
             };
-            self.record(&kv.key, change, Some(kv.clone()));
+            let journaled = self.journal.is_some().then(|| kv.clone());
+            self.record(&kv.key, change, journaled);
         }
         Ok(DeleteRangeResponse {
             revision,
@@ -466,7 +470,8 @@ impl Store {
         for (key, history) in self.keys.iter() {
             match history.compacted(c.revision) {
                 None => emptied.push(key.clone()),
-                Some(kept) if kept.len() < history.len() => trimmed.push((key.clone(), kept)),
+                // `compacted` hands back the history itself when it drops nothing.
+                Some(kept) if !kept.is(history) => trimmed.push((key.clone(), kept)),
                 Some(_) => {}
             }
         }
