@@ -158,7 +158,11 @@ async fn connect(endpoints: &[String], conns: usize) -> Result<Vec<Conn>, String
     Ok(channels)
 }
 
-async fn one_request(args: &BenchArgs, plan: &Plan, kv: &mut KvClient<Conn>, n: u64) -> bool {
+const PUT: &str = "/etcdserverpb.KV/Put";
+const RANGE: &str = "/etcdserverpb.KV/Range";
+const TXN: &str = "/etcdserverpb.KV/Txn";
+
+async fn one_request(args: &BenchArgs, plan: &Plan, conn: &Conn, n: u64) -> bool {
     let k = if args.sequential_keys {
         n % args.key_space.max(1)
     } else {
@@ -177,29 +181,26 @@ async fn one_request(args: &BenchArgs, plan: &Plan, kv: &mut KvClient<Conn>, n: 
             serializable: args.consistency == Consistency::S,
             ..Default::default()
         };
-        return kv.range(r).await.is_ok();
+        return conn.unary::<_, pb::RangeResponse>(RANGE, &r).await.is_ok();
     }
     if args.workload == Workload::TxnPut {
-        let Ok(got) = kv
-            .range(pb::RangeRequest {
-                key: key.clone(),
-                ..Default::default()
-            })
-            .await
-        else {
+        let read = pb::RangeRequest {
+            key: key.clone(),
+            ..Default::default()
+        };
+        let Ok(got) = conn.unary::<_, pb::RangeResponse>(RANGE, &read).await else {
             return false;
         };
-        let version = got.into_inner().kvs.first().map_or(0, |kv| kv.version);
+        let version = got.kvs.first().map_or(0, |kv| kv.version);
         let txn = compare_and_put(key, value, version);
-        return kv.txn(txn).await.is_ok();
+        return conn.unary::<_, pb::TxnResponse>(TXN, &txn).await.is_ok();
     }
-    kv.put(pb::PutRequest {
+    let put = pb::PutRequest {
         key,
         value,
         ..Default::default()
-    })
-    .await
-    .is_ok()
+    };
+    conn.unary::<_, pb::PutResponse>(PUT, &put).await.is_ok()
 }
 
 fn compare_and_put(key: Vec<u8>, value: Vec<u8>, version: i64) -> pb::TxnRequest {
@@ -229,7 +230,6 @@ async fn client(
     channel: Conn,
     per_client_rate: f64,
 ) -> Results {
-    let mut kv = KvClient::new(channel).max_decoding_message_size(64 << 20);
     let mut results = Results::default();
     let gap = (per_client_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / per_client_rate));
     let mut next_at = Instant::now();
@@ -239,7 +239,7 @@ async fn client(
             next_at += gap;
         }
         let start = Instant::now();
-        if one_request(&args, &plan, &mut kv, n).await {
+        if one_request(&args, &plan, &channel, n).await {
             results.latencies.push(start.elapsed());
         } else {
             results.errors += 1;
@@ -267,7 +267,14 @@ async fn watch_latency(
         )),
     };
     let _ = tx.send(create).await;
-    let mut watch = WatchClient::new(channels[0].clone());
+    // The watcher's stream goes through tonic; only the putters' calls are lean.
+    let Ok(endpoint) = Channel::from_shared(format!("http://{}", channels[0].endpoint())) else {
+        return Results {
+            errors: 1,
+            ..Results::default()
+        };
+    };
+    let mut watch = WatchClient::new(endpoint.connect_lazy());
     let Ok(stream) = watch
         .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
@@ -283,7 +290,6 @@ async fn watch_latency(
             let (plan, channel) = (plan.clone(), channels[i % channels.len()].clone());
             let val_size = args.val_size;
             tokio::spawn(async move {
-                let mut kv = KvClient::new(channel);
                 let mut errors = 0;
                 while let Some(n) = plan.take() {
                     let sent = started.elapsed().as_nanos().to_string();
@@ -294,7 +300,11 @@ async fn watch_latency(
                         value,
                         ..Default::default()
                     };
-                    if kv.put(put).await.is_err() {
+                    if channel
+                        .unary::<_, pb::PutResponse>(PUT, &put)
+                        .await
+                        .is_err()
+                    {
                         errors += 1;
                     }
                 }
