@@ -821,9 +821,19 @@ impl Core {
         let spawned = std::thread::Builder::new()
             .name("synod-snapshot".into())
             .spawn(move || {
+                let started = Instant::now();
                 let written =
                     storage::write_snapshot(&dir, applied, |out| store.write_snapshot(out));
                 let written = written.map_err(|e| e.to_string());
+                if let Ok(data) = &written {
+                    let millis = started.elapsed().as_millis();
+                    tracing::info!(
+                        slot = applied,
+                        bytes = data.len(),
+                        millis,
+                        "wrote a snapshot"
+                    );
+                }
                 let _ = inputs.send(Input::SnapshotReady(applied, written));
             });
         if let Err(e) = spawned {
