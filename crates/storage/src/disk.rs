@@ -24,6 +24,7 @@ use crate::format::{
     decode_header, encode_header, encode_record, scan, Codec, Header, Identity, Record, HEADER_LEN,
     VERSION,
 };
+use crate::reaper::Reaper;
 use crate::snapshot::{self, snapshot_path, write_snapshot, SnapshotFile};
 use crate::state::State;
 use crate::{Storage, StorageError};
@@ -68,6 +69,8 @@ pub struct DiskStorage<C> {
     syncs: AtomicU64,
     io_micros: AtomicU64,
     io: Mutex<Io>,
+    /// Deletes released files off the syncing thread.
+    reaper: Reaper,
 }
 
 /// A closed or open segment and the highest slot it holds a vote for.
@@ -180,6 +183,7 @@ impl<C: Codec + Clone> DiskStorage<C> {
             length,
             segments,
         };
+        let reaper = Reaper::new(&dir);
         Ok(DiskStorage {
             dir,
             options,
@@ -191,6 +195,7 @@ impl<C: Codec + Clone> DiskStorage<C> {
             syncs: AtomicU64::new(0),
             io_micros: AtomicU64::new(0),
             io: Mutex::new(io),
+            reaper,
         })
     }
 
@@ -387,20 +392,21 @@ impl<C: Codec + Clone> DiskStorage<C> {
 
     /// A durable snapshot covers every slot through `index`: release the oldest segments
     /// whose votes it all covers (never the current one, never leaving a gap), and older
-    /// snapshot files.
+    /// snapshot files. The reaper deletes them, oldest segment first.
     fn release(&self, inner: &mut Io, index: u64) {
+        let mut released = Vec::new();
         while inner.segments.len() > 1 && inner.segments[0].max_slot <= index {
             let Some(old) = inner.segments.pop_front() else {
                 break;
             };
-            let _ = fs::remove_file(segment_path(&self.dir, old.number));
+            released.push(segment_path(&self.dir, old.number));
         }
         if let Ok(snapshots) = list(&self.dir, "snap-", ".snap") {
             for old in snapshots.into_iter().filter(|&i| i < index) {
-                let _ = fs::remove_file(snapshot_path(&self.dir, old));
+                released.push(snapshot_path(&self.dir, old));
             }
         }
-        let _ = sync_dir(&self.dir);
+        self.reaper.delete(released);
     }
 
     fn current_path(&self, inner: &Io) -> PathBuf {

@@ -31,6 +31,7 @@
 //!   tears the last write, returns injected I/O errors.
 //! - [`disk`]: [`DiskStorage`], segment files, group commit, recovery.
 //! - [`snapshot`]: snapshot files, written by streaming and read back in chunks.
+//! - `reaper`: deletes released segments and snapshots on a thread of its own.
 //! - [`committer`]: [`Committer`], group commit on a dedicated thread for callers that
 //!   are tasks, not threads (the server).
 
@@ -44,6 +45,7 @@ pub mod disk;
 pub mod faulty;
 pub mod format;
 pub mod memory;
+mod reaper;
 pub mod snapshot;
 pub mod state;
 
