@@ -19,12 +19,15 @@
 //! - [`wire`]: the peer protocol's bytes; decoders never panic.
 //! - [`payload`]: the replicated command as bytes (a protobuf `synodpb.Command`).
 //! - [`convert`]: etcd's protobuf requests to the store's types and back; errors.
+//! - [`client_port`]: clients' HTTP/2 connections: KV calls served on each connection's
+//!   task, every other call through tonic's router.
 //! - [`api`]: the gRPC services: KV, Watch, Lease, Cluster, Maintenance, Lock, Election,
 //!   health.
 //! - [`restore`]: a member's data directory from a backup, for a new cluster.
 //! - [`proto`]: generated protobuf code (`proto/`: etcd 3.4's API, wire-compatible).
 
 pub mod api;
+pub mod client_port;
 pub mod config;
 pub mod convert;
 pub mod node;

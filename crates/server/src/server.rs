@@ -11,8 +11,10 @@ use rand_core::SeedableRng;
 use rand_pcg::Pcg64;
 use storage::{Committer, DiskOptions, DiskStorage, Identity, Storage};
 use tokio::net::TcpListener;
+use tonic::service::Routes;
 
 use crate::api::{self, Handle, Info};
+use crate::client_port::{self, ClientPort};
 use crate::config::{parse_url, Config};
 use crate::node::{Core, CoreOptions, Input, Parts};
 use crate::payload::Payload;
@@ -131,17 +133,17 @@ pub async fn run(
     };
     let handle = Handle::new(inputs.clone(), views, info);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let port = ClientPort {
+        kv: Arc::new(api::kv::KvService(handle.clone())),
+        routes: routes(&handle, config.max_request_bytes + GRPC_OVERHEAD),
+        max_message: config.max_request_bytes + GRPC_OVERHEAD,
+    };
     let mut servers = Vec::new();
     for listener in client_listeners {
-        let mut stop = stop_rx.clone();
-        let router = routes(&handle, config.max_request_bytes + GRPC_OVERHEAD);
-        servers.push(tokio::spawn(router.serve_with_incoming_shutdown(
-            // Without TCP_NODELAY, a small answer after a small request waits for the
-            // client's delayed ACK (Nagle): tens of milliseconds on watch events.
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            async move {
-                let _ = stop.wait_for(|s| *s).await;
-            },
+        servers.push(tokio::spawn(client_port::serve(
+            listener,
+            port.clone(),
+            stop_rx.clone(),
         )));
     }
     tracing::info!(clients = ?config.listen_client, peers = %config.listen_peer, "member serving");
@@ -154,8 +156,14 @@ pub async fn run(
         },
     };
     let _ = stop_tx.send(true);
-    for server in servers {
-        let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    for mut server in servers {
+        // Open watch streams never end by themselves: after a grace period, close them.
+        if tokio::time::timeout(Duration::from_secs(2), &mut server)
+            .await
+            .is_err()
+        {
+            server.abort();
+        }
     }
     peer_port.abort();
     let _ = inputs.send(Input::Shutdown);
@@ -182,10 +190,9 @@ pub fn runtime_builder() -> tokio::runtime::Builder {
     builder
 }
 
-fn routes(handle: &Handle, max_message: usize) -> tonic::transport::server::Router {
+fn routes(handle: &Handle, max_message: usize) -> Routes {
     let h = || handle.clone();
-    tonic::transport::Server::builder()
-        .add_service(KvServer::new(api::kv::KvService(h())).max_decoding_message_size(max_message))
+    Routes::new(KvServer::new(api::kv::KvService(h())).max_decoding_message_size(max_message))
         .add_service(WatchServer::new(api::watch_api::WatchService(h())))
         .add_service(LeaseServer::new(api::lease::LeaseService(h())))
         .add_service(ClusterServer::new(api::cluster::ClusterService(h())))
@@ -195,4 +202,5 @@ fn routes(handle: &Handle, max_message: usize) -> tonic::transport::server::Rout
         .add_service(LockServer::new(api::lock::LockService(h())))
         .add_service(ElectionServer::new(api::election::ElectionService(h())))
         .add_service(HealthServer::new(api::health::HealthService(h())))
+        .prepare()
 }

@@ -30,48 +30,39 @@ fn check_txn(r: &pb::TxnRequest) -> Result<(), Status> {
     Ok(())
 }
 
-#[tonic::async_trait]
-impl Kv for KvService {
-    async fn range(
-        &self,
-        request: Request<pb::RangeRequest>,
-    ) -> Result<Response<pb::RangeResponse>, Status> {
-        let r = request.into_inner();
+impl KvService {
+    /// Answers a range: from a published view, without a slot in the log.
+    pub async fn range_answer(&self, r: pb::RangeRequest) -> Result<pb::RangeResponse, Status> {
         let range = convert::range(&r)?;
         let view = self.0.view(r.serializable).await?;
         let answer = view.store.range(&range).map_err(convert::status)?;
-        Ok(Response::new(convert::range_response(answer, view.header)))
+        Ok(convert::range_response(answer, view.header))
     }
 
-    async fn put(
-        &self,
-        request: Request<pb::PutRequest>,
-    ) -> Result<Response<pb::PutResponse>, Status> {
-        let r = request.into_inner();
+    /// Answers a put once this member applied it.
+    pub async fn put_answer(&self, r: pb::PutRequest) -> Result<pb::PutResponse, Status> {
         self.check_size(&r)?;
         match self.0.propose(Op::Put(r)).await? {
-            Applied::Put(answer) => Ok(Response::new(answer)),
+            Applied::Put(answer) => Ok(answer),
             other => Err(unexpected(&other)),
         }
     }
 
-    async fn delete_range(
+    /// Answers a delete once this member applied it.
+    pub async fn delete_answer(
         &self,
-        request: Request<pb::DeleteRangeRequest>,
-    ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
-        let r = request.into_inner();
+        r: pb::DeleteRangeRequest,
+    ) -> Result<pb::DeleteRangeResponse, Status> {
         self.check_size(&r)?;
         match self.0.propose(Op::DeleteRange(r)).await? {
-            Applied::Delete(answer) => Ok(Response::new(answer)),
+            Applied::Delete(answer) => Ok(answer),
             other => Err(unexpected(&other)),
         }
     }
 
-    async fn txn(
-        &self,
-        request: Request<pb::TxnRequest>,
-    ) -> Result<Response<pb::TxnResponse>, Status> {
-        let r = request.into_inner();
+    /// Answers a transaction: a read-only one from a linearizable view, any other once
+    /// this member applied it.
+    pub async fn txn_answer(&self, r: pb::TxnRequest) -> Result<pb::TxnResponse, Status> {
         self.check_size(&r)?;
         check_txn(&r)?;
         let txn = convert::txn(&r)?;
@@ -80,21 +71,72 @@ impl Kv for KvService {
             let view = self.0.linearizable().await?;
             let mut store = view.store.clone();
             let answer = store.txn(&txn).map_err(convert::status)?;
-            return Ok(Response::new(convert::txn_response(answer, view.header)));
+            return Ok(convert::txn_response(answer, view.header));
         }
         match self.0.propose(Op::Txn(r)).await? {
-            Applied::Txn(answer) => Ok(Response::new(answer)),
+            Applied::Txn(answer) => Ok(answer),
             other => Err(unexpected(&other)),
         }
+    }
+
+    /// Answers a compaction once this member applied it.
+    pub async fn compact_answer(
+        &self,
+        r: pb::CompactionRequest,
+    ) -> Result<pb::CompactionResponse, Status> {
+        match self.0.propose(Op::Compact(r)).await? {
+            Applied::Compact(answer) => Ok(answer),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+/// The tonic service, for the KV calls the client port hands to tonic's router
+/// (`crate::client_port` serves the usual ones itself).
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(
+        &self,
+        request: Request<pb::RangeRequest>,
+    ) -> Result<Response<pb::RangeResponse>, Status> {
+        self.range_answer(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn put(
+        &self,
+        request: Request<pb::PutRequest>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
+        self.put_answer(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<pb::DeleteRangeRequest>,
+    ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
+        self.delete_answer(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn txn(
+        &self,
+        request: Request<pb::TxnRequest>,
+    ) -> Result<Response<pb::TxnResponse>, Status> {
+        self.txn_answer(request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn compact(
         &self,
         request: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
-        match self.0.propose(Op::Compact(request.into_inner())).await? {
-            Applied::Compact(answer) => Ok(Response::new(answer)),
-            other => Err(unexpected(&other)),
-        }
+        self.compact_answer(request.into_inner())
+            .await
+            .map(Response::new)
     }
 }

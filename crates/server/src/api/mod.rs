@@ -190,6 +190,26 @@ fn unexpected(applied: &Applied) -> Status {
     Status::internal(format!("unexpected answer {applied:?}"))
 }
 
+/// A handle on a core that is only a queue, for tests to play the core: an empty store,
+/// and requests up to `max_request_bytes`.
+#[cfg(test)]
+pub(crate) fn test_handle(max_request_bytes: usize) -> (Handle, crate::node::InputQueue) {
+    let (inputs, core) = tokio::sync::mpsc::unbounded_channel();
+    let view = View {
+        store: ::kv::Store::new(),
+        header: crate::proto::etcdserverpb::ResponseHeader::default(),
+    };
+    let (_, views) = watch::channel(Arc::new(view));
+    let info = Info {
+        cluster_id: 1,
+        member_id: 1,
+        members: Vec::new(),
+        max_request_bytes,
+        request_timeout: Duration::from_secs(5),
+    };
+    (Handle::new(inputs, views, info), core)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,20 +217,7 @@ mod tests {
     use crate::proto::etcdserverpb as pb;
 
     fn handle() -> (Handle, InputQueue) {
-        let (inputs, core) = tokio::sync::mpsc::unbounded_channel();
-        let view = View {
-            store: ::kv::Store::new(),
-            header: pb::ResponseHeader::default(),
-        };
-        let (_, views) = watch::channel(Arc::new(view));
-        let info = Info {
-            cluster_id: 1,
-            member_id: 1,
-            members: Vec::new(),
-            max_request_bytes: 1 << 20,
-            request_timeout: Duration::from_secs(5),
-        };
-        (Handle::new(inputs, views, info), core)
+        test_handle(1 << 20)
     }
 
     /// The core's answer to read round `round`: a view whose header revision says which.

@@ -1,0 +1,867 @@
+//! The client port: the HTTP/2 connections etcd clients open.
+//!
+//! The KV calls (Range, Put, DeleteRange, Txn, Compact) carry almost all of a busy
+//! cluster's requests, one message each way. They are served here, inside the connection's
+//! own task: the request is read and decoded, the KV service answers it, and the answer is
+//! framed and queued on its stream, with no task per call. hyper (under tonic) spawns a
+//! task per stream, which wakes the connection's task for every answer, and tonic adds a
+//! streaming decoder and boxed bodies per call: a fifth of a member's CPU under 256
+//! clients, by perf (issue 8).
+//!
+//! Every other call (Watch, the Lease calls, Maintenance, Cluster, Lock, Election, Health),
+//! and KV calls this path does not take (compressed, or not plain `application/grpc`), go
+//! to tonic's router, each in a task of its own as hyper would run it: their behaviour is
+//! tonic's.
+
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use h2::server::SendResponse;
+use h2::{RecvStream, SendStream};
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderValue, Method, Request, Response};
+use http_body::{Body, Frame};
+use prost::Message;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tonic::codegen::Service;
+use tonic::service::Routes;
+use tonic::Status;
+
+use crate::api::kv::KvService;
+
+/// The gRPC prefix of a message: a compression flag byte, then its length (big endian).
+const PREFIX: usize = 5;
+
+/// What serves a member's client port.
+#[derive(Clone, Debug)]
+pub struct ClientPort {
+    /// The KV calls served on the connection's task.
+    pub kv: Arc<KvService>,
+    /// Every service, for the calls handed to tonic.
+    pub routes: Routes,
+    /// The largest gRPC message accepted (`--max-request-bytes` and gRPC's margin).
+    pub max_message: usize,
+}
+
+/// The KV calls served on the connection's task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KvCall {
+    Range,
+    Put,
+    DeleteRange,
+    Txn,
+    Compact,
+}
+
+impl KvCall {
+    /// The call `request` makes, if this path serves it.
+    fn of<B>(request: &Request<B>) -> Option<KvCall> {
+        if request.method() != Method::POST || !plain_grpc(request.headers()) {
+            return None;
+        }
+        match request.uri().path() {
+            "/etcdserverpb.KV/Range" => Some(KvCall::Range),
+            "/etcdserverpb.KV/Put" => Some(KvCall::Put),
+            "/etcdserverpb.KV/DeleteRange" => Some(KvCall::DeleteRange),
+            "/etcdserverpb.KV/Txn" => Some(KvCall::Txn),
+            "/etcdserverpb.KV/Compact" => Some(KvCall::Compact),
+            _ => None,
+        }
+    }
+}
+
+/// gRPC with protobuf messages and no compression.
+fn plain_grpc(headers: &HeaderMap) -> bool {
+    let grpc = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| {
+            t == "application/grpc"
+                || t.starts_with("application/grpc+proto")
+                || t.starts_with("application/grpc;")
+        });
+    let identity = headers
+        .get("grpc-encoding")
+        .is_none_or(|e| e.as_bytes() == b"identity");
+    grpc && identity
+}
+
+/// HTTP/2 settings: hyper's defaults, which tonic served this port with before.
+fn http2() -> h2::server::Builder {
+    let mut builder = h2::server::Builder::new();
+    builder
+        .initial_window_size(1 << 20)
+        .initial_connection_window_size(1 << 20)
+        .max_frame_size(16 << 10)
+        .max_header_list_size(16 << 10)
+        .max_send_buffer_size(400 << 10)
+        .max_local_error_reset_streams(Some(1024));
+    builder
+}
+
+/// Serves `listener` until `stop` turns true (or its sender is gone), then lets open
+/// connections finish their calls (a GOAWAY tells clients to go elsewhere). Dropping the
+/// future closes them all.
+pub async fn serve(listener: TcpListener, port: ClientPort, mut stop: watch::Receiver<bool>) {
+    let port = Arc::new(port);
+    let mut connections = JoinSet::new();
+    let each_connection = stop.clone();
+    loop {
+        tokio::select! {
+            _ = async { stop.wait_for(|s| *s).await.is_ok() } => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => {
+                    connections.spawn(port.clone().connection(tcp, each_connection.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    tracing::warn!("client port: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+/// A KV call, run on its connection's task.
+type Call = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl ClientPort {
+    /// Serves one connection until the client closes it, or it has drained after `stop`.
+    async fn connection(self: Arc<Self>, tcp: TcpStream, mut stop: watch::Receiver<bool>) {
+        // Small answers must not wait for the client's delayed ACK (Nagle).
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("client port: TCP_NODELAY: {e}");
+        }
+        let mut connection = match http2().handshake::<_, Bytes>(tcp).await {
+            Ok(connection) => connection,
+            Err(e) => {
+                tracing::debug!("client port: HTTP/2 handshake failed: {e}");
+                return;
+            }
+        };
+        let mut stopping = pin!(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+        let mut draining = false;
+        let mut calls: FuturesUnordered<Call> = FuturesUnordered::new();
+        let mut bridged = JoinSet::new();
+        let closed = poll_fn(|cx| loop {
+            if !draining && stopping.as_mut().poll(cx).is_ready() {
+                connection.graceful_shutdown();
+                draining = true;
+            }
+            // Take every request that has arrived, then run the calls: the answers they
+            // queue go out together, in one write, when the connection is next polled.
+            loop {
+                match connection.poll_accept(cx) {
+                    Poll::Ready(Some(Ok((request, respond)))) => match KvCall::of(&request) {
+                        Some(call) => {
+                            calls.push(Box::pin(self.clone().unary(call, request, respond)));
+                        }
+                        None => {
+                            bridged.spawn(bridge(self.routes.clone(), request, respond));
+                        }
+                    },
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                    Poll::Ready(None) => return Poll::Ready(Ok(())),
+                    Poll::Pending => break,
+                }
+            }
+            while let Poll::Ready(Some(_)) = bridged.poll_join_next(cx) {}
+            let mut answered = false;
+            while let Poll::Ready(Some(())) = calls.poll_next_unpin(cx) {
+                answered = true;
+            }
+            if !answered {
+                return Poll::Pending;
+            }
+        })
+        .await;
+        if let Err(e) = closed {
+            tracing::debug!("client port: connection failed: {e}");
+        }
+    }
+
+    /// Reads a KV call's request, answers it, and queues the answer on its stream.
+    async fn unary(
+        self: Arc<Self>,
+        call: KvCall,
+        request: Request<RecvStream>,
+        respond: SendResponse<Bytes>,
+    ) {
+        let deadline = grpc_timeout(request.headers());
+        let answer = self.answer(call, request.into_body());
+        let answer = match deadline {
+            // The client gave up by then; so does the call (gRPC's deadline propagation).
+            Some(deadline) => tokio::time::timeout(deadline, answer)
+                .await
+                .unwrap_or_else(|_| Err(Status::deadline_exceeded("context deadline exceeded"))),
+            None => answer.await,
+        };
+        if let Err(e) = send_answer(respond, answer) {
+            tracing::debug!("client port: answer not sent: {e}");
+        }
+    }
+
+    /// The framed answer to a KV call.
+    async fn answer(&self, call: KvCall, body: RecvStream) -> Result<Bytes, Status> {
+        let message = read_message(body, self.max_message).await?;
+        let kv = &self.kv;
+        match call {
+            KvCall::Range => frame(&kv.range_answer(decode(message)?).await?),
+            KvCall::Put => frame(&kv.put_answer(decode(message)?).await?),
+            KvCall::DeleteRange => frame(&kv.delete_answer(decode(message)?).await?),
+            KvCall::Txn => frame(&kv.txn_answer(decode(message)?).await?),
+            KvCall::Compact => frame(&kv.compact_answer(decode(message)?).await?),
+        }
+    }
+}
+
+/// The one message of a unary request, without its prefix.
+async fn read_message(mut body: RecvStream, max: usize) -> Result<Bytes, Status> {
+    let mut message = UnaryMessage::new(max);
+    while let Some(chunk) = poll_fn(|cx| body.poll_data(cx)).await {
+        let chunk = chunk.map_err(|e| Status::internal(format!("h2 protocol error: {e}")))?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        message.push(chunk)?;
+    }
+    message.finish()
+}
+
+/// A unary request's body as its chunks arrive. A message above the limit is refused as
+/// soon as its prefix is in, before its bytes are buffered.
+#[derive(Debug)]
+struct UnaryMessage {
+    max: usize,
+    /// The body so far, while it is one chunk: usually the whole message is, and it is
+    /// kept as it came, without a copy.
+    single: Option<Bytes>,
+    /// The body so far, once it is more than one chunk.
+    joined: BytesMut,
+}
+
+impl UnaryMessage {
+    fn new(max: usize) -> UnaryMessage {
+        UnaryMessage {
+            max,
+            single: None,
+            joined: BytesMut::new(),
+        }
+    }
+
+    fn push(&mut self, chunk: Bytes) -> Result<(), Status> {
+        match self.single.take() {
+            None if self.joined.is_empty() => self.single = Some(chunk),
+            None => self.joined.extend_from_slice(&chunk),
+            Some(earlier) => {
+                self.joined.extend_from_slice(&earlier);
+                self.joined.extend_from_slice(&chunk);
+            }
+        }
+        let so_far = self.single.as_deref().unwrap_or(&self.joined);
+        match message_length(so_far, self.max)? {
+            Some(length) if so_far.len() > PREFIX + length => Err(Status::internal(
+                "protocol error: a unary call sent more than one message",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The message, once the body has ended.
+    fn finish(self) -> Result<Bytes, Status> {
+        let mut whole = self.single.unwrap_or_else(|| self.joined.freeze());
+        match message_length(&whole, self.max)? {
+            None if whole.is_empty() => Err(Status::internal("Missing request message.")),
+            Some(length) if whole.len() == PREFIX + length => {
+                whole.advance(PREFIX);
+                Ok(whole)
+            }
+            _ => Err(Status::internal("Unexpected EOF decoding stream.")),
+        }
+    }
+}
+
+/// The length a message's prefix announces, once the prefix is all there. The messages
+/// of this path are never compressed (`plain_grpc`), so the flag must be 0.
+fn message_length(bytes: &[u8], max: usize) -> Result<Option<usize>, Status> {
+    let Some(prefix) = bytes.get(..PREFIX) else {
+        return Ok(None);
+    };
+    match prefix[0] {
+        0 => {}
+        1 => {
+            return Err(Status::internal(
+                "protocol error: received message with compressed-flag but no grpc-encoding was specified",
+            ))
+        }
+        flag => {
+            return Err(Status::internal(format!(
+                "protocol error: received message with invalid compression flag: {flag} (valid flags are 0 and 1), while sending request"
+            )))
+        }
+    }
+    let length = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
+    if length > max {
+        return Err(Status::out_of_range(format!(
+            "Error, decoded message length too large: found {length} bytes, the limit is: {max} bytes"
+        )));
+    }
+    Ok(Some(length))
+}
+
+fn decode<M: Message + Default>(message: Bytes) -> Result<M, Status> {
+    M::decode(message).map_err(|e| Status::internal(e.to_string()))
+}
+
+/// `message` with its gRPC prefix, as one buffer.
+fn frame(message: &impl Message) -> Result<Bytes, Status> {
+    let length = message.encoded_len();
+    let prefix_length = u32::try_from(length)
+        .map_err(|_| Status::resource_exhausted("the answer is larger than gRPC allows"))?;
+    let mut buf = BytesMut::with_capacity(PREFIX + length);
+    buf.put_u8(0);
+    buf.put_u32(prefix_length);
+    message
+        .encode(&mut buf)
+        .map_err(|e| Status::internal(e.to_string()))?;
+    Ok(buf.freeze())
+}
+
+/// Sends a unary answer: headers, the message and an OK status in the trailers, or a
+/// failed status alone ("trailers-only").
+fn send_answer(
+    mut respond: SendResponse<Bytes>,
+    answer: Result<Bytes, Status>,
+) -> Result<(), h2::Error> {
+    let message = match answer {
+        Ok(message) => message,
+        Err(status) => return respond.send_response(status.into_http(), true).map(drop),
+    };
+    let mut head = Response::new(());
+    head.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    let mut stream = respond.send_response(head, false)?;
+    stream.send_data(message, false)?;
+    let mut trailers = HeaderMap::with_capacity(1);
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    stream.send_trailers(trailers)
+}
+
+/// The deadline a client set with `grpc-timeout` (gRPC over HTTP/2: at most 8 digits and
+/// a unit), if it set one that parses.
+fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Runs one call through tonic's router and streams its answer back.
+async fn bridge(
+    mut routes: Routes,
+    request: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+) {
+    let request = request.map(|stream| IncomingBody {
+        stream,
+        data_done: false,
+    });
+    let Ok(()) = poll_fn(|cx| Service::<Request<IncomingBody>>::poll_ready(&mut routes, cx)).await;
+    let Ok(response) = routes.call(request).await;
+    let (head, body) = response.into_parts();
+    let end = body.is_end_stream();
+    let sent = match respond.send_response(Response::from_parts(head, ()), end) {
+        Ok(stream) if !end => pump(body, stream).await,
+        Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = sent {
+        tracing::debug!("client port: stream ended early: {e}");
+    }
+}
+
+/// Sends `body`'s frames on `stream` as the client's flow control allows, until the body
+/// ends or the client resets the stream (a cancelled watch, say).
+async fn pump(body: tonic::body::Body, mut stream: SendStream<Bytes>) -> Result<(), h2::Error> {
+    let mut body = pin!(body);
+    loop {
+        // Hold the next frame until the client has room for some of it, so a slow reader
+        // holds back the body instead of growing a buffer here (hyper does the same).
+        stream.reserve_capacity(1);
+        if stream.capacity() == 0 {
+            poll_fn(|cx| poll_room(&mut stream, cx)).await?;
+        }
+        let next = poll_fn(|cx| {
+            if let Poll::Ready(reset) = stream.poll_reset(cx) {
+                return Poll::Ready(Err(reset.map_or_else(|e| e, h2::Error::from)));
+            }
+            body.as_mut().poll_frame(cx).map(Ok)
+        })
+        .await?;
+        let frame = match next {
+            None => return stream.send_data(Bytes::new(), true),
+            Some(Ok(frame)) => frame,
+            Some(Err(status)) => {
+                tracing::debug!("client port: answer body failed: {status}");
+                stream.send_reset(h2::Reason::INTERNAL_ERROR);
+                return Ok(());
+            }
+        };
+        match frame.into_data() {
+            Ok(data) => stream.send_data(data, false)?,
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    return stream.send_trailers(trailers);
+                }
+            }
+        }
+    }
+}
+
+/// Ready once the client's flow-control window gives `stream` room to send.
+fn poll_room(stream: &mut SendStream<Bytes>, cx: &mut Context<'_>) -> Poll<Result<(), h2::Error>> {
+    loop {
+        match ready!(stream.poll_capacity(cx)) {
+            Some(Ok(0)) => {}
+            Some(Ok(_)) => return Poll::Ready(Ok(())),
+            Some(Err(e)) => return Poll::Ready(Err(e)),
+            None => return Poll::Ready(Err(h2::Error::from(h2::Reason::CANCEL))),
+        }
+    }
+}
+
+/// A request's body as tonic reads it: data, then trailers.
+struct IncomingBody {
+    stream: RecvStream,
+    data_done: bool,
+}
+
+impl Body for IncomingBody {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        if !self.data_done {
+            match ready!(self.stream.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    // The window reopens as tonic takes the bytes, as with hyper.
+                    let _ = self.stream.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => self.data_done = true,
+            }
+        }
+        match ready!(self.stream.poll_trailers(cx)) {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.stream.is_end_stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::{Applied, Input, InputQueue};
+    use crate::proto::etcdserverpb::{self as pb, kv_server::KvServer};
+    use crate::proto::synodpb::command::Op;
+    use std::net::SocketAddr;
+
+    /// The limit of the port under test, with gRPC's margin.
+    const MAX_MESSAGE: usize = 1024;
+
+    /// A client port in front of a core that is only a queue; returns its address, the
+    /// queue, and the switch that stops it.
+    async fn port() -> (
+        SocketAddr,
+        InputQueue,
+        watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (handle, core) = crate::api::test_handle(512);
+        let port = ClientPort {
+            kv: Arc::new(KvService(handle.clone())),
+            routes: Routes::new(KvServer::new(KvService(handle))).prepare(),
+            max_message: MAX_MESSAGE,
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let served = tokio::spawn(serve(listener, port, stopped));
+        (address, core, stop, served)
+    }
+
+    /// Answers every put with revision 7, as many as come.
+    fn core_answering_puts(mut core: InputQueue) {
+        tokio::spawn(async move {
+            while let Some(input) = core.recv().await {
+                if let Input::Propose(Op::Put(_), reply) = input {
+                    let header = pb::ResponseHeader {
+                        revision: 7,
+                        ..Default::default()
+                    };
+                    let answer = pb::PutResponse {
+                        header: Some(header),
+                        prev_kv: None,
+                    };
+                    let _ = reply.send(Ok(Applied::Put(answer)));
+                }
+            }
+        });
+    }
+
+    /// One call on a fresh connection: its status and the bytes of its answer.
+    async fn call(
+        address: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (Status, Bytes) {
+        let tcp = TcpStream::connect(address).await.unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(connection);
+        let mut client = client.ready().await.unwrap();
+        let mut request = Request::post(format!("http://{address}{path}"))
+            .header(CONTENT_TYPE, "application/grpc");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let (response, mut send) = client
+            .send_request(request.body(()).unwrap(), false)
+            .unwrap();
+        send.send_data(Bytes::from(body), true).unwrap();
+        let (head, mut answer) = response.await.unwrap().into_parts();
+        if let Some(status) = Status::from_header_map(&head.headers) {
+            return (status, Bytes::new());
+        }
+        let mut bytes = BytesMut::new();
+        while let Some(chunk) = answer.data().await {
+            let chunk = chunk.unwrap();
+            let _ = answer.flow_control().release_capacity(chunk.len());
+            bytes.extend_from_slice(&chunk);
+        }
+        let trailers = answer.trailers().await.unwrap().unwrap_or_default();
+        (Status::from_header_map(&trailers).unwrap(), bytes.freeze())
+    }
+
+    fn put_request() -> Vec<u8> {
+        let put = pb::PutRequest {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        };
+        frame(&put).unwrap().to_vec()
+    }
+
+    #[tokio::test]
+    async fn a_put_is_proposed_and_its_answer_framed() {
+        let (address, core, _stop, _) = port().await;
+        core_answering_puts(core);
+        let (status, body) = call(address, "/etcdserverpb.KV/Put", &[], put_request()).await;
+        assert_eq!(status.code(), tonic::Code::Ok, "{status:?}");
+        let length = message_length(&body, MAX_MESSAGE).unwrap().unwrap();
+        assert_eq!(body.len(), PREFIX + length);
+        let answer: pb::PutResponse = decode(body.slice(PREFIX..)).unwrap();
+        assert_eq!(answer.header.unwrap().revision, 7);
+    }
+
+    #[tokio::test]
+    async fn malformed_requests_are_refused_before_they_reach_the_core() {
+        let (address, mut core, _stop, _) = port().await;
+        let put = put_request();
+        let mut two = put.clone();
+        two.extend_from_slice(&put);
+        let cases: Vec<(&str, Vec<u8>, tonic::Code)> = vec![
+            ("no message", Vec::new(), tonic::Code::Internal),
+            ("a cut prefix", vec![0, 0], tonic::Code::Internal),
+            (
+                "a cut message",
+                put[..put.len() - 1].to_vec(),
+                tonic::Code::Internal,
+            ),
+            ("two messages", two, tonic::Code::Internal),
+            (
+                "not protobuf",
+                prefixed(0, 4, &[0xff; 4]),
+                tonic::Code::Internal,
+            ),
+            (
+                "a compressed flag",
+                prefixed(1, 3, b"abc"),
+                tonic::Code::Internal,
+            ),
+            ("a bad flag", prefixed(9, 3, b"abc"), tonic::Code::Internal),
+            // Refused from its prefix: the bytes announced are never sent.
+            (
+                "above the limit",
+                prefixed(0, 1 << 30, b""),
+                tonic::Code::OutOfRange,
+            ),
+        ];
+        for (case, body, code) in cases {
+            let (status, _) = call(address, "/etcdserverpb.KV/Put", &[], body).await;
+            assert_eq!(status.code(), code, "{case}: {status:?}");
+        }
+        // A message within gRPC's limit but above --max-request-bytes: etcd's answer.
+        let big = pb::PutRequest {
+            key: b"k".to_vec(),
+            value: vec![b'v'; 600],
+            ..Default::default()
+        };
+        let (status, _) = call(
+            address,
+            "/etcdserverpb.KV/Put",
+            &[],
+            frame(&big).unwrap().to_vec(),
+        )
+        .await;
+        assert_eq!(status.message(), "etcdserver: request is too large");
+        assert!(
+            core.try_recv().is_err(),
+            "a malformed request reached the core"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_call_past_the_client_deadline_fails_with_deadline_exceeded() {
+        // Nobody answers the queue: only the deadline ends the call.
+        let (address, _core, _stop, _) = port().await;
+        let started = std::time::Instant::now();
+        let (status, _) = call(
+            address,
+            "/etcdserverpb.KV/Put",
+            &[("grpc-timeout", "100m")],
+            put_request(),
+        )
+        .await;
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn other_calls_get_tonic_answers() {
+        let (address, _core, _stop, _) = port().await;
+        let (status, _) = call(address, "/etcdserverpb.Nope/Call", &[], put_request()).await;
+        assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+        // A compressed KV call is tonic's to refuse (no compression is enabled).
+        let (status, _) = call(
+            address,
+            "/etcdserverpb.KV/Put",
+            &[("grpc-encoding", "gzip")],
+            put_request(),
+        )
+        .await;
+        assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+    }
+
+    #[tokio::test]
+    async fn stopping_closes_idle_connections_and_the_listener() {
+        let (address, core, stop, served) = port().await;
+        core_answering_puts(core);
+        // An open, idle connection does not hold the port open.
+        let tcp = TcpStream::connect(address).await.unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+        let connection = tokio::spawn(connection);
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(2), served)
+            .await
+            .expect("the port stops")
+            .unwrap();
+        // The client was told to go away, and its connection closed (cleanly or with a
+        // reset, depending on whether its last frames crossed the close).
+        let _ = tokio::time::timeout(Duration::from_secs(2), connection)
+            .await
+            .expect("the connection closes");
+        drop(client);
+        assert!(
+            TcpStream::connect(address).await.is_err(),
+            "still listening"
+        );
+    }
+
+    fn prefixed(flag: u8, length: u32, body: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![flag];
+        bytes.extend_from_slice(&length.to_be_bytes());
+        bytes.extend_from_slice(body);
+        bytes
+    }
+
+    /// The message `body` yields when it arrives cut at `cuts`.
+    fn read_in_chunks(body: &[u8], cuts: &[usize], max: usize) -> Result<Bytes, Status> {
+        let mut message = UnaryMessage::new(max);
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (body.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut start = 0;
+        for cut in cuts.into_iter().chain([body.len()]) {
+            message.push(Bytes::copy_from_slice(&body[start..cut]))?;
+            start = cut;
+        }
+        message.finish()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_body_in_any_chunks_is_a_message_or_an_error(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            cuts in proptest::collection::vec(0usize..64, 0..6),
+            max in 0usize..64,
+        ) {
+            if let Ok(message) = read_in_chunks(&body, &cuts, max) {
+                proptest::prop_assert_eq!(&body[PREFIX..], &message[..]);
+                proptest::prop_assert!(message.len() <= max);
+            }
+        }
+
+        #[test]
+        fn a_framed_message_reads_back_however_it_is_cut(
+            value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            cuts in proptest::collection::vec(0usize..300, 0..6),
+        ) {
+            let put = crate::proto::etcdserverpb::PutRequest { value, ..Default::default() };
+            let framed = frame(&put).unwrap();
+            let message = read_in_chunks(&framed, &cuts, 1 << 10).unwrap();
+            proptest::prop_assert_eq!(&framed[PREFIX..], &message[..]);
+        }
+    }
+
+    #[test]
+    fn a_prefix_announces_its_message_length_once_it_is_all_there() {
+        assert_eq!(message_length(&[0, 0, 0], 100).unwrap(), None);
+        assert_eq!(
+            message_length(&prefixed(0, 7, b"abc"), 100).unwrap(),
+            Some(7)
+        );
+        assert_eq!(
+            message_length(&prefixed(0, 100, b""), 100).unwrap(),
+            Some(100)
+        );
+    }
+
+    #[test]
+    fn a_message_above_the_limit_is_refused_from_its_prefix() {
+        let refused = message_length(&prefixed(0, 101, b""), 100).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::OutOfRange);
+        assert!(refused.message().contains("found 101 bytes"), "{refused:?}");
+    }
+
+    #[test]
+    fn compressed_or_unknown_flags_are_protocol_errors() {
+        for flag in [1, 2, 255] {
+            let refused = message_length(&prefixed(flag, 3, b"abc"), 100).unwrap_err();
+            assert_eq!(refused.code(), tonic::Code::Internal, "flag {flag}");
+        }
+    }
+
+    #[test]
+    fn a_framed_message_carries_its_length() {
+        let message = crate::proto::etcdserverpb::PutRequest {
+            key: b"k".to_vec(),
+            value: b"value".to_vec(),
+            ..Default::default()
+        };
+        let framed = frame(&message).unwrap();
+        let length = message.encoded_len();
+        assert_eq!(framed.len(), PREFIX + length);
+        assert_eq!(message_length(&framed, 1 << 20).unwrap(), Some(length));
+        let back: crate::proto::etcdserverpb::PutRequest = decode(framed.slice(PREFIX..)).unwrap();
+        assert_eq!(back, message);
+    }
+
+    #[test]
+    fn grpc_timeouts_parse_in_every_unit_and_bad_ones_are_ignored() {
+        let timeout = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("grpc-timeout", HeaderValue::from_str(value).unwrap());
+            grpc_timeout(&headers)
+        };
+        assert_eq!(timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(timeout("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(timeout("10u"), Some(Duration::from_micros(10)));
+        assert_eq!(timeout("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        for bad in ["", "S", "5", "5s", "123456789S", "-5S", "5 S"] {
+            assert_eq!(timeout(bad), None, "{bad:?}");
+        }
+        assert_eq!(grpc_timeout(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn only_plain_grpc_kv_calls_take_the_inline_path() {
+        let request = |path: &str, content_type: &str, encoding: Option<&str>| {
+            let mut builder = Request::post(path).header(CONTENT_TYPE, content_type);
+            if let Some(encoding) = encoding {
+                builder = builder.header("grpc-encoding", encoding);
+            }
+            builder.body(()).unwrap()
+        };
+        let grpc = "application/grpc";
+        assert_eq!(
+            KvCall::of(&request("/etcdserverpb.KV/Put", grpc, None)),
+            Some(KvCall::Put)
+        );
+        assert_eq!(
+            KvCall::of(&request(
+                "/etcdserverpb.KV/Range",
+                "application/grpc+proto",
+                None
+            )),
+            Some(KvCall::Range)
+        );
+        assert_eq!(
+            KvCall::of(&request("/etcdserverpb.KV/Txn", grpc, Some("identity"))),
+            Some(KvCall::Txn)
+        );
+        assert_eq!(
+            KvCall::of(&request("/etcdserverpb.KV/Put", grpc, Some("gzip"))),
+            None
+        );
+        assert_eq!(
+            KvCall::of(&request("/etcdserverpb.KV/Put", "application/json", None)),
+            None
+        );
+        assert_eq!(
+            KvCall::of(&request("/etcdserverpb.Watch/Watch", grpc, None)),
+            None
+        );
+        assert_eq!(
+            KvCall::of(&request("/etcdserverpb.KV/Nope", grpc, None)),
+            None
+        );
+        let get = Request::get("/etcdserverpb.KV/Put")
+            .header(CONTENT_TYPE, grpc)
+            .body(())
+            .unwrap();
+        assert_eq!(KvCall::of(&get), None);
+    }
+}
