@@ -168,6 +168,8 @@ pub struct Core {
     /// The latest submission later actions must wait for (a commit hint alone is not).
     required: u64,
     durable: u64,
+    /// The latest commit point not yet given to storage (see [`Core::submit`]).
+    commit_hint: Option<Slot>,
     next_id: u64,
     waiting: HashMap<u64, Reply<Applied>>,
     /// Commands proposed while no leader was known, retried every tick.
@@ -252,6 +254,7 @@ impl Core {
             submitted: 0,
             required: 0,
             durable: 0,
+            commit_hint: None,
             // Random, so that an entry this member proposed before a restart, applied
             // again during recovery, cannot answer a new request with the same number.
             next_id: rand_core::TryRngCore::try_next_u64(&mut rand_core::OsRng).unwrap_or(1) >> 1,
@@ -429,6 +432,7 @@ impl Core {
     fn on_tick(&mut self) {
         let actions = self.replica.tick();
         self.run_actions(actions);
+        self.flush_commit_hint();
         // Commands whose clients gave up are dropped rather than proposed late.
         let retry: Vec<(u64, Payload)> = self.unproposed.drain(..).collect();
         for (id, payload) in retry {
@@ -476,22 +480,43 @@ impl Core {
         }
     }
 
-    fn submit(&mut self, writes: Vec<paxos::multi::Write<Payload>>) {
-        self.submitted += 1;
-        // The commit point is a hint the engine may lose (it is learned again): applies
-        // after it need not wait for its sync, which would put a second fsync on the
-        // path of every write. It still reaches the disk, in order, with this sync.
-        if !writes
-            .iter()
-            .all(|w| matches!(w, paxos::multi::Write::Commit(_)))
-        {
-            self.required = self.submitted;
+    fn submit(&mut self, mut writes: Vec<paxos::multi::Write<Payload>>) {
+        use paxos::multi::Write;
+        // The commit point is a hint the engine may lose (it is learned again): it rides
+        // on the next write that needs a sync, or a quiet tick's, rather than force a sync
+        // of its own on every member after every write, which the next write's sync would
+        // then queue behind on the disk. Applies after it never wait for it.
+        if writes.iter().all(|w| matches!(w, Write::Commit(_))) {
+            for write in writes {
+                if let Write::Commit(through) = write {
+                    self.commit_hint = self.commit_hint.max(Some(through));
+                }
+            }
+            return;
         }
-        if !self.committer.submit(
-            writes,
-            self.submitted,
-            Box::new(persisted(self.inputs.clone())),
-        ) {
+        if let Some(through) = self.commit_hint.take() {
+            writes.push(Write::Commit(through));
+        }
+        self.submitted += 1;
+        self.required = self.submitted;
+        self.hand_to_committer(self.submitted, writes);
+    }
+
+    /// Gives storage the commit point no write has carried (on a tick, so a quiet
+    /// member's is at most a tick behind on disk). Nothing waits for it.
+    fn flush_commit_hint(&mut self) {
+        if let Some(through) = self.commit_hint.take() {
+            self.submitted += 1;
+            let writes = vec![paxos::multi::Write::Commit(through)];
+            self.hand_to_committer(self.submitted, writes);
+        }
+    }
+
+    fn hand_to_committer(&mut self, tag: u64, writes: Vec<paxos::multi::Write<Payload>>) {
+        if !self
+            .committer
+            .submit(writes, tag, Box::new(persisted(self.inputs.clone())))
+        {
             self.fail("the storage committer stopped".into());
         }
     }
