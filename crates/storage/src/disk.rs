@@ -12,7 +12,6 @@
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write as _};
-use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -165,13 +164,9 @@ impl<C: Codec + Clone> DiskStorage<C> {
         }
         let current = segment_path(&dir, numbers[last]);
         let file = OpenOptions::new()
-            .write(true)
+            .append(true)
             .open(&current)
             .map_err(io(&current))?;
-        // Recovery cut the current segment to its records: give it its room back.
-        if let Err(error) = preallocate(&file, options.segment_bytes) {
-            preallocation_failed(&current, &error);
-        }
         let queue = Queue {
             pending: Vec::new(),
             pending_max_slot: 0,
@@ -347,7 +342,7 @@ impl<C: Codec + Clone> DiskStorage<C> {
             self.rotate(inner, promised, commit)?;
         }
         let path = self.current_path(inner);
-        if let Err(error) = inner.file.write_all_at(bytes, inner.length) {
+        if let Err(error) = inner.file.write_all(bytes) {
             // Cut the partial write off, so the next append does not follow garbage; if
             // even that fails the log cannot be trusted: stop.
             if inner.file.set_len(inner.length).is_err() {
@@ -371,36 +366,23 @@ impl<C: Codec + Clone> DiskStorage<C> {
     /// Closes the current segment and opens the next, which starts with the promise and
     /// commit point so far (older segments then matter only for their votes).
     fn rotate(&self, inner: &mut Io, promised: Ballot, commit: u64) -> Result<(), Failure> {
-        // A sealed segment ends with its last record: its preallocated rest goes first,
-        // so that recovery never meets a sealed segment with a zero tail.
-        let sealed = self.current_path(inner);
-        if let Err(error) = inner
-            .file
-            .set_len(inner.length)
-            .and_then(|()| inner.file.sync_all())
-        {
-            fatal(&sealed, "sealing a segment", &error);
-        }
         let number = inner.segments.back().map_or(0, |s| s.number + 1);
         let created = create_segment(&self.dir, &self.options, number, promised, commit);
         let path = segment_path(&self.dir, number);
-        let length = match created {
-            Ok(length) => length,
-            Err(error) => {
-                if let StorageError::Io { error, .. } = &error {
-                    if error.kind() == ErrorKind::StorageFull {
-                        let _ = fs::remove_file(&path);
-                        return Err(Failure::Full);
-                    }
+        if let Err(error) = created {
+            if let StorageError::Io { error, .. } = &error {
+                if error.kind() == ErrorKind::StorageFull {
+                    let _ = fs::remove_file(&path);
+                    return Err(Failure::Full);
                 }
-                fatal(&path, "creating a segment", &error);
             }
-        };
-        match OpenOptions::new().write(true).open(&path) {
+            fatal(&path, "creating a segment", &error);
+        }
+        match OpenOptions::new().append(true).open(&path) {
             Ok(file) => inner.file = file,
             Err(error) => fatal(&path, "opening a new segment", &error),
         }
-        inner.length = length;
+        inner.length = fs::metadata(&path).map_or(HEADER_LEN as u64, |m| m.len());
         inner.segments.push_back(Segment {
             number,
             max_slot: 0,
@@ -558,15 +540,14 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 }
 
 /// Creates segment `number` (header, then a `State` record) durably, via a temporary
-/// file renamed into place so that a crash never leaves a half-made segment; returns the
-/// length of its records. The rest of the segment is preallocated (zeros).
+/// file renamed into place so that a crash never leaves a half-made segment.
 fn create_segment(
     dir: &Path,
     options: &DiskOptions,
     number: u64,
     promised: Ballot,
     commit: u64,
-) -> Result<u64, StorageError> {
+) -> Result<(), StorageError> {
     let header = Header {
         version: VERSION,
         identity: options.identity,
@@ -578,44 +559,9 @@ fn create_segment(
     let temporary = path.with_extension("tmp");
     let mut file = File::create(&temporary).map_err(io(&temporary))?;
     file.write_all(&bytes).map_err(io(&temporary))?;
-    if let Err(error) = preallocate(&file, options.segment_bytes) {
-        if error.kind() == ErrorKind::StorageFull {
-            let _ = fs::remove_file(&temporary);
-            return Err(io(&temporary)(error));
-        }
-        preallocation_failed(&temporary, &error);
-    }
     file.sync_all().map_err(io(&temporary))?;
     fs::rename(&temporary, &path).map_err(io(&path))?;
-    sync_dir(dir)?;
-    Ok(bytes.len() as u64)
-}
-
-/// Reserves `length` bytes for `file`, zeros past its records, and makes them its size.
-///
-/// An append that grows a file makes `fdatasync` commit the new size to the file system's
-/// journal too: on this project's test machine (ext4 on a virtio disk) a 256-byte append
-/// and its sync took 180-210 µs, a write into reserved space 80-145 µs. etcd's WAL
-/// preallocates its segments for the same reason. A file system that cannot reserve
-/// space (`EOPNOTSUPP`) gets appends as before.
-fn preallocate(file: &File, length: u64) -> std::io::Result<()> {
-    if length <= file.metadata()?.len() {
-        return Ok(());
-    }
-    #[cfg(target_os = "linux")]
-    rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, length)?;
-    Ok(())
-}
-
-/// Preallocation is an optimisation: without it (a file system that cannot reserve
-/// space), appends grow the file as before. Anything but "unsupported" is worth a line.
-fn preallocation_failed(path: &Path, error: &std::io::Error) {
-    if error.kind() != ErrorKind::Unsupported {
-        eprintln!(
-            "synod-storage: cannot preallocate {}: {error}; appending instead",
-            path.display()
-        );
-    }
+    sync_dir(dir)
 }
 
 /// Verifies one segment and folds its records into `state`; returns the highest slot it
@@ -699,41 +645,9 @@ mod tests {
         d.votes.iter().map(|(slot, _)| *slot).collect()
     }
 
-    /// The bytes of a Votes record for slot 3 onwards.
-    fn slot_3_record(commands: Vec<u64>) -> Vec<u8> {
-        let mut record = Vec::new();
-        let entries = commands.into_iter().map(Entry::Command).collect();
-        let votes = Record::Votes {
-            ballot: Ballot::ZERO,
-            first: 3,
-            entries,
-        };
-        encode_record(&votes, &mut record);
-        record
-    }
-
-    /// Where a segment's records end (its preallocated zeros follow).
-    fn records_end(path: &Path) -> u64 {
-        let bytes = fs::read(path).unwrap();
-        let scanned = scan::<u64>(&bytes[HEADER_LEN..], true).unwrap();
-        (HEADER_LEN + scanned.end) as u64
-    }
-
-    /// Writes `bytes` right after a segment's records, as a write cut by a crash would.
     fn append_raw(path: &Path, bytes: &[u8]) {
-        write_at(path, bytes, records_end(path));
-    }
-
-    fn write_at(path: &Path, bytes: &[u8], offset: u64) {
-        let file = OpenOptions::new().write(true).open(path).unwrap();
-        file.write_all_at(bytes, offset).unwrap();
-    }
-
-    /// Whether every byte of `path` from `offset` on is zero.
-    fn zeros_from(path: &Path, offset: u64) -> bool {
-        let bytes = fs::read(path).unwrap();
-        let offset = usize::try_from(offset).unwrap();
-        bytes[offset..].iter().all(|&b| b == 0)
+        let mut file = OpenOptions::new().append(true).open(path).unwrap();
+        file.write_all(bytes).unwrap();
     }
 
     #[test]
@@ -744,81 +658,29 @@ mod tests {
         s.persist(vec![votes(2, &[2])]).unwrap();
         let last = s.segments().pop().unwrap();
         drop(s);
-        // A third record, two sectors long, of which the disk wrote the first sector
-        // only before the crash: the second reads as zeros.
-        let mut record = slot_3_record((0..100).collect());
-        let before = records_end(&last);
-        let start = usize::try_from(before).unwrap();
-        let boundary = (start / 512 + 1) * 512 - start;
-        assert!(
-            record.len() > boundary + 8,
-            "the record must span two sectors"
+        // Half of a third record reached the disk before the crash.
+        let mut record = Vec::new();
+        encode_record(
+            &Record::Votes {
+                ballot: Ballot::ZERO,
+                first: 3,
+                entries: vec![Entry::Command(3u64)],
+            },
+            &mut record,
         );
-        record[boundary..].fill(0);
-        append_raw(&last, &record);
-        assert!(!zeros_from(&last, before));
+        let before = fs::metadata(&last).unwrap().len();
+        append_raw(&last, &record[..record.len() / 2]);
         let s = open(&dir).unwrap();
         assert_eq!(slots(&s), vec![1, 2]);
-        assert!(zeros_from(&last, before), "the torn tail was not cut");
-        assert_eq!(records_end(&last), before);
-        // The same record whole but for a flipped bit is corruption, not a torn write.
-        drop(s);
-        let mut record = slot_3_record(vec![3]);
-        let end = records_end(&last);
-        let flipped = record.len() - 1;
-        record[flipped] ^= 1;
-        write_at(&last, &record, end);
-        assert!(matches!(open(&dir), Err(StorageError::Corrupt { .. })));
-        // Without the flip it is a record like any other.
-        record[flipped] ^= 1;
-        write_at(&last, &record, end);
-        let s = open(&dir).unwrap();
-        assert_eq!(slots(&s), vec![1, 2, 3]);
-        let before = records_end(&last);
+        assert_eq!(
+            fs::metadata(&last).unwrap().len(),
+            before,
+            "the tail was cut durably"
+        );
         // Zeros a file system left after extending the file are a torn tail too.
         drop(s);
         append_raw(&last, &[0; 100]);
-        assert_eq!(slots(&open(&dir).unwrap()), vec![1, 2, 3]);
-        assert_eq!(records_end(&last), before);
-        let _ = fs::remove_dir_all(dir);
-    }
-
-    #[test]
-    fn segments_are_preallocated_and_sealed_at_their_records_end() {
-        let dir = scratch();
-        let options = DiskOptions {
-            segment_bytes: 4096,
-            ..options()
-        };
-        let s = DiskStorage::<u64>::open(&dir, options).unwrap();
-        for slot in 1..=400 {
-            s.persist(vec![votes(slot, &[slot])]).unwrap();
-        }
-        let segments = s.segments();
-        assert!(segments.len() > 2, "only {} segments", segments.len());
-        let (current, sealed) = segments.split_last().unwrap();
-        for path in sealed {
-            let length = fs::metadata(path).unwrap().len();
-            assert_eq!(length, records_end(path), "{} has a tail", path.display());
-        }
-        assert_eq!(
-            fs::metadata(current).unwrap().len(),
-            4096,
-            "not preallocated"
-        );
-        let end = records_end(current);
-        assert!(end < 4096 && zeros_from(current, end));
-        drop(s);
-        // Reopened, the current segment gets its room back and appends follow its
-        // records, not its zeros.
-        let s = DiskStorage::<u64>::open(&dir, options).unwrap();
-        assert_eq!(fs::metadata(current).unwrap().len(), 4096);
-        s.persist(vec![votes(401, &[401])]).unwrap();
-        let still_current = s.segments().last() == Some(current);
-        assert!(!still_current || records_end(current) > end);
-        drop(s);
-        let s = DiskStorage::<u64>::open(&dir, options).unwrap();
-        assert_eq!(slots(&s), (1..=401).collect::<Vec<_>>());
+        assert_eq!(slots(&open(&dir).unwrap()), vec![1, 2]);
         let _ = fs::remove_dir_all(dir);
     }
 

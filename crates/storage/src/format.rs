@@ -359,12 +359,10 @@ pub struct Scan<C> {
     pub end: usize,
 }
 
-/// Reads every record of a segment body (the bytes after its header). In the last
-/// segment (`tail`) a torn tail ends the scan: an incomplete final record, a final
-/// stretch of zero bytes (a write the file system extended but never filled, or the
-/// preallocated rest of the segment), or a final record cut short by a crash (see
-/// [`torn_write`]). Anything else that is not a valid record is corruption at the
-/// returned offset.
+/// Reads every record of a segment body. In the last segment (`tail`), an incomplete
+/// final record, or a final stretch of zero bytes (a write the file system extended but
+/// never filled), is a torn tail: the scan ends before it. Anything else that is not a
+/// valid record is corruption at the returned offset.
 pub fn scan<C: Codec>(bytes: &[u8], tail: bool) -> Result<Scan<C>, (u64, &'static str)> {
     let mut records = Vec::new();
     let mut offset = 0;
@@ -377,7 +375,6 @@ pub fn scan<C: Codec>(bytes: &[u8], tail: bool) -> Result<Scan<C>, (u64, &'stati
             }
             Decoded::Incomplete if tail => break,
             Decoded::Corrupt(_) if tail && rest.iter().all(|&b| b == 0) => break,
-            Decoded::Corrupt(_) if tail && torn_write(rest, HEADER_LEN + offset) => break,
             Decoded::Incomplete => {
                 return Err((offset as u64, "incomplete record in a sealed segment"))
             }
@@ -388,47 +385,6 @@ pub fn scan<C: Codec>(bytes: &[u8], tail: bool) -> Result<Scan<C>, (u64, &'stati
         records,
         end: offset,
     })
-}
-
-/// The sector a disk writes whole or not at all.
-const SECTOR: usize = 512;
-
-/// Whether the record at the start of `rest` (at `file_offset` in its file) is the last
-/// write of a preallocated segment, cut short by a crash, rather than a record corrupted
-/// after it was written.
-///
-/// A disk writes sectors whole, in any order; the sectors of a write that a crash cut
-/// read as the zeros the segment was preallocated with. So a torn record has zeros after
-/// it, to the end of the file, and a stretch of zeros where one of its sectors (not its
-/// first, which holds its header) is missing. A bit flip makes neither. (A record whose
-/// own bytes hold a sector's worth of zeros, flipped in its last write, would pass for
-/// torn: etcd's WAL draws the same line.) A header cut after its checksum, with a length
-/// out of range, is torn if only zeros follow the checksum.
-pub fn torn_write(rest: &[u8], file_offset: usize) -> bool {
-    let zeros = |bytes: &[u8]| bytes.iter().all(|&b| b == 0);
-    let mut r = Reader(rest);
-    let (Some(_), Some(len)) = (r.u32(), r.u32()) else {
-        return false;
-    };
-    let len = usize::try_from(len).unwrap_or(usize::MAX);
-    let end = len.saturating_add(8);
-    if len == 0 || len > RECORD_MAX || end > rest.len() {
-        return zeros(&rest[4..]);
-    }
-    if !zeros(&rest[end..]) {
-        return false;
-    }
-    // The record's bytes in each sector after its first one.
-    let first_boundary = (file_offset / SECTOR + 1) * SECTOR - file_offset;
-    let mut start = first_boundary;
-    while start < end {
-        let stop = (start + SECTOR).min(end);
-        if zeros(&rest[start..stop]) {
-            return true;
-        }
-        start = stop;
-    }
-    false
 }
 
 /// A cursor over bytes whose reads fail (rather than panic) past the end. Shared with the
@@ -483,48 +439,6 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A record of `entries` commands, as the last write of a segment at `file_offset`.
-    fn last_record(entries: u64) -> Vec<u8> {
-        let mut record = Vec::new();
-        let votes = Record::Votes {
-            ballot: Ballot::ZERO,
-            first: 1,
-            entries: (0..entries).map(Entry::Command).collect(),
-        };
-        encode_record::<u64>(&votes, &mut record);
-        record
-    }
-
-    #[test]
-    fn a_record_missing_a_sector_before_zeros_is_torn_and_a_flipped_one_is_not() {
-        let offset = HEADER_LEN + 100;
-        let mut torn = last_record(200);
-        let boundary = 512 - offset;
-        assert!(torn.len() > boundary + 512);
-        torn[boundary..boundary + 512].fill(0);
-        let mut tail = torn.clone();
-        tail.extend_from_slice(&[0; 300]);
-        assert!(torn_write(&tail, offset));
-        // Something after it: not the last write, so corruption.
-        tail.push(1);
-        assert!(!torn_write(&tail, offset));
-        // Whole sectors but a flipped bit.
-        let mut flipped = last_record(200);
-        flipped[300] ^= 4;
-        flipped.extend_from_slice(&[0; 300]);
-        assert!(!torn_write(&flipped, offset));
-        // A one-sector record cannot be torn (sectors are written whole).
-        let mut small = last_record(1);
-        let last = small.len() - 1;
-        small[last] = 0;
-        small.extend_from_slice(&[0; 300]);
-        assert!(!torn_write(&small, offset));
-        // A header cut after its checksum.
-        let mut header = last_record(1)[..4].to_vec();
-        header.extend_from_slice(&[0; 300]);
-        assert!(torn_write(&header, offset));
-    }
     use proptest::prelude::*;
 
     fn ballot(round: u64, node: u64) -> Ballot {
