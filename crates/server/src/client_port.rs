@@ -35,6 +35,7 @@ use tonic::service::Routes;
 use tonic::Status;
 
 use crate::api::kv::KvService;
+use crate::proto::etcdserverpb as pb;
 
 /// The gRPC prefix of a message: a compression flag byte, then its length (big endian).
 const PREFIX: usize = 5;
@@ -219,13 +220,53 @@ impl ClientPort {
         let message = read_message(body, self.max_message).await?;
         let kv = &self.kv;
         match call {
-            KvCall::Range => frame(&kv.range_answer(decode(message)?).await?),
+            KvCall::Range => {
+                let request: pb::RangeRequest = decode(message)?;
+                if request.range_end.is_empty() {
+                    return frame(&kv.range_answer(request).await?);
+                }
+                let kv = kv.clone();
+                off_connection(async move { frame(&kv.range_answer(request).await?) }).await
+            }
             KvCall::Put => frame(&kv.put_answer(decode(message)?).await?),
             KvCall::DeleteRange => frame(&kv.delete_answer(decode(message)?).await?),
-            KvCall::Txn => frame(&kv.txn_answer(decode(message)?).await?),
+            KvCall::Txn => {
+                let request: pb::TxnRequest = decode(message)?;
+                if !reads_ranges(&request) {
+                    return frame(&kv.txn_answer(request).await?);
+                }
+                let kv = kv.clone();
+                off_connection(async move { frame(&kv.txn_answer(request).await?) }).await
+            }
             KvCall::Compact => frame(&kv.compact_answer(decode(message)?).await?),
         }
     }
+}
+
+/// Runs a call that may read many keys in a task of its own. Evaluating and encoding a
+/// range over many keys can take long, and the connection's other calls, its watch
+/// events and its keep-alive pings (etcd's clients put everything on one connection)
+/// must not wait behind it. Single-key reads and writes stay on the connection's task.
+async fn off_connection<F>(work: F) -> Result<Bytes, Status>
+where
+    F: Future<Output = Result<Bytes, Status>> + Send + 'static,
+{
+    tokio::spawn(work)
+        .await
+        .unwrap_or_else(|e| Err(Status::internal(format!("the call failed: {e}"))))
+}
+
+/// Whether a transaction reads a range of keys (not a single key), at any depth.
+fn reads_ranges(txn: &pb::TxnRequest) -> bool {
+    use pb::request_op::Request as Op;
+    txn.success
+        .iter()
+        .chain(&txn.failure)
+        .any(|op| match &op.request {
+            Some(Op::RequestRange(range)) => !range.range_end.is_empty(),
+            Some(Op::RequestTxn(nested)) => reads_ranges(nested),
+            _ => false,
+        })
 }
 
 /// The one message of a unary request, without its prefix.
@@ -384,12 +425,27 @@ async fn bridge(
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
 ) {
+    let deadline = grpc_timeout(request.headers());
     let request = request.map(|stream| IncomingBody {
         stream,
         data_done: false,
     });
     let Ok(()) = poll_fn(|cx| Service::<Request<IncomingBody>>::poll_ready(&mut routes, cx)).await;
-    let Ok(response) = routes.call(request).await;
+    // A client that gives up (resets the stream, or passes its deadline) drops the call,
+    // as hyper and tonic's server do: a Lock or Campaign waiting for its turn must stop
+    // waiting, or it would take the lock for a caller that is gone.
+    let outcome = tokio::select! {
+        Ok(response) = routes.call(request) => Ok(response),
+        _ = poll_fn(|cx| respond.poll_reset(cx)) => return,
+        () = expiry(deadline) => Err(Status::deadline_exceeded("context deadline exceeded")),
+    };
+    let response = match outcome {
+        Ok(response) => response,
+        Err(status) => {
+            let _ = respond.send_response(status.into_http(), true);
+            return;
+        }
+    };
     let (head, body) = response.into_parts();
     let end = body.is_end_stream();
     let sent = match respond.send_response(Response::from_parts(head, ()), end) {
@@ -399,6 +455,14 @@ async fn bridge(
     };
     if let Err(e) = sent {
         tracing::debug!("client port: stream ended early: {e}");
+    }
+}
+
+/// Ready once `deadline` (if any) has passed.
+async fn expiry(deadline: Option<Duration>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -492,8 +556,10 @@ impl Body for IncomingBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::lease::LeaseService;
     use crate::node::{Applied, Input, InputQueue};
-    use crate::proto::etcdserverpb::{self as pb, kv_server::KvServer};
+    use crate::proto::etcdserverpb as pb;
+    use crate::proto::etcdserverpb::{kv_server::KvServer, lease_server::LeaseServer};
     use crate::proto::synodpb::command::Op;
     use std::net::SocketAddr;
 
@@ -511,7 +577,9 @@ mod tests {
         let (handle, core) = crate::api::test_handle(512);
         let port = ClientPort {
             kv: Arc::new(KvService(handle.clone())),
-            routes: Routes::new(KvServer::new(KvService(handle))).prepare(),
+            routes: Routes::new(KvServer::new(KvService(handle.clone())))
+                .add_service(LeaseServer::new(LeaseService(handle)))
+                .prepare(),
             max_message: MAX_MESSAGE,
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -682,6 +750,74 @@ mod tests {
         )
         .await;
         assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+    }
+
+    #[tokio::test]
+    async fn a_range_over_many_keys_is_answered_off_the_connection_task() {
+        let (address, _core, _stop, _) = port().await;
+        let range = pb::RangeRequest {
+            key: b"a".to_vec(),
+            range_end: b"z".to_vec(),
+            serializable: true,
+            ..Default::default()
+        };
+        let body = frame(&range).unwrap().to_vec();
+        let (status, answer) = call(address, "/etcdserverpb.KV/Range", &[], body).await;
+        assert_eq!(status.code(), tonic::Code::Ok, "{status:?}");
+        let answer: pb::RangeResponse = decode(answer.slice(PREFIX..)).unwrap();
+        assert_eq!(answer.count, 0);
+        let read = pb::RequestOp {
+            request: Some(pb::request_op::Request::RequestRange(range)),
+        };
+        let nested = pb::TxnRequest {
+            success: vec![read],
+            ..Default::default()
+        };
+        let txn = pb::TxnRequest {
+            failure: vec![pb::RequestOp {
+                request: Some(pb::request_op::Request::RequestTxn(nested)),
+            }],
+            ..Default::default()
+        };
+        assert!(reads_ranges(&txn));
+        assert!(!reads_ranges(&pb::TxnRequest::default()));
+    }
+
+    fn lease_grant() -> Vec<u8> {
+        let grant = pb::LeaseGrantRequest { ttl: 60, id: 0 };
+        frame(&grant).unwrap().to_vec()
+    }
+
+    #[tokio::test]
+    async fn a_bridged_call_past_the_client_deadline_fails_with_deadline_exceeded() {
+        let (address, _core, _stop, _) = port().await;
+        let deadline = [("grpc-timeout", "100m")];
+        let path = "/etcdserverpb.Lease/LeaseGrant";
+        let (status, _) = call(address, path, &deadline, lease_grant()).await;
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    }
+
+    #[tokio::test]
+    async fn a_bridged_call_the_client_resets_is_dropped() {
+        let (address, mut core, _stop, _) = port().await;
+        let tcp = TcpStream::connect(address).await.unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(connection);
+        let mut client = client.ready().await.unwrap();
+        let request = Request::post(format!("http://{address}/etcdserverpb.Lease/LeaseGrant"))
+            .header(CONTENT_TYPE, "application/grpc")
+            .body(())
+            .unwrap();
+        let (_response, mut send) = client.send_request(request, false).unwrap();
+        send.send_data(Bytes::from(lease_grant()), true).unwrap();
+        let Some(Input::Propose(_, mut reply)) = core.recv().await else {
+            panic!("the grant did not reach the core");
+        };
+        send.send_reset(h2::Reason::CANCEL);
+        // The call (and the answer it waited for) is gone.
+        tokio::time::timeout(Duration::from_secs(2), reply.closed())
+            .await
+            .expect("the call still waits for its answer");
     }
 
     #[tokio::test]
