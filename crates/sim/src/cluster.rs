@@ -1504,7 +1504,7 @@ mod tests {
 
     #[test]
     fn acks_sent_before_the_sync_are_caught() {
-        caught_within(|c| c.ack_before_sync = true, 1000);
+        caught_within(|c| c.ack_before_sync = true, 2000);
     }
 
     #[test]

@@ -1,15 +1,16 @@
 //! Storage for the simulator, with the faults real disks have: writes not yet synced are
 //! lost on a crash, the last of them may be torn (a prefix of its bytes survives), and
-//! calls can fail with injected I/O errors. It keeps the log as the same bytes the disk
-//! implementation writes and recovers through the same decoder, so the simulator
-//! exercises the real format and the real torn-tail repair.
+//! calls can fail with injected I/O errors. It keeps the log as the same frames and
+//! records the disk implementation writes (one frame per append) and recovers through
+//! the same decoder, so the simulator exercises the real format and the real torn-write
+//! repair.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
 use paxos::multi::{Durable, SnapshotData, Write};
 
-use crate::format::{encode_record, scan, Codec, Record};
+use crate::format::{encode_frame, encode_record, scan_frames, Codec, Record};
 use crate::state::State;
 use crate::{Storage, StorageError};
 
@@ -96,12 +97,13 @@ impl FaultyStorage {
     /// is durable). Corruption is an error with the offset.
     pub fn recover<C: Codec + Clone>(&self) -> Result<Durable<C>, StorageError> {
         let mut inner = self.lock();
-        let scanned =
-            scan::<C>(&inner.log, true).map_err(|(offset, reason)| StorageError::Corrupt {
+        let scanned = scan_frames::<C>(&inner.log, 0, true).map_err(|(offset, reason)| {
+            StorageError::Corrupt {
                 path: "faulty-storage".into(),
                 offset,
                 reason,
-            })?;
+            }
+        })?;
         inner.log.truncate(scanned.end);
         inner.synced = inner.synced.min(scanned.end);
         let mut state = State::default();
@@ -135,7 +137,10 @@ impl FaultyStorage {
             }
             encode_record(&record, &mut bytes);
         }
-        inner.log.extend_from_slice(&bytes);
+        if !bytes.is_empty() {
+            let offset = inner.log.len() as u64;
+            encode_frame(&bytes, offset, &mut inner.log);
+        }
         Ok(())
     }
 }

@@ -17,13 +17,14 @@
 //!   an error the disk implementation returns: it aborts the process, because after a
 //!   failed fsync the kernel may have dropped the dirty pages, and retrying would report
 //!   success for data that is gone (PostgreSQL's "fsyncgate").
-//! - **Recovery.** Opening verifies every record. A torn tail (an incomplete last record of
-//!   the last segment) is cut off: it was never acknowledged. Anything else that fails its
-//!   checksum stops the open with an error naming the file and byte offset
+//! - **Recovery.** Opening verifies every frame (one per write) and record. A torn last
+//!   write (cut short, or with a sector that reads as zeros, and nothing valid after it)
+//!   is zeroed: it was never acknowledged. Anything else that fails its checksum stops the
+//!   open with an error naming the file and byte offset
 //!   (`docs/OPERATIONS.md` says how to rebuild the member from its peers).
 //!
 //! # Layout
-//! - [`format`]: the bytes on disk (segment headers, records) and their decoders, which
+//! - [`format`]: the bytes on disk (segment headers, frames, records) and their decoders, which
 //!   never panic. Documented byte by byte in `docs/STORAGE-FORMAT.md`.
 //! - [`state`]: the fold of writes (or decoded records) into what a replica restarts from.
 //! - [`memory`]: [`MemoryStorage`], the contract in memory.
@@ -158,8 +159,8 @@ impl fmt::Display for StorageError {
             ),
             StorageError::NewerVersion { path, version } => write!(
                 f,
-                "{} has format version {version}, newer than the {} this build reads; \
-                 run a newer synod",
+                "{} has format version {version}, newer than this build reads \
+                 (segments up to {}); run a newer synod",
                 path.display(),
                 format::VERSION
             ),

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use paxos::multi::{SnapshotBytes, SnapshotData};
 
 use crate::disk::{fatal, io, sync_dir};
-use crate::format::VERSION;
+use crate::format::SNAPSHOT_VERSION as VERSION;
 use crate::StorageError;
 
 const MAGIC: [u8; 8] = *b"SYNODSNP";
