@@ -375,7 +375,7 @@ impl<C: Codec + Clone> DiskStorage<C> {
             return Ok(()); // Every earlier write is durable already.
         }
         if inner.length + (FRAME_OVERHEAD + bytes.len()) as u64 > self.options.segment_bytes
-            && inner.length > HEADER_LEN as u64
+            && inner.length > fresh_segment_len()
         {
             self.rotate(inner, promised, commit)?;
         }
@@ -389,7 +389,10 @@ impl<C: Codec + Clone> DiskStorage<C> {
         if let Err(error) = inner.file.write_all_at(&frame, inner.length) {
             // Zero the partial write again, so the next frame does not follow garbage; if
             // even that fails the log cannot be trusted: stop.
-            if write_zeros(&inner.file, inner.length, end).is_err() {
+            // Synced too: the next write may go to a new segment, and this one is then
+            // never synced again (garbage in a sealed segment is refused at start-up).
+            let zeroed = write_zeros(&inner.file, inner.length, end);
+            if zeroed.and_then(|()| inner.file.sync_data()).is_err() {
                 fatal(&path, "zeroing a failed write", &error);
             }
             return Err(failure(&error));
@@ -565,6 +568,17 @@ fn failure(error: &std::io::Error) -> Failure {
         ErrorKind::StorageFull => Failure::Full,
         kind => Failure::Io(kind),
     }
+}
+
+/// The length of a segment holding only its header and `State` frame (a fixed size).
+fn fresh_segment_len() -> u64 {
+    let mut state = Vec::new();
+    let record = Record::State {
+        promised: Ballot::ZERO,
+        commit: 0,
+    };
+    encode_record::<Vec<u8>>(&record, &mut state);
+    (HEADER_LEN + FRAME_OVERHEAD + state.len()) as u64
 }
 
 /// Writes zeros over bytes `from..to` of `file`, a megabyte at a time.
@@ -870,13 +884,38 @@ mod tests {
         let mut bytes = pristine.clone();
         bytes[last + 700] ^= 0x01;
         assert_eq!(refused(&bytes, last), "frame checksum mismatch");
-        // A write that looks torn, but a valid write follows it: it completed.
+        // A copy of a frame at another offset is not a write.
         let mut bytes = pristine.clone();
-        bytes[second + 2] ^= 0x01;
-        bytes[second + 24..second + 30].fill(0);
-        refused(&bytes, second);
+        let end = frames(&pristine).iter().map(|(_, len)| len).sum::<usize>() + HEADER_LEN;
+        bytes.copy_within(second..last, end);
+        assert_eq!(refused(&bytes, end), "bad frame header");
         fs::write(&path, &pristine).unwrap();
         assert_eq!(slots(&open_large(&dir).unwrap()).len(), 402);
+        // A write that looks torn (a sector of zeros), but a valid write follows it: it
+        // had completed, and was damaged since.
+        let s = open_large(&dir).unwrap();
+        s.persist(vec![votes(403, &[4])]).unwrap();
+        drop(s);
+        let mut bytes = fs::read(&path).unwrap();
+        let sector = (last / 512 + 2) * 512;
+        bytes[sector..sector + 512].fill(0);
+        assert_eq!(refused(&bytes, last), "frame checksum mismatch");
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_torn_looking_write_in_a_sealed_segment_is_refused() {
+        let dir = scratch();
+        let s = open(&dir).unwrap();
+        s.persist(vec![votes(1, &[1; 100])]).unwrap(); // Spans three sectors.
+        s.persist(vec![votes(101, &[2])]).unwrap(); // In the next segment.
+        let sealed = s.segments()[0].clone();
+        drop(s);
+        let mut bytes = fs::read(&sealed).unwrap();
+        assert!(bytes.len() > 1024);
+        bytes[512..1024].fill(0); // As a torn write would look, were it the last.
+        fs::write(&sealed, &bytes).unwrap();
+        assert!(matches!(open(&dir), Err(StorageError::Corrupt { .. })));
         let _ = fs::remove_dir_all(dir);
     }
 

@@ -39,8 +39,16 @@ pub const VERSION: u32 = 2;
 pub const FRAMED_SINCE: u32 = 2;
 /// The snapshot file format version (unchanged since version 1).
 pub const SNAPSHOT_VERSION: u32 = 1;
-/// Bytes before a frame's body: header checksum, body checksum, body length, offset.
-pub const FRAME_OVERHEAD: usize = 24;
+/// Bytes of a frame header: magic, header checksum, body checksum, body length, offset.
+pub const FRAME_HEADER: usize = 28;
+/// Bytes a frame adds to its body: the header and the end mark.
+pub const FRAME_OVERHEAD: usize = FRAME_HEADER + 1;
+/// The first bytes of every frame. None is zero, and neither is [`FRAME_END`]: a torn
+/// write shows as a sector of zeros, and a frame's first and last sector must never hold
+/// only zeros by chance.
+pub const FRAME_MAGIC: [u8; 4] = *b"SYNF";
+/// The last byte of every frame.
+pub const FRAME_END: u8 = b'.';
 /// Bytes in a segment header.
 pub const HEADER_LEN: usize = 40;
 /// Bytes before a record's payload: checksum, length, type.
@@ -398,52 +406,45 @@ pub fn scan<C: Codec>(bytes: &[u8], tail: bool) -> Result<Scan<C>, (u64, &'stati
 /// never completed from damage to one that did.
 pub fn encode_frame(body: &[u8], offset: u64, out: &mut Vec<u8>) {
     let start = out.len();
-    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&FRAME_MAGIC);
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
     out.extend_from_slice(&offset.to_le_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc32c::crc32c(body).to_le_bytes());
-    let crc = crc32c::crc32c(&out[start + 4..start + FRAME_OVERHEAD]);
-    out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32c::crc32c(&out[start + 8..start + FRAME_HEADER]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(body);
+    out.push(FRAME_END);
 }
 
 /// The frame at the start of `bytes`, which sit at byte `offset` of their file: its body
 /// and its length on disk, or why it is not a whole, valid frame written there.
 pub fn decode_frame(bytes: &[u8], offset: u64) -> Result<(&[u8], usize), &'static str> {
-    let header = bytes
-        .get(..FRAME_OVERHEAD)
-        .ok_or("the file ends inside a frame header")?;
-    let mut r = Reader(header);
-    let fields = (|| Some((r.u32()?, r.u32()?, r.u64()?, r.u64()?)))();
-    let (header_crc, body_crc, len, at) = fields.ok_or("the file ends inside a frame header")?;
-    if header_crc != crc32c::crc32c(&header[4..]) {
-        return Err("frame header checksum mismatch");
+    if bytes.len() < FRAME_HEADER {
+        return Err("the file ends inside a frame header");
     }
-    if at != offset {
-        return Err("a frame written for another offset");
+    let end = declared_len(bytes, offset).ok_or("bad frame header")?;
+    let frame = bytes.get(..end).ok_or("the file ends inside a frame")?;
+    let body = &frame[FRAME_HEADER..end - 1];
+    if frame[end - 1] != FRAME_END {
+        return Err("a frame without its end mark");
     }
-    let end = usize::try_from(len)
-        .ok()
-        .filter(|&len| len > 0)
-        .and_then(|len| len.checked_add(FRAME_OVERHEAD))
-        .ok_or("frame length out of range")?;
-    let body = bytes
-        .get(FRAME_OVERHEAD..end)
-        .ok_or("the file ends inside a frame")?;
-    if body_crc != crc32c::crc32c(body) {
+    if frame[8..12] != crc32c::crc32c(body).to_le_bytes() {
         return Err("frame checksum mismatch");
     }
     Ok((body, end))
 }
 
-/// The length a frame header at the start of `bytes` declares, if the header itself is
-/// valid (its checksum matches and it was written for `offset`).
+/// The length on disk that a frame header at the start of `bytes` declares, if the
+/// header itself is valid (its magic and checksum match, and it was written for
+/// `offset`).
 fn declared_len(bytes: &[u8], offset: u64) -> Option<usize> {
-    let header = bytes.get(..FRAME_OVERHEAD)?;
-    let mut r = Reader(header);
+    let header = bytes.get(..FRAME_HEADER)?;
+    let mut r = Reader(&header[4..]);
     let (crc, _, len, at) = (r.u32()?, r.u32()?, r.u64()?, r.u64()?);
-    let valid = crc == crc32c::crc32c(&header[4..]) && at == offset;
-    valid.then(|| usize::try_from(len).ok()?.checked_add(FRAME_OVERHEAD))?
+    let valid = header[..4] == FRAME_MAGIC && crc == crc32c::crc32c(&header[8..]) && at == offset;
+    let len = usize::try_from(len).ok().filter(|&len| len > 0)?;
+    valid.then(|| len.checked_add(FRAME_OVERHEAD))?
 }
 
 /// The unit a disk writes whole: a write cut short by a crash loses whole sectors.
@@ -456,7 +457,7 @@ const SECTOR: u64 = 512;
 /// held a sector of zeros), and is refused as corrupt. etcd's log tells torn writes from
 /// damage the same way.
 fn looks_torn(bytes: &[u8], offset: u64) -> bool {
-    if bytes.len() < FRAME_OVERHEAD {
+    if bytes.len() < FRAME_HEADER {
         return true; // The file ends inside the header.
     }
     let end = match declared_len(bytes, offset) {
@@ -466,7 +467,7 @@ fn looks_torn(bytes: &[u8], offset: u64) -> bool {
         // is not zero, and at least its header (whose second sector may be the lost one).
         None => {
             let written = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-            written.max(FRAME_OVERHEAD.min(bytes.len()))
+            written.max(FRAME_HEADER.min(bytes.len()))
         }
     };
     let mut start = 0;
@@ -482,12 +483,14 @@ fn looks_torn(bytes: &[u8], offset: u64) -> bool {
 }
 
 /// Whether a valid frame starts anywhere in `bytes` (which sit at byte `offset` of their
-/// file). Each candidate is first matched on the offset it declares, so the search is a
-/// compare per byte, not a checksum.
+/// file). Each candidate is first matched on the magic and the offset it declares, so the
+/// search is a compare per byte, not a checksum.
 fn any_frame(bytes: &[u8], offset: u64) -> bool {
-    (0..bytes.len().saturating_sub(FRAME_OVERHEAD - 1)).any(|i| {
+    (0..bytes.len().saturating_sub(FRAME_HEADER - 1)).any(|i| {
         let at = offset + i as u64;
-        bytes[i + 16..i + 24] == at.to_le_bytes() && decode_frame(&bytes[i..], at).is_ok()
+        bytes[i..i + 4] == FRAME_MAGIC
+            && bytes[i + 20..i + 28] == at.to_le_bytes()
+            && decode_frame(&bytes[i..], at).is_ok()
     })
 }
 
@@ -513,7 +516,7 @@ pub fn scan_frames<C: Codec>(
         let frame_offset = offset + at as u64;
         match decode_frame(&bytes[at..], frame_offset) {
             Ok((body, len)) => {
-                let base = at + FRAME_OVERHEAD;
+                let base = at + FRAME_HEADER;
                 let inner = scan::<C>(body, false).map_err(|(o, why)| (base as u64 + o, why))?;
                 let shifted = inner.records.into_iter().map(|(o, r)| (base as u64 + o, r));
                 records.extend(shifted);
