@@ -712,10 +712,10 @@ fn recover_segment<C: Codec + Clone>(
     let length = (HEADER_LEN + scanned.end) as u64;
     let mut size = bytes.len() as u64;
     let torn = body[scanned.end..].iter().rposition(|&b| b != 0);
-    if framed && torn.is_some() {
+    if let (true, Some(last_written)) = (framed, torn) {
         // A torn write: never acknowledged (its sync never returned). Zero it durably, so
         // the zero-filled space after the records stays clean for the next frame.
-        let to = (HEADER_LEN + scanned.end + torn.map_or(0, |i| i + 1)) as u64;
+        let to = (HEADER_LEN + scanned.end + last_written + 1) as u64;
         let file = OpenOptions::new()
             .write(true)
             .open(path)
