@@ -1,5 +1,6 @@
 //! Fsynced appends of 256-byte records with 1, 16 and 256 concurrent writers, beside the
-//! raw fdatasync rate of the same disk (the physical limit), measured the same way.
+//! raw fdatasync rate of the same disk, measured the same way; the committer's cases with
+//! direct I/O (the default) and through the page cache.
 //!
 //! `cargo bench -p synod-storage --bench wal` (directory: `$SYNOD_BENCH_DIR`, default
 //! `target/wal-bench`; seconds per case: `$SYNOD_BENCH_SECONDS`, default 3).
@@ -32,7 +33,7 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     println!("directory {}, {seconds} s per case", dir.display());
     println!(
-        "{:<28} {:>12} {:>10} {:>10}",
+        "{:<40} {:>12} {:>10} {:>10}",
         "case", "appends/s", "p50 µs", "p99 µs"
     );
     let raw = raw_fdatasync(&dir, duration);
@@ -41,13 +42,16 @@ fn main() {
         let latencies = appends(&dir, writers, duration);
         report(&format!("persist, {writers} threads"), &latencies, duration);
     }
-    for writers in [1, 16, 256] {
-        let latencies = committed(&dir, writers, duration);
-        report(
-            &format!("committer, {writers} writers"),
-            &latencies,
-            duration,
-        );
+    for direct_io in [true, false] {
+        let how = if direct_io { "" } else { " (page cache)" };
+        for writers in [1, 16, 256] {
+            let latencies = committed(&dir, writers, direct_io, duration);
+            report(
+                &format!("committer, {writers} writers{how}"),
+                &latencies,
+                duration,
+            );
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -105,12 +109,20 @@ fn appends(dir: &std::path::Path, writers: u64, duration: Duration) -> Vec<Durat
 
 /// `writers` closed-loop writers as tasks (each with one append outstanding), in front of
 /// one group-commit thread: how a server's requests reach the disk.
-fn committed(dir: &std::path::Path, writers: u64, duration: Duration) -> Vec<Duration> {
-    let path = dir.join(format!("committer-{writers}"));
-    let options = DiskOptions::new(Identity {
-        cluster: 1,
-        member: NodeId(1),
-    });
+fn committed(
+    dir: &std::path::Path,
+    writers: u64,
+    direct_io: bool,
+    duration: Duration,
+) -> Vec<Duration> {
+    let path = dir.join(format!("committer-{writers}-{direct_io}"));
+    let options = DiskOptions {
+        direct_io,
+        ..DiskOptions::new(Identity {
+            cluster: 1,
+            member: NodeId(1),
+        })
+    };
     let storage = Arc::new(DiskStorage::<Vec<u8>>::open(path, options).unwrap());
     let committer = Committer::start(storage.clone());
     let (reply, answers) = std::sync::mpsc::channel();
@@ -167,7 +179,7 @@ fn report(name: &str, latencies: &[Duration], duration: Duration) {
     let micros = |d: Option<&Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1e6);
     let rate = latencies.len() as f64 / duration.as_secs_f64();
     println!(
-        "{name:<28} {rate:>12.0} {:>10.1} {:>10.1}",
+        "{name:<40} {rate:>12.0} {:>10.1} {:>10.1}",
         micros(at(0.5)),
         micros(at(0.99))
     );

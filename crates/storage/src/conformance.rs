@@ -121,17 +121,29 @@ pub(crate) fn options() -> DiskOptions {
 
 #[test]
 fn disk_storage_keeps_the_contract() {
+    disk_storage_keeps_the_contract_with(options());
+}
+
+#[test]
+fn disk_storage_through_the_page_cache_keeps_the_contract() {
+    disk_storage_keeps_the_contract_with(DiskOptions {
+        direct_io: false,
+        ..options()
+    });
+}
+
+fn disk_storage_keeps_the_contract_with(options: DiskOptions) {
     let mut dirs = Vec::new();
     conformance(
         &mut || {
             let dir = scratch();
             dirs.push(dir.clone());
-            DiskStorage::open(dir, options()).unwrap()
+            DiskStorage::open(dir, options).unwrap()
         },
         &mut |s: DiskStorage<u64>| {
             let dir = s.dir().to_path_buf();
             drop(s);
-            DiskStorage::open(dir, options()).unwrap()
+            DiskStorage::open(dir, options).unwrap()
         },
     );
     for dir in dirs {

