@@ -30,7 +30,8 @@
 //! - [`memory`]: [`MemoryStorage`], the contract in memory.
 //! - [`faulty`]: [`FaultyStorage`], for the simulator: loses unsynced writes on crash,
 //!   tears the last write, returns injected I/O errors.
-//! - [`disk`]: [`DiskStorage`], segment files, group commit, recovery.
+//! - [`disk`]: [`DiskStorage`], segment files (written with direct I/O where offered),
+//!   group commit, recovery.
 //! - [`snapshot`]: snapshot files, written by streaming and read back in chunks.
 //! - `reaper`: deletes released segments and snapshots on a thread of its own.
 //! - [`committer`]: [`Committer`], group commit on a dedicated thread for callers that
