@@ -69,6 +69,11 @@ pub struct Options {
     pub gap_max_slots: u64,
     /// Leader leases, for reads without a message round; `None` (the default) uses none.
     pub lease: Option<Lease>,
+    /// Acceptors send their `Accepted` to every replica, not only the leader, and a
+    /// follower counts them: a slot a phase-2 quorum reported at the ballot it follows is
+    /// chosen (Paxos's learners), so the follower applies it without waiting for the
+    /// leader's commit point, one message later. Costs each acceptor a message per peer.
+    pub learn_from_acceptors: bool,
     /// Check the engine's invariants after every event. Some checks walk the whole
     /// uncompacted log, so this is for tests and the simulator (which turn it on), never
     /// for a server: with 100,000 entries kept between snapshots it took a third of a
@@ -104,6 +109,7 @@ impl Default for Options {
             snapshot_chunk_bytes: 256 << 10,
             gap_max_slots: 1 << 16,
             lease: None,
+            learn_from_acceptors: true,
             check_invariants: cfg!(test),
         }
     }

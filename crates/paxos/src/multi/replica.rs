@@ -123,6 +123,17 @@ struct FollowerRead {
     index: Option<Slot>,
 }
 
+/// What a follower heard from acceptors about the slots above its commit point, at the
+/// ballot it follows (with [`Options::learn_from_acceptors`]).
+#[derive(Clone, Debug, Default)]
+struct Reports {
+    ballot: Ballot,
+    /// `acks[0]` is this slot.
+    first: Slot,
+    /// Per slot, the acceptors that reported a vote for it at `ballot` (or it chosen).
+    acks: VecDeque<AcceptorSet>,
+}
+
 #[derive(Clone, Debug)]
 struct Leader<C> {
     ballot: Ballot,
@@ -215,6 +226,8 @@ pub struct Replica<C, R> {
     snapshot_sent: Vec<Option<u64>>,
     /// Reads this replica holds as a follower.
     follower_reads: FollowerReads,
+    /// Acceptors' reports a follower learns chosen slots from.
+    reports: Reports,
     /// Negative control: a candidate that leads without phase 1.
     #[cfg(feature = "negative-controls")]
     skips_phase1: bool,
@@ -352,6 +365,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             stranded: Vec::new(),
             snapshot_sent: vec![None; count],
             follower_reads: FollowerReads::default(),
+            reports: Reports::default(),
             #[cfg(feature = "negative-controls")]
             skips_phase1: false,
             #[cfg(feature = "negative-controls")]
@@ -443,7 +457,15 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         let Role::Leader(leader) = &mut self.role else {
             return;
         };
-        let index = self.log.commit().max(leader.recovered_through);
+        // A follower that learns from acceptors may answer a write this leader has not
+        // yet seen chosen: every slot it gave out counts, not only its commit point.
+        let given_out = leader.first + leader.in_flight.len() as u64 - 1;
+        let index = if self.options.learn_from_acceptors {
+            given_out.max(self.log.commit())
+        } else {
+            self.log.commit()
+        };
+        let index = index.max(leader.recovered_through);
         if self.now < leader.lease_until {
             // Under the lease no other leader can have finished phase 1: the read needs
             // no message round, only the state machine to catch up with `index`.
@@ -955,9 +977,15 @@ impl<C: Command, R: RngCore> Replica<C, R> {
                 first,
                 last: end,
             };
-            self.send(leader, accepted);
+            if self.options.learn_from_acceptors {
+                self.broadcast(&accepted);
+            } else {
+                self.send(leader, accepted);
+            }
         }
         self.learn_commit(ballot, commit);
+        // Reports that came before this accept may already make its slots chosen.
+        self.commit_reported(ballot);
     }
 
     /// A message from the leader of `ballot` (at or above our promise) arrived.
@@ -977,7 +1005,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
 
     fn on_accepted(&mut self, acceptor: usize, ballot: Ballot, first: Slot, last: Slot) {
         let Role::Leader(leader) = &mut self.role else {
-            return;
+            return self.learn_from_report(acceptor, ballot, first, last);
         };
         if ballot != leader.ballot {
             return;
@@ -990,6 +1018,81 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             }
         }
         self.advance_commit();
+    }
+
+    /// A follower counts an acceptor's report of votes at the ballot it follows. The
+    /// leader of that ballot proposed one value per slot, which is this follower's vote
+    /// there, so a slot a phase-2 quorum reported is chosen with the value held here
+    /// (slots reported as already chosen count too: whatever the leader proposed for a
+    /// chosen slot is the chosen value). Commits as far as every slot has such a quorum
+    /// and a vote here at that ballot.
+    fn learn_from_report(&mut self, acceptor: usize, ballot: Ballot, first: Slot, last: Slot) {
+        if ballot != self.promised || self.own_ballot().is_some() {
+            return;
+        }
+        self.align_reports(ballot);
+        let commit = self.log.commit();
+        let reports = &mut self.reports;
+        // Bounded as votes are: nothing beyond what an acceptor would take.
+        let end = last.min(commit.saturating_add(self.options.gap_max_slots));
+        for slot in first.max(reports.first)..=end {
+            let at = distance(reports.first, slot);
+            if at >= reports.acks.len() {
+                reports.acks.resize(at + 1, AcceptorSet::EMPTY);
+            }
+            reports.acks[at].insert(acceptor);
+        }
+        self.commit_reported(ballot);
+    }
+
+    /// Commits every slot past the commit point that a phase-2 quorum reported at
+    /// `ballot` and that holds a vote here at `ballot` (a slot reported before its accept
+    /// arrived waits for it, rather than raise the known commit point and fetch it).
+    ///
+    /// The quorum must include the leader's own report. A client may hear of a write
+    /// this way before the leader knows it chosen, so the leader's reads must wait for
+    /// every slot it gave out ([`Replica::enqueue_read`]); a leader that reports its
+    /// votes to followers is one that does. A leader that does not (the option off, or an
+    /// older version during an upgrade) is never overtaken.
+    fn commit_reported(&mut self, ballot: Ballot) {
+        if ballot != self.promised || self.own_ballot().is_some() {
+            return;
+        }
+        let Some(leader) = self.members.index_of(ballot.node) else {
+            return;
+        };
+        self.align_reports(ballot);
+        let commit = self.log.commit();
+        let quorum = self.members.quorum();
+        let mut through = commit;
+        for acks in &self.reports.acks {
+            let voted_here = self
+                .log
+                .get(through + 1)
+                .is_some_and(|e| e.ballot == ballot);
+            if !voted_here || !acks.contains(leader) || !quorum.is_phase2_quorum(*acks) {
+                break;
+            }
+            through += 1;
+        }
+        if through > commit {
+            self.learn_commit(ballot, through);
+        }
+    }
+
+    /// Makes the reports describe `ballot` from the slot after the commit point on.
+    fn align_reports(&mut self, ballot: Ballot) {
+        let next = self.log.commit() + 1;
+        let reports = &mut self.reports;
+        if reports.ballot != ballot {
+            reports.acks.clear();
+            reports.ballot = ballot;
+            reports.first = next;
+        } else if reports.first < next {
+            let behind = distance(reports.first, next);
+            reports.acks.drain(..behind.min(reports.acks.len()));
+            reports.first = next;
+        }
     }
 
     /// Moves the commit point over every leading slot a phase-2 quorum accepted.

@@ -52,6 +52,14 @@ fn accept(ballot: Ballot, first: Slot, entries: &[Entry<u64>], commit: Slot) -> 
     }
 }
 
+fn accepted(ballot: Ballot, first: Slot, last: Slot) -> Message<u64> {
+    Message::Accepted {
+        ballot,
+        first,
+        last,
+    }
+}
+
 fn prepare(ballot: Ballot, from: Slot) -> Message<u64> {
     Message::Prepare { ballot, from }
 }
@@ -181,18 +189,121 @@ fn an_accept_is_acknowledged_only_after_its_votes_are_persisted() {
                 first: 1,
                 entries: batch(&[cmd(7), cmd(8)]),
             }),
-            send(
-                N1,
-                Message::Accepted {
-                    ballot: b,
-                    first: 1,
-                    last: 2
-                }
-            ),
+            // To every replica: the leader counts it, and so do followers (learners).
+            send(N1, accepted(b, 1, 2)),
+            send(N2, accepted(b, 1, 2)),
+            send(N3, accepted(b, 1, 2)),
         ]
     );
     assert_eq!(r.promised(), b);
     assert_eq!(r.leader(), Some(N1));
+}
+
+#[test]
+fn without_learning_from_acceptors_an_accept_is_acknowledged_to_the_leader_alone() {
+    let members = Arc::new(Members::new(vec![N1, N2, N3], QuorumSpec::Majority).unwrap());
+    let options = Options {
+        learn_from_acceptors: false,
+        ..options()
+    };
+    let mut r: TestReplica = Replica::new(N2, members, options, Pcg32::seed_from_u64(2)).unwrap();
+    let b = ballot(1, N1);
+    let actions = r.step(N1, accept(b, 1, &[cmd(7)], 0));
+    assert_eq!(actions.last(), Some(&send(N1, accepted(b, 1, 1))));
+    assert_eq!(actions.len(), 2);
+}
+
+#[test]
+fn a_follower_applies_what_a_phase2_quorum_reported_at_the_ballot_it_follows() {
+    let mut r = replica(N2);
+    let b = ballot(1, N1);
+    r.step(N1, accept(b, 1, &[cmd(7), cmd(8)], 0));
+    assert_eq!(
+        r.step(N3, accepted(b, 1, 2)),
+        vec![],
+        "one report is no quorum"
+    );
+    // Its own report (after its persist) makes two of three, but without the leader's:
+    // a leader that does not report may not know to wait for these slots in its reads.
+    assert_eq!(r.step(N2, accepted(b, 1, 2)), vec![]);
+    assert_eq!(
+        r.step(N1, accepted(b, 1, 2)),
+        vec![
+            Action::Persist(Write::Commit(2)),
+            Action::Apply {
+                slot: 1,
+                entry: cmd(7)
+            },
+            Action::Apply {
+                slot: 2,
+                entry: cmd(8)
+            },
+        ]
+    );
+    assert_eq!(r.commit(), 2);
+    // Later reports and the leader's own commit point change nothing.
+    assert_eq!(r.step(N3, accepted(b, 1, 2)), vec![]);
+    assert_eq!(
+        r.step(N1, heartbeat(b, 2, 1)).len(),
+        1,
+        "only the heartbeat's ack"
+    );
+    // The next slot starts from no reports.
+    r.step(N1, accept(b, 3, &[cmd(9)], 2));
+    assert_eq!(
+        r.step(N3, accepted(b, 3, 3)),
+        vec![],
+        "one report for slot 3"
+    );
+    assert_eq!(
+        r.step(N1, accepted(b, 3, 3)).len(),
+        2,
+        "a commit and an apply"
+    );
+    assert_eq!(r.commit(), 3);
+}
+
+#[test]
+fn reports_commit_only_slots_voted_here_at_their_ballot() {
+    let mut r = replica(N2);
+    let old = ballot(1, N1);
+    r.step(N1, accept(old, 1, &[cmd(1)], 0));
+    let new = ballot(2, N3);
+    r.step(N3, accept(new, 2, &[cmd(2)], 0));
+    // Slot 1 holds a vote at the old ballot, whose value the new ballot's reports do not
+    // vouch for: nothing is applied, slot 2 included (it waits for slot 1).
+    assert_eq!(r.step(N3, accepted(new, 1, 2)), vec![]);
+    assert_eq!(r.step(N1, accepted(new, 1, 2)), vec![]);
+    assert_eq!(r.commit(), 0);
+    // Reports at a ballot it does not follow count for nothing either.
+    let mut r = replica(N2);
+    r.step(N1, accept(old, 1, &[cmd(1)], 0));
+    r.step(N3, accept(new, 2, &[cmd(2)], 0));
+    assert_eq!(r.step(N1, accepted(old, 1, 1)), vec![]);
+    assert_eq!(r.step(N3, accepted(old, 1, 1)), vec![]);
+    assert_eq!(r.commit(), 0);
+    // Reports at two ballots never add up to a quorum.
+    let mut r = replica(N2);
+    r.step(N3, accept(new, 1, &[cmd(2)], 0));
+    assert_eq!(r.step(N1, accepted(old, 1, 1)), vec![]);
+    assert_eq!(r.step(N3, accepted(new, 1, 1)), vec![]);
+    assert_eq!(r.commit(), 0);
+}
+
+#[test]
+fn reports_that_arrive_before_the_accept_commit_it_on_arrival() {
+    let mut r = replica(N2);
+    let b = ballot(1, N1);
+    r.step(N1, heartbeat(b, 0, 1));
+    assert_eq!(r.step(N1, accepted(b, 1, 1)), vec![]);
+    assert_eq!(r.step(N3, accepted(b, 1, 1)), vec![]);
+    // Chosen already, by two durable votes: applied without waiting for its own.
+    let actions = r.step(N1, accept(b, 1, &[cmd(5)], 0));
+    assert!(actions.contains(&Action::Apply {
+        slot: 1,
+        entry: cmd(5)
+    }));
+    assert_eq!(r.commit(), 1);
 }
 
 #[test]
@@ -284,11 +395,7 @@ fn a_leader_chooses_once_a_phase2_quorum_acknowledged_and_then_applies() {
         actions, to_all,
         "its own acceptor gets the accept like any other"
     );
-    let ack = Message::Accepted {
-        ballot: b,
-        first: 1,
-        last: 1,
-    };
+    let ack = accepted(b, 1, 1);
     assert_eq!(
         r.step(N1, proposal),
         vec![
@@ -298,6 +405,8 @@ fn a_leader_chooses_once_a_phase2_quorum_acknowledged_and_then_applies() {
                 entries: batch(&[cmd(42)]),
             }),
             send(N1, ack.clone()),
+            send(N2, ack.clone()),
+            send(N3, ack.clone()),
         ]
     );
     assert_eq!(r.step(N1, ack.clone()), vec![], "one vote is not a quorum");
@@ -829,6 +938,74 @@ fn a_leader_answers_a_read_index_request_once_a_quorum_confirms_its_ballot() {
     let index = replica.commit();
     let reply = send(follower, read_index_reply(b, 42, 5, index));
     assert_eq!(replica.step(other, ack), vec![reply]);
+}
+
+/// The index a leader (N1, with slot 1 given out and not chosen) answers a read-index
+/// request with.
+fn read_index_with_a_slot_in_flight(learn_from_acceptors: bool) -> Slot {
+    let members = Arc::new(Members::new(vec![N1, N2, N3], QuorumSpec::Majority).unwrap());
+    let options = Options {
+        learn_from_acceptors,
+        ..options()
+    };
+    let mut r: TestReplica = Replica::new(N1, members, options, Pcg32::seed_from_u64(1)).unwrap();
+    elect_n1(&mut r, vec![]);
+    let b = ballot(1, N1);
+    r.propose(42).unwrap();
+    let request = Message::ReadIndex {
+        ballot: b,
+        boot: 42,
+        seq: 5,
+    };
+    let heartbeat = |actions: &[Action<u64>]| {
+        actions.iter().find_map(|a| match a {
+            Action::Send {
+                message: Message::Heartbeat { seq, .. },
+                ..
+            } => Some(*seq),
+            _ => None,
+        })
+    };
+    // The heartbeat that confirms it: at once, or the next tick's.
+    let mut actions = r.step(N2, request);
+    let seq = loop {
+        if let Some(seq) = heartbeat(&actions) {
+            break seq;
+        }
+        actions = r.tick();
+    };
+    let ack = Message::HeartbeatAck { ballot: b, seq };
+    r.step(N1, ack.clone());
+    let mut actions = r.step(N3, ack);
+    assert_eq!(r.commit(), 0);
+    if learn_from_acceptors {
+        assert_eq!(actions, vec![], "the read waits for slot 1");
+        r.step(N1, accepted(b, 1, 1));
+        actions = r.step(N3, accepted(b, 1, 1));
+        actions.retain(|a| {
+            matches!(
+                a,
+                Action::Send {
+                    message: Message::ReadIndexReply { .. },
+                    ..
+                }
+            )
+        });
+    }
+    match actions.as_slice() {
+        [Action::Send {
+            message: Message::ReadIndexReply { index, .. },
+            ..
+        }] => *index,
+        other => panic!("expected one read-index reply, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_leader_whose_followers_learn_from_acceptors_reads_at_the_last_slot_it_gave_out() {
+    // A follower may have answered slot 1's client already: a read must include it.
+    assert_eq!(read_index_with_a_slot_in_flight(true), 1);
+    assert_eq!(read_index_with_a_slot_in_flight(false), 0);
 }
 
 #[test]
