@@ -6,11 +6,12 @@
 //! # The order of actions
 //! The replica's actions run in the order it emitted them, and each waits for every
 //! persist emitted before it: persists go to the [`Committer`] at once (it keeps their
-//! order, and a later write durable implies every earlier one), while sends, applies and
-//! read answers queue behind the last persist before them until the committer reports it
-//! durable. So no message reports, and no client hears of, state that is not on disk.
-//! The one exception is a commit hint alone (`Write::Commit`): the engine may lose it
-//! (the commit point is learned again), so applies after it do not wait for its sync.
+//! order, and a later write durable implies every earlier one), while sends and read
+//! answers queue behind the last persist before them until the committer reports it
+//! durable. So no message reports state that is not on disk. Two exceptions: a commit
+//! hint alone (`Write::Commit`) holds nothing up (the engine may lose it; the commit
+//! point is learned again), and applies wait only for the applies and snapshot installs
+//! before them, since a chosen slot is durable on a quorum already (see [`Blocked`]).
 //! The simulator's driver does the same, under crashes.
 
 use std::collections::{HashMap, VecDeque};
@@ -162,8 +163,8 @@ pub struct Core {
     options: CoreOptions,
     /// Messages this replica sent itself.
     local: VecDeque<Message<Payload>>,
-    /// Actions waiting for a persist: (the persist's tag, the action).
-    blocked: VecDeque<(u64, Action<Payload>)>,
+    /// Actions waiting for a persist.
+    blocked: Blocked<Payload>,
     submitted: u64,
     /// The latest submission later actions must wait for (a commit hint alone is not).
     required: u64,
@@ -182,7 +183,7 @@ pub struct Core {
     snapshotting: bool,
     last_snapshot: Slot,
     /// The last slot the store has applied (the replica's own count runs ahead while
-    /// applies wait for a persist).
+    /// applies wait for a snapshot install that waits for a persist).
     store_applied: Slot,
     inputs: Inputs,
     /// Reads the replica could not serve, redone by barrier after the burst.
@@ -250,7 +251,7 @@ impl Core {
             peers: parts.peers,
             options: parts.options,
             local: VecDeque::new(),
-            blocked: VecDeque::new(),
+            blocked: Blocked::default(),
             submitted: 0,
             required: 0,
             durable: 0,
@@ -452,13 +453,14 @@ impl Core {
         self.maybe_snapshot();
     }
 
-    /// Runs actions in order (everything after a persist waits for it), then whatever
-    /// the replica sent itself.
+    /// Runs actions (see [`Core::schedule`]), then whatever the replica sent itself.
     fn run_actions(&mut self, actions: Vec<Action<Payload>>) {
         self.schedule(actions);
         self.drain_local();
     }
 
+    /// Hands persists to the committer and carries out the other actions, or holds them
+    /// (see [`Blocked`] and the module's documentation).
     fn schedule(&mut self, actions: Vec<Action<Payload>>) {
         let mut writes = Vec::new();
         for action in actions {
@@ -469,10 +471,8 @@ impl Core {
             if !writes.is_empty() {
                 self.submit(std::mem::take(&mut writes));
             }
-            if self.blocked.is_empty() && self.durable >= self.required {
+            if let Some(action) = self.blocked.admit(action, self.required, self.durable) {
                 self.execute(action);
-            } else {
-                self.blocked.push_back((self.required, action));
             }
         }
         if !writes.is_empty() {
@@ -522,13 +522,8 @@ impl Core {
     }
 
     fn release_blocked(&mut self) {
-        while let Some((tag, _)) = self.blocked.front() {
-            if *tag > self.durable {
-                break;
-            }
-            if let Some((_, action)) = self.blocked.pop_front() {
-                self.execute(action);
-            }
+        while let Some(action) = self.blocked.release(self.durable) {
+            self.execute(action);
         }
         self.drain_local();
     }
@@ -965,6 +960,141 @@ impl Core {
     }
 }
 
+/// Actions held until a persist before them is durable, each with the tag of the
+/// submission it waits for.
+///
+/// Everything waits for the persists emitted before it, except applies: an apply waits
+/// only for the applies and snapshot installs held before it (the store changes in log
+/// order). An apply needs no sync here, because its slot is chosen, so its value is
+/// durable on a phase-2 quorum already and answering its client is safe. A follower's
+/// own vote is often the last of a quorum to reach the disk, and a put through it waited
+/// for that. A crash can roll the store back to the durable log, from which the slots
+/// are learned again. Snapshots stay behind the log: their records go through the
+/// committer after the votes they cover, and recovery trusts only a recorded one. etcd
+/// applies committed entries before its own WAL write returns in the same way.
+#[derive(Debug)]
+struct Blocked<C> {
+    queue: VecDeque<(u64, Action<C>)>,
+    /// How many held actions change the store (applies and snapshot installs).
+    store_changes: usize,
+}
+
+impl<C> Default for Blocked<C> {
+    fn default() -> Self {
+        Blocked {
+            queue: VecDeque::new(),
+            store_changes: 0,
+        }
+    }
+}
+
+impl<C> Blocked<C> {
+    /// Returns `action` if it may run now, when submissions through `durable` are
+    /// durable and everything before it waits for submission `required`; holds it if
+    /// not.
+    fn admit(&mut self, action: Action<C>, required: u64, durable: u64) -> Option<Action<C>> {
+        let apply = matches!(action, Action::Apply { .. });
+        if (apply && self.store_changes == 0) || (self.queue.is_empty() && durable >= required) {
+            return Some(action);
+        }
+        if changes_the_store(&action) {
+            self.store_changes += 1;
+        }
+        self.queue.push_back((required, action));
+        None
+    }
+
+    /// The next held action that may run now that submissions through `durable` are.
+    fn release(&mut self, durable: u64) -> Option<Action<C>> {
+        if self.queue.front().is_none_or(|(tag, _)| *tag > durable) {
+            return None;
+        }
+        let (_, action) = self.queue.pop_front()?;
+        if changes_the_store(&action) {
+            self.store_changes -= 1;
+        }
+        Some(action)
+    }
+}
+
+fn changes_the_store<C>(action: &Action<C>) -> bool {
+    matches!(
+        action,
+        Action::Apply { .. } | Action::InstallSnapshot { .. }
+    )
+}
+
 fn alarm_member((member_id, alarm): (u64, i32)) -> pb::AlarmMember {
     pb::AlarmMember { member_id, alarm }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paxos::multi::Message;
+
+    fn apply(slot: Slot) -> Action<u64> {
+        Action::Apply {
+            slot,
+            entry: Entry::Command(slot),
+        }
+    }
+
+    fn send(to: u64) -> Action<u64> {
+        Action::Send {
+            to: NodeId(to),
+            message: Message::Nack {
+                ballot: paxos::Ballot::ZERO,
+                promised: paxos::Ballot::ZERO,
+            },
+        }
+    }
+
+    fn install(index: Slot) -> Action<u64> {
+        Action::InstallSnapshot {
+            index,
+            data: SnapshotData::from(vec![1, 2, 3]),
+        }
+    }
+
+    #[test]
+    fn applies_run_ahead_of_the_persists_before_them() {
+        let mut blocked = Blocked::default();
+        // Submission 1 is not yet durable: a send after it waits, an apply does not.
+        assert_eq!(blocked.admit(send(2), 1, 0), None);
+        assert_eq!(blocked.admit(apply(5), 1, 0), Some(apply(5)));
+        assert_eq!(blocked.admit(send(3), 1, 0), None);
+        assert_eq!(blocked.release(0), None);
+        assert_eq!(blocked.release(1), Some(send(2)));
+        assert_eq!(blocked.release(1), Some(send(3)));
+        assert_eq!(blocked.release(1), None);
+        // With nothing held and everything durable, anything runs at once.
+        assert_eq!(blocked.admit(send(2), 1, 1), Some(send(2)));
+    }
+
+    #[test]
+    fn a_held_action_keeps_later_ones_behind_it_even_once_durable() {
+        let mut blocked = Blocked::default();
+        assert_eq!(blocked.admit(send(2), 2, 1), None);
+        // Durable now, but a send may not overtake the one held before it.
+        assert_eq!(blocked.admit(send(3), 2, 2), None);
+        assert_eq!(blocked.release(2), Some(send(2)));
+        assert_eq!(blocked.release(2), Some(send(3)));
+    }
+
+    #[test]
+    fn applies_wait_for_a_held_snapshot_install_and_keep_their_order() {
+        let mut blocked = Blocked::default();
+        assert_eq!(blocked.admit(install(10), 1, 0), None);
+        assert_eq!(blocked.admit(apply(11), 1, 0), None, "behind the install");
+        assert_eq!(blocked.admit(apply(12), 2, 0), None, "behind the apply");
+        assert_eq!(blocked.release(1), Some(install(10)));
+        assert_eq!(blocked.release(1), Some(apply(11)));
+        // Held with submission 2 as its tag: it still waits for that one.
+        assert_eq!(blocked.release(1), None);
+        assert_eq!(blocked.release(2), Some(apply(12)));
+        // Nothing that changes the store is held: applies run ahead again.
+        assert_eq!(blocked.admit(send(2), 3, 2), None);
+        assert_eq!(blocked.admit(apply(13), 3, 2), Some(apply(13)));
+    }
 }

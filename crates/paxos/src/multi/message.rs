@@ -330,6 +330,8 @@ pub enum ReadError {
 /// [`Action::Persist`] emitted before it (by this replica) to be durable. So an ack that
 /// follows a persist is sent only once the state it reports is durable, while sends
 /// emitted before a persist (the leader's accepts to its peers) go out in parallel with it.
+/// An [`Action::Apply`] may run ahead of the persists before it (never ahead of an earlier
+/// apply or install): its entry is chosen, so durable on a phase-2 quorum already.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action<C> {
     /// Make `Write` durable (fdatasync, batched with others).

@@ -206,7 +206,7 @@ fn summary(args: &ClusterArgs, seed: u64, report: &Report) -> String {
          operations: {} completed, {} unknown (timed out); {} slots chosen\n\
          faults: {} messages ({} lost, {} duplicated), {} partitions, {} crashes, \
          {} pauses, {} slow disks\n\
-         elections: {}; snapshots: {}; trace hash {:016x}\n",
+         elections: {}; snapshots: {}; applies ahead of a sync: {}; trace hash {:016x}\n",
         args.nodes,
         args.quorum,
         args.clients,
@@ -224,6 +224,7 @@ fn summary(args: &ClusterArgs, seed: u64, report: &Report) -> String {
         s.slow_disks,
         s.elections,
         s.snapshots,
+        s.applies_ahead,
         report.trace_hash
     );
     if report.failures.is_empty() {
