@@ -129,6 +129,9 @@ pub struct Controls {
     /// A follower serves a read once the leader's read index arrives, before applying
     /// through it (needs the `negative-controls` feature of `synod-paxos`).
     pub follower_reads_unapplied: bool,
+    /// A leader reads at its commit point while its followers learn from acceptors
+    /// (needs the `negative-controls` feature of `synod-paxos`).
+    pub leader_reads_at_commit_point: bool,
 }
 
 /// What to simulate.
@@ -1280,6 +1283,10 @@ impl World {
         if self.options.controls.leader_skips_phase1 {
             replica.skip_phase1();
         }
+        #[cfg(test)]
+        if self.options.controls.leader_reads_at_commit_point {
+            replica.read_at_commit_point();
+        }
         n.replica = Some(replica);
         let period = n.tick_us;
         self.schedule(period, Event::Tick(node));
@@ -1543,6 +1550,31 @@ mod tests {
     #[test]
     fn a_follower_serving_reads_before_it_applied_is_caught() {
         caught_within(|c| c.follower_reads_unapplied = true, 300);
+    }
+
+    #[test]
+    fn a_leader_reading_at_its_commit_point_while_followers_learn_is_caught() {
+        let controls = Controls {
+            leader_reads_at_commit_point: true,
+            ..Controls::default()
+        };
+        // Small phase-2 quorums let a follower learn a slot (the leader and itself) well
+        // before the leader hears of it; found first this way, at seed 109.
+        for seed in 0..1000 {
+            let options = Options {
+                nodes: 5,
+                quorum: QuorumSpec::Flexible { q1: 4, q2: 2 },
+                controls,
+                trace: false,
+                ..quick(seed)
+            };
+            let report = run(options).unwrap();
+            if !report.failures.is_empty() {
+                println!("caught at seed {seed}: {:?}", report.failures);
+                return;
+            }
+        }
+        panic!("a leader reading at its commit point was not caught in 1000 seeds");
     }
 
     #[test]

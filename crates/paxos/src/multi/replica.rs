@@ -233,6 +233,8 @@ pub struct Replica<C, R> {
     skips_phase1: bool,
     #[cfg(feature = "negative-controls")]
     serves_reads_unapplied: bool,
+    #[cfg(feature = "negative-controls")]
+    reads_at_commit_point: bool,
 }
 
 /// The forwards taken from one sender: the highest number of its current boot, and which
@@ -370,6 +372,8 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             skips_phase1: false,
             #[cfg(feature = "negative-controls")]
             serves_reads_unapplied: false,
+            #[cfg(feature = "negative-controls")]
+            reads_at_commit_point: false,
         })
     }
 
@@ -460,6 +464,12 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         // A follower that learns from acceptors may answer a write this leader has not
         // yet seen chosen: every slot it gave out counts, not only its commit point.
         let given_out = leader.first + leader.in_flight.len() as u64 - 1;
+        #[cfg(feature = "negative-controls")]
+        let given_out = if self.reads_at_commit_point {
+            0
+        } else {
+            given_out
+        };
         let index = if self.options.learn_from_acceptors {
             given_out.max(self.log.commit())
         } else {
@@ -696,6 +706,14 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     #[cfg(feature = "negative-controls")]
     pub fn serve_follower_reads_unapplied(&mut self) {
         self.serves_reads_unapplied = true;
+    }
+
+    /// Breaks the protocol on purpose, for the simulator's negative controls: a leader
+    /// reads at its commit point even while its followers learn from acceptors, so it can
+    /// miss a write a follower has already answered.
+    #[cfg(feature = "negative-controls")]
+    pub fn read_at_commit_point(&mut self) {
+        self.reads_at_commit_point = true;
     }
 
     // ---- phase 1 -----------------------------------------------------------------------
