@@ -62,6 +62,9 @@ pub struct Config {
     pub quorum: QuorumSpec,
     /// Take a snapshot and release the log after this many applied entries.
     pub snapshot_entries: u64,
+    /// Issue log writes from the core through io_uring where the kernel and the file
+    /// system allow it (direct I/O), instead of handing them to a committer thread.
+    pub io_uring: bool,
 }
 
 /// etcd's default `--max-request-bytes`.

@@ -5,8 +5,9 @@
 //!
 //! One task, the **core**, owns the replica and the store; everything else reaches it
 //! through one queue. gRPC handlers (on tokio) propose commands, read published views of
-//! the store, or run queries on the core; peer connections feed it messages; a committer
-//! thread makes writes durable with group commit. See `docs/ARCHITECTURE.md`.
+//! the store, or run queries on the core; peer connections feed it messages; the core
+//! writes the log through io_uring (or a committer thread), one write out at a time, the
+//! rest grouped into the next. See `docs/ARCHITECTURE.md`.
 //!
 //! # Layout
 //! - [`config`]: a member's configuration, from etcd's flag values; member and cluster ids.
@@ -14,6 +15,8 @@
 //!   runtime members (and the benchmark client) run on.
 //! - [`node`]: the core: runs the replica's actions in their durable order, applies
 //!   commands, answers clients, times leases, takes snapshots, feeds watchers.
+//! - [`persist`]: the core's way to the disk: io_uring from the core's own loop, or a
+//!   committer thread.
 //! - [`watchers`]: watchers, their synced/behind state, fragmentation, progress.
 //! - [`transport`]: peer connections: dialing with backoff, handshake, framed messages.
 //! - [`wire`]: the peer protocol's bytes; decoders never panic.
@@ -32,6 +35,7 @@ pub mod config;
 pub mod convert;
 pub mod node;
 pub mod payload;
+pub mod persist;
 pub mod proto;
 pub mod restore;
 pub mod server;

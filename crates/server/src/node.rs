@@ -1,14 +1,13 @@
 //! The node's core: one task that owns the replica and the store and is the only one
-//! to touch them. Everything else (peer connections, gRPC handlers, the committer) talks
+//! to touch them. Everything else (peer connections, gRPC handlers, the disk) talks
 //! to it through one queue of [`Input`]s, so the core is as sequential as the simulator
 //! that checked the engine.
 //!
 //! # The order of actions
 //! The replica's actions run in the order it emitted them, and each waits for every
-//! persist emitted before it: persists go to the [`Committer`] at once (it keeps their
-//! order, and a later write durable implies every earlier one), while sends and read
-//! answers queue behind the last persist before them until the committer reports it
-//! durable. So no message reports state that is not on disk. Two exceptions: a commit
+//! persist emitted before it: persists go to the [`Persister`] (it keeps their order,
+//! and a later write durable implies every earlier one), while sends and read answers
+//! queue behind the last persist before them until storage reports it durable. So no message reports state that is not on disk. Two exceptions: a commit
 //! hint alone (`Write::Commit`) holds nothing up (the engine may lose it; the commit
 //! point is learned again), and applies wait only for the applies and snapshot installs
 //! before them, since a chosen slot is durable on a quorum already (see [`Blocked`]).
@@ -23,7 +22,9 @@ use paxos::multi::{Action, Entry, Message, ProposeError, Replica, RoleKind, Slot
 use paxos::NodeId;
 use prost::Message as _;
 use rand_pcg::Pcg64;
-use storage::{Committer, Completion};
+use storage::Completion;
+
+use crate::persist::Persister;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::{oneshot, watch};
 use tonic::Status;
@@ -119,7 +120,7 @@ impl std::fmt::Debug for Input {
 }
 
 /// The committer's answer, put straight into the core's queue from the committer's thread.
-fn persisted(inputs: Inputs) -> impl FnOnce(Completion) + Send {
+pub(crate) fn persisted(inputs: Inputs) -> impl FnOnce(Completion) + Send {
     move |completion| {
         let _ = inputs.send(Input::Persisted(completion));
     }
@@ -157,7 +158,7 @@ pub struct Core {
     cluster_id: u64,
     replica: Replica<Payload, Pcg64>,
     store: kv::Store,
-    committer: Committer<Payload>,
+    persister: Persister,
     snapshot_dir: PathBuf,
     peers: Peers,
     options: CoreOptions,
@@ -216,8 +217,8 @@ pub struct Parts {
     pub store: kv::Store,
     /// The slot the store's snapshot covers.
     pub snapshot_index: Slot,
-    /// Group commit in front of the disk.
-    pub committer: Committer<Payload>,
+    /// The way to the disk.
+    pub persister: Persister,
     /// Where the storage keeps snapshot files: the core writes its own there.
     pub snapshot_dir: PathBuf,
     /// Outgoing peer queues.
@@ -246,7 +247,7 @@ impl Core {
             cluster_id: parts.cluster_id,
             replica: parts.replica,
             store,
-            committer: parts.committer,
+            persister: parts.persister,
             snapshot_dir: parts.snapshot_dir,
             peers: parts.peers,
             options: parts.options,
@@ -289,22 +290,29 @@ impl Core {
     pub async fn run(mut self, mut inputs: InputQueue) -> Result<(), String> {
         let mut next_tick = Instant::now() + self.options.tick;
         loop {
-            match tokio::time::timeout_at(next_tick.into(), inputs.recv()).await {
-                Ok(Some(Input::Shutdown) | None) => return Ok(()),
-                Ok(Some(input)) => {
-                    self.handle(input);
-                    // Take whatever else arrived meanwhile before publishing: one view,
-                    // one watch dispatch and one persist batch per burst.
-                    for _ in 0..4096 {
-                        match inputs.try_recv() {
-                            Ok(Input::Shutdown) => return Ok(()),
-                            Ok(input) => self.handle(input),
-                            Err(_) => break,
-                        }
+            let first = tokio::select! {
+                biased;
+                done = self.persister.completion() => Some(Input::Persisted(done)),
+                input = inputs.recv() => match input {
+                    Some(Input::Shutdown) | None => return Ok(()),
+                    input => input,
+                },
+                () = tokio::time::sleep_until(next_tick.into()) => None,
+            };
+            if let Some(input) = first {
+                self.handle(input);
+                // Take whatever else arrived meanwhile before publishing: one view,
+                // one watch dispatch and one persist batch per burst.
+                for _ in 0..4096 {
+                    match inputs.try_recv() {
+                        Ok(Input::Shutdown) => return Ok(()),
+                        Ok(input) => self.handle(input),
+                        Err(_) => break,
                     }
                 }
-                Err(_) => {}
             }
+            // The burst's writes go out first: the disk is the slowest step of a write.
+            self.flush_writes();
             // Events of the burst go out before a tick's progress notifications.
             self.settle();
             if Instant::now() >= next_tick {
@@ -315,9 +323,16 @@ impl Core {
                 self.on_tick();
                 self.settle();
             }
+            self.flush_writes();
             if let Some(reason) = self.fatal.take() {
                 return Err(reason);
             }
+        }
+    }
+
+    fn flush_writes(&mut self) {
+        if !self.persister.flush() {
+            self.fail("the storage committer stopped".into());
         }
     }
 
@@ -348,6 +363,7 @@ impl Core {
             Input::Query(query) => query(self),
             Input::Persisted((_, Err(e))) => self.fail(format!("storage failed: {e}")),
             Input::Persisted((tag, Ok(()))) => {
+                self.persister.finished(tag);
                 self.durable = self.durable.max(tag);
                 self.release_blocked();
             }
@@ -499,7 +515,7 @@ impl Core {
         }
         self.submitted += 1;
         self.required = self.submitted;
-        self.hand_to_committer(self.submitted, writes);
+        self.hand_to_storage(self.submitted, writes);
     }
 
     /// Gives storage the commit point no write has carried (on a tick, so a quiet
@@ -508,15 +524,12 @@ impl Core {
         if let Some(through) = self.commit_hint.take() {
             self.submitted += 1;
             let writes = vec![paxos::multi::Write::Commit(through)];
-            self.hand_to_committer(self.submitted, writes);
+            self.hand_to_storage(self.submitted, writes);
         }
     }
 
-    fn hand_to_committer(&mut self, tag: u64, writes: Vec<paxos::multi::Write<Payload>>) {
-        if !self
-            .committer
-            .submit(writes, tag, Box::new(persisted(self.inputs.clone())))
-        {
+    fn hand_to_storage(&mut self, tag: u64, writes: Vec<paxos::multi::Write<Payload>>) {
+        if !self.persister.submit(tag, writes) {
             self.fail("the storage committer stopped".into());
         }
     }

@@ -9,7 +9,7 @@ use paxos::multi::{Members, Options, Replica};
 use paxos::NodeId;
 use rand_core::SeedableRng;
 use rand_pcg::Pcg64;
-use storage::{Committer, DiskOptions, DiskStorage, Identity, Storage};
+use storage::{DiskOptions, DiskStorage, Identity, Storage};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
@@ -18,6 +18,7 @@ use crate::client_port::{self, ClientPort};
 use crate::config::{parse_url, Config};
 use crate::node::{Core, CoreOptions, Input, Parts};
 use crate::payload::Payload;
+use crate::persist::Persister;
 use crate::proto::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
     maintenance_server::MaintenanceServer, watch_server::WatchServer,
@@ -97,7 +98,7 @@ pub async fn run(
         replica,
         store,
         snapshot_index,
-        committer: Committer::start(disk),
+        persister: Persister::new(disk, inputs.clone(), config.io_uring),
         snapshot_dir: dir.clone(),
         peers,
         options: CoreOptions {

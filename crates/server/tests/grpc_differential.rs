@@ -88,6 +88,7 @@ fn start_synod(runtime: &tokio::runtime::Runtime) -> (tokio::sync::watch::Sender
             quota_backend_bytes: config::QUOTA_BACKEND_BYTES,
             quorum: QuorumSpec::Majority,
             snapshot_entries: 100,
+            io_uring: true,
         };
         let mut stopped = stopped.clone();
         runtime.spawn(server::server::run(config, async move {

@@ -27,7 +27,10 @@ fn vote(round: u64, value: u64) -> LogEntry<u64> {
 
 /// Runs every case against storage made by `open` and reopened (a clean restart) by
 /// `reopen`.
-fn conformance<S: Storage<u64>>(open: &mut dyn FnMut() -> S, reopen: &mut dyn FnMut(S) -> S) {
+pub(crate) fn conformance<S: Storage<u64>>(
+    open: &mut dyn FnMut() -> S,
+    reopen: &mut dyn FnMut(S) -> S,
+) {
     // Empty storage recovers nothing.
     let s = open();
     assert_eq!(s.recovered().unwrap(), Durable::default());

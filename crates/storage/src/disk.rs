@@ -13,11 +13,13 @@
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write as _};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread::Thread;
+use std::time::Instant;
 
 use paxos::multi::{Durable, SnapshotData, Write};
 use paxos::Ballot;
@@ -135,6 +137,62 @@ struct Encoded {
     commit: u64,
 }
 
+/// A direct write planned for the end of the current segment (see
+/// [`DiskStorage::plan_direct`]): whole blocks from `start` to `stop`, the frame in them
+/// ending at `end`.
+#[derive(Debug)]
+struct DirectWrite {
+    buffer: AlignedBuffer,
+    start: u64,
+    stop: u64,
+    end: u64,
+    frame_at: usize,
+    frame_len: usize,
+}
+
+impl DirectWrite {
+    fn bytes(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+
+    fn frame(&self) -> &[u8] {
+        &self.bytes()[self.frame_at..self.frame_at + self.frame_len]
+    }
+}
+
+/// Writes [`DiskStorage::stage`] prepared.
+#[derive(Debug)]
+pub(crate) enum Staged {
+    /// One direct write for the caller to issue.
+    Direct(Box<StagedWrite>),
+    /// Nothing to issue: the writes are durable already (or failed).
+    Done(Result<(), StorageError>),
+}
+
+/// A direct write to issue: `bytes()` at offset `start()` of the file `fd`.
+#[derive(Debug)]
+pub(crate) struct StagedWrite {
+    write: DirectWrite,
+    fd: RawFd,
+    max_slot: u64,
+    snapshot: Option<u64>,
+    started: Instant,
+}
+
+impl StagedWrite {
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        self.write.bytes()
+    }
+
+    pub(crate) fn start(&self) -> u64 {
+        self.write.start
+    }
+}
+
 /// What only the syncer touches (its lock is never held by a waiting caller).
 #[derive(Debug)]
 struct Io {
@@ -150,6 +208,8 @@ struct Io {
     /// The current segment's size: every byte from `length` to here is zero.
     zeroed: u64,
     segments: VecDeque<Segment>,
+    /// A staged write is out (see [`DiskStorage::stage`]): nothing else may write.
+    staged: bool,
 }
 
 /// What recovering one segment found.
@@ -232,6 +292,7 @@ impl<C: Codec + Clone> DiskStorage<C> {
             length,
             zeroed,
             segments,
+            staged: false,
         };
         let reaper = Reaper::new(&dir);
         Ok(DiskStorage {
@@ -301,7 +362,7 @@ impl<C: Codec + Clone> DiskStorage<C> {
         let (first, last) = (self.completed.load(Ordering::Acquire) + 1, queue.appended);
         let (promised, commit) = (queue.promised, queue.commit);
         drop(queue);
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let outcome = {
             let mut io = self.lock_io();
             let outcome = self.write_and_sync(&mut io, &bytes, max_slot, promised, commit);
@@ -310,9 +371,7 @@ impl<C: Codec + Clone> DiskStorage<C> {
             }
             outcome
         };
-        self.syncs.fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.io_micros.fetch_add(micros, Ordering::Relaxed);
+        self.count_sync(started);
         let mut queue = self.lock();
         if let Err(failure) = outcome {
             queue.failures.push_back((first, last, failure));
@@ -332,6 +391,12 @@ impl<C: Codec + Clone> DiskStorage<C> {
             }
         }
         queue
+    }
+
+    fn count_sync(&self, started: Instant) {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.io_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
     /// Syncs batch after batch while writes keep arriving; once its own call `me` is
@@ -386,9 +451,32 @@ impl<C: Codec + Clone> DiskStorage<C> {
         promised: Ballot,
         commit: u64,
     ) -> Result<(), Failure> {
+        debug_assert!(!inner.staged, "a persist while a staged write is out");
         if bytes.is_empty() {
             return Ok(()); // Every earlier write is durable already.
         }
+        let frame = self.frame(inner, bytes, promised, commit)?;
+        let end = inner.length + frame.len() as u64;
+        if inner.direct {
+            let planned = self.plan_direct(inner, &frame, end);
+            let written = inner.file.write_all_at(planned.bytes(), planned.start);
+            self.finish_direct(inner, planned, written)?;
+        } else {
+            self.write_buffered(inner, &frame, end)?;
+        }
+        appended(inner, end, max_slot);
+        Ok(())
+    }
+
+    /// Frames `bytes` for the end of the current segment, after starting a new segment
+    /// if they do not fit in this one.
+    fn frame(
+        &self,
+        inner: &mut Io,
+        bytes: &[u8],
+        promised: Ballot,
+        commit: u64,
+    ) -> Result<Vec<u8>, Failure> {
         if inner.length + (FRAME_OVERHEAD + bytes.len()) as u64 > self.options.segment_bytes
             && inner.length > fresh_segment_len()
         {
@@ -396,17 +484,7 @@ impl<C: Codec + Clone> DiskStorage<C> {
         }
         let mut frame = Vec::with_capacity(FRAME_OVERHEAD + bytes.len());
         encode_frame(bytes, inner.length, &mut frame);
-        let end = inner.length + frame.len() as u64;
-        if inner.direct {
-            self.write_direct(inner, &frame, end)?;
-        } else {
-            self.write_buffered(inner, &frame, end)?;
-        }
-        inner.length = end;
-        if let Some(segment) = inner.segments.back_mut() {
-            segment.max_slot = segment.max_slot.max(max_slot);
-        }
-        Ok(())
+        Ok(frame)
     }
 
     /// Writes `frame` at the end of the current segment through the page cache, and
@@ -433,14 +511,14 @@ impl<C: Codec + Clone> DiskStorage<C> {
         Ok(())
     }
 
-    /// Writes `frame` at the end of the current segment with direct I/O: one write of
+    /// Plans the direct write of `frame` at the end of the current segment: one write of
     /// whole blocks, from the block boundary before the segment's end (its bytes up to the
     /// end rewritten as they are) through the frame, zeros after it to the next boundary,
     /// and, when the frame passes the zero-filled space, the next stretch of zeros. The
     /// write is durable when it returns (`O_DSYNC`): over blocks already written, the disk
     /// gets the data and a cache flush, and no page-cache writeback or journal commit runs
     /// (measured on ext4, 3 members on one disk: p50 245 → 190 µs per sync).
-    fn write_direct(&self, inner: &mut Io, frame: &[u8], end: u64) -> Result<(), Failure> {
+    fn plan_direct(&self, inner: &Io, frame: &[u8], end: u64) -> DirectWrite {
         let start = round_down(inner.length);
         let mut stop = round_up(end);
         if end > inner.zeroed {
@@ -450,18 +528,42 @@ impl<C: Codec + Clone> DiskStorage<C> {
         let (tail, rest) = buffer.as_mut().split_at_mut(inner.tail.len());
         tail.copy_from_slice(&inner.tail);
         rest[..frame.len()].copy_from_slice(frame);
-        if let Err(error) = inner.file.write_all_at(buffer.as_ref(), start) {
+        DirectWrite {
+            buffer,
+            start,
+            stop,
+            end,
+            frame_at: inner.tail.len(),
+            frame_len: frame.len(),
+        }
+    }
+
+    /// Records a planned direct write as done, or undoes what a failed one may have left.
+    fn finish_direct(
+        &self,
+        inner: &mut Io,
+        planned: DirectWrite,
+        written: std::io::Result<()>,
+    ) -> Result<(), Failure> {
+        let DirectWrite {
+            buffer,
+            start,
+            stop,
+            end,
+            ..
+        } = &planned;
+        if let Err(error) = written {
             if error.raw_os_error() == Some(EINVAL) {
                 // The file system took O_DIRECT but not these alignments (nothing was
                 // written): go on through the page cache.
-                return self.fall_back_to_buffered(inner, frame, end);
+                return self.fall_back_to_buffered(inner, planned.frame(), *end);
             }
-            self.undo_direct(inner, end, &error);
+            self.undo_direct(inner, *end, &error);
             return Err(failure(&error));
         }
-        inner.zeroed = inner.zeroed.max(stop);
+        inner.zeroed = inner.zeroed.max(*stop);
         let written = buffer.as_ref();
-        inner.tail = written[to_usize(round_down(end) - start)..to_usize(end - start)].to_vec();
+        inner.tail = written[to_usize(round_down(*end) - start)..to_usize(end - start)].to_vec();
         Ok(())
     }
 
@@ -573,8 +675,99 @@ impl<C: Codec + Clone> DiskStorage<C> {
         self.reaper.delete(released);
     }
 
+    /// The error a failed write of the current segment reports.
+    fn error(&self, inner: &Io, failure: Failure) -> StorageError {
+        let path = self.current_path(inner);
+        match failure {
+            Failure::Full => StorageError::Full { path },
+            Failure::Io(kind) => StorageError::Io {
+                path,
+                error: kind.into(),
+            },
+        }
+    }
+
     fn current_path(&self, inner: &Io) -> PathBuf {
         segment_path(&self.dir, inner.segments.back().map_or(0, |s| s.number))
+    }
+
+    /// Whether the current segment is written with direct I/O (see [`DiskOptions`]).
+    pub fn writes_direct(&self) -> bool {
+        self.lock_io().direct
+    }
+
+    /// Encodes `writes` and plans them as one direct write at the end of the log, which
+    /// the caller issues itself ([`crate::Ring`]) and reports to [`DiskStorage::finish`].
+    /// Until then nothing else may write this storage: no other staged write, and no
+    /// [`Storage::persist`]. Where the segment is not written with direct I/O (or there
+    /// is nothing to write) the writes are made durable here, before this returns.
+    pub(crate) fn stage(&self, writes: Vec<Write<C>>) -> Result<Staged, StorageError> {
+        let encoded = self.encode(writes)?;
+        let (bytes, max_slot, snapshot) = (encoded.bytes, encoded.max_slot, encoded.snapshot);
+        let (promised, commit) = {
+            let mut queue = self.lock();
+            queue.promised = queue.promised.max(encoded.promised);
+            queue.commit = queue.commit.max(encoded.commit);
+            (queue.promised, queue.commit)
+        };
+        let started = Instant::now();
+        let mut io = self.lock_io();
+        if io.staged {
+            let error = std::io::Error::other("a staged write is still out");
+            let path = self.current_path(&io);
+            return Err(StorageError::Io { path, error });
+        }
+        if bytes.is_empty() {
+            return Ok(Staged::Done(Ok(())));
+        }
+        if !io.direct {
+            let outcome = self.write_and_sync(&mut io, &bytes, max_slot, promised, commit);
+            if let (Ok(()), Some(index)) = (&outcome, snapshot) {
+                self.release(&mut io, index);
+            }
+            self.count_sync(started);
+            return Ok(Staged::Done(outcome.map_err(|f| self.error(&io, f))));
+        }
+        let frame = match self.frame(&mut io, &bytes, promised, commit) {
+            Ok(frame) => frame,
+            Err(failure) => return Ok(Staged::Done(Err(self.error(&io, failure)))),
+        };
+        let end = io.length + frame.len() as u64;
+        let write = self.plan_direct(&io, &frame, end);
+        let fd = io.file.as_raw_fd();
+        io.staged = true;
+        Ok(Staged::Direct(Box::new(StagedWrite {
+            write,
+            fd,
+            max_slot,
+            snapshot,
+            started,
+        })))
+    }
+
+    /// Records the outcome of a write [`DiskStorage::stage`] planned: durable, or failed
+    /// (and what it may have left undone).
+    pub(crate) fn finish(
+        &self,
+        staged: Staged,
+        written: std::io::Result<()>,
+    ) -> Result<(), StorageError> {
+        let staged = match staged {
+            Staged::Done(outcome) => return outcome,
+            Staged::Direct(staged) => *staged,
+        };
+        let mut io = self.lock_io();
+        io.staged = false;
+        let end = staged.write.end;
+        let outcome = self.finish_direct(&mut io, staged.write, written);
+        if outcome.is_ok() {
+            appended(&mut io, end, staged.max_slot);
+            if let Some(index) = staged.snapshot {
+                self.release(&mut io, index);
+            }
+        }
+        self.count_sync(staged.started);
+        outcome.map_err(|failure| self.error(&io, failure))
     }
 
     /// Syncs so far, and the microseconds they took (write and fdatasync together).
@@ -639,15 +832,18 @@ impl<C: Codec + Clone> Storage<C> for DiskStorage<C> {
             .find(|&&(first, last, _)| (first..=last).contains(&me));
         let failed = failed.map(|&(_, _, failure)| failure);
         drop(inner);
-        let path = || self.current_path(&self.lock_io());
         match failed {
             None => Ok(()),
-            Some(Failure::Full) => Err(StorageError::Full { path: path() }),
-            Some(Failure::Io(kind)) => Err(StorageError::Io {
-                path: path(),
-                error: kind.into(),
-            }),
+            Some(failure) => Err(self.error(&self.lock_io(), failure)),
         }
+    }
+}
+
+/// Records a frame ending at `end`, holding votes up to `max_slot`, as written.
+fn appended(inner: &mut Io, end: u64, max_slot: u64) {
+    inner.length = end;
+    if let Some(segment) = inner.segments.back_mut() {
+        segment.max_slot = segment.max_slot.max(max_slot);
     }
 }
 
@@ -747,6 +943,7 @@ fn to_usize(length: u64) -> usize {
 
 /// Zeroed bytes whose start is aligned to [`BLOCK`] in memory, as direct I/O requires
 /// (found inside a slightly larger allocation, without unsafe code).
+#[derive(Debug)]
 struct AlignedBuffer {
     bytes: Vec<u8>,
     start: usize,
@@ -936,7 +1133,7 @@ fn recover_segment<C: Codec + Clone>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::conformance::{options, scratch};
     use paxos::multi::Entry;
@@ -1133,7 +1330,7 @@ mod tests {
 
     /// Writes of assorted sizes (within a block, across blocks, across a zero-fill step),
     /// the storage reopened between some of them, with the page cache or direct I/O.
-    fn assorted_writes(dir: &Path, direct_io: bool) -> DiskStorage<u64> {
+    pub(crate) fn assorted_writes(dir: &Path, direct_io: bool) -> DiskStorage<u64> {
         let options = DiskOptions {
             direct_io,
             ..DiskOptions::new(options().identity)

@@ -35,7 +35,9 @@
 //! - [`snapshot`]: snapshot files, written by streaming and read back in chunks.
 //! - `reaper`: deletes released segments and snapshots on a thread of its own.
 //! - [`committer`]: [`Committer`], group commit on a dedicated thread for callers that
-//!   are tasks, not threads (the server).
+//!   are tasks, not threads.
+//! - [`ring`]: [`Ring`], log writes issued through io_uring by a caller on an event loop
+//!   (the server's core), one at a time, with no thread between the caller and the disk.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -48,6 +50,7 @@ pub mod faulty;
 pub mod format;
 pub mod memory;
 mod reaper;
+pub mod ring;
 pub mod snapshot;
 pub mod state;
 
@@ -56,6 +59,7 @@ pub use disk::{DiskOptions, DiskStorage};
 pub use faulty::FaultyStorage;
 pub use format::{Codec, Identity};
 pub use memory::MemoryStorage;
+pub use ring::Ring;
 pub use snapshot::{write_snapshot, SnapshotFile};
 
 /// A replica's durable state.

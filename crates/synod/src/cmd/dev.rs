@@ -64,6 +64,7 @@ fn configs(args: &DevArgs) -> Result<Vec<Config>, String> {
             quota_backend_bytes: config::QUOTA_BACKEND_BYTES,
             quorum: QuorumSpec::Majority,
             snapshot_entries: 100_000,
+            io_uring: true,
         });
     }
     Ok(configs)

@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// Take a snapshot and release the log every this many applied entries.
     #[arg(long, env = "SYNOD_SNAPSHOT_COUNT", default_value_t = 100_000)]
     snapshot_count: u64,
+    /// Issue log writes through io_uring where the kernel and the file system allow it
+    /// (false: through a committer thread, as where they do not).
+    #[arg(long, env = "SYNOD_IO_URING", default_value_t = true, action = clap::ArgAction::Set)]
+    io_uring: bool,
     /// A file of `flag-name: value` lines (etcd's config file keys); flags override it.
     #[arg(long, env = "SYNOD_CONFIG_FILE")]
     config_file: Option<PathBuf>,
@@ -129,6 +133,7 @@ impl ServeArgs {
             quota_backend_bytes: self.quota_backend_bytes,
             quorum: self.quorum,
             snapshot_entries: self.snapshot_count.max(1),
+            io_uring: self.io_uring,
         };
         config.me().map_err(|e| e.to_string())?;
         config.election_ticks().map_err(|e| e.to_string())?;
