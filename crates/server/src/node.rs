@@ -7,7 +7,8 @@
 //! The replica's actions run in the order it emitted them, and each waits for every
 //! persist emitted before it: persists go to the [`Persister`] (it keeps their order,
 //! and a later write durable implies every earlier one), while sends and read answers
-//! queue behind the last persist before them until storage reports it durable. So no message reports state that is not on disk. Two exceptions: a commit
+//! queue behind the last persist before them until storage reports it durable. So no
+//! message reports state that is not on disk. Two exceptions: a commit
 //! hint alone (`Write::Commit`) holds nothing up (the engine may lose it; the commit
 //! point is learned again), and applies wait only for the applies and snapshot installs
 //! before them, since a chosen slot is durable on a quorum already (see [`Blocked`]).
@@ -330,9 +331,14 @@ impl Core {
         }
     }
 
+    /// Sends the writes submitted since the last write went out, unless the member is
+    /// stopping (after a failed write nothing may follow it to the disk).
     fn flush_writes(&mut self) {
-        if !self.persister.flush() {
-            self.fail("the storage committer stopped".into());
+        if self.fatal.is_some() {
+            return;
+        }
+        if let Err(reason) = self.persister.flush() {
+            self.fail(reason);
         }
     }
 
@@ -475,7 +481,7 @@ impl Core {
         self.drain_local();
     }
 
-    /// Hands persists to the committer and carries out the other actions, or holds them
+    /// Hands persists to storage and carries out the other actions, or holds them
     /// (see [`Blocked`] and the module's documentation).
     fn schedule(&mut self, actions: Vec<Action<Payload>>) {
         let mut writes = Vec::new();
@@ -529,6 +535,7 @@ impl Core {
     }
 
     fn hand_to_storage(&mut self, tag: u64, writes: Vec<paxos::multi::Write<Payload>>) {
+        // With a ring the writes go out at the end of the burst (`flush_writes`).
         if !self.persister.submit(tag, writes) {
             self.fail("the storage committer stopped".into());
         }

@@ -451,7 +451,10 @@ impl<C: Codec + Clone> DiskStorage<C> {
         promised: Ballot,
         commit: u64,
     ) -> Result<(), Failure> {
-        debug_assert!(!inner.staged, "a persist while a staged write is out");
+        if inner.staged {
+            // Its bytes would land where the staged write's do (see `stage`).
+            return Err(Failure::Io(ErrorKind::ResourceBusy));
+        }
         if bytes.is_empty() {
             return Ok(()); // Every earlier write is durable already.
         }
@@ -702,6 +705,11 @@ impl<C: Codec + Clone> DiskStorage<C> {
     /// [`Storage::persist`]. Where the segment is not written with direct I/O (or there
     /// is nothing to write) the writes are made durable here, before this returns.
     pub(crate) fn stage(&self, writes: Vec<Write<C>>) -> Result<Staged, StorageError> {
+        if self.lock_io().staged {
+            let error = std::io::Error::other("a staged write is still out");
+            let path = self.current_path(&self.lock_io());
+            return Err(StorageError::Io { path, error });
+        }
         let encoded = self.encode(writes)?;
         let (bytes, max_slot, snapshot) = (encoded.bytes, encoded.max_slot, encoded.snapshot);
         let (promised, commit) = {
@@ -712,27 +720,26 @@ impl<C: Codec + Clone> DiskStorage<C> {
         };
         let started = Instant::now();
         let mut io = self.lock_io();
-        if io.staged {
-            let error = std::io::Error::other("a staged write is still out");
-            let path = self.current_path(&io);
-            return Err(StorageError::Io { path, error });
-        }
         if bytes.is_empty() {
             return Ok(Staged::Done(Ok(())));
-        }
-        if !io.direct {
-            let outcome = self.write_and_sync(&mut io, &bytes, max_slot, promised, commit);
-            if let (Ok(()), Some(index)) = (&outcome, snapshot) {
-                self.release(&mut io, index);
-            }
-            self.count_sync(started);
-            return Ok(Staged::Done(outcome.map_err(|f| self.error(&io, f))));
         }
         let frame = match self.frame(&mut io, &bytes, promised, commit) {
             Ok(frame) => frame,
             Err(failure) => return Ok(Staged::Done(Err(self.error(&io, failure)))),
         };
         let end = io.length + frame.len() as u64;
+        if !io.direct {
+            // Direct I/O given up (or refused by a new segment): as `write_and_sync` does.
+            let outcome = self.write_buffered(&mut io, &frame, end);
+            if outcome.is_ok() {
+                appended(&mut io, end, max_slot);
+                if let Some(index) = snapshot {
+                    self.release(&mut io, index);
+                }
+            }
+            self.count_sync(started);
+            return Ok(Staged::Done(outcome.map_err(|f| self.error(&io, f))));
+        }
         let write = self.plan_direct(&io, &frame, end);
         let fd = io.file.as_raw_fd();
         io.staged = true;
@@ -746,11 +753,12 @@ impl<C: Codec + Clone> DiskStorage<C> {
     }
 
     /// Records the outcome of a write [`DiskStorage::stage`] planned: durable, or failed
-    /// (and what it may have left undone).
+    /// (and what it may have left undone). `written` is what the kernel reported: the
+    /// bytes it wrote (any rest is written here, as `write_all_at` would) or the error.
     pub(crate) fn finish(
         &self,
         staged: Staged,
-        written: std::io::Result<()>,
+        written: std::io::Result<usize>,
     ) -> Result<(), StorageError> {
         let staged = match staged {
             Staged::Done(outcome) => return outcome,
@@ -758,6 +766,11 @@ impl<C: Codec + Clone> DiskStorage<C> {
         };
         let mut io = self.lock_io();
         io.staged = false;
+        let (start, bytes) = (staged.write.start, staged.write.bytes());
+        let written = written.and_then(|n| match bytes.get(n..) {
+            Some(rest) if !rest.is_empty() => io.file.write_all_at(rest, start + n as u64),
+            _ => Ok(()),
+        });
         let end = staged.write.end;
         let outcome = self.finish_direct(&mut io, staged.write, written);
         if outcome.is_ok() {
@@ -770,7 +783,8 @@ impl<C: Codec + Clone> DiskStorage<C> {
         outcome.map_err(|failure| self.error(&io, failure))
     }
 
-    /// Syncs so far, and the microseconds they took (write and fdatasync together).
+    /// Syncs so far, and the microseconds they took (write and fdatasync together; for a
+    /// staged write, from staging to [`DiskStorage::finish`], the caller's delay in it).
     pub fn sync_stats(&self) -> (u64, u64) {
         let syncs = self.syncs.load(Ordering::Relaxed);
         (syncs, self.io_micros.load(Ordering::Relaxed))
