@@ -11,7 +11,7 @@
 //! message reports state that is not on disk. Two exceptions: a commit
 //! hint alone (`Write::Commit`) holds nothing up (the engine may lose it; the commit
 //! point is learned again), and applies wait only for the applies and snapshot installs
-//! before them, since a chosen slot is durable on a quorum already (see [`Blocked`]).
+//! before them, since a chosen slot is durable on a quorum already (see `Blocked`).
 //! The simulator's driver does the same, under crashes.
 
 use std::collections::{HashMap, VecDeque};

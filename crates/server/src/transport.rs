@@ -79,7 +79,7 @@ impl Peers {
     }
 
     /// Streams `chunks` (a snapshot's messages, read as they are reached) to `to` on a
-    /// blocking thread, at most [`SNAPSHOT_WINDOW`] chunks ahead of the socket. A chunk
+    /// blocking thread, at most `SNAPSHOT_WINDOW` chunks ahead of the socket. A chunk
     /// that cannot be read, or a connection that fails, ends the stream: the replica sends
     /// the snapshot again if the peer still needs it. A stream already under way to `to`
     /// makes this one a no-op.

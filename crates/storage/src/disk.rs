@@ -784,7 +784,7 @@ impl<C: Codec + Clone> DiskStorage<C> {
     }
 
     /// Syncs so far, and the microseconds they took (write and fdatasync together; for a
-    /// staged write, from staging to [`DiskStorage::finish`], the caller's delay in it).
+    /// staged write, from staging to its completion being reaped, the caller's delay in it).
     pub fn sync_stats(&self) -> (u64, u64) {
         let syncs = self.syncs.load(Ordering::Relaxed);
         (syncs, self.io_micros.load(Ordering::Relaxed))

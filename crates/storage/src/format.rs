@@ -499,7 +499,7 @@ fn any_frame(bytes: &[u8], offset: u64) -> bool {
 /// holds none. What follows decides:
 /// - nothing but zero bytes: the end of the log (segments are zero-filled ahead of their
 ///   writes);
-/// - in the last segment (`tail`), a frame that [`looks_torn`] with no valid frame
+/// - in the last segment (`tail`), a frame that `looks_torn` with no valid frame
 ///   anywhere after it: a torn write. Writes are synced one at a time and each is one
 ///   frame, so a write whose sync never returned is the last frame written, and nothing
 ///   after it was acknowledged. The scan ends before it.

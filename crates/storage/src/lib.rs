@@ -24,7 +24,7 @@
 //!   (`docs/OPERATIONS.md` says how to rebuild the member from its peers).
 //!
 //! # Layout
-//! - [`format`]: the bytes on disk (segment headers, frames, records) and their decoders, which
+//! - [`format`](mod@format): the bytes on disk (segment headers, frames, records) and their decoders, which
 //!   never panic. Documented byte by byte in `docs/STORAGE-FORMAT.md`.
 //! - [`state`]: the fold of writes (or decoded records) into what a replica restarts from.
 //! - [`memory`]: [`MemoryStorage`], the contract in memory.
