@@ -1153,7 +1153,7 @@ pub(crate) mod tests {
     use paxos::multi::Entry;
     use paxos::NodeId;
 
-    fn votes(first: u64, values: &[u64]) -> Write<u64> {
+    pub(crate) fn votes(first: u64, values: &[u64]) -> Write<u64> {
         Write::Votes {
             ballot: Ballot::new(1, NodeId(1)),
             first,
@@ -1170,7 +1170,7 @@ pub(crate) mod tests {
         DiskStorage::open(dir, DiskOptions::new(options().identity))
     }
 
-    fn slots(s: &DiskStorage<u64>) -> Vec<u64> {
+    pub(crate) fn slots(s: &DiskStorage<u64>) -> Vec<u64> {
         let d = s.recovered().unwrap();
         d.votes.iter().map(|(slot, _)| *slot).collect()
     }
@@ -1342,6 +1342,9 @@ pub(crate) mod tests {
         let _ = fs::remove_dir_all(dir);
     }
 
+    /// Slots per write: within a block, across blocks, across zero-fill steps.
+    pub(crate) const ASSORTED: [u64; 13] = [1, 3, 1, 500, 2, 7000, 1, 1, 130_000, 9, 4, 60_000, 1];
+
     /// Writes of assorted sizes (within a block, across blocks, across a zero-fill step),
     /// the storage reopened between some of them, with the page cache or direct I/O.
     pub(crate) fn assorted_writes(dir: &Path, direct_io: bool) -> DiskStorage<u64> {
@@ -1351,10 +1354,7 @@ pub(crate) mod tests {
         };
         let mut s = DiskStorage::open(dir, options).unwrap();
         let mut slot = 1;
-        for (i, count) in [1, 3, 1, 500, 2, 7000, 1, 1, 130_000, 9, 4, 60_000, 1]
-            .iter()
-            .enumerate()
-        {
+        for (i, count) in ASSORTED.iter().enumerate() {
             let values: Vec<u64> = (slot..slot + count).collect();
             s.persist(vec![votes(slot, &values)]).unwrap();
             slot += count;

@@ -231,9 +231,9 @@ impl<C> Drop for Ring<C> {
 mod tests {
     use super::*;
     use crate::conformance::{conformance, options, scratch};
+    use crate::disk::tests::{assorted_writes, slots, votes, ASSORTED};
     use crate::{DiskOptions, Storage};
-    use paxos::multi::{Durable, Entry};
-    use paxos::{Ballot, NodeId};
+    use paxos::multi::Durable;
     use std::path::Path;
     use std::sync::Mutex;
 
@@ -259,14 +259,6 @@ mod tests {
             ring.submit(writes)?;
             assert!(ring.busy());
             ring.wait().expect("a write was out")
-        }
-    }
-
-    fn votes(first: u64, values: &[u64]) -> Write<u64> {
-        Write::Votes {
-            ballot: Ballot::new(1, NodeId(1)),
-            first,
-            entries: values.iter().map(|&v| Entry::Command(v)).collect(),
         }
     }
 
@@ -312,12 +304,12 @@ mod tests {
         let large = DiskOptions::new(options().identity);
         let s = Ringed::open(&ringed, large);
         let mut slot = 1;
-        for count in [1, 3, 1, 500, 2, 7000, 1, 1, 130_000, 9, 4, 60_000, 1] {
+        for count in ASSORTED {
             let values: Vec<u64> = (slot..slot + count).collect();
             s.persist(vec![votes(slot, &values)]).unwrap();
             slot += count;
         }
-        let t = crate::disk::tests::assorted_writes(&persisted, true);
+        let t = assorted_writes(&persisted, true);
         let storage = s.0.lock().unwrap().storage().clone();
         let (a, b) = (storage.segments(), t.segments());
         assert_eq!(a.len(), b.len());
@@ -356,9 +348,7 @@ mod tests {
         drop(ring); // Waits for the write out.
         drop(storage);
         let reopened = DiskStorage::<u64>::open(&dir, options()).unwrap();
-        let durable = reopened.recovered().unwrap();
-        let slots: Vec<u64> = durable.votes.iter().map(|(slot, _)| *slot).collect();
-        assert_eq!(slots, [1, 2]);
+        assert_eq!(slots(&reopened), [1, 2]);
         let _ = std::fs::remove_dir_all(dir);
     }
 }
@@ -368,26 +358,9 @@ mod tests {
 #[allow(clippy::unwrap_used)]
 mod finish_tests {
     use crate::conformance::{options, scratch};
+    use crate::disk::tests::{slots, votes};
     use crate::disk::Staged;
     use crate::{DiskStorage, Storage, StorageError};
-    use paxos::multi::{Entry, Write};
-    use paxos::{Ballot, NodeId};
-
-    fn votes(first: u64, values: &[u64]) -> Write<u64> {
-        Write::Votes {
-            ballot: Ballot::new(1, NodeId(1)),
-            first,
-            entries: values.iter().map(|&v| Entry::Command(v)).collect(),
-        }
-    }
-
-    fn slots(dir: &std::path::Path) -> Vec<u64> {
-        let durable = DiskStorage::<u64>::open(dir, options())
-            .unwrap()
-            .recovered()
-            .unwrap();
-        durable.votes.iter().map(|(slot, _)| *slot).collect()
-    }
 
     #[test]
     fn a_failed_write_is_undone_and_a_short_one_completed() {
@@ -410,7 +383,10 @@ mod finish_tests {
         s.finish(staged, Ok(0)).unwrap();
         s.persist(vec![votes(4, &[4])]).unwrap();
         drop(s);
-        assert_eq!(slots(&dir), [1, 3, 4]);
+        assert_eq!(
+            slots(&DiskStorage::open(&dir, options()).unwrap()),
+            [1, 3, 4]
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }
