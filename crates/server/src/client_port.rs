@@ -820,6 +820,134 @@ mod tests {
             .expect("the call still waits for its answer");
     }
 
+    /// One call with a hand-built header block, so that `:authority` can be anything a
+    /// client sends (an `http::Uri` cannot hold `http://host:port`): the status and the
+    /// message of its answer, or `Err` with the reason the stream was reset.
+    async fn raw_call(
+        address: SocketAddr,
+        authority: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(Status, Bytes), h2::Reason> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        fn frame_header(length: usize, kind: u8, flags: u8, stream: u32) -> Vec<u8> {
+            let mut bytes = u32::try_from(length).unwrap().to_be_bytes()[1..].to_vec();
+            bytes.extend([kind, flags]);
+            bytes.extend(stream.to_be_bytes());
+            bytes
+        }
+        // HPACK "literal header field without indexing, new name", lengths < 127.
+        let mut block = Vec::new();
+        let fields = [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", path),
+            (":authority", authority),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        ];
+        for (name, value) in fields {
+            block.push(0);
+            for text in [name, value] {
+                block.push(u8::try_from(text.len()).unwrap());
+                block.extend_from_slice(text.as_bytes());
+            }
+        }
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        out.extend(frame_header(0, 4, 0, 0)); // SETTINGS
+        out.extend(frame_header(block.len(), 1, 0x4, 1)); // HEADERS, END_HEADERS
+        out.extend(&block);
+        out.extend(frame_header(body.len(), 0, 0x1, 1)); // DATA, END_STREAM
+        out.extend(body);
+        let mut tcp = TcpStream::connect(address).await.unwrap();
+        tcp.write_all(&out).await.unwrap();
+        let mut message = BytesMut::new();
+        loop {
+            let mut head = [0u8; 9];
+            tcp.read_exact(&mut head).await.unwrap();
+            let length =
+                usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+            let (kind, flags) = (head[3], head[4]);
+            let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+            let mut payload = vec![0; length];
+            tcp.read_exact(&mut payload).await.unwrap();
+            match (kind, stream) {
+                (4, 0) if flags & 0x1 == 0 => {
+                    tcp.write_all(&frame_header(0, 4, 0x1, 0)).await.unwrap()
+                }
+                (3, 1) => {
+                    let code = u32::from_be_bytes(payload[..4].try_into().unwrap());
+                    return Err(h2::Reason::from(code));
+                }
+                (0, 1) => message.extend_from_slice(&payload),
+                _ => {}
+            }
+            // The trailers end the stream: the call is answered.
+            if stream == 1 && flags & 0x1 != 0 {
+                let message = message.freeze();
+                let status = if message.is_empty() {
+                    Status::unknown("no message")
+                } else {
+                    Status::ok("")
+                };
+                return Ok((status, message));
+            }
+        }
+    }
+
+    /// Answers every lease grant with lease 7.
+    fn core_answering_grants(mut core: InputQueue) {
+        tokio::spawn(async move {
+            while let Some(input) = core.recv().await {
+                if let Input::Propose(Op::LeaseGrant(r), reply) = input {
+                    let answer = pb::LeaseGrantResponse {
+                        id: 7,
+                        ttl: r.ttl,
+                        ..Default::default()
+                    };
+                    let _ = reply.send(Ok(Applied::LeaseGrant(answer)));
+                }
+            }
+        });
+    }
+
+    #[tokio::test]
+    async fn any_authority_a_grpc_go_server_takes_is_taken_on_both_paths() {
+        let (address, core, _stop, _) = port().await;
+        core_answering_grants(core);
+        let range = pb::RangeRequest {
+            key: b"k".to_vec(),
+            serializable: true,
+            ..Default::default()
+        };
+        let range = frame(&range).unwrap();
+        // What etcdctl 3.4 sends for a URL endpoint, what clientv3 3.5.0 sent, and a
+        // plain host:port.
+        let authorities = [
+            format!("http://{address}"),
+            format!("#initially=[http://{address}]"),
+            address.to_string(),
+        ];
+        for authority in &authorities {
+            let answered = raw_call(address, authority, "/etcdserverpb.KV/Range", &range).await;
+            let (status, body) = answered.unwrap_or_else(|reason| {
+                panic!("{authority}: the KV path reset the stream: {reason:?}")
+            });
+            assert_eq!(status.code(), tonic::Code::Ok, "{authority}");
+            let answer: pb::RangeResponse = decode(body.slice(PREFIX..)).unwrap();
+            assert_eq!(answer.count, 0, "{authority}");
+
+            let path = "/etcdserverpb.Lease/LeaseGrant";
+            let answered = raw_call(address, authority, path, &lease_grant()).await;
+            let (status, body) = answered.unwrap_or_else(|reason| {
+                panic!("{authority}: the tonic path reset the stream: {reason:?}")
+            });
+            assert_eq!(status.code(), tonic::Code::Ok, "{authority}");
+            let answer: pb::LeaseGrantResponse = decode(body.slice(PREFIX..)).unwrap();
+            assert_eq!((answer.id, answer.ttl), (7, 60), "{authority}");
+        }
+    }
+
     #[tokio::test]
     async fn stopping_closes_idle_connections_and_the_listener() {
         let (address, core, stop, served) = port().await;
