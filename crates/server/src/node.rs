@@ -836,16 +836,18 @@ impl Core {
             .collect();
     }
 
-    /// Remaining seconds of a lease by this member's clock (-1 if it does not exist).
+    /// Remaining whole seconds of a lease by this member's clock, rounded down as etcd
+    /// rounds them (a fresh 30 s lease has 29 left); -1 if it does not exist.
     pub fn lease_remaining(&self, id: i64) -> i64 {
         let Ok(info) = self.store.lease_info(id, false) else {
             return -1;
         };
+        let ttl = Duration::from_secs(u64::try_from(info.granted_ttl).unwrap_or(0));
         let elapsed = self
             .leases
             .get(&id)
-            .map_or(0, |c| c.refreshed.elapsed().as_secs());
-        (info.granted_ttl - i64::try_from(elapsed).unwrap_or(i64::MAX)).max(0)
+            .map_or(Duration::ZERO, |c| c.refreshed.elapsed());
+        i64::try_from(ttl.saturating_sub(elapsed).as_secs()).unwrap_or(i64::MAX)
     }
 
     fn maybe_snapshot(&mut self) {

@@ -13,13 +13,9 @@
 #![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
-use paxos::QuorumSpec;
 use rand_core::{RngCore, SeedableRng};
-use server::config::{self, ClusterState, Config};
 use server::proto::etcdserverpb as pb;
 use server::proto::etcdserverpb::kv_client::KvClient;
 use server::proto::etcdserverpb::lease_client::LeaseClient;
@@ -27,76 +23,7 @@ use server::proto::etcdserverpb::watch_client::WatchClient;
 use server::proto::mvccpb::KeyValue;
 use tonic::transport::Channel;
 
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/etcd-ref")
-}
-
-struct Etcd(PathBuf);
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = Command::new(script()).arg("stop").arg(&self.0).status();
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A reference etcd on ports of its own (24379), apart from the kv crate's test.
-fn start_etcd() -> (Etcd, String) {
-    let dir = std::env::temp_dir().join(format!("synod-grpc-diff-etcd-{}", std::process::id()));
-    let out = Command::new(script())
-        .args(["start", dir.to_str().unwrap(), "1", "24279"])
-        .output()
-        .expect("scripts/etcd-ref runs");
-    assert!(
-        out.status.success(),
-        "cannot start etcd: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let endpoint = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    (Etcd(dir), format!("http://{endpoint}"))
-}
-
-#[path = "../../synod/tests/support/ports.rs"]
-mod ports;
-use ports::free_port;
-
-/// Three Synod members in this process; returns one client endpoint.
-fn start_synod(runtime: &tokio::runtime::Runtime) -> (tokio::sync::watch::Sender<bool>, String) {
-    let root = std::env::temp_dir().join(format!("synod-grpc-diff-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-    let cluster: Vec<String> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, (_, peer))| format!("s{i}=http://127.0.0.1:{peer}"))
-        .collect();
-    let (members, cluster_id) = config::parse_initial_cluster(&cluster.join(","), "diff").unwrap();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    for (i, (client, peer)) in ports.iter().enumerate() {
-        let config = Config {
-            name: format!("s{i}"),
-            data_dir: root.join(format!("s{i}")),
-            listen_client: vec![format!("127.0.0.1:{client}").parse().unwrap()],
-            advertise_client_urls: vec![format!("http://127.0.0.1:{client}")],
-            listen_peer: format!("127.0.0.1:{peer}").parse().unwrap(),
-            members: members.clone(),
-            cluster_id,
-            cluster_state: ClusterState::New,
-            heartbeat: Duration::from_millis(50),
-            election_timeout: Duration::from_millis(500),
-            max_request_bytes: config::MAX_REQUEST_BYTES,
-            quota_backend_bytes: config::QUOTA_BACKEND_BYTES,
-            quorum: QuorumSpec::Majority,
-            snapshot_entries: 100,
-            io_uring: true,
-        };
-        let mut stopped = stopped.clone();
-        runtime.spawn(server::server::run(config, async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }));
-    }
-    (stop, format!("http://127.0.0.1:{}", ports[0].0))
-}
+mod common;
 
 /// One server's clients.
 struct Side {
@@ -107,26 +34,12 @@ struct Side {
 
 impl Side {
     async fn connect(endpoint: &str) -> Side {
-        for _ in 0..100 {
-            let channel = Channel::from_shared(endpoint.to_string()).unwrap();
-            if let Ok(channel) = channel.connect().await {
-                let mut side = Side {
-                    kv: KvClient::new(channel.clone()),
-                    lease: LeaseClient::new(channel.clone()),
-                    watch: WatchClient::new(channel),
-                };
-                // Ready once a linearizable read succeeds (a leader is elected).
-                let probe = pb::RangeRequest {
-                    key: b"probe".to_vec(),
-                    ..Default::default()
-                };
-                if side.kv.range(probe).await.is_ok() {
-                    return side;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let channel = common::ready_channel(endpoint).await;
+        Side {
+            kv: KvClient::new(channel.clone()),
+            lease: LeaseClient::new(channel.clone()),
+            watch: WatchClient::new(channel),
         }
-        panic!("{endpoint} never became ready");
     }
 }
 
@@ -519,15 +432,16 @@ fn synod_answers_grpc_requests_exactly_as_etcd_does() {
     let seed = env("SYNOD_DIFF_SEED", 1);
     let ops = env("SYNOD_DIFF_OPS", 300);
     println!("gRPC differential test against etcd: seed {seed}, {ops} operations");
-    let (_etcd, etcd_endpoint) = start_etcd();
+    // etcd on ports of its own (24379), apart from the other tests' etcds.
+    let (_etcd, etcd_endpoints) = common::start_etcd("grpc-diff", 1, 24279);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let (stop, synod_endpoint) = start_synod(&runtime);
+    let synod_members = common::start_synod(&runtime, "grpc-diff", 3);
     runtime.block_on(async {
-        let mut synod = Side::connect(&synod_endpoint).await;
-        let mut etcd = Side::connect(&etcd_endpoint).await;
+        let mut synod = Side::connect(&synod_members.endpoints[0]).await;
+        let mut etcd = Side::connect(&etcd_endpoints[0]).await;
         let mut g = Gen(rand_pcg::Pcg64::seed_from_u64(seed));
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         let mut rename: HashMap<i64, i64> = HashMap::new(); // etcd's ID → ours
@@ -569,6 +483,6 @@ fn synod_answers_grpc_requests_exactly_as_etcd_does() {
              every answer matched"
         );
     });
-    let _ = stop.send(true);
+    drop(synod_members);
     runtime.shutdown_timeout(Duration::from_secs(3));
 }

@@ -54,8 +54,13 @@ impl Cluster for ClusterService {
                 is_learner: false,
             })
             .collect();
+        // etcd's header here carries no revision: the membership is not in the key space.
+        let header = pb::ResponseHeader {
+            revision: 0,
+            ..self.0.serializable().header
+        };
         Ok(Response::new(pb::MemberListResponse {
-            header: Some(self.0.serializable().header),
+            header: Some(header),
             members,
         }))
     }

@@ -223,36 +223,141 @@ pub async fn delete_key(handle: &Handle, key: Vec<u8>) -> Result<pb::ResponseHea
     }
 }
 
-/// Deletes a contender's key if the request holding it is abandoned (the client went
-/// away while waiting).
+/// The TTL of a session lease, etcd's `concurrency` default.
+pub const SESSION_TTL_SECONDS: i64 = 60;
+
+/// A lease the server grants for a Lock or Campaign call that brought none (lease 0), as
+/// etcd's lock and election services do (`concurrency.NewSession`): the contender's key is
+/// created under it, so a lock held by a client that died expires. It is kept alive while
+/// the call waits; once the call returns it is left to run out (the holder unlocks, or it
+/// expires [`SESSION_TTL_SECONDS`] after its last refresh).
 #[derive(Debug)]
-pub struct Abandon {
+pub struct Session {
+    id: i64,
+    keep_alive: tokio::task::JoinHandle<()>,
+}
+
+impl Session {
+    /// A fresh session lease if `lease` is 0; `None` if the caller brought one.
+    pub async fn unless_given(handle: &Handle, lease: i64) -> Result<Option<Session>, Status> {
+        if lease != 0 {
+            return Ok(None);
+        }
+        let grant = pb::LeaseGrantRequest {
+            ttl: SESSION_TTL_SECONDS,
+            id: 0,
+        };
+        let id = match handle.propose(Op::LeaseGrant(grant)).await? {
+            Applied::LeaseGrant(answer) => answer.id,
+            other => return Err(unexpected(&other)),
+        };
+        let refresh = handle.clone();
+        let keep_alive = tokio::spawn(async move {
+            let every = std::time::Duration::from_secs(SESSION_TTL_SECONDS.unsigned_abs() / 3);
+            loop {
+                tokio::time::sleep(every).await;
+                let _ = refresh
+                    .propose(Op::LeaseKeepAlive(pb::LeaseKeepAliveRequest { id }))
+                    .await;
+            }
+        });
+        Ok(Some(Session { id, keep_alive }))
+    }
+
+    /// The lease's id.
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.keep_alive.abort();
+    }
+}
+
+/// A contender's key under `name/`, created under its lease, with the guard that gives it
+/// up if the call holding it is abandoned.
+#[derive(Debug)]
+pub struct Claim {
+    /// The key as created (or as found, if this lease contended before).
+    pub kv: mvccpb::KeyValue,
+    /// The lease the key lives under: the caller's, or a session lease.
+    pub lease: i64,
+    abandon: Abandon,
+}
+
+impl Claim {
+    /// Creates the contender key of `lease` (a session lease if 0) with `value`, unless it
+    /// exists.
+    pub async fn make(
+        handle: &Handle,
+        name: &[u8],
+        value: &[u8],
+        lease: i64,
+    ) -> Result<Claim, Status> {
+        let session = Session::unless_given(handle, lease).await?;
+        let lease = session.as_ref().map_or(lease, Session::id);
+        let key = contender_key(name, lease);
+        // Armed before the key is asked for: a call abandoned while its create is under
+        // way leaves nothing behind either.
+        let abandon = Abandon {
+            handle: handle.clone(),
+            key: Some(key.clone()),
+            session,
+        };
+        let (kv, _) = create_key(handle, &key, value, lease).await?;
+        Ok(Claim { kv, lease, abandon })
+    }
+
+    /// Waits until this claim is first in line (see [`wait_for_turn`]), then keeps it: the
+    /// key stays, and a session lease is left to run out.
+    pub async fn wait_for_turn(self, name: &[u8]) -> Result<pb::ResponseHeader, Status> {
+        let header =
+            wait_for_turn(&self.abandon.handle, &prefix(name), self.kv.create_revision).await?;
+        self.abandon.disarm();
+        Ok(header)
+    }
+}
+
+/// Gives up a contender's claim when the call holding it is abandoned (the client went
+/// away, or the call failed): its session lease is revoked, which deletes its key, or,
+/// under the caller's own lease, its key is deleted. Nothing is left to block later
+/// callers.
+#[derive(Debug)]
+struct Abandon {
     handle: Handle,
     key: Option<Vec<u8>>,
+    session: Option<Session>,
 }
 
 impl Abandon {
-    /// Arms the guard for `key`.
-    pub fn new(handle: &Handle, key: Vec<u8>) -> Abandon {
-        Abandon {
-            handle: handle.clone(),
-            key: Some(key),
-        }
-    }
-
-    /// The wait succeeded: keep the key.
-    pub fn disarm(mut self) {
+    /// The wait succeeded: keep the key (and let a session lease run out).
+    fn disarm(mut self) {
         self.key = None;
+        self.session = None;
     }
 }
 
 impl Drop for Abandon {
     fn drop(&mut self) {
-        if let Some(key) = self.key.take() {
-            let handle = self.handle.clone();
-            tokio::spawn(async move {
-                let _ = delete_key(&handle, key).await;
-            });
-        }
+        let Some(key) = self.key.take() else {
+            return;
+        };
+        // Outside a runtime the member is shutting down: there is nobody to tell.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let handle = self.handle.clone();
+        let session = self.session.take().map(|s| s.id());
+        runtime.spawn(async move {
+            let _ = match session {
+                Some(id) => handle
+                    .propose(Op::LeaseRevoke(pb::LeaseRevokeRequest { id }))
+                    .await
+                    .map(drop),
+                None => delete_key(&handle, key).await.map(drop),
+            };
+        });
     }
 }

@@ -8,10 +8,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::coordination::{
-    contender_key, create_key, first_created, prefix, prefix_end, txn, wait_for_turn, Abandon,
-    ServerWatch,
-};
+use super::coordination::{first_created, prefix, prefix_end, txn, Claim, ServerWatch};
 use super::Handle;
 use crate::proto::etcdserverpb::{self as pb, compare, request_op};
 use crate::proto::v3electionpb::election_server::Election;
@@ -54,27 +51,24 @@ impl Election for ElectionService {
         request: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
         let r = request.into_inner();
-        let key = contender_key(&r.name, r.lease);
-        let (kv, _) = create_key(&self.0, &key, &r.value, r.lease).await?;
-        let guard = Abandon::new(&self.0, key.clone());
+        let claim = Claim::make(&self.0, &r.name, &r.value, r.lease).await?;
         let leader = LeaderKey {
             name: r.name.clone(),
-            key,
-            rev: kv.create_revision,
-            lease: r.lease,
+            key: claim.kv.key.clone(),
+            rev: claim.kv.create_revision,
+            lease: claim.lease,
         };
-        if kv.value != r.value {
+        if claim.kv.value != r.value {
             // Campaigning again with the same lease re-proclaims the new value.
             let put = request_op::Request::RequestPut(pb::PutRequest {
                 key: leader.key.clone(),
                 value: r.value.clone(),
-                lease: r.lease,
+                lease: leader.lease,
                 ..pb::PutRequest::default()
             });
             txn(&self.0, while_leading(&leader, put)).await?;
         }
-        let header = wait_for_turn(&self.0, &prefix(&r.name), kv.create_revision).await?;
-        guard.disarm();
+        let header = claim.wait_for_turn(&r.name).await?;
         Ok(Response::new(CampaignResponse {
             header: Some(header),
             leader: Some(leader),

@@ -1,9 +1,9 @@
 //! The Lock service (etcd's `v3lockpb.Lock`): a mutex per name, held while the caller's
-//! lease lives.
+//! lease lives (a session lease of the server's if the caller gave none).
 
 use tonic::{Request, Response, Status};
 
-use super::coordination::{contender_key, create_key, delete_key, prefix, wait_for_turn, Abandon};
+use super::coordination::{delete_key, Claim};
 use super::Handle;
 use crate::proto::v3lockpb::{
     lock_server::Lock, LockRequest, LockResponse, UnlockRequest, UnlockResponse,
@@ -17,11 +17,9 @@ pub struct LockService(pub Handle);
 impl Lock for LockService {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         let r = request.into_inner();
-        let key = contender_key(&r.name, r.lease);
-        let (kv, _) = create_key(&self.0, &key, b"", r.lease).await?;
-        let guard = Abandon::new(&self.0, key.clone());
-        let header = wait_for_turn(&self.0, &prefix(&r.name), kv.create_revision).await?;
-        guard.disarm();
+        let claim = Claim::make(&self.0, &r.name, b"", r.lease).await?;
+        let key = claim.kv.key.clone();
+        let header = claim.wait_for_turn(&r.name).await?;
         Ok(Response::new(LockResponse {
             header: Some(header),
             key,

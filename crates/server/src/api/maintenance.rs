@@ -18,6 +18,9 @@ pub const API_VERSION: &str = "3.4.0";
 /// Bytes per snapshot message.
 const SNAPSHOT_CHUNK: usize = 32 << 10;
 
+/// A backup file ends with the SHA-256 of what precedes it.
+const DIGEST_BYTES: usize = 32;
+
 /// The Maintenance service.
 #[derive(Debug)]
 pub struct MaintenanceService(pub Handle);
@@ -85,10 +88,8 @@ impl Maintenance for MaintenanceService {
         _: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
         // Nothing to defragment: the store is in memory and the log is released by
-        // snapshots.
-        Ok(Response::new(pb::DefragmentResponse {
-            header: Some(self.0.serializable().header),
-        }))
+        // snapshots. etcd's answer carries no header.
+        Ok(Response::new(pb::DefragmentResponse { header: None }))
     }
 
     async fn hash(
@@ -132,15 +133,7 @@ impl Maintenance for MaintenanceService {
             let bytes =
                 tokio::task::spawn_blocking(move || backup_file(view.store.snapshot())).await;
             let Ok(bytes) = bytes else { return };
-            let total = bytes.len();
-            let mut sent = 0;
-            for chunk in bytes.chunks(SNAPSHOT_CHUNK) {
-                sent += chunk.len();
-                let message = pb::SnapshotResponse {
-                    header: None,
-                    remaining_bytes: (total - sent) as u64,
-                    blob: chunk.to_vec(),
-                };
+            for message in snapshot_messages(&bytes) {
                 if tx.send(Ok(message)).await.is_err() {
                     return;
                 }
@@ -179,10 +172,29 @@ pub fn backup_file(snapshot: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
+/// A [`backup_file`] as etcd streams its database: the data in chunks counting down to
+/// `remaining_bytes` 0, then one more message holding only the SHA-256 (clients check it
+/// separately, and etcdctl writes every blob to the file).
+fn snapshot_messages(file: &[u8]) -> impl Iterator<Item = pb::SnapshotResponse> + '_ {
+    let (data, digest) = file.split_at(file.len().saturating_sub(DIGEST_BYTES));
+    let mut remaining = data.len();
+    let chunks = data.chunks(SNAPSHOT_CHUNK).map(move |chunk| {
+        remaining -= chunk.len();
+        (remaining, chunk)
+    });
+    chunks
+        .chain([(0, digest)])
+        .map(|(remaining, blob)| pb::SnapshotResponse {
+            header: None,
+            remaining_bytes: remaining as u64,
+            blob: blob.to_vec(),
+        })
+}
+
 /// The store's snapshot inside a [`backup_file`], if the file is whole.
 pub fn from_backup_file(file: &[u8]) -> Option<&[u8]> {
     use sha2::Digest;
-    let (body, digest) = file.split_at_checked(file.len().checked_sub(32)?)?;
+    let (body, digest) = file.split_at_checked(file.len().checked_sub(DIGEST_BYTES)?)?;
     if sha2::Sha256::digest(body).as_slice() != digest {
         return None;
     }
@@ -216,5 +228,26 @@ mod tests {
             assert_eq!(from_backup_file(&file[..file.len() - 1]), None);
         }
         assert_eq!(from_backup_file(b"short"), None);
+    }
+
+    #[test]
+    fn a_snapshot_streams_as_data_counting_down_to_zero_then_its_digest() {
+        for n in [0, 1, 504, SNAPSHOT_CHUNK, 3 * SNAPSHOT_CHUNK + 7] {
+            let file = backup_file(vec![7; n]);
+            let messages: Vec<_> = snapshot_messages(&file).collect();
+            let (digest, data) = messages.split_last().unwrap();
+            assert_eq!(digest.blob, file[file.len() - DIGEST_BYTES..], "n = {n}");
+            assert_eq!(digest.remaining_bytes, 0);
+            assert_eq!(data.last().unwrap().remaining_bytes, 0, "n = {n}");
+            let mut left = file.len() - DIGEST_BYTES;
+            for message in data {
+                assert!(!message.blob.is_empty() && message.blob.len() <= SNAPSHOT_CHUNK);
+                left -= message.blob.len();
+                assert_eq!(message.remaining_bytes, left as u64, "n = {n}");
+                assert!(message.header.is_none());
+            }
+            let whole: Vec<u8> = messages.iter().flat_map(|m| m.blob.clone()).collect();
+            assert_eq!(whole, file, "n = {n}");
+        }
     }
 }
