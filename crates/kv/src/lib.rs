@@ -41,8 +41,8 @@ pub use hash::HashKv;
 pub use lease::{LeaseGrant, LeaseGrantResponse, LeaseInfo, LEASE_TTL_MAX};
 pub use snapshot::SnapshotError;
 pub use store::{
-    Compaction, DeleteRange, DeleteRangeResponse, KeyValue, Put, PutResponse, Range, RangeResponse,
-    SortOrder, SortTarget, Store,
+    Compaction, DeleteRange, DeleteRangeResponse, KeyValue, MemberAttributes, Put, PutResponse,
+    Range, RangeResponse, SortOrder, SortTarget, Store,
 };
 pub use txn::{Compare, Relation, RequestOp, ResponseOp, Target, Txn, TxnResponse, TXN_OPS_MAX};
 pub use watch::{Event, EventKind, Watch, WatchCompacted};

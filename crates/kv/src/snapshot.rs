@@ -12,21 +12,28 @@
 //! in memory; [`Store::snapshot`] and [`Store::restore`] are the same over a byte slice.
 //!
 //! Layout (integers little-endian, byte strings as a u32 length and the bytes):
-//! magic `SYNODKV1`; revision, compaction revision, next lease ID, minimum lease TTL
-//! (i64 each); lease count (u64), then per lease its ID and TTL (i64) and its key count
-//! (u32) and keys; key count (u64), then per key the key, its change count (u32) and per
-//! change its revision and sub-revision (i64) and a kind byte (0 deletion, 1 value,
-//! followed by create revision, mod revision, version, lease as i64 and the value); last,
-//! a CRC32C of everything before it (u32).
+//! magic `SYNODKV3`; revision, compaction revision, next lease ID, minimum lease TTL
+//! (i64 each); lease count (u64), then per lease its ID and TTL (i64), its refresh count
+//! (u64), and its key count (u32) and keys; alarm count (u64), then per alarm the member
+//! (u64) and the alarm type (i32); member count (u64), then per member its id (u64), its
+//! name, and its client URL count (u32) and URLs; key count (u64), then per key the key,
+//! its change count (u32) and per change its revision and sub-revision (i64) and a kind
+//! byte (0 deletion, 1 value, followed by create revision, mod revision, version, lease as
+//! i64 and the value); last, a CRC32C of everything before it (u32).
+//!
+//! Version 2 (`SYNODKV2`, before members published themselves) has no member section;
+//! it is still read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
 use crate::history::History;
 use crate::lease::LeaseState;
-use crate::store::{Change, Store, Version};
+use crate::store::{Change, MemberAttributes, Store, Version};
 
-const MAGIC: &[u8; 8] = b"SYNODKV2";
+const MAGIC: &[u8; 8] = b"SYNODKV3";
+/// The previous version: no member section.
+const MAGIC_V2: &[u8; 8] = b"SYNODKV2";
 
 /// Why a snapshot was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +98,15 @@ impl Store {
             w.put(&member.to_le_bytes())?;
             w.put(&alarm.to_le_bytes())?;
         }
+        w.put(&(self.members.len() as u64).to_le_bytes())?;
+        for (id, member) in &self.members {
+            w.put(&id.to_le_bytes())?;
+            w.bytes(member.name.as_bytes())?;
+            w.len(member.client_urls.len())?;
+            for url in &member.client_urls {
+                w.bytes(url.as_bytes())?;
+            }
+        }
         w.put(&(self.keys.len() as u64).to_le_bytes())?;
         for (key, history) in &self.keys {
             w.bytes(key)?;
@@ -125,11 +141,12 @@ impl Store {
     pub fn read_snapshot(input: &mut dyn io::Read) -> Result<Store, SnapshotError> {
         let mut r = Reader::new(input);
         let mut magic = [0; MAGIC.len()];
-        match r.fill(&mut magic) {
-            Some(()) if &magic == MAGIC => {}
+        let with_members = match r.fill(&mut magic) {
+            Some(()) if &magic == MAGIC => true,
+            Some(()) if &magic == MAGIC_V2 => false,
             _ => return Err(r.io_error().unwrap_or(SnapshotError::Magic)),
-        }
-        let decoded = decode(&mut r);
+        };
+        let decoded = decode(&mut r, with_members);
         if let Some(error) = r.io_error() {
             return Err(error);
         }
@@ -346,7 +363,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn decode(r: &mut Reader<'_>) -> Option<Store> {
+fn decode(r: &mut Reader<'_>, with_members: bool) -> Option<Store> {
     let mut store = Store::new();
     store.revision = r.i64()?;
     store.compacted = r.i64()?;
@@ -375,6 +392,19 @@ fn decode(r: &mut Reader<'_>) -> Option<Store> {
         let member = r.u64()?;
         let alarm = i32::from_le_bytes(r.array()?);
         store.alarms.insert((member, alarm));
+    }
+    if with_members {
+        for _ in 0..r.u64()? {
+            let id = r.u64()?;
+            let name = String::from_utf8(r.bytes()?).ok()?;
+            let mut client_urls = Vec::new();
+            for _ in 0..r.len()? {
+                client_urls.push(String::from_utf8(r.bytes()?).ok()?);
+            }
+            store
+                .members
+                .insert(id, MemberAttributes { name, client_urls });
+        }
     }
     for _ in 0..r.u64()? {
         let key = r.bytes()?;
@@ -421,6 +451,12 @@ mod tests {
         let lease = s.lease_grant(LeaseGrant { ttl: 60, id: 0 }).unwrap();
         s.lease_keep_alive(lease.id).unwrap();
         s.alarm_activate(7, 1);
+        let attributes = MemberAttributes {
+            name: "s1".into(),
+            client_urls: vec!["http://127.0.0.1:2379".into(), "http://[::1]:2379".into()],
+        };
+        s.publish(7, attributes);
+        s.publish(9, MemberAttributes::default());
         for (i, key) in ["a", "b", "c", "a"].iter().enumerate() {
             let put = Put {
                 key: (*key).into(),
@@ -531,6 +567,29 @@ mod tests {
     }
 
     #[test]
+    fn a_version_2_snapshot_restores_with_no_member_published() {
+        let mut store = Store::new();
+        let put = Put {
+            key: "k".into(),
+            value: b"v".to_vec(),
+            ..Put::default()
+        };
+        store.put(&put).unwrap();
+        let v3 = store.snapshot();
+        // Version 2: its own magic, and no member count after the (empty) lease and
+        // alarm sections.
+        let members_at = MAGIC.len() + 4 * 8 + 8 + 8;
+        let mut v2 = MAGIC_V2.to_vec();
+        v2.extend_from_slice(&v3[MAGIC.len()..members_at]);
+        v2.extend_from_slice(&v3[members_at + 8..v3.len() - 4]);
+        let crc = crc32c::crc32c(&v2);
+        v2.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(Store::restore(&v2), Ok(store.clone()));
+        store.publish(1, MemberAttributes::default());
+        assert_ne!(Store::restore(&v2), Ok(store));
+    }
+
+    #[test]
     fn a_huge_length_with_a_good_checksum_is_malformed_not_an_allocation() {
         let mut body = MAGIC.to_vec();
         for n in [1i64, 0, 1, 0] {
@@ -538,6 +597,7 @@ mod tests {
         }
         body.extend_from_slice(&0u64.to_le_bytes()); // no leases
         body.extend_from_slice(&0u64.to_le_bytes()); // no alarms
+        body.extend_from_slice(&0u64.to_le_bytes()); // no members
         body.extend_from_slice(&1u64.to_le_bytes()); // one key...
         body.extend_from_slice(&u32::MAX.to_le_bytes()); // ...of 4 GiB, absent
         let crc = crc32c::crc32c(&body);

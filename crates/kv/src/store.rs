@@ -210,6 +210,19 @@ pub struct Store {
     /// Active alarms: (member, etcd `AlarmType`). Replicated state, because they decide
     /// which writes are refused (NOSPACE).
     pub(crate) alarms: std::collections::BTreeSet<(u64, i32)>,
+    /// What each member published about itself (etcd's `publish`): replicated, so every
+    /// member lists every member alike.
+    pub(crate) members: std::collections::BTreeMap<u64, MemberAttributes>,
+}
+
+/// What a member publishes about itself when it starts: its name and where clients reach
+/// it (etcd's member `Attributes`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberAttributes {
+    /// `--name`.
+    pub name: String,
+    /// `--advertise-client-urls`.
+    pub client_urls: Vec<String>,
 }
 
 impl Default for Store {
@@ -224,6 +237,7 @@ impl Default for Store {
             journal: None,
             bytes: 0,
             alarms: std::collections::BTreeSet::new(),
+            members: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -238,6 +252,7 @@ impl PartialEq for Store {
             && self.sub == other.sub
             && self.leases == other.leases
             && self.alarms == other.alarms
+            && self.members == other.members
     }
 }
 
@@ -536,6 +551,17 @@ impl Store {
     /// The active alarms, as (member, alarm type).
     pub fn alarms(&self) -> Vec<(u64, i32)> {
         self.alarms.iter().copied().collect()
+    }
+
+    /// Records what `member` published about itself (replacing what it published before).
+    /// Not a change of the key space: the revision stays.
+    pub fn publish(&mut self, member: u64, attributes: MemberAttributes) {
+        self.members.insert(member, attributes);
+    }
+
+    /// What each member published, by member id.
+    pub fn published(&self) -> &std::collections::BTreeMap<u64, MemberAttributes> {
+        &self.members
     }
 
     /// An estimate of the bytes the kept history takes (keys, values and revisions of

@@ -17,8 +17,6 @@ pub struct Member {
     pub id: NodeId,
     /// Where its peers reach it.
     pub peer_url: String,
-    /// Where clients reach it, once known (its own `--advertise-client-urls`).
-    pub client_urls: Vec<String>,
 }
 
 /// Whether the member starts a new cluster or joins an existing one.
@@ -124,7 +122,6 @@ pub fn parse_initial_cluster(text: &str, token: &str) -> Result<(Vec<Member>, u6
             name: name.to_string(),
             id: NodeId(id.max(1)),
             peer_url: url.to_string(),
-            client_urls: Vec::new(),
         });
     }
     if members.is_empty() {

@@ -33,7 +33,7 @@ use tonic::Status;
 use crate::convert;
 use crate::payload::Payload;
 use crate::proto::etcdserverpb as pb;
-use crate::proto::synodpb::{command::Op, Barrier, Command, LeaseExpire};
+use crate::proto::synodpb::{command::Op, Barrier, Command, LeaseExpire, Publish};
 use crate::transport::Peers;
 use crate::watchers::{self, Watchers};
 
@@ -56,6 +56,8 @@ pub enum Applied {
     KeepAlive(pb::LeaseKeepAliveResponse),
     /// An alarm change.
     Alarm(pb::AlarmResponse),
+    /// A member's attributes recorded.
+    Published,
     /// A linearizable read may now be served from this view.
     Read(Arc<View>),
 }
@@ -197,6 +199,9 @@ pub struct Core {
     /// When this leader last proposed raising NOSPACE.
     quota_proposed: Option<Instant>,
     last_progress: Instant,
+    /// What this member publishes about itself, and when it last proposed it.
+    attributes: kv::MemberAttributes,
+    publish_proposed: Option<Instant>,
 }
 
 impl std::fmt::Debug for Core {
@@ -226,6 +231,8 @@ pub struct Parts {
     pub peers: Peers,
     /// Tunables.
     pub options: CoreOptions,
+    /// What this member publishes about itself (its name and client URLs).
+    pub attributes: kv::MemberAttributes,
 }
 
 impl Core {
@@ -277,6 +284,8 @@ impl Core {
             last_leader: None,
             fatal: None,
             last_progress: Instant::now(),
+            attributes: parts.attributes,
+            publish_proposed: None,
         };
         (core, views)
     }
@@ -465,6 +474,7 @@ impl Core {
         }
         self.expire_leases();
         self.check_quota();
+        self.publish_attributes();
         let header = self.header();
         self.watchers.catch_up(&self.store, header);
         if self.last_progress.elapsed() >= self.options.progress_interval {
@@ -719,6 +729,14 @@ impl Core {
                 })
             }
             Op::Alarm(r) => Applied::Alarm(self.apply_alarm(&r, header)),
+            Op::Publish(r) => {
+                let attributes = kv::MemberAttributes {
+                    name: r.name,
+                    client_urls: r.client_urls,
+                };
+                self.store.publish(r.member_id, attributes);
+                Applied::Published
+            }
             Op::Barrier(_) => Applied::Read(self.publish()),
         })
     }
@@ -817,6 +835,26 @@ impl Core {
             alarm: nospace,
         });
         self.propose_own(raise);
+    }
+
+    /// A member announces its name and client URLs through the log once it runs (as
+    /// etcd's `publish`), so every member lists every member alike; proposed again every
+    /// second until the store shows them (a proposal can be lost with a leader).
+    fn publish_attributes(&mut self) {
+        let published = self.store.published().get(&self.me.0) == Some(&self.attributes);
+        let due = self
+            .publish_proposed
+            .is_none_or(|at| at.elapsed() > Duration::from_secs(1));
+        if published || !due || self.replica.leader().is_none() {
+            return;
+        }
+        self.publish_proposed = Some(Instant::now());
+        let publish = Op::Publish(Publish {
+            member_id: self.me.0,
+            name: self.attributes.name.clone(),
+            client_urls: self.attributes.client_urls.clone(),
+        });
+        self.propose_own(publish);
     }
 
     /// Every lease's clock starts again now: the full TTL remains.

@@ -108,6 +108,10 @@ pub async fn run(
             progress_interval: Duration::from_secs(600),
             quota_bytes: config.quota_backend_bytes,
         },
+        attributes: kv::MemberAttributes {
+            name: config.name.clone(),
+            client_urls: config.advertise_client_urls.clone(),
+        },
     };
     let (core, views) = Core::new(parts, inputs.clone());
     let mut core_task = tokio::spawn(core.run(queue));
@@ -119,16 +123,10 @@ pub async fn run(
     };
     let peer_port = tokio::spawn(transport::accept(peer_listener, admission, inputs.clone()));
 
-    let mut members = config.members.clone();
-    for m in &mut members {
-        if m.id == me.id {
-            m.client_urls = config.advertise_client_urls.clone();
-        }
-    }
     let info = Info {
         cluster_id: config.cluster_id,
         member_id: me.id.0,
-        members,
+        members: config.members.clone(),
         max_request_bytes: config.max_request_bytes,
         request_timeout: Duration::from_secs(5) + 2 * config.election_timeout,
     };

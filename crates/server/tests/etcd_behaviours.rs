@@ -383,6 +383,43 @@ fn maintenance_and_cluster_answers_are_shaped_as_etcds() {
 }
 
 #[test]
+fn every_member_lists_every_members_client_urls() {
+    on_both("members", 28279, |server, members| async move {
+        // Publishing is asynchronous on both: each member announces itself once it
+        // starts, through the log.
+        let mut lists = Vec::new();
+        for (i, channel) in members.iter().enumerate() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let listed = loop {
+                let list = ClusterClient::new(channel.clone())
+                    .member_list(MemberListRequest::default())
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let mut listed: Vec<_> = list
+                    .members
+                    .into_iter()
+                    .map(|m| (m.id, m.name, m.client_ur_ls, m.peer_ur_ls, m.is_learner))
+                    .collect();
+                listed.sort();
+                if listed.len() == 3 && listed.iter().all(|m| m.2.len() == 1) {
+                    break listed;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{server:?} member {i} never lists every client URL: {listed:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            println!("{server:?} member {i}: {listed:?}");
+            lists.push(listed);
+        }
+        assert_eq!(lists[0], lists[1], "{server:?}");
+        assert_eq!(lists[0], lists[2], "{server:?}");
+    });
+}
+
+#[test]
 fn lease_ttls_are_whole_seconds_rounded_down() {
     on_both("ttl", 28779, |server, members| async move {
         let mut leases = LeaseClient::new(members[0].clone());

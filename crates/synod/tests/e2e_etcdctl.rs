@@ -242,6 +242,85 @@ fn cluster_maintenance_lock_election_and_snapshot() {
     let _ = std::fs::remove_file(path);
 }
 
+/// etcdctl's output, stdout and stderr together (per-endpoint commands report there).
+fn said(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn url_endpoints_and_cluster_wide_commands_reach_every_member() {
+    let c = Cluster::start("urls");
+    // A URL endpoint makes etcdctl send `:authority: http://…` on per-endpoint calls.
+    let url = format!("http://{}", c.members[0].client);
+    for args in [
+        &["endpoint", "status", "-w", "json"][..],
+        &["endpoint", "hashkv"],
+    ] {
+        let out = c.etcdctl_at(&url, args);
+        assert!(out.status.success(), "{args:?}: {}", said(&out));
+        assert!(said(&out).contains(&url), "{args:?}: {}", said(&out));
+    }
+
+    // With --cluster, etcdctl asks one member for the member list and then talks to
+    // every member at the client URLs listed: so every member must be listed with them.
+    let one = c.members[0].client.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = c.etcdctl_at(&one, &["endpoint", "health", "--cluster"]);
+        let healthy = said(&out).matches("is healthy").count();
+        if out.status.success() && healthy == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "endpoint health --cluster: {}",
+            said(&out)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = c.etcdctl_at(&one, &["endpoint", "status", "--cluster", "-w", "json"]);
+    let status = json(&String::from_utf8_lossy(&status.stdout));
+    assert_eq!(status.as_array().map(Vec::len), Some(3), "{status}");
+    let hashes = c.etcdctl_at(&url, &["endpoint", "hashkv", "--cluster"]);
+    let lines: Vec<String> = String::from_utf8_lossy(&hashes.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 3, "{}", said(&hashes));
+    let hash = |line: &str| line.rsplit(", ").next().unwrap_or_default().to_owned();
+    assert!(
+        lines.iter().all(|l| hash(l) == hash(&lines[0])),
+        "{lines:?}"
+    );
+    let defrag = c.etcdctl_at(&url, &["defrag", "--cluster"]);
+    assert_eq!(
+        said(&defrag).matches("Finished defragmenting").count(),
+        3,
+        "{}",
+        said(&defrag)
+    );
+
+    // And every member lists the same members, client URLs included.
+    let lists: Vec<Value> = c
+        .members
+        .iter()
+        .map(|m| {
+            let out = c.etcdctl_at(&m.client, &["member", "list", "-w", "json"]);
+            json(&String::from_utf8_lossy(&out.stdout))["members"].clone()
+        })
+        .collect();
+    for m in &c.members {
+        assert!(
+            lists[0]
+                .to_string()
+                .contains(&format!("http://{}", m.client)),
+            "{}",
+            lists[0]
+        );
+    }
+    assert!(lists.iter().all(|l| *l == lists[0]), "{lists:?}");
+}
+
 #[test]
 fn bad_requests_get_etcds_errors_and_change_nothing() {
     let c = Cluster::start("errors");

@@ -1,5 +1,6 @@
 //! The Cluster service: the membership is fixed at start (`--initial-cluster`); changing
-//! it comes with reconfiguration.
+//! it comes with reconfiguration. Each member's name and client URLs are what it
+//! published through the log when it started, so every member lists the same.
 
 use tonic::{Request, Response, Status};
 
@@ -41,23 +42,32 @@ impl Cluster for ClusterService {
         &self,
         _: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
+        let view = self.0.serializable();
+        let published = view.store.published();
         let members = self
             .0
             .info
             .members
             .iter()
-            .map(|m| pb::Member {
-                id: m.id.0,
-                name: m.name.clone(),
-                peer_ur_ls: vec![m.peer_url.clone()],
-                client_ur_ls: m.client_urls.clone(),
-                is_learner: false,
+            .map(|m| {
+                // A member that has not published yet lists with no client URLs, as in
+                // etcd (etcdctl then shows it "unstarted" if it has no name either).
+                let attributes = published.get(&m.id.0);
+                pb::Member {
+                    id: m.id.0,
+                    name: attributes.map_or_else(|| m.name.clone(), |a| a.name.clone()),
+                    peer_ur_ls: vec![m.peer_url.clone()],
+                    client_ur_ls: attributes
+                        .map(|a| a.client_urls.clone())
+                        .unwrap_or_default(),
+                    is_learner: false,
+                }
             })
             .collect();
         // etcd's header here carries no revision: the membership is not in the key space.
         let header = pb::ResponseHeader {
             revision: 0,
-            ..self.0.serializable().header
+            ..view.header
         };
         Ok(Response::new(pb::MemberListResponse {
             header: Some(header),

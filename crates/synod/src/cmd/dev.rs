@@ -41,13 +41,6 @@ fn configs(args: &DevArgs) -> Result<Vec<Config>, String> {
     let mut configs = Vec::new();
     for i in 0..MEMBERS {
         let client = format!("http://127.0.0.1:{}", port(i, false)?);
-        let mut members = members.clone();
-        for m in &mut members {
-            let n: usize = m.name[1..]
-                .parse()
-                .map_err(|_| "bad member name".to_string())?;
-            m.client_urls = vec![format!("http://127.0.0.1:{}", port(n - 1, false)?)];
-        }
         configs.push(Config {
             name: format!("s{}", i + 1),
             data_dir: args.data_dir.join(format!("s{}", i + 1)),
@@ -55,7 +48,7 @@ fn configs(args: &DevArgs) -> Result<Vec<Config>, String> {
             advertise_client_urls: vec![client],
             listen_peer: config::parse_url(&format!("http://127.0.0.1:{}", port(i, true)?))
                 .map_err(|e| e.to_string())?,
-            members,
+            members: members.clone(),
             cluster_id,
             cluster_state: ClusterState::New,
             heartbeat: Duration::from_millis(100),
