@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use node::requests::{Failure, Kind, Requests};
 use paxos::multi::{Action, Entry, Message, ProposeError, Replica, RoleKind, Slot, SnapshotData};
 use paxos::NodeId;
 use prost::Message as _;
@@ -145,6 +146,9 @@ pub struct CoreOptions {
     pub progress_interval: Duration,
     /// Raise NOSPACE once the store's estimated size exceeds this.
     pub quota_bytes: u64,
+    /// How long a request may wait for the cluster before it is answered with a
+    /// time-out (or, if its command never reached a leader, "no leader").
+    pub request_timeout: Duration,
 }
 
 /// A lease the leader is timing.
@@ -176,9 +180,10 @@ pub struct Core {
     /// The latest commit point not yet given to storage (see [`Core::submit`]).
     commit_hint: Option<Slot>,
     next_id: u64,
-    waiting: HashMap<u64, Reply<Applied>>,
-    /// Commands proposed while no leader was known, retried every tick.
-    unproposed: VecDeque<(u64, Payload)>,
+    /// The clients' requests, and the commands waiting for a leader (retried every tick).
+    requests: Requests<Reply<Applied>, Payload>,
+    /// Time as the request table counts it: since the core started.
+    started: Instant,
     watchers: Watchers,
     leases: HashMap<i64, LeaseClock>,
     was_leader: bool,
@@ -192,8 +197,6 @@ pub struct Core {
     inputs: Inputs,
     /// Reads the replica could not serve, redone by barrier after the burst.
     failed_reads: Vec<u64>,
-    /// The leader as of the last burst.
-    last_leader: Option<NodeId>,
     /// Why the member must stop, once something fatal happened.
     fatal: Option<String>,
     /// When this leader last proposed raising NOSPACE.
@@ -250,6 +253,7 @@ impl Core {
             header,
         }));
         let watchers = Watchers::new(parts.options.fragment_bytes);
+        let request_timeout = parts.options.request_timeout;
         let core = Core {
             me: parts.me,
             cluster_id: parts.cluster_id,
@@ -268,8 +272,8 @@ impl Core {
             // Random, so that an entry this member proposed before a restart, applied
             // again during recovery, cannot answer a new request with the same number.
             next_id: rand_core::TryRngCore::try_next_u64(&mut rand_core::OsRng).unwrap_or(1) >> 1,
-            waiting: HashMap::new(),
-            unproposed: VecDeque::new(),
+            requests: Requests::new(request_timeout, UNPROPOSED_MAX),
+            started: Instant::now(),
             watchers,
             leases: HashMap::new(),
             was_leader: false,
@@ -281,7 +285,6 @@ impl Core {
             inputs,
             quota_proposed: None,
             failed_reads: Vec::new(),
-            last_leader: None,
             fatal: None,
             last_progress: Instant::now(),
             attributes: parts.attributes,
@@ -363,7 +366,7 @@ impl Core {
             }
             Input::Propose(op, reply) => {
                 let id = self.next_id();
-                self.waiting.insert(id, reply);
+                self.requests.insert(id, Kind::Write, reply, self.now());
                 let payload = self.encode(id, op);
                 self.propose(id, payload);
             }
@@ -433,20 +436,22 @@ impl Core {
     fn propose(&mut self, id: u64, payload: Payload) {
         match self.replica.propose(payload.clone()) {
             Ok(actions) => self.run_actions(actions),
-            Err(ProposeError::NoLeader) if self.unproposed.len() < UNPROPOSED_MAX => {
-                self.unproposed.push_back((id, payload));
-            }
             Err(ProposeError::NoLeader) => {
-                if let Some(reply) = self.waiting.remove(&id) {
-                    let _ = reply.send(Err(Status::unavailable("etcdserver: no leader")));
+                if let Some(refused) = self.requests.park(id, payload) {
+                    refuse(refused);
                 }
             }
         }
     }
 
+    /// Time as the request table counts it.
+    fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
     fn read(&mut self, reply: Reply<Applied>) {
         let id = self.next_id();
-        self.waiting.insert(id, reply);
+        self.requests.insert(id, Kind::Read, reply, self.now());
         // The leader confirms its ballot; a follower asks the leader for its read index.
         let actions = self.replica.read(id);
         self.run_actions(actions);
@@ -466,11 +471,12 @@ impl Core {
         self.run_actions(actions);
         self.flush_commit_hint();
         // Commands whose clients gave up are dropped rather than proposed late.
-        let retry: Vec<(u64, Payload)> = self.unproposed.drain(..).collect();
-        for (id, payload) in retry {
-            if id == 0 || self.waiting.get(&id).is_some_and(|r| !r.is_closed()) {
-                self.propose(id, payload);
-            }
+        self.requests.forget(|reply| reply.is_closed());
+        for (id, payload) in self.requests.unpark() {
+            self.propose(id, payload);
+        }
+        for expired in self.requests.expire(self.now()) {
+            refuse(expired);
         }
         self.expire_leases();
         self.check_quota();
@@ -481,7 +487,6 @@ impl Core {
             self.last_progress = Instant::now();
             self.watchers.notify_progress(header);
         }
-        self.waiting.retain(|_, reply| !reply.is_closed());
         self.maybe_snapshot();
     }
 
@@ -599,7 +604,7 @@ impl Core {
                 )),
             },
             Action::ReadReady { id } => {
-                if let Some(reply) = self.waiting.remove(&id) {
+                if let Some(reply) = self.requests.answer(id) {
                     let _ = reply.send(Ok(Applied::Read(self.publish())));
                 }
             }
@@ -635,7 +640,7 @@ impl Core {
         self.view_stale = true;
         let result = self.apply_op(op);
         if command.origin == self.me.0 {
-            if let Some(reply) = self.waiting.remove(&command.id) {
+            if let Some(reply) = self.requests.answer(command.id) {
                 let _ = reply.send(result);
             }
         }
@@ -927,7 +932,9 @@ impl Core {
         for id in std::mem::take(&mut self.failed_reads) {
             self.read_by_barrier(id);
         }
-        self.fail_requests_if_leader_changed();
+        for failed in self.requests.leader_is(self.replica.leader()) {
+            refuse(failed);
+        }
         self.dispatch_events();
         self.journal_for_watchers();
         if self.view_stale {
@@ -952,33 +959,6 @@ impl Core {
         if !events.is_empty() {
             let header = self.header();
             self.watchers.dispatch(&events, header);
-        }
-    }
-
-    /// When the leader changes, requests sent to the old one may be lost with it: answer
-    /// them now with etcd's retryable "leader changed" rather than let clients wait out
-    /// their deadline. (Their outcome is unknown, as with any error: one may still apply.)
-    fn fail_requests_if_leader_changed(&mut self) {
-        let leader = self.replica.leader();
-        if leader == self.last_leader {
-            return;
-        }
-        let previous = std::mem::replace(&mut self.last_leader, leader);
-        if previous.is_none() {
-            return;
-        }
-        let unsent: std::collections::HashSet<u64> =
-            self.unproposed.iter().map(|(id, _)| *id).collect();
-        let failed: Vec<u64> = self
-            .waiting
-            .keys()
-            .copied()
-            .filter(|id| !unsent.contains(id))
-            .collect();
-        for id in failed {
-            if let Some(reply) = self.waiting.remove(&id) {
-                let _ = reply.send(Err(Status::unavailable("etcdserver: leader changed")));
-            }
         }
     }
 
@@ -1082,6 +1062,12 @@ fn changes_the_store<C>(action: &Action<C>) -> bool {
         action,
         Action::Apply { .. } | Action::InstallSnapshot { .. }
     )
+}
+
+/// Answers a request the core could not serve, with etcd's error for why (see
+/// [`node::requests`]: "no leader" and "leader changed" only where nothing was applied).
+fn refuse((reply, failure): (Reply<Applied>, Failure)) {
+    let _ = reply.send(Err(Status::unavailable(failure.message())));
 }
 
 fn alarm_member((member_id, alarm): (u64, i32)) -> pb::AlarmMember {

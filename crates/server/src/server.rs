@@ -92,6 +92,8 @@ pub async fn run(
     let peers = transport::dial(me.id, config.cluster_id, &others);
 
     let (inputs, queue) = tokio::sync::mpsc::unbounded_channel();
+    // etcd's: long enough to ride out an election or two.
+    let request_timeout = Duration::from_secs(5) + 2 * config.election_timeout;
     let parts = Parts {
         me: me.id,
         cluster_id: config.cluster_id,
@@ -107,6 +109,7 @@ pub async fn run(
             fragment_bytes: config.max_request_bytes,
             progress_interval: Duration::from_secs(600),
             quota_bytes: config.quota_backend_bytes,
+            request_timeout,
         },
         attributes: kv::MemberAttributes {
             name: config.name.clone(),
@@ -128,7 +131,7 @@ pub async fn run(
         member_id: me.id.0,
         members: config.members.clone(),
         max_request_bytes: config.max_request_bytes,
-        request_timeout: Duration::from_secs(5) + 2 * config.election_timeout,
+        request_timeout,
     };
     let handle = Handle::new(inputs.clone(), views, info);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -44,13 +44,15 @@ async fn member_status(endpoint: &str) -> Option<(u64, u64)> {
     Some((status.header()?.member_id(), status.leader()))
 }
 
+/// What the clients saw: the history, and every failed put's value with its error.
+#[derive(Default)]
+struct Seen {
+    history: Vec<serde_json::Value>,
+    failed_puts: Vec<(String, String)>,
+}
+
 /// One client's closed loop of puts and gets, each recorded as a history line.
-async fn client_loop(
-    id: u64,
-    endpoints: Vec<String>,
-    start: Instant,
-    history: Arc<Mutex<Vec<serde_json::Value>>>,
-) {
+async fn client_loop(id: u64, endpoints: Vec<String>, start: Instant, seen: Arc<Mutex<Seen>>) {
     let Ok(mut client) = Client::connect(urls(&endpoints), options()).await else {
         return;
     };
@@ -62,6 +64,9 @@ async fn client_loop(
         let line = if seq % 2 == 0 {
             let value = format!("c{id}-{seq}");
             let result = client.put(key.clone(), value.clone(), None).await;
+            if let (Err(e), Ok(mut seen)) = (&result, seen.lock()) {
+                seen.failed_puts.push((value.clone(), e.to_string()));
+            }
             let ret = result.is_ok().then(|| micros(start));
             json!({"client": id, "key": key, "op": "put", "value": value, "call": call, "return": ret})
         } else {
@@ -82,8 +87,8 @@ async fn client_loop(
             }
         };
         let failed = line["return"].is_null();
-        if let Ok(mut history) = history.lock() {
-            history.push(line);
+        if let Ok(mut seen) = seen.lock() {
+            seen.history.push(line);
         }
         if failed {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -101,7 +106,7 @@ fn killing_the_leader_under_load_loses_no_acknowledged_write() {
         .enable_all()
         .build()
         .unwrap();
-    let history = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::new(Mutex::new(Seen::default()));
     let start = Instant::now();
 
     let leader = runtime.block_on(async {
@@ -115,7 +120,7 @@ fn killing_the_leader_under_load_loses_no_acknowledged_write() {
             .expect("the leader is a member")
     });
     let clients: Vec<_> = (0..CLIENTS)
-        .map(|id| runtime.spawn(client_loop(id, endpoints.clone(), start, history.clone())))
+        .map(|id| runtime.spawn(client_loop(id, endpoints.clone(), start, seen.clone())))
         .collect();
     std::thread::sleep(KILL_AT.saturating_sub(start.elapsed()));
     c.kill(leader);
@@ -126,7 +131,10 @@ fn killing_the_leader_under_load_loses_no_acknowledged_write() {
         }
     });
 
-    let history = history.lock().unwrap().clone();
+    let Seen {
+        history,
+        failed_puts,
+    } = std::mem::take(&mut *seen.lock().unwrap());
     let acknowledged_after = history
         .iter()
         .filter(|op| {
@@ -208,11 +216,69 @@ fn killing_the_leader_under_load_loses_no_acknowledged_write() {
         "members disagree: {hashes:?}\n{}",
         c.logs()
     );
+    // A put answered with an error that says it was not applied ("no leader", "leader
+    // changed") never took effect: no revision of any key ever held its value.
+    let not_applied: Vec<&(String, String)> = failed_puts
+        .iter()
+        .filter(|(_, e)| e.contains("no leader") || e.contains("leader changed"))
+        .collect();
+    let mut errors = std::collections::BTreeMap::new();
+    for (_, error) in &failed_puts {
+        *errors
+            .entry(error.chars().take(100).collect::<String>())
+            .or_insert(0) += 1;
+    }
+    eprintln!(
+        "{} puts failed, {} of them said not applied: {errors:#?}",
+        failed_puts.len(),
+        not_applied.len()
+    );
+    let written = runtime.block_on(every_value_written(&endpoints));
+    for (value, error) in not_applied {
+        assert!(
+            !written.contains(value),
+            "a put answered {error:?} was applied: {value}"
+        );
+    }
     assert!(
         c.log(leader).contains("installed a snapshot from a peer"),
         "the restarted member should have caught up by snapshot\n{}",
         c.logs()
     );
+}
+
+/// Every value any key under `k` ever held, from its whole history (a watch from
+/// revision 1: nothing is compacted here).
+#[allow(clippy::unwrap_used, clippy::expect_used)] // Test support: a failure is the report.
+async fn every_value_written(endpoints: &[String]) -> std::collections::HashSet<String> {
+    let mut client = Client::connect(urls(endpoints), options()).await.unwrap();
+    let now = client
+        .get("k", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    let from_the_start = etcd_client::WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(1);
+    let mut stream = client.watch("k", Some(from_the_start)).await.unwrap();
+    let mut values = std::collections::HashSet::new();
+    let mut reached = 0;
+    while reached < now {
+        let answer = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("the watch replays the history")
+            .unwrap()
+            .expect("the watch stays open");
+        for event in answer.events() {
+            if let Some(kv) = event.kv() {
+                values.insert(String::from_utf8_lossy(kv.value()).into_owned());
+                reached = reached.max(kv.mod_revision());
+            }
+        }
+    }
+    values
 }
 
 /// One client's puts of keys of its own, each new; the keys acknowledged.

@@ -58,9 +58,13 @@ pub struct Info {
     pub members: Vec<Member>,
     /// The largest request accepted.
     pub max_request_bytes: usize,
-    /// How long a request may wait for the cluster.
+    /// How long a request may wait for the cluster: the core answers it by then (with a
+    /// time-out, or "no leader" if its command never reached a leader).
     pub request_timeout: Duration,
 }
+
+/// How much longer than its deadline a handler waits for the core's answer.
+const BACKSTOP: Duration = Duration::from_secs(2);
 
 /// etcd's answer when the cluster could not complete a request in time.
 pub fn timed_out() -> Status {
@@ -93,7 +97,10 @@ impl Handle {
     }
 
     async fn wait<T>(&self, rx: oneshot::Receiver<Result<T, Status>>) -> Result<T, Status> {
-        match tokio::time::timeout(self.info.request_timeout, rx).await {
+        // The core answers every request by its deadline; this one only guards against a
+        // core that stopped answering (the outcome is then unknown: a time-out).
+        let backstop = self.info.request_timeout + BACKSTOP;
+        match tokio::time::timeout(backstop, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(stopped()),
             Err(_) => Err(timed_out()),

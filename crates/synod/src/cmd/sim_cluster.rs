@@ -203,7 +203,8 @@ fn summary(args: &ClusterArgs, seed: u64, report: &Report) -> String {
     let s = &report.stats;
     let mut text = format!(
         "seed {seed}: {} replicas ({}), {} clients on {} keys, {} ticks of faults\n\
-         operations: {} completed, {} unknown (timed out); {} slots chosen\n\
+         operations: {} completed, {} unknown (timed out), {} write attempts refused as \
+         not applied (and retried); {} slots chosen\n\
          faults: {} messages ({} lost, {} duplicated), {} partitions, {} crashes, \
          {} pauses, {} slow disks\n\
          elections: {}; snapshots: {}; applies ahead of a sync: {}; trace hash {:016x}\n",
@@ -214,6 +215,7 @@ fn summary(args: &ClusterArgs, seed: u64, report: &Report) -> String {
         args.duration_ticks,
         s.ops_ok,
         s.ops_unknown,
+        s.not_applied,
         s.slots,
         s.messages,
         s.lost,
@@ -235,7 +237,8 @@ fn summary(args: &ClusterArgs, seed: u64, report: &Report) -> String {
         };
         let _ = writeln!(
             text,
-            "checkers: agreement ok, linearizability {linearizable}, durability ok, liveness ok"
+            "checkers: agreement ok, linearizability {linearizable}, durability ok, liveness ok, \
+             truthful errors ok"
         );
     } else {
         text.push_str(&failure_text(args, seed, report));
@@ -283,6 +286,17 @@ fn failure_text(args: &ClusterArgs, seed: u64, report: &Report) -> String {
             }
             Failure::Liveness(problem) => {
                 let _ = writeln!(text, "  liveness: {problem}");
+            }
+            Failure::Truthfulness {
+                slot,
+                request,
+                answer,
+            } => {
+                let _ = writeln!(
+                    text,
+                    "  truthfulness: {request} was answered \"{answer}\" (not applied), \
+                     yet chosen at slot {slot}"
+                );
             }
         }
     }
