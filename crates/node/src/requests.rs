@@ -82,6 +82,10 @@ struct Waiting<R> {
 pub struct Requests<R, C> {
     timeout: Duration,
     waiting: HashMap<u64, Waiting<R>>,
+    /// Every request's deadline, in arrival order, which is deadline order (one timeout,
+    /// and time passed in never goes back): an expiry looks only at the expired ones, and
+    /// at the answered ones ahead of the first still waiting.
+    deadlines: VecDeque<(Duration, u64)>,
     /// Commands no leader took yet, by request id (0: the member's own, nobody waits).
     parked: VecDeque<(u64, C)>,
     parked_max: usize,
@@ -97,6 +101,7 @@ impl<R, C> Requests<R, C> {
         Requests {
             timeout,
             waiting: HashMap::new(),
+            deadlines: VecDeque::new(),
             parked: VecDeque::new(),
             parked_max,
             leader: None,
@@ -107,13 +112,22 @@ impl<R, C> Requests<R, C> {
 
     /// Request `id` arrived at `now`; `reply` answers it.
     pub fn insert(&mut self, id: u64, kind: Kind, reply: R, now: Duration) {
+        let deadline = now + self.timeout;
+        debug_assert!(
+            self.deadlines
+                .back()
+                .is_none_or(|&(last, _)| last <= deadline),
+            "time went back"
+        );
         let waiting = Waiting {
             reply,
             kind,
-            deadline: now + self.timeout,
+            deadline,
             leader_changed: false,
         };
-        self.waiting.insert(id, waiting);
+        let replaced = self.waiting.insert(id, waiting);
+        debug_assert!(replaced.is_none(), "request {id} is waiting already");
+        self.deadlines.push_back((deadline, id));
     }
 
     /// Request `id` was served (its command applied here, or its read may be served):
@@ -185,34 +199,30 @@ impl<R, C> Requests<R, C> {
     /// Answers every request whose deadline is past at `now`: a parked one with
     /// [`Failure::NoLeader`] (its command is dropped), any other with a time-out.
     pub fn expire(&mut self, now: Duration) -> Vec<(R, Failure)> {
-        let mut expired: Vec<(u64, Failure)> = self
-            .waiting
-            .iter()
-            .filter(|(_, w)| w.deadline <= now)
-            .map(|(&id, w)| {
-                let failure = if w.leader_changed {
-                    Failure::TimedOutLeaderFailure
-                } else {
-                    Failure::TimedOut
-                };
-                (id, failure)
-            })
-            .collect();
-        // Deterministic order, whatever the map's: the simulator replays from a seed.
-        expired.sort_unstable_by_key(|&(id, _)| id);
-        let parked: std::collections::HashSet<u64> =
-            self.parked.iter().map(|(id, _)| *id).collect();
-        for (id, failure) in &mut expired {
-            if parked.contains(id) {
-                *failure = Failure::NoLeader;
+        let mut expired = Vec::new();
+        while let Some(&(deadline, id)) = self.deadlines.front() {
+            // Answered already (or a later request under a reused id): drop it, due or
+            // not, so that under load the queue holds about what is still waiting.
+            let Some(waiting) = self.waiting.get(&id).filter(|w| w.deadline == deadline) else {
+                self.deadlines.pop_front();
+                continue;
+            };
+            if deadline > now {
+                break;
             }
+            self.deadlines.pop_front();
+            let parked = self.parked.iter().position(|(p, _)| *p == id);
+            let failure = match parked {
+                Some(at) => {
+                    self.parked.remove(at);
+                    Failure::NoLeader
+                }
+                None if waiting.leader_changed => Failure::TimedOutLeaderFailure,
+                None => Failure::TimedOut,
+            };
+            expired.extend(self.fail(id, failure));
         }
-        let gone: std::collections::HashSet<u64> = expired.iter().map(|&(id, _)| id).collect();
-        self.parked.retain(|(id, _)| !gone.contains(id));
         expired
-            .into_iter()
-            .filter_map(|(id, failure)| self.fail(id, failure))
-            .collect()
     }
 
     /// Forgets the requests whose clients went away (`gone` says which), and their parked
@@ -220,6 +230,7 @@ impl<R, C> Requests<R, C> {
     pub fn forget(&mut self, mut gone: impl FnMut(&R) -> bool) {
         self.waiting.retain(|_, w| !gone(&w.reply));
         let waiting = &self.waiting;
+        self.deadlines.retain(|(_, id)| waiting.contains_key(id));
         self.parked
             .retain(|(id, _)| *id == 0 || waiting.contains_key(id));
     }
@@ -350,6 +361,32 @@ mod tests {
         t.forget(|reply| *reply == "gone");
         assert_eq!(t.len(), 1);
         assert_eq!(t.unpark(), vec![(2, "c2"), (0, "own")]);
+    }
+
+    #[test]
+    fn answered_requests_leave_the_deadline_queue_and_ids_can_be_reused() {
+        let mut t = table();
+        for id in 1..=100 {
+            t.insert(id, Kind::Write, "w", SECOND);
+        }
+        for id in 2..=100 {
+            t.answer(id);
+        }
+        // Only request 1 is due; the answered ones behind it stay until it goes.
+        assert_eq!(t.expire(2 * SECOND), vec![]);
+        assert_eq!(t.deadlines.len(), 100);
+        assert_eq!(t.answer(1), Some("w"));
+        assert_eq!(t.expire(2 * SECOND), vec![]);
+        assert!(
+            t.deadlines.is_empty(),
+            "answered requests pruned before their deadline"
+        );
+        // An id answered and used again expires by its new deadline only.
+        t.insert(7, Kind::Write, "old", SECOND);
+        t.answer(7);
+        t.insert(7, Kind::Write, "new", 3 * SECOND);
+        assert_eq!(t.expire(6 * SECOND), vec![]);
+        assert_eq!(t.expire(8 * SECOND), vec![("new", Failure::TimedOut)]);
     }
 
     #[test]

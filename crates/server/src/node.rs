@@ -930,7 +930,10 @@ impl Core {
     /// After a burst of inputs: feed watchers, publish the view.
     fn settle(&mut self) {
         for id in std::mem::take(&mut self.failed_reads) {
-            self.read_by_barrier(id);
+            // A read answered meanwhile (a leader change fails reads) needs no barrier.
+            if self.requests.is_waiting(id) {
+                self.read_by_barrier(id);
+            }
         }
         for failed in self.requests.leader_is(self.replica.leader()) {
             refuse(failed);

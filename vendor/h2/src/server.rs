@@ -1703,12 +1703,18 @@ impl proto::Peer for Peer {
         //
         // Synod's patch: an :authority that is not a valid URI authority is
         // ignored (the request proceeds without one) instead of resetting the
-        // stream, as grpc-go's server does. etcd clients send such values:
+        // stream, as grpc-go's server does (except on CONNECT). etcd clients send such values:
         // etcdctl 3.4 sends the endpoint URL (`http://127.0.0.1:2379`), and
         // clientv3 3.5.0 sent `#initially=[...]`.
         if let Some(authority) = pseudo.authority {
             match uri::Authority::from_maybe_shared(authority.clone().into_inner()) {
                 Ok(valid) => parts.authority = Some(valid),
+                // CONNECT names its target by its authority: it must be valid.
+                Err(why) if is_connect => malformed!(
+                    "malformed headers: malformed authority ({:?}): {}",
+                    authority,
+                    why,
+                ),
                 Err(why) => tracing::debug!(
                     "ignoring a malformed authority ({:?}): {}",
                     authority,

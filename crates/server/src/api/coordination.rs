@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use super::{unexpected, Handle};
-use crate::node::Applied;
+use crate::node::{Applied, View};
 use crate::proto::etcdserverpb::{self as pb, compare, request_op, response_op};
 use crate::proto::mvccpb;
 use crate::proto::synodpb::command::Op;
@@ -103,6 +103,17 @@ pub async fn first_created(
     last: bool,
 ) -> Result<(Option<mvccpb::KeyValue>, pb::ResponseHeader), Status> {
     let view = handle.linearizable().await?;
+    let kv = first_created_in(&view, prefix, max_create, last)?;
+    Ok((kv, view.header))
+}
+
+/// [`first_created`] in `view`.
+fn first_created_in(
+    view: &View,
+    prefix: &[u8],
+    max_create: i64,
+    last: bool,
+) -> Result<Option<mvccpb::KeyValue>, Status> {
     let range = kv::Range {
         key: prefix.to_vec(),
         range_end: prefix_end(prefix),
@@ -117,8 +128,26 @@ pub async fn first_created(
         ..kv::Range::default()
     };
     let answer = view.store.range(&range).map_err(crate::convert::status)?;
-    let kv = answer.kvs.into_iter().next().map(crate::convert::key_value);
-    Ok((kv, view.header))
+    Ok(answer.kvs.into_iter().next().map(crate::convert::key_value))
+}
+
+/// Whether `key` exists in `view` as created at `revision`.
+fn holds(view: &View, key: &[u8], revision: i64) -> Result<bool, Status> {
+    let range = kv::Range {
+        key: key.to_vec(),
+        ..kv::Range::default()
+    };
+    let answer = view.store.range(&range).map_err(crate::convert::status)?;
+    Ok(answer
+        .kvs
+        .first()
+        .is_some_and(|kv| kv.create_revision == revision))
+}
+
+/// etcd's answer (its `concurrency` package's) when a contender's key went while it
+/// waited: its lease expired, or someone deleted it.
+fn session_expired() -> Status {
+    Status::unknown("session expired")
 }
 
 /// A server-side watch of a key or range from a revision on.
@@ -184,19 +213,25 @@ impl Drop for ServerWatch {
 }
 
 /// Waits until no key under `prefix` created before `revision` remains: the contender
-/// holding `revision` is then first.
+/// holding `key`, created at `revision`, is then first. If its key went meanwhile (its
+/// lease expired while this member could not keep it alive, or it was deleted), the wait
+/// fails: whoever came next may hold the lock already.
 pub async fn wait_for_turn(
     handle: &Handle,
     prefix: &[u8],
+    key: &[u8],
     revision: i64,
 ) -> Result<pb::ResponseHeader, Status> {
     loop {
-        let (before, header) = first_created(handle, prefix, revision - 1, true).await?;
-        let Some(before) = before else {
-            return Ok(header);
+        let view = handle.linearizable().await?;
+        let Some(before) = first_created_in(&view, prefix, revision - 1, true)? else {
+            if !holds(&view, key, revision)? {
+                return Err(session_expired());
+            }
+            return Ok(view.header);
         };
-        let mut watch =
-            ServerWatch::start(handle, before.key.clone(), Vec::new(), header.revision + 1)?;
+        let from = view.header.revision + 1;
+        let mut watch = ServerWatch::start(handle, before.key.clone(), Vec::new(), from)?;
         loop {
             let Some(events) = watch.next().await else {
                 return Err(Status::unavailable("etcdserver: watch ended while waiting"));
@@ -230,11 +265,15 @@ pub const SESSION_TTL_SECONDS: i64 = 60;
 /// etcd's lock and election services do (`concurrency.NewSession`): the contender's key is
 /// created under it, so a lock held by a client that died expires. It is kept alive while
 /// the call waits; once the call returns it is left to run out (the holder unlocks, or it
-/// expires [`SESSION_TTL_SECONDS`] after its last refresh).
+/// expires [`SESSION_TTL_SECONDS`] after its last refresh). Dropped before that (the call
+/// was abandoned or failed), it is revoked, which deletes the key made under it.
 #[derive(Debug)]
 pub struct Session {
+    handle: Handle,
     id: i64,
-    keep_alive: tokio::task::JoinHandle<()>,
+    keep_alive: Option<tokio::task::JoinHandle<()>>,
+    /// Revoke the lease when dropped.
+    armed: bool,
 }
 
 impl Session {
@@ -243,16 +282,25 @@ impl Session {
         if lease != 0 {
             return Ok(None);
         }
+        // The id is chosen here rather than by the store, so that a call abandoned while
+        // its grant is under way still revokes it (a revoke that finds nothing is harmless).
+        let id = random_lease_id();
+        let mut session = Session {
+            handle: handle.clone(),
+            id,
+            keep_alive: None,
+            armed: true,
+        };
         let grant = pb::LeaseGrantRequest {
             ttl: SESSION_TTL_SECONDS,
-            id: 0,
+            id,
         };
-        let id = match handle.propose(Op::LeaseGrant(grant)).await? {
-            Applied::LeaseGrant(answer) => answer.id,
+        match handle.propose(Op::LeaseGrant(grant)).await? {
+            Applied::LeaseGrant(_) => {}
             other => return Err(unexpected(&other)),
-        };
+        }
         let refresh = handle.clone();
-        let keep_alive = tokio::spawn(async move {
+        session.keep_alive = Some(tokio::spawn(async move {
             let every = std::time::Duration::from_secs(SESSION_TTL_SECONDS.unsigned_abs() / 3);
             loop {
                 tokio::time::sleep(every).await;
@@ -260,20 +308,49 @@ impl Session {
                     .propose(Op::LeaseKeepAlive(pb::LeaseKeepAliveRequest { id }))
                     .await;
             }
-        });
-        Ok(Some(Session { id, keep_alive }))
+        }));
+        Ok(Some(session))
     }
 
     /// The lease's id.
     pub fn id(&self) -> i64 {
         self.id
     }
+
+    /// The call returned: stop refreshing the lease and leave it to run out.
+    fn orphan(mut self) {
+        self.armed = false;
+    }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.keep_alive.abort();
+        if let Some(keep_alive) = &self.keep_alive {
+            keep_alive.abort();
+        }
+        if self.armed {
+            let id = self.id;
+            spawn_cleanup(&self.handle, Op::LeaseRevoke(pb::LeaseRevokeRequest { id }));
+        }
     }
+}
+
+/// A random positive lease id (etcd's are random too; 0 means "none").
+fn random_lease_id() -> i64 {
+    let drawn = rand_core::TryRngCore::try_next_u64(&mut rand_core::OsRng).unwrap_or(1);
+    i64::try_from(drawn >> 1).unwrap_or(1).max(1)
+}
+
+/// Proposes `op` in the background, if the member still runs (outside a runtime it is
+/// shutting down, and there is nobody to tell).
+fn spawn_cleanup(handle: &Handle, op: Op) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let handle = handle.clone();
+    runtime.spawn(async move {
+        let _ = handle.propose(op).await;
+    });
 }
 
 /// A contender's key under `name/`, created under its lease, with the guard that gives it
@@ -313,8 +390,8 @@ impl Claim {
     /// Waits until this claim is first in line (see [`wait_for_turn`]), then keeps it: the
     /// key stays, and a session lease is left to run out.
     pub async fn wait_for_turn(self, name: &[u8]) -> Result<pb::ResponseHeader, Status> {
-        let header =
-            wait_for_turn(&self.abandon.handle, &prefix(name), self.kv.create_revision).await?;
+        let (handle, key) = (&self.abandon.handle, &self.kv.key);
+        let header = wait_for_turn(handle, &prefix(name), key, self.kv.create_revision).await?;
         self.abandon.disarm();
         Ok(header)
     }
@@ -335,7 +412,9 @@ impl Abandon {
     /// The wait succeeded: keep the key (and let a session lease run out).
     fn disarm(mut self) {
         self.key = None;
-        self.session = None;
+        if let Some(session) = self.session.take() {
+            session.orphan();
+        }
     }
 }
 
@@ -344,20 +423,13 @@ impl Drop for Abandon {
         let Some(key) = self.key.take() else {
             return;
         };
-        // Outside a runtime the member is shutting down: there is nobody to tell.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let handle = self.handle.clone();
-        let session = self.session.take().map(|s| s.id());
-        runtime.spawn(async move {
-            let _ = match session {
-                Some(id) => handle
-                    .propose(Op::LeaseRevoke(pb::LeaseRevokeRequest { id }))
-                    .await
-                    .map(drop),
-                None => delete_key(&handle, key).await.map(drop),
+        // A session lease is revoked as it drops, and its key with it.
+        if self.session.take().is_none() {
+            let delete = pb::DeleteRangeRequest {
+                key,
+                ..pb::DeleteRangeRequest::default()
             };
-        });
+            spawn_cleanup(&self.handle, Op::DeleteRange(delete));
+        }
     }
 }
