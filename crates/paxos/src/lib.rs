@@ -16,8 +16,10 @@
 //!   the exhaustive model check (`synod/model_check.rs`, on the explorer in `explore.rs`).
 //! - [`multi`]: Multi-Paxos, the replicated log every Synod node runs:
 //!   [`multi::Replica`] (acceptor, learner and leader in one), its election timers, its
-//!   log, its [`multi::Message`]s and [`multi::Action`]s, and [`multi::SnapshotData`], the
-//!   handle on a snapshot's bytes (in memory or in a file) it serves laggards from. Its
+//!   log, its [`multi::Message`]s and [`multi::Action`]s, the [`multi::Sequencer`] every
+//!   driver runs the actions through (their durability contract, in one place), and
+//!   [`multi::SnapshotData`], the handle on a snapshot's bytes (in memory or in a file) it
+//!   serves laggards from. Its
 //!   tests include an in-memory cluster (`multi/cluster.rs`) for scenario tests.
 //!
 //! `docs/PROTOCOL.md` explains every rule and why it exists.

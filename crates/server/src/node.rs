@@ -4,15 +4,13 @@
 //! that checked the engine.
 //!
 //! # The order of actions
-//! The replica's actions run in the order it emitted them, and each waits for every
-//! persist emitted before it: persists go to the [`Persister`] (it keeps their order,
-//! and a later write durable implies every earlier one), while sends and read answers
-//! queue behind the last persist before them until storage reports it durable. So no
-//! message reports state that is not on disk. Two exceptions: a commit
-//! hint alone (`Write::Commit`) holds nothing up (the engine may lose it; the commit
-//! point is learned again), and applies wait only for the applies and snapshot installs
-//! before them, since a chosen slot is durable on a quorum already (see `Blocked`).
-//! The simulator's driver does the same, under crashes.
+//! The replica's actions go through a [`Sequencer`], the one implementation of their
+//! durability contract (`paxos::multi::sequencer`), which the simulator and the engine's
+//! test cluster run too: persists go to the [`Persister`] as numbered submissions (it
+//! keeps their order, and a later write durable implies every earlier one), and sends and
+//! read answers wait behind the last submission before them until storage reports it
+//! durable. So no message reports state that is not on disk. Applies wait only for the
+//! applies and snapshot installs before them, and a commit hint alone holds nothing up.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -20,7 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use node::requests::{Failure, Kind, Requests};
-use paxos::multi::{Action, Entry, Message, ProposeError, Replica, RoleKind, Slot, SnapshotData};
+use paxos::multi::{
+    Action, Entry, Message, ProposeError, Replica, RoleKind, Sequencer, Slot, SnapshotData, Step,
+};
 use paxos::NodeId;
 use prost::Message as _;
 use rand_pcg::Pcg64;
@@ -171,14 +171,8 @@ pub struct Core {
     options: CoreOptions,
     /// Messages this replica sent itself.
     local: VecDeque<Message<Payload>>,
-    /// Actions waiting for a persist.
-    blocked: Blocked<Payload>,
-    submitted: u64,
-    /// The latest submission later actions must wait for (a commit hint alone is not).
-    required: u64,
-    durable: u64,
-    /// The latest commit point not yet given to storage (see [`Core::submit`]).
-    commit_hint: Option<Slot>,
+    /// The durability contract: what of the replica's actions may run when.
+    sequencer: Sequencer<Payload>,
     next_id: u64,
     /// The clients' requests, and the commands waiting for a leader (retried every tick).
     requests: Requests<Reply<Applied>, Payload>,
@@ -264,11 +258,7 @@ impl Core {
             peers: parts.peers,
             options: parts.options,
             local: VecDeque::new(),
-            blocked: Blocked::default(),
-            submitted: 0,
-            required: 0,
-            durable: 0,
-            commit_hint: None,
+            sequencer: Sequencer::new(),
             // Random, so that an entry this member proposed before a restart, applied
             // again during recovery, cannot answer a new request with the same number.
             next_id: rand_core::TryRngCore::try_next_u64(&mut rand_core::OsRng).unwrap_or(1) >> 1,
@@ -382,8 +372,10 @@ impl Core {
             Input::Persisted((_, Err(e))) => self.fail(format!("storage failed: {e}")),
             Input::Persisted((tag, Ok(()))) => {
                 self.persister.finished(tag);
-                self.durable = self.durable.max(tag);
-                self.release_blocked();
+                for action in self.sequencer.durable(tag) {
+                    self.execute(action);
+                }
+                self.drain_local();
             }
             Input::SnapshotReady(index, written) => {
                 self.snapshotting = false;
@@ -469,7 +461,9 @@ impl Core {
     fn on_tick(&mut self) {
         let actions = self.replica.tick();
         self.run_actions(actions);
-        self.flush_commit_hint();
+        if let Some(step) = self.sequencer.flush_commit_hint() {
+            self.take_step(step);
+        }
         // Commands whose clients gave up are dropped rather than proposed late.
         self.requests.forget(|reply| reply.is_closed());
         for (id, payload) in self.requests.unpark() {
@@ -497,70 +491,23 @@ impl Core {
     }
 
     /// Hands persists to storage and carries out the other actions, or holds them
-    /// (see [`Blocked`] and the module's documentation).
+    /// (the [`Sequencer`] decides).
     fn schedule(&mut self, actions: Vec<Action<Payload>>) {
-        let mut writes = Vec::new();
-        for action in actions {
-            if let Action::Persist(write) = action {
-                writes.push(write);
-                continue;
-            }
-            if !writes.is_empty() {
-                self.submit(std::mem::take(&mut writes));
-            }
-            if let Some(action) = self.blocked.admit(action, self.required, self.durable) {
-                self.execute(action);
-            }
-        }
-        if !writes.is_empty() {
-            self.submit(writes);
+        for step in self.sequencer.schedule(actions) {
+            self.take_step(step);
         }
     }
 
-    fn submit(&mut self, mut writes: Vec<paxos::multi::Write<Payload>>) {
-        use paxos::multi::Write;
-        // The commit point is a hint the engine may lose (it is learned again): it rides
-        // on the next write that needs a sync, or a quiet tick's, rather than force a sync
-        // of its own on every member after every write, which the next write's sync would
-        // then queue behind on the disk. Applies after it never wait for it.
-        if writes.iter().all(|w| matches!(w, Write::Commit(_))) {
-            for write in writes {
-                if let Write::Commit(through) = write {
-                    self.commit_hint = self.commit_hint.max(Some(through));
+    fn take_step(&mut self, step: Step<Payload>) {
+        match step {
+            // With a ring the writes go out at the end of the burst (`flush_writes`).
+            Step::Persist { tag, writes } => {
+                if !self.persister.submit(tag, writes) {
+                    self.fail("the storage committer stopped".into());
                 }
             }
-            return;
+            Step::Run(action) => self.execute(action),
         }
-        if let Some(through) = self.commit_hint.take() {
-            writes.push(Write::Commit(through));
-        }
-        self.submitted += 1;
-        self.required = self.submitted;
-        self.hand_to_storage(self.submitted, writes);
-    }
-
-    /// Gives storage the commit point no write has carried (on a tick, so a quiet
-    /// member's is at most a tick behind on disk). Nothing waits for it.
-    fn flush_commit_hint(&mut self) {
-        if let Some(through) = self.commit_hint.take() {
-            self.submitted += 1;
-            let writes = vec![paxos::multi::Write::Commit(through)];
-            self.hand_to_storage(self.submitted, writes);
-        }
-    }
-
-    fn hand_to_storage(&mut self, tag: u64, writes: Vec<paxos::multi::Write<Payload>>) {
-        // With a ring the writes go out at the end of the burst (`flush_writes`).
-        if !self.persister.submit(tag, writes) {
-            self.fail("the storage committer stopped".into());
-        }
-    }
-
-    fn release_blocked(&mut self) {
-        while let Some(action) = self.blocked.release(self.durable) {
-            self.execute(action);
-        }
-        self.drain_local();
     }
 
     fn drain_local(&mut self) {
@@ -1003,70 +950,6 @@ impl Core {
     }
 }
 
-/// Actions held until a persist before them is durable, each with the tag of the
-/// submission it waits for.
-///
-/// Everything waits for the persists emitted before it, except applies: an apply waits
-/// only for the applies and snapshot installs held before it (the store changes in log
-/// order). An apply needs no sync here, because its slot is chosen, so its value is
-/// durable on a phase-2 quorum already and answering its client is safe. A follower's
-/// own vote is often the last of a quorum to reach the disk, and a put through it waited
-/// for that. A crash can roll the store back to the durable log, from which the slots
-/// are learned again. Snapshots stay behind the log: their records go through the
-/// committer after the votes they cover, and recovery trusts only a recorded one. etcd
-/// applies committed entries before its own WAL write returns in the same way.
-#[derive(Debug)]
-struct Blocked<C> {
-    queue: VecDeque<(u64, Action<C>)>,
-    /// How many held actions change the store (applies and snapshot installs).
-    store_changes: usize,
-}
-
-impl<C> Default for Blocked<C> {
-    fn default() -> Self {
-        Blocked {
-            queue: VecDeque::new(),
-            store_changes: 0,
-        }
-    }
-}
-
-impl<C> Blocked<C> {
-    /// Returns `action` if it may run now, when submissions through `durable` are
-    /// durable and everything before it waits for submission `required`; holds it if
-    /// not.
-    fn admit(&mut self, action: Action<C>, required: u64, durable: u64) -> Option<Action<C>> {
-        let apply = matches!(action, Action::Apply { .. });
-        if (apply && self.store_changes == 0) || (self.queue.is_empty() && durable >= required) {
-            return Some(action);
-        }
-        if changes_the_store(&action) {
-            self.store_changes += 1;
-        }
-        self.queue.push_back((required, action));
-        None
-    }
-
-    /// The next held action that may run now that submissions through `durable` are.
-    fn release(&mut self, durable: u64) -> Option<Action<C>> {
-        if self.queue.front().is_none_or(|(tag, _)| *tag > durable) {
-            return None;
-        }
-        let (_, action) = self.queue.pop_front()?;
-        if changes_the_store(&action) {
-            self.store_changes -= 1;
-        }
-        Some(action)
-    }
-}
-
-fn changes_the_store<C>(action: &Action<C>) -> bool {
-    matches!(
-        action,
-        Action::Apply { .. } | Action::InstallSnapshot { .. }
-    )
-}
-
 /// Answers a request the core could not serve, with etcd's error for why (see
 /// [`node::requests`]: "no leader" and "leader changed" only where nothing was applied).
 fn refuse((reply, failure): (Reply<Applied>, Failure)) {
@@ -1075,75 +958,4 @@ fn refuse((reply, failure): (Reply<Applied>, Failure)) {
 
 fn alarm_member((member_id, alarm): (u64, i32)) -> pb::AlarmMember {
     pb::AlarmMember { member_id, alarm }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use paxos::multi::Message;
-
-    fn apply(slot: Slot) -> Action<u64> {
-        Action::Apply {
-            slot,
-            entry: Entry::Command(slot),
-        }
-    }
-
-    fn send(to: u64) -> Action<u64> {
-        Action::Send {
-            to: NodeId(to),
-            message: Message::Nack {
-                ballot: paxos::Ballot::ZERO,
-                promised: paxos::Ballot::ZERO,
-            },
-        }
-    }
-
-    fn install(index: Slot) -> Action<u64> {
-        Action::InstallSnapshot {
-            index,
-            data: SnapshotData::from(vec![1, 2, 3]),
-        }
-    }
-
-    #[test]
-    fn applies_run_ahead_of_the_persists_before_them() {
-        let mut blocked = Blocked::default();
-        // Submission 1 is not yet durable: a send after it waits, an apply does not.
-        assert_eq!(blocked.admit(send(2), 1, 0), None);
-        assert_eq!(blocked.admit(apply(5), 1, 0), Some(apply(5)));
-        assert_eq!(blocked.admit(send(3), 1, 0), None);
-        assert_eq!(blocked.release(0), None);
-        assert_eq!(blocked.release(1), Some(send(2)));
-        assert_eq!(blocked.release(1), Some(send(3)));
-        assert_eq!(blocked.release(1), None);
-        // With nothing held and everything durable, anything runs at once.
-        assert_eq!(blocked.admit(send(2), 1, 1), Some(send(2)));
-    }
-
-    #[test]
-    fn a_held_action_keeps_later_ones_behind_it_even_once_durable() {
-        let mut blocked = Blocked::default();
-        assert_eq!(blocked.admit(send(2), 2, 1), None);
-        // Durable now, but a send may not overtake the one held before it.
-        assert_eq!(blocked.admit(send(3), 2, 2), None);
-        assert_eq!(blocked.release(2), Some(send(2)));
-        assert_eq!(blocked.release(2), Some(send(3)));
-    }
-
-    #[test]
-    fn applies_wait_for_a_held_snapshot_install_and_keep_their_order() {
-        let mut blocked = Blocked::default();
-        assert_eq!(blocked.admit(install(10), 1, 0), None);
-        assert_eq!(blocked.admit(apply(11), 1, 0), None, "behind the install");
-        assert_eq!(blocked.admit(apply(12), 2, 0), None, "behind the apply");
-        assert_eq!(blocked.release(1), Some(install(10)));
-        assert_eq!(blocked.release(1), Some(apply(11)));
-        // Held with submission 2 as its tag: it still waits for that one.
-        assert_eq!(blocked.release(1), None);
-        assert_eq!(blocked.release(2), Some(apply(12)));
-        // Nothing that changes the store is held: applies run ahead again.
-        assert_eq!(blocked.admit(send(2), 3, 2), None);
-        assert_eq!(blocked.admit(apply(13), 3, 2), Some(apply(13)));
-    }
 }

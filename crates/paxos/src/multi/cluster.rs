@@ -9,7 +9,8 @@ use rand_core::SeedableRng;
 use rand_pcg::Pcg32;
 
 use super::{
-    Action, Durable, Entry, LogEntry, Members, Message, Options, Replica, Slot, SnapshotData, Write,
+    Action, Durable, Entry, LogEntry, Members, Message, Options, Replica, Sequencer, Slot,
+    SnapshotData, Step, Write,
 };
 use crate::{NodeId, QuorumSpec};
 
@@ -77,6 +78,8 @@ pub(crate) struct Cluster {
     members: Arc<Members>,
     options: Options,
     pub replicas: Vec<Option<TestReplica>>,
+    /// Per replica, the durability contract its actions go through (as in the server).
+    sequencers: Vec<Sequencer<u64>>,
     disks: Vec<Disk>,
     /// Per replica: the commands its state machine holds, in slot order.
     pub state: Vec<Vec<u64>>,
@@ -102,6 +105,7 @@ impl Cluster {
             members,
             options,
             replicas: Vec::new(),
+            sequencers: (0..n).map(|_| Sequencer::new()).collect(),
             disks: vec![Disk::default(); n],
             state: vec![Vec::new(); n],
             applied: vec![0; n],
@@ -149,11 +153,31 @@ impl Cluster {
         self.carry_out(i, actions);
     }
 
+    /// Carries out `actions` through the replica's sequencer; this disk is durable at
+    /// once, so every submission is reported durable as soon as it is written.
     fn carry_out(&mut self, i: usize, actions: Vec<Action<u64>>) {
+        for step in self.sequencers[i].schedule(actions) {
+            match step {
+                Step::Persist { tag, writes } => self.persist(i, tag, writes),
+                Step::Run(action) => self.execute(i, vec![action]),
+            }
+        }
+    }
+
+    /// Writes submission `tag`, durable at once, and runs what waited for it.
+    fn persist(&mut self, i: usize, tag: u64, writes: Vec<Write<u64>>) {
+        for write in writes {
+            self.disks[i].write(write);
+        }
+        let released = self.sequencers[i].durable(tag);
+        self.execute(i, released);
+    }
+
+    fn execute(&mut self, i: usize, actions: Vec<Action<u64>>) {
         let me = self.ids[i];
         for action in actions {
             match action {
-                Action::Persist(write) => self.disks[i].write(write),
+                Action::Persist(_) => unreachable!("the sequencer hands persists over as steps"),
                 Action::Send { to, message } => {
                     if !self.cut.contains(&(me, to)) {
                         self.queue.push_back((me, to, message));
@@ -195,6 +219,12 @@ impl Cluster {
 
     pub(crate) fn tick(&mut self, i: usize) {
         self.with(i, |r| r.tick());
+        // A quiet tick hands storage the commit point no write carried, as the server's.
+        if self.replicas[i].is_some() {
+            if let Some(Step::Persist { tag, writes }) = self.sequencers[i].flush_commit_hint() {
+                self.persist(i, tag, writes);
+            }
+        }
     }
 
     pub(crate) fn tick_all(&mut self) {
@@ -271,6 +301,7 @@ impl Cluster {
     /// Crash: the replica and its messages in flight are gone; its disk stays.
     pub(crate) fn crash(&mut self, i: usize) {
         self.replicas[i] = None;
+        self.sequencers[i] = Sequencer::new();
         let id = self.ids[i];
         self.queue.retain(|(from, to, _)| *from != id && *to != id);
     }

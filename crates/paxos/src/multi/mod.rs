@@ -37,6 +37,7 @@ mod election;
 mod log;
 mod message;
 mod replica;
+mod sequencer;
 mod snapshot;
 
 #[cfg(test)]
@@ -51,4 +52,5 @@ pub use message::{
     Action, Batch, Command, Entry, LogEntry, Message, ReadError, Slot, SlotVote, Write,
 };
 pub use replica::{Durable, ProposeError, Replica, RoleKind};
+pub use sequencer::{Sequencer, Step};
 pub use snapshot::{SnapshotBytes, SnapshotData, SnapshotReader};
