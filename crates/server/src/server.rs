@@ -152,10 +152,7 @@ pub async fn run(
 
     let outcome = tokio::select! {
         () = shutdown => Ok(()),
-        result = &mut core_task => match result {
-            Ok(Err(e)) => Err(Error::from(format!("member stopped: {e}"))),
-            _ => Ok(()),
-        },
+        result = &mut core_task => core_outcome(result),
     };
     let _ = stop_tx.send(true);
     for mut server in servers {
@@ -174,6 +171,27 @@ pub async fn run(
     }
     tracing::info!("member stopped");
     outcome
+}
+
+/// How the core's task ended, as the member's outcome: an error names why it stopped (a
+/// storage failure, or a violated invariant: the core panics rather than go on).
+fn core_outcome(ended: Result<Result<(), String>, tokio::task::JoinError>) -> Result<(), Error> {
+    match ended {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(reason)) => Err(Error::from(format!("member stopped: {reason}"))),
+        Err(failed) if failed.is_panic() => {
+            let panic = failed.into_panic();
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown".into());
+            Err(Error::from(format!(
+                "member stopped: the core failed: {what}"
+            )))
+        }
+        Err(_) => Err(Error::from("member stopped: the core was cancelled")),
+    }
 }
 
 /// The builder of the multi-threaded runtime a member runs on.
@@ -205,4 +223,32 @@ fn routes(handle: &Handle, max_message: usize) -> Routes {
         .add_service(ElectionServer::new(api::election::ElectionService(h())))
         .add_service(HealthServer::new(api::health::HealthService(h())))
         .prepare()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_core_that_panics_stops_the_member_with_its_reason() {
+        let panicked = tokio::spawn(async {
+            if std::hint::black_box(true) {
+                panic!("invariant violated: applied 7 beyond the commit point 5");
+            }
+            Ok(())
+        })
+        .await;
+        let stopped = core_outcome(panicked).unwrap_err().to_string();
+        assert_eq!(
+            stopped,
+            "member stopped: the core failed: invariant violated: applied 7 beyond the commit \
+             point 5"
+        );
+        let failed = tokio::spawn(async { Err("storage failed: EIO".to_string()) }).await;
+        assert_eq!(
+            core_outcome(failed).unwrap_err().to_string(),
+            "member stopped: storage failed: EIO"
+        );
+        assert!(core_outcome(tokio::spawn(async { Ok(()) }).await).is_ok());
+    }
 }

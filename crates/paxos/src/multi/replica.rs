@@ -1677,58 +1677,87 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     }
 
     fn finish(&mut self) -> Vec<Action<C>> {
+        self.check_bounds();
         if self.options.check_invariants {
-            self.check_invariants();
+            self.check_log();
         }
         mem::take(&mut self.out)
     }
 
-    /// The engine's invariants, checked after every event when `Options::check_invariants`
-    /// is on (tests and the simulator). A failure is a bug in the engine, never bad input.
-    fn check_invariants(&self) {
+    /// The engine's O(1) invariants, checked after every event in every build. A failure
+    /// is a bug in the engine, never bad input: it panics with the invariant's name, and
+    /// the driver stops the member (going on could acknowledge what is not so).
+    fn check_bounds(&self) {
         let commit = self.log.commit();
-        assert!(self.applied <= commit, "applied beyond the commit point");
+        assert!(
+            self.applied <= commit,
+            "invariant violated: applied {} beyond the commit point {commit}",
+            self.applied
+        );
         assert!(
             self.log.compacted() <= self.applied,
-            "compacted beyond applied"
+            "invariant violated: compacted {} beyond applied {}",
+            self.log.compacted(),
+            self.applied
         );
-        assert!(commit <= self.log.last(), "commit beyond the log");
-        for slot in self.log.compacted() + 1..=commit {
-            assert!(self.log.get(slot).is_some(), "chosen slot {slot} missing");
-        }
-        let last = self.log.last();
-        for slot in commit + 1..=last {
-            if let Some(vote) = self.log.get(slot) {
-                assert!(vote.ballot <= self.promised, "vote above the promise");
-            }
-        }
+        assert!(
+            commit <= self.log.last(),
+            "invariant violated: commit point {commit} beyond the log's last slot {}",
+            self.log.last()
+        );
         match &self.role {
             Role::Leader(leader) => {
                 assert_eq!(
                     leader.ballot, self.promised,
-                    "leader ballot not its promise"
+                    "invariant violated: a leader's ballot is not its promise"
                 );
-                assert_eq!(leader.first, commit + 1, "window not at the commit point");
+                assert_eq!(
+                    leader.first,
+                    commit + 1,
+                    "invariant violated: the leader's window does not start after the commit point"
+                );
+                let bound = self
+                    .options
+                    .window_slots
+                    .max(leader.recovered_through.saturating_sub(commit));
                 assert!(
-                    leader.in_flight.len() as u64
-                        <= self
-                            .options
-                            .window_slots
-                            .max(leader.recovered_through.saturating_sub(commit))
+                    leader.in_flight.len() as u64 <= bound,
+                    "invariant violated: {} slots in flight, above the window's {bound}",
+                    leader.in_flight.len()
                 );
             }
             Role::Candidate(candidate) => {
                 assert_eq!(
                     candidate.ballot, self.promised,
-                    "candidate ballot not its promise"
+                    "invariant violated: a candidate's ballot is not its promise"
                 );
             }
             Role::Follower => {}
         }
         assert!(
             matches!(self.role, Role::Follower) || self.follower_reads.waiting.is_empty(),
-            "a candidate or leader holding reads for another leader"
+            "invariant violated: a candidate or leader holds reads for another leader"
         );
+    }
+
+    /// The invariants that walk the log (O(n)), checked after every event when
+    /// `Options::check_invariants` is on (tests and the simulator).
+    fn check_log(&self) {
+        let commit = self.log.commit();
+        for slot in self.log.compacted() + 1..=commit {
+            assert!(
+                self.log.get(slot).is_some(),
+                "invariant violated: chosen slot {slot} missing"
+            );
+        }
+        for slot in commit + 1..=self.log.last() {
+            if let Some(vote) = self.log.get(slot) {
+                assert!(
+                    vote.ballot <= self.promised,
+                    "invariant violated: a vote at slot {slot} above the promise"
+                );
+            }
+        }
     }
 }
 
