@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::limits::REQUEST_BYTES_CEILING;
 use paxos::{NodeId, QuorumSpec};
 
 /// One member of the initial cluster.
@@ -64,14 +65,6 @@ pub struct Config {
     /// system allow it (direct I/O), instead of handing them to a committer thread.
     pub io_uring: bool,
 }
-
-/// etcd's default `--max-request-bytes`.
-pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
-/// The largest `--max-request-bytes` accepted: a peer frame holds one batch (about 1 MiB)
-/// plus one command, and frames stop at 32 MiB.
-pub const MAX_REQUEST_BYTES_CEILING: usize = 16 << 20;
-/// etcd's default `--quota-backend-bytes`.
-pub const QUOTA_BACKEND_BYTES: u64 = 2 << 30;
 
 /// A configuration that cannot work, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,9 +172,9 @@ impl Config {
     /// Refuses limits the peer protocol cannot carry: one command must fit in a frame
     /// beside a batch of others.
     pub fn check_limits(&self) -> Result<(), ConfigError> {
-        if self.max_request_bytes == 0 || self.max_request_bytes > MAX_REQUEST_BYTES_CEILING {
+        if self.max_request_bytes == 0 || self.max_request_bytes > REQUEST_BYTES_CEILING {
             return err(format!(
-                "--max-request-bytes must be between 1 and {MAX_REQUEST_BYTES_CEILING} (etcd recommends at most 10 MiB)"
+                "--max-request-bytes must be between 1 and {REQUEST_BYTES_CEILING} (etcd recommends at most 10 MiB)"
             ));
         }
         Ok(())

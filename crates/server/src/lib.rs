@@ -15,6 +15,9 @@
 //!   runtime members (and the benchmark client) run on.
 //! - [`node`]: the core: runs the replica's actions in their durable order, applies
 //!   commands, answers clients, times leases, takes snapshots, feeds watchers.
+//! - [`inflow`]: the bounds on the core's queue: "too many requests" for clients, a
+//!   pause in reading for peers.
+//! - [`limits`]: every size and count limit, named with its unit.
 //! - [`persist`]: the core's way to the disk: io_uring from the core's own loop, or a
 //!   committer thread.
 //! - [`watchers`]: watchers, their synced/behind state, fragmentation, progress.
@@ -33,6 +36,8 @@ pub mod api;
 pub mod client_port;
 pub mod config;
 pub mod convert;
+pub mod inflow;
+pub mod limits;
 pub mod node;
 pub mod payload;
 pub mod persist;

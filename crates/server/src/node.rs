@@ -32,6 +32,8 @@ use tokio::sync::{oneshot, watch};
 use tonic::Status;
 
 use crate::convert;
+use crate::inflow::Inflow;
+use crate::limits::PARKED_COMMANDS_MAX;
 use crate::payload::Payload;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::synodpb::{command::Op, Barrier, Command, LeaseExpire, Publish};
@@ -87,8 +89,9 @@ pub type Query = Box<dyn FnOnce(&mut Core) + Send>;
 
 /// What reaches the core.
 pub enum Input {
-    /// A message from a peer.
-    Peer(NodeId, Message<Payload>),
+    /// A message from a peer, and the bytes of its frame (room in the queue, given back
+    /// once the core takes it).
+    Peer(NodeId, Message<Payload>, usize),
     /// A peer's connection to this member closed.
     PeerLost(NodeId),
     /// A client's write (an encoded [`Command`] without origin and id yet).
@@ -110,7 +113,7 @@ pub enum Input {
 impl std::fmt::Debug for Input {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Input::Peer(from, m) => write!(f, "Peer({from}, {})", m.kind()),
+            Input::Peer(from, m, _) => write!(f, "Peer({from}, {})", m.kind()),
             Input::PeerLost(from) => write!(f, "PeerLost({from})"),
             Input::Propose(op, _) => write!(f, "Propose({op:?})"),
             Input::Read(_) => write!(f, "Read"),
@@ -129,9 +132,6 @@ pub(crate) fn persisted(inputs: Inputs) -> impl FnOnce(Completion) + Send {
         let _ = inputs.send(Input::Persisted(completion));
     }
 }
-
-/// The most commands kept waiting for a leader; beyond it clients hear "no leader".
-const UNPROPOSED_MAX: usize = 10_000;
 
 /// Tunables of the core.
 #[derive(Clone, Debug)]
@@ -196,6 +196,8 @@ pub struct Core {
     /// When this leader last proposed raising NOSPACE.
     quota_proposed: Option<Instant>,
     last_progress: Instant,
+    /// The room in the core's queue, given back as inputs are taken.
+    inflow: Inflow,
     /// What this member publishes about itself, and when it last proposed it.
     attributes: kv::MemberAttributes,
     publish_proposed: Option<Instant>,
@@ -228,6 +230,8 @@ pub struct Parts {
     pub peers: Peers,
     /// Tunables.
     pub options: CoreOptions,
+    /// The room in the core's queue, given back as inputs are taken.
+    pub inflow: Inflow,
     /// What this member publishes about itself (its name and client URLs).
     pub attributes: kv::MemberAttributes,
 }
@@ -262,7 +266,7 @@ impl Core {
             // Random, so that an entry this member proposed before a restart, applied
             // again during recovery, cannot answer a new request with the same number.
             next_id: rand_core::TryRngCore::try_next_u64(&mut rand_core::OsRng).unwrap_or(1) >> 1,
-            requests: Requests::new(request_timeout, UNPROPOSED_MAX),
+            requests: Requests::new(request_timeout, PARKED_COMMANDS_MAX),
             started: Instant::now(),
             watchers,
             leases: HashMap::new(),
@@ -277,6 +281,7 @@ impl Core {
             failed_reads: Vec::new(),
             fatal: None,
             last_progress: Instant::now(),
+            inflow: parts.inflow,
             attributes: parts.attributes,
             publish_proposed: None,
         };
@@ -346,7 +351,8 @@ impl Core {
 
     fn handle(&mut self, input: Input) {
         match input {
-            Input::Peer(from, message) => {
+            Input::Peer(from, message, bytes) => {
+                self.inflow.peer_taken(bytes);
                 let actions = self.replica.step(from, message);
                 self.run_actions(actions);
             }
@@ -355,12 +361,16 @@ impl Core {
                 self.run_actions(actions);
             }
             Input::Propose(op, reply) => {
+                self.inflow.client_taken();
                 let id = self.next_id();
                 self.requests.insert(id, Kind::Write, reply, self.now());
                 let payload = self.encode(id, op);
                 self.propose(id, payload);
             }
-            Input::Read(reply) => self.read(reply),
+            Input::Read(reply) => {
+                self.inflow.client_taken();
+                self.read(reply);
+            }
             Input::Watch(request) => {
                 // Events already applied go first: a progress answer promises them.
                 self.dispatch_events();
@@ -424,7 +434,7 @@ impl Core {
     }
 
     /// Proposes request `id`'s command (id 0: the node's own, nobody waits). Without a
-    /// leader it waits for one, up to [`UNPROPOSED_MAX`] commands.
+    /// leader it waits for one, up to [`PARKED_COMMANDS_MAX`] commands.
     fn propose(&mut self, id: u64, payload: Payload) {
         match self.replica.propose(payload.clone()) {
             Ok(actions) => self.run_actions(actions),

@@ -16,6 +16,8 @@ use tonic::service::Routes;
 use crate::api::{self, Handle, Info};
 use crate::client_port::{self, ClientPort};
 use crate::config::{parse_url, Config};
+use crate::inflow::Inflow;
+use crate::limits::GRPC_OVERHEAD_BYTES;
 use crate::node::{Core, CoreOptions, Input, Parts};
 use crate::payload::Payload;
 use crate::persist::Persister;
@@ -27,9 +29,6 @@ use crate::proto::health::health_server::HealthServer;
 use crate::proto::v3electionpb::election_server::ElectionServer;
 use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::transport::{self, Admission};
-
-/// gRPC's own bytes on top of the largest request (etcd allows the same margin).
-const GRPC_OVERHEAD: usize = 512 * 1024;
 
 /// Why a member could not start or stopped.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -92,6 +91,7 @@ pub async fn run(
     let peers = transport::dial(me.id, config.cluster_id, &others);
 
     let (inputs, queue) = tokio::sync::mpsc::unbounded_channel();
+    let inflow = Inflow::default();
     // etcd's: long enough to ride out an election or two.
     let request_timeout = Duration::from_secs(5) + 2 * config.election_timeout;
     let parts = Parts {
@@ -111,6 +111,7 @@ pub async fn run(
             quota_bytes: config.quota_backend_bytes,
             request_timeout,
         },
+        inflow: inflow.clone(),
         attributes: kv::MemberAttributes {
             name: config.name.clone(),
             client_urls: config.advertise_client_urls.clone(),
@@ -124,7 +125,12 @@ pub async fn run(
         cluster: config.cluster_id,
         members: ids,
     };
-    let peer_port = tokio::spawn(transport::accept(peer_listener, admission, inputs.clone()));
+    let peer_port = tokio::spawn(transport::accept(
+        peer_listener,
+        admission,
+        inputs.clone(),
+        inflow.clone(),
+    ));
 
     let info = Info {
         cluster_id: config.cluster_id,
@@ -133,12 +139,12 @@ pub async fn run(
         max_request_bytes: config.max_request_bytes,
         request_timeout,
     };
-    let handle = Handle::new(inputs.clone(), views, info);
+    let handle = Handle::new(inputs.clone(), views, info, inflow);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let port = ClientPort {
         kv: Arc::new(api::kv::KvService(handle.clone())),
-        routes: routes(&handle, config.max_request_bytes + GRPC_OVERHEAD),
-        max_message: config.max_request_bytes + GRPC_OVERHEAD,
+        routes: routes(&handle, config.max_request_bytes + GRPC_OVERHEAD_BYTES),
+        max_message: config.max_request_bytes + GRPC_OVERHEAD_BYTES,
     };
     let mut servers = Vec::new();
     for listener in client_listeners {

@@ -20,31 +20,22 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::inflow::Inflow;
+use crate::limits::{
+    PEER_COALESCE_BYTES, PEER_FRAME_BYTES_MAX, PEER_HANDSHAKES_MAX, PEER_HELLO_BYTES_MAX,
+    PEER_QUEUE_MESSAGES_MAX, PEER_SNAPSHOT_CHUNKS_IN_FLIGHT,
+};
 use crate::node::{Input, Inputs};
 use crate::payload::Payload;
 use crate::wire::{self, Hello, FRAME_HEADER};
 
-/// Messages queued per peer before new ones are dropped.
-const QUEUE: usize = 16 * 1024;
-/// Bytes gathered into one write.
-const COALESCE_BYTES: usize = 1 << 20;
 /// The longest a write may take before the connection is deemed dead.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a new connection may take to send its handshake.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
-/// A handshake frame is small; a larger first frame is garbage.
-const HELLO_MAX: usize = 64;
-/// Connections allowed to be waiting for their handshake at once. Members need one each;
-/// beyond this, new connections are closed at once, so a flood of idle connections
-/// cannot hold a task and a socket each for `HELLO_TIMEOUT`.
-const HANDSHAKES_MAX: usize = 64;
 /// The longest a connection attempt may take (a blackholed peer would otherwise hold
 /// the dialer for the kernel's SYN timeout, minutes).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Snapshot chunks queued to one peer and not yet written to its socket: a stream reads
-/// the next chunk from disk only when an earlier one has gone out.
-const SNAPSHOT_WINDOW: usize = 4;
 
 /// What a peer's queue carries.
 #[derive(Debug)]
@@ -79,7 +70,7 @@ impl Peers {
     }
 
     /// Streams `chunks` (a snapshot's messages, read as they are reached) to `to` on a
-    /// blocking thread, at most `SNAPSHOT_WINDOW` chunks ahead of the socket. A chunk
+    /// blocking thread, at most `PEER_SNAPSHOT_CHUNKS_IN_FLIGHT` chunks ahead of the socket. A chunk
     /// that cannot be read, or a connection that fails, ends the stream: the replica sends
     /// the snapshot again if the peer still needs it. A stream already under way to `to`
     /// makes this one a no-op.
@@ -124,7 +115,7 @@ where
             .blocking_send(Outgoing::Written(done))
             .map_err(closed)?;
         written.push_back(wait);
-        if written.len() >= SNAPSHOT_WINDOW {
+        if written.len() >= PEER_SNAPSHOT_CHUNKS_IN_FLIGHT {
             if let Some(wait) = written.pop_front() {
                 wait.blocking_recv().map_err(|_| "the connection failed")?;
             }
@@ -137,7 +128,7 @@ where
 pub fn dial(me: NodeId, cluster: u64, peers: &[(NodeId, SocketAddr)]) -> Peers {
     let mut queues = HashMap::new();
     for &(to, addr) in peers {
-        let (sender, rx) = mpsc::channel(QUEUE);
+        let (sender, rx) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
         let streaming = Arc::default();
         queues.insert(to, Queue { sender, streaming });
         let hello = Hello {
@@ -212,7 +203,7 @@ async fn pump(
                 Outgoing::Message(m) => wire::frame(&mut buf, |out| wire::encode_message(&m, out)),
                 Outgoing::Written(done) => written.push(done),
             }
-            next = if buf.len() < COALESCE_BYTES {
+            next = if buf.len() < PEER_COALESCE_BYTES {
                 rx.try_recv().ok()
             } else {
                 None
@@ -276,10 +267,11 @@ impl Admission {
 /// (a peer keeps one connection to us, so an older one is dead or half-open).
 type Current = Arc<Mutex<HashMap<NodeId, oneshot::Sender<()>>>>;
 
-/// Accepts peer connections and feeds their messages to the core.
-pub async fn accept(listener: TcpListener, admission: Admission, inputs: Inputs) {
+/// Accepts peer connections and feeds their messages to the core, as fast as `inflow`
+/// has room for them.
+pub async fn accept(listener: TcpListener, admission: Admission, inputs: Inputs, inflow: Inflow) {
     let current: Current = Arc::default();
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_MAX));
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(PEER_HANDSHAKES_MAX));
     let mut refusing = false;
     loop {
         let (stream, addr) = match listener.accept().await {
@@ -292,7 +284,7 @@ pub async fn accept(listener: TcpListener, admission: Admission, inputs: Inputs)
         };
         let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
             if !std::mem::replace(&mut refusing, true) {
-                tracing::warn!(%addr, "refusing peer connections: {HANDSHAKES_MAX} handshakes pending");
+                tracing::warn!(%addr, "refusing peer connections: {PEER_HANDSHAKES_MAX} handshakes pending");
             }
             continue; // Dropping the stream closes it.
         };
@@ -302,7 +294,7 @@ pub async fn accept(listener: TcpListener, admission: Admission, inputs: Inputs)
             stream,
             addr,
             admission.clone(),
-            inputs.clone(),
+            (inputs.clone(), inflow.clone()),
             current.clone(),
             handshake,
         ));
@@ -313,11 +305,12 @@ async fn inbound(
     mut stream: TcpStream,
     addr: SocketAddr,
     admission: Admission,
-    inputs: Inputs,
+    (inputs, inflow): (Inputs, Inflow),
     current: Current,
     handshake: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut stream, HELLO_MAX)).await;
+    let hello =
+        tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut stream, PEER_HELLO_BYTES_MAX)).await;
     drop(handshake);
     let hello = match hello {
         Ok(Ok(body)) => wire::decode_hello(&body),
@@ -346,7 +339,7 @@ async fn inbound(
     let mut reader = tokio::io::BufReader::with_capacity(256 << 10, stream);
     loop {
         let frame = tokio::select! {
-            frame = read_frame(&mut reader, wire::FRAME_MAX) => frame,
+            frame = read_frame(&mut reader, PEER_FRAME_BYTES_MAX) => frame,
             _ = &mut replaced => return,
         };
         let body = match frame {
@@ -365,7 +358,12 @@ async fn inbound(
             tracing::warn!(%addr, peer = %hello.from, "dropped peer connection: undecodable message");
             return;
         };
-        if inputs.send(Input::Peer(hello.from, message)).is_err() {
+        let bytes = body.len();
+        inflow.admit_peer(bytes).await;
+        if inputs
+            .send(Input::Peer(hello.from, message, bytes))
+            .is_err()
+        {
             return;
         }
     }
@@ -401,7 +399,7 @@ mod tests {
     }
 
     fn peers_with_queue() -> (Peers, mpsc::Receiver<Outgoing>) {
-        let (sender, rx) = mpsc::channel(QUEUE);
+        let (sender, rx) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
         let queue = Queue {
             sender,
             streaming: Arc::default(),
@@ -439,9 +437,9 @@ mod tests {
             members: vec![NodeId(1), NodeId(2)],
         };
         let (inputs, _core) = mpsc::unbounded_channel();
-        tokio::spawn(accept(listener, admission, inputs));
+        tokio::spawn(accept(listener, admission, inputs, Inflow::default()));
         let mut idle = Vec::new();
-        for _ in 0..HANDSHAKES_MAX {
+        for _ in 0..PEER_HANDSHAKES_MAX {
             idle.push(TcpStream::connect(addr).await.unwrap());
         }
         let mut extra = TcpStream::connect(addr).await.unwrap();
@@ -497,7 +495,7 @@ mod tests {
                 sent += 1;
             }
         }
-        assert_eq!(sent, SNAPSHOT_WINDOW);
+        assert_eq!(sent, PEER_SNAPSHOT_CHUNKS_IN_FLIGHT);
         let queue = &peers.queues[&NodeId(2)];
         for _ in 0..100 {
             if !queue.streaming.load(Ordering::Acquire) {

@@ -9,13 +9,11 @@ use paxos::multi::{Entry, LogEntry, Message, SlotVote};
 use paxos::NodeId;
 use storage::format::{put_ballot, put_entry, put_len, Reader};
 
+use crate::limits::PEER_FRAME_BYTES_MAX;
 use crate::payload::Payload;
 
 /// Bytes before a frame's body.
 pub const FRAME_HEADER: usize = 8;
-/// The largest frame body accepted: a batch is at most about 1 MiB of commands and a
-/// snapshot chunk 256 KiB, so anything near this is garbage or an attack.
-pub const FRAME_MAX: usize = 32 << 20;
 
 /// What opens a connection: who is calling whom, in which cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +31,7 @@ const HELLO_MAGIC: [u8; 8] = *b"SYNODP01";
 /// Why a frame header was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameError {
-    /// The length is zero or above [`FRAME_MAX`].
+    /// The length is zero or above [`PEER_FRAME_BYTES_MAX`].
     Length(u32),
     /// The body does not match its checksum.
     Checksum,
@@ -65,7 +63,7 @@ pub fn frame_header(header: [u8; FRAME_HEADER]) -> Result<(usize, u32), FrameErr
     let mut r = Reader(&header);
     let (len, crc) = (r.u32().unwrap_or(0), r.u32().unwrap_or(0));
     match usize::try_from(len) {
-        Ok(n) if n > 0 && n <= FRAME_MAX => Ok((n, crc)),
+        Ok(n) if n > 0 && n <= PEER_FRAME_BYTES_MAX => Ok((n, crc)),
         _ => Err(FrameError::Length(len)),
     }
 }

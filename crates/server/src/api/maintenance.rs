@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::{unexpected, Handle};
 use crate::convert;
+use crate::limits::BACKUP_CHUNK_BYTES;
 use crate::node::Applied;
 use crate::proto::etcdserverpb::{self as pb, maintenance_server::Maintenance};
 use crate::proto::synodpb::command::Op;
@@ -14,9 +15,6 @@ use crate::proto::synodpb::command::Op;
 /// The version reported in `Status`: the etcd API level Synod speaks (clients gate
 /// features on it).
 pub const API_VERSION: &str = "3.4.0";
-
-/// Bytes per snapshot message.
-const SNAPSHOT_CHUNK: usize = 32 << 10;
 
 /// A backup file ends with the SHA-256 of what precedes it.
 const DIGEST_BYTES: usize = 32;
@@ -178,7 +176,7 @@ pub fn backup_file(snapshot: Vec<u8>) -> Vec<u8> {
 fn snapshot_messages(file: &[u8]) -> impl Iterator<Item = pb::SnapshotResponse> + '_ {
     let (data, digest) = file.split_at(file.len().saturating_sub(DIGEST_BYTES));
     let mut remaining = data.len();
-    let chunks = data.chunks(SNAPSHOT_CHUNK).map(move |chunk| {
+    let chunks = data.chunks(BACKUP_CHUNK_BYTES).map(move |chunk| {
         remaining -= chunk.len();
         (remaining, chunk)
     });
@@ -232,7 +230,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_streams_as_data_counting_down_to_zero_then_its_digest() {
-        for n in [0, 1, 504, SNAPSHOT_CHUNK, 3 * SNAPSHOT_CHUNK + 7] {
+        for n in [0, 1, 504, BACKUP_CHUNK_BYTES, 3 * BACKUP_CHUNK_BYTES + 7] {
             let file = backup_file(vec![7; n]);
             let messages: Vec<_> = snapshot_messages(&file).collect();
             let (digest, data) = messages.split_last().unwrap();
@@ -241,7 +239,7 @@ mod tests {
             assert_eq!(data.last().unwrap().remaining_bytes, 0, "n = {n}");
             let mut left = file.len() - DIGEST_BYTES;
             for message in data {
-                assert!(!message.blob.is_empty() && message.blob.len() <= SNAPSHOT_CHUNK);
+                assert!(!message.blob.is_empty() && message.blob.len() <= BACKUP_CHUNK_BYTES);
                 left -= message.blob.len();
                 assert_eq!(message.remaining_bytes, left as u64, "n = {n}");
                 assert!(message.header.is_none());

@@ -10,6 +10,7 @@ use tokio::sync::{oneshot, watch};
 use tonic::Status;
 
 use crate::config::Member;
+use crate::inflow::Inflow;
 use crate::node::{Applied, Core, Input, Inputs, View};
 use crate::proto::synodpb::command::Op;
 
@@ -32,6 +33,7 @@ pub struct Handle {
     pub info: Arc<Info>,
     streams: Arc<AtomicU64>,
     reads: Arc<Mutex<ReadRounds>>,
+    inflow: Inflow,
 }
 
 /// Linearizable reads, coalesced: one read at a time goes to the core, and the reads that
@@ -82,18 +84,30 @@ pub fn too_large() -> Status {
 
 impl Handle {
     /// A handle on the core fed by `inputs`.
-    pub fn new(inputs: Inputs, views: watch::Receiver<Arc<View>>, info: Info) -> Handle {
+    pub fn new(
+        inputs: Inputs,
+        views: watch::Receiver<Arc<View>>,
+        info: Info,
+        inflow: Inflow,
+    ) -> Handle {
         Handle {
             inputs,
             views,
             info: Arc::new(info),
             streams: Arc::new(AtomicU64::new(1)),
             reads: Arc::default(),
+            inflow,
         }
     }
 
     fn send(&self, input: Input) -> Result<(), Status> {
         self.inputs.send(input).map_err(|_| stopped())
+    }
+
+    /// Sends a client's write or read, if the core's queue has room for it.
+    fn send_request(&self, input: Input) -> Result<(), Status> {
+        self.inflow.admit_client()?;
+        self.send(input).inspect_err(|_| self.inflow.client_taken())
     }
 
     async fn wait<T>(&self, rx: oneshot::Receiver<Result<T, Status>>) -> Result<T, Status> {
@@ -110,7 +124,7 @@ impl Handle {
     /// Proposes `op` and waits until this member applied it.
     pub async fn propose(&self, op: Op) -> Result<Applied, Status> {
         let (tx, rx) = oneshot::channel();
-        self.send(Input::Propose(op, tx))?;
+        self.send_request(Input::Propose(op, tx))?;
         self.wait(rx).await
     }
 
@@ -148,7 +162,7 @@ impl Handle {
 
     async fn read_once(&self) -> Result<Arc<View>, Status> {
         let (tx, rx) = oneshot::channel();
-        self.send(Input::Read(tx))?;
+        self.send_request(Input::Read(tx))?;
         match self.wait(rx).await? {
             Applied::Read(view) => Ok(view),
             other => Err(Status::internal(format!("read answered with {other:?}"))),
@@ -214,7 +228,7 @@ pub(crate) fn test_handle(max_request_bytes: usize) -> (Handle, crate::node::Inp
         max_request_bytes,
         request_timeout: Duration::from_secs(5),
     };
-    (Handle::new(inputs, views, info), core)
+    (Handle::new(inputs, views, info, Inflow::default()), core)
 }
 
 #[cfg(test)]
@@ -282,6 +296,52 @@ mod tests {
             core.try_recv().is_err(),
             "no reader was waiting for a third round"
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_clients_with_too_many_requests_and_proposes_nothing() {
+        let (inputs, mut core) = tokio::sync::mpsc::unbounded_channel();
+        let (_, views) = watch::channel(Arc::new(View {
+            store: ::kv::Store::new(),
+            header: pb::ResponseHeader::default(),
+        }));
+        let info = Info {
+            cluster_id: 1,
+            member_id: 1,
+            members: Vec::new(),
+            max_request_bytes: 1 << 20,
+            request_timeout: Duration::from_secs(5),
+        };
+        let inflow = Inflow::with_limits(1, 1 << 20);
+        let handle = Handle::new(inputs, views, info, inflow.clone());
+        let put = || Op::Put(pb::PutRequest::default());
+        let first = {
+            let handle = handle.clone();
+            tokio::spawn(async move { handle.propose(put()).await })
+        };
+        let queued = next_input(&mut core)
+            .await
+            .expect("the first reaches the core");
+        let refused = handle.propose(put()).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(refused.message(), "etcdserver: too many requests");
+        assert!(
+            core.try_recv().is_err(),
+            "a refused request reached the core"
+        );
+        // The core takes the first off the queue: there is room again.
+        inflow.client_taken();
+        let Input::Propose(_, reply) = queued else {
+            panic!("expected a proposal, got {queued:?}");
+        };
+        let _ = reply.send(Err(Status::unavailable("done")));
+        assert!(first.await.unwrap().is_err());
+        let again = tokio::spawn(async move { handle.propose(put()).await });
+        assert!(
+            next_input(&mut core).await.is_some(),
+            "admitted once there is room"
+        );
+        drop(again);
     }
 
     #[tokio::test]

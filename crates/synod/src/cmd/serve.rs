@@ -58,10 +58,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SYNOD_ELECTION_TIMEOUT", default_value_t = 1000)]
     election_timeout: u64,
     /// The largest request accepted, in bytes.
-    #[arg(long, env = "SYNOD_MAX_REQUEST_BYTES", default_value_t = config::MAX_REQUEST_BYTES)]
+    #[arg(long, env = "SYNOD_MAX_REQUEST_BYTES", default_value_t = server::limits::REQUEST_BYTES_DEFAULT)]
     max_request_bytes: usize,
     /// Raise the NOSPACE alarm above this many bytes of live data.
-    #[arg(long, env = "SYNOD_QUOTA_BACKEND_BYTES", default_value_t = config::QUOTA_BACKEND_BYTES)]
+    #[arg(long, env = "SYNOD_QUOTA_BACKEND_BYTES", default_value_t = server::limits::QUOTA_BACKEND_BYTES_DEFAULT)]
     quota_backend_bytes: u64,
     /// Quorum system: majority, flexible:Q1,Q2 or grid:RxC.
     #[arg(long, env = "SYNOD_QUORUM", default_value = "majority", value_parser = super::sim::parse_quorum)]
