@@ -1,0 +1,188 @@
+//! Catch-up: chosen entries fetched from a peer, or its snapshot when they were
+//! compacted away.
+
+use super::*;
+
+impl<C: Command, R: RngCore> Replica<C, R> {
+    pub(super) fn catch_up_if_behind(&mut self) {
+        self.catch_up_elapsed += 1;
+        let behind = self.log.commit() < self.known_commit;
+        if behind && self.catch_up_elapsed >= self.options.heartbeat_ticks.saturating_mul(2) {
+            if let Some(leader) = self.leader.filter(|&l| l != self.id) {
+                self.request_catch_up(leader);
+            }
+        }
+    }
+
+    pub(super) fn request_catch_up(&mut self, peer: NodeId) {
+        self.catch_up_elapsed = 0;
+        let from = self.log.commit() + 1;
+        let ballot = self.promised;
+        self.send(peer, Message::CatchUp { ballot, from });
+    }
+
+    pub(super) fn on_catch_up(&mut self, peer: NodeId, from: Slot) {
+        let ballot = self.promised;
+        if from > self.log.compacted() {
+            let entries = self.log.chosen_from(from, self.chunk_limit());
+            let commit = self.log.commit();
+            if !entries.is_empty() {
+                let chosen = Message::Chosen {
+                    ballot,
+                    first: from,
+                    entries,
+                    commit,
+                };
+                self.send(peer, chosen);
+            }
+            return;
+        }
+        let Some((index, data)) = self.snapshot.clone() else {
+            return;
+        };
+        // A snapshot is big: send it again only if the last copy has had time to arrive.
+        let Some(member) = self.members.index_of(peer) else {
+            return;
+        };
+        let wait = u64::from(self.options.election_ticks);
+        if self.snapshot_sent[member].is_some_and(|at| self.now < at + wait) {
+            return;
+        }
+        self.snapshot_sent[member] = Some(self.now);
+        self.out.push(Action::SendSnapshot {
+            to: peer,
+            ballot,
+            index,
+            data,
+            chunk_bytes: self.options.snapshot_chunk_bytes,
+        });
+    }
+
+    pub(super) fn on_chosen(
+        &mut self,
+        peer: NodeId,
+        first: Slot,
+        entries: Vec<LogEntry<C>>,
+        commit: Slot,
+    ) {
+        if self.role() == RoleKind::Leader {
+            // A late answer to a request made as a follower. A leader learns what is
+            // chosen from its own quorum; its window starts at its commit point.
+            return;
+        }
+        self.known_commit = self.known_commit.max(commit);
+        let start = self.log.commit() + 1;
+        if first > start {
+            return; // A gap: ask again from where we are.
+        }
+        let skip = distance(first, start);
+        let fresh: Vec<LogEntry<C>> = entries.into_iter().skip(skip).collect();
+        if fresh.is_empty() {
+            return;
+        }
+        let through = start + fresh.len() as u64 - 1;
+        for (slot, chosen) in (start..).zip(&fresh) {
+            let same = self.log.get(slot).is_some_and(|e| e.entry == chosen.entry);
+            if !same {
+                self.log.set(slot, chosen.clone());
+            }
+        }
+        self.log.commit_through(through);
+        self.out.push(Action::Persist(Write::Chosen {
+            first: start,
+            entries: fresh,
+        }));
+        self.out.push(Action::Persist(Write::Commit(through)));
+        self.apply_committed();
+        if self.log.commit() < self.known_commit {
+            self.request_catch_up(peer);
+        }
+    }
+
+    pub(super) fn on_snapshot_chunk(
+        &mut self,
+        peer: NodeId,
+        index: Slot,
+        offset: u64,
+        total: u64,
+        data: Vec<u8>,
+    ) {
+        if index <= self.log.commit() || self.role() == RoleKind::Leader {
+            return;
+        }
+        let newer = self
+            .incoming
+            .as_ref()
+            .is_none_or(|i| index > i.index || (index == i.index && total != i.total));
+        if newer {
+            let chunks = BTreeMap::new();
+            self.incoming = Some(IncomingSnapshot {
+                index,
+                total,
+                chunks,
+            });
+        }
+        let Some(incoming) = &mut self.incoming else {
+            return;
+        };
+        let fits = incoming.index == index
+            && offset
+                .checked_add(data.len() as u64)
+                .is_some_and(|end| end <= total);
+        if !fits {
+            return; // An older snapshot's chunk, or one that does not fit: ignore it.
+        }
+        incoming.chunks.entry(offset).or_insert(data);
+        let Some(data) = incoming.assemble() else {
+            return;
+        };
+        let data = SnapshotData::from(data);
+        self.incoming = None;
+        self.out.push(Action::Persist(Write::Snapshot {
+            index,
+            data: data.clone(),
+        }));
+        self.out.push(Action::InstallSnapshot {
+            index,
+            data: data.clone(),
+        });
+        self.log.compact(index);
+        self.applied = index;
+        self.known_commit = self.known_commit.max(index);
+        self.snapshot = Some((index, data));
+        self.apply_committed();
+        if self.log.commit() < self.known_commit {
+            self.request_catch_up(peer);
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct IncomingSnapshot {
+    pub(super) index: Slot,
+    pub(super) total: u64,
+    /// Chunks by offset: they may arrive in any order, and more than once.
+    pub(super) chunks: BTreeMap<u64, Vec<u8>>,
+}
+
+impl IncomingSnapshot {
+    /// The whole snapshot, once the chunks cover it end to end.
+    pub(super) fn assemble(&mut self) -> Option<Vec<u8>> {
+        let mut covered = 0;
+        for (&offset, data) in &self.chunks {
+            if offset != covered {
+                return None;
+            }
+            covered += data.len() as u64;
+        }
+        if covered != self.total {
+            return None;
+        }
+        Some(
+            mem::take(&mut self.chunks)
+                .into_values()
+                .flatten()
+                .collect(),
+        )
+    }
+}

@@ -1,0 +1,542 @@
+//! The Multi-Paxos replica: acceptor, learner and (when elected) leader in one state
+//! machine. See the module documentation for the rules and `docs/PROTOCOL.md` for why.
+//!
+//! This file holds the replica's state, its public handlers (which dispatch on the
+//! message) and its output and invariants; each sub-protocol's handlers are a file:
+//! - `phase1`: ballots and roles, election by phase 1, becoming leader;
+//! - `replication`: phase 2 (batches, pipeline, accepts, acknowledgements, the commit
+//!   point) and forwarding to the leader;
+//! - `learning`: learning what is chosen, from the leader or from acceptors' reports,
+//!   and applying it in order;
+//! - `reads`: heartbeats, read index on the leader and for followers, leader leases;
+//! - `catch_up`: chosen entries or a snapshot fetched from a peer.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::mem;
+use std::sync::Arc;
+
+use rand_core::RngCore;
+
+use crate::ballot::Ballot;
+use crate::node::{AcceptorSet, NodeId};
+use crate::quorum::QuorumSystem;
+use crate::synod::{ConfigError, Role as SynodRole};
+
+use super::config::{Members, Options};
+use super::election::Election;
+use super::log::{Limit, Log};
+use super::message::{
+    Action, Batch, Command, Entry, LogEntry, Message, ReadError, Slot, SlotVote, Write,
+};
+use super::snapshot::SnapshotData;
+
+mod catch_up;
+mod learning;
+mod phase1;
+mod reads;
+mod replication;
+
+use catch_up::IncomingSnapshot;
+use learning::Reports;
+use phase1::Candidate;
+use reads::{FollowerReads, Grant, PendingRead};
+use replication::{InFlight, Leader, SeenForwards};
+
+/// What a replica's storage hands back on restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Durable<C> {
+    /// The promised ballot.
+    pub promised: Ballot,
+    /// Every vote (or chosen entry) above the snapshot, by slot.
+    pub votes: Vec<(Slot, LogEntry<C>)>,
+    /// The last commit point written (a hint; may be behind).
+    pub commit: Slot,
+    /// The latest durable snapshot: index and application bytes.
+    pub snapshot: Option<(Slot, SnapshotData)>,
+}
+
+impl<C> Default for Durable<C> {
+    fn default() -> Self {
+        Durable {
+            promised: Ballot::ZERO,
+            votes: Vec::new(),
+            commit: 0,
+            snapshot: None,
+        }
+    }
+}
+
+/// Why a proposal was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProposeError {
+    /// No leader is known (an election is under way); retry shortly.
+    NoLeader,
+}
+
+/// What a replica is doing, as a label (for drivers, traces and tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleKind {
+    /// Following the leader it knows of, if any.
+    Follower,
+    /// Running phase 1.
+    Candidate,
+    /// Leading: phase 1 done for every slot above its commit point.
+    Leader,
+}
+
+#[derive(Clone, Debug)]
+enum Role<C> {
+    Follower,
+    Candidate(Candidate<C>),
+    Leader(Leader<C>),
+}
+
+/// A Multi-Paxos replica. Drive it with [`Replica::step`], [`Replica::tick`],
+/// [`Replica::propose`] and [`Replica::read`]; carry out the returned actions in order.
+#[derive(Debug)]
+pub struct Replica<C, R> {
+    id: NodeId,
+    members: Arc<Members>,
+    options: Options,
+    rng: R,
+    promised: Ballot,
+    /// The highest ballot seen in any message: a new ballot goes above it.
+    highest_seen: Ballot,
+    log: Log<C>,
+    applied: Slot,
+    /// The highest commit point a leader announced at the ballot we follow.
+    known_commit: Slot,
+    leader: Option<NodeId>,
+    role: Role<C>,
+    election: Election,
+    snapshot: Option<(Slot, SnapshotData)>,
+    incoming: Option<IncomingSnapshot>,
+    catch_up_elapsed: u32,
+    /// Ticks since this replica started.
+    now: u64,
+    /// The lease this acceptor granted: it promises no other candidate until it ends.
+    grant: Option<Grant>,
+    out: Vec<Action<C>>,
+    /// Numbers this replica's forwards: `boot` is drawn at start, `forward_seq` counts.
+    boot: u64,
+    forward_seq: u64,
+    /// Per member, the forwards already taken from it.
+    forwards_seen: Vec<SeenForwards>,
+    /// Commands this replica took as leader but never gave a slot before it stepped down.
+    stranded: Vec<C>,
+    /// Per member, when a snapshot was last sent to it (tick).
+    snapshot_sent: Vec<Option<u64>>,
+    /// Reads this replica holds as a follower.
+    follower_reads: FollowerReads,
+    /// Acceptors' reports a follower learns chosen slots from.
+    reports: Reports,
+    /// Negative control: a candidate that leads without phase 1.
+    #[cfg(feature = "negative-controls")]
+    skips_phase1: bool,
+    #[cfg(feature = "negative-controls")]
+    serves_reads_unapplied: bool,
+    #[cfg(feature = "negative-controls")]
+    reads_at_commit_point: bool,
+}
+
+impl<C: Command, R: RngCore> Replica<C, R> {
+    /// A replica with empty storage.
+    pub fn new(
+        id: NodeId,
+        members: Arc<Members>,
+        options: Options,
+        rng: R,
+    ) -> Result<Replica<C, R>, ConfigError> {
+        Replica::restart(id, members, options, rng, Durable::default())
+    }
+
+    /// A replica restarted from what its storage holds. The state machine restarts from
+    /// the snapshot; the replica applies the chosen entries after it again, from its first
+    /// `tick()` on.
+    pub fn restart(
+        id: NodeId,
+        members: Arc<Members>,
+        options: Options,
+        mut rng: R,
+        durable: Durable<C>,
+    ) -> Result<Replica<C, R>, ConfigError> {
+        options.validate()?;
+        members.index_of(id).ok_or(ConfigError::NotInConfig {
+            node: id,
+            role: SynodRole::Acceptor,
+        })?;
+        // A durable vote implies a durable promise at least as high (the storage contract
+        // of `Write::Votes`).
+        let promised = durable
+            .votes
+            .iter()
+            .map(|(_, vote)| vote.ballot)
+            .fold(durable.promised, Ballot::max);
+        let mut log = Log::new();
+        let compacted = durable.snapshot.as_ref().map_or(0, |(index, _)| *index);
+        log.compact(compacted);
+        for (slot, vote) in durable.votes {
+            log.set(slot, vote);
+        }
+        // The stored commit point is a hint; trust it only as far as the log is whole.
+        let whole = (compacted + 1..=durable.commit)
+            .take_while(|&s| log.get(s).is_some())
+            .last()
+            .unwrap_or(compacted);
+        log.commit_through(whole);
+        let election = Election::new(options.election_ticks, &mut rng);
+        let boot = rng.next_u64();
+        let count = members.replicas().len();
+        // A grant made before the crash may still run: honour it, whoever holds it.
+        let grant = options.lease.map(|lease| Grant {
+            holder: None,
+            until: u64::from(lease.duration_ticks) + 1,
+        });
+        Ok(Replica {
+            id,
+            members,
+            options,
+            rng,
+            promised,
+            highest_seen: promised,
+            log,
+            applied: compacted,
+            known_commit: whole,
+            leader: None,
+            role: Role::Follower,
+            election,
+            snapshot: durable.snapshot,
+            incoming: None,
+            catch_up_elapsed: 0,
+            now: 0,
+            grant,
+            out: Vec::new(),
+            boot,
+            forward_seq: 0,
+            forwards_seen: vec![SeenForwards::default(); count],
+            stranded: Vec::new(),
+            snapshot_sent: vec![None; count],
+            follower_reads: FollowerReads::default(),
+            reports: Reports::default(),
+            #[cfg(feature = "negative-controls")]
+            skips_phase1: false,
+            #[cfg(feature = "negative-controls")]
+            serves_reads_unapplied: false,
+            #[cfg(feature = "negative-controls")]
+            reads_at_commit_point: false,
+        })
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Leader, candidate or follower.
+    pub fn role(&self) -> RoleKind {
+        match self.role {
+            Role::Follower => RoleKind::Follower,
+            Role::Candidate(_) => RoleKind::Candidate,
+            Role::Leader(_) => RoleKind::Leader,
+        }
+    }
+
+    /// The leader this replica knows of (itself if it leads).
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    /// The ballot promised.
+    pub fn promised(&self) -> Ballot {
+        self.promised
+    }
+
+    /// Every slot through this one is chosen and known here.
+    pub fn commit(&self) -> Slot {
+        self.log.commit()
+    }
+
+    /// Every slot through this one was handed to the state machine.
+    pub fn applied(&self) -> Slot {
+        self.applied
+    }
+
+    /// The slot through which the log was compacted into a snapshot.
+    pub fn compacted(&self) -> Slot {
+        self.log.compacted()
+    }
+
+    /// The entry this replica holds for `slot`, with the ballot it holds it at.
+    pub fn entry(&self, slot: Slot) -> Option<&LogEntry<C>> {
+        self.log.get(slot)
+    }
+
+    /// Proposes `command`. A leader gives it a slot as soon as the window has room; a
+    /// follower forwards it to the leader it knows of.
+    pub fn propose(&mut self, command: C) -> Result<Vec<Action<C>>, ProposeError> {
+        match &mut self.role {
+            Role::Leader(leader) => {
+                leader.pending.push_back(command);
+                self.pump();
+            }
+            _ => match self.leader {
+                Some(leader) if leader != self.id => self.forward(leader, vec![command]),
+                _ => return Err(ProposeError::NoLeader),
+            },
+        }
+        Ok(self.finish())
+    }
+
+    /// A linearizable read: once it may be served, [`Action::ReadReady`] with `id`
+    /// follows (or [`Action::ReadFailed`]). The leader notes its commit point (the read
+    /// index), confirms with a phase-2 quorum that its ballot is still current, and waits
+    /// until its state machine has applied through the index. A follower asks the leader
+    /// for a read index and waits until its own state machine has applied through it.
+    pub fn read(&mut self, id: u64) -> Vec<Action<C>> {
+        match (&self.role, self.leader) {
+            (Role::Leader(_), _) => self.enqueue_read(id, None),
+            (Role::Follower, Some(leader)) => self.read_on_follower(id, leader),
+            _ => {
+                let error = ReadError::NotLeader {
+                    leader: self.leader,
+                };
+                self.out.push(Action::ReadFailed { id, error });
+            }
+        }
+        self.finish()
+    }
+
+    /// The application took a snapshot covering every slot through `index` (at most what
+    /// it applied). The replica keeps it for laggards and releases the log below it.
+    pub fn snapshot_taken(&mut self, index: Slot, data: SnapshotData) -> Vec<Action<C>> {
+        if index > self.applied || index <= self.log.compacted() {
+            return self.finish();
+        }
+        self.out.push(Action::Persist(Write::Snapshot {
+            index,
+            data: data.clone(),
+        }));
+        self.log.compact(index);
+        self.snapshot = Some((index, data));
+        self.finish()
+    }
+
+    /// The driver lost its connection from `peer` (it closed: on one machine or a LAN,
+    /// what a crashed process looks like at once). If `peer` is the leader this follower
+    /// follows, it campaigns after a few heartbeats instead of a whole election timeout,
+    /// unless the leader is heard from meanwhile. Only liveness depends on this hint: a
+    /// wrong one costs at most an election.
+    pub fn peer_unreachable(&mut self, peer: NodeId) -> Vec<Action<C>> {
+        if matches!(self.role, Role::Follower) && self.leader == Some(peer) {
+            self.election.suspect(&mut self.rng);
+        }
+        self.finish()
+    }
+
+    /// One tick of logical time.
+    pub fn tick(&mut self) -> Vec<Action<C>> {
+        self.now += 1;
+        self.apply_committed();
+        match &mut self.role {
+            Role::Leader(leader) => {
+                leader.heartbeat_elapsed += 1;
+                if leader.heartbeat_elapsed >= self.options.heartbeat_ticks {
+                    self.broadcast_heartbeat();
+                    self.resend_if_stalled();
+                }
+            }
+            Role::Candidate(_) | Role::Follower => {
+                if self.election.tick() {
+                    self.campaign();
+                }
+                self.catch_up_if_behind();
+                self.ask_read_index_again_if_unanswered();
+            }
+        }
+        self.finish()
+    }
+
+    /// Handles `message` from `from`. Messages from non-members, or carrying a ballot no
+    /// member owns, are ignored.
+    pub fn step(&mut self, from: NodeId, message: Message<C>) -> Vec<Action<C>> {
+        let Some(sender) = self.members.index_of(from) else {
+            return Vec::new();
+        };
+        let ballot = message.ballot();
+        if ballot != Ballot::ZERO && self.members.index_of(ballot.node).is_none() {
+            return Vec::new(); // No member can own this ballot: forged or corrupt.
+        }
+        let refused = matches!(message, Message::Prepare { .. })
+            && ballot > self.promised
+            && self.grant_refuses(from);
+        if refused {
+            // A lease we granted still runs: the candidate is refused, and its ballot
+            // must not depose the leader the lease protects.
+            return self.finish();
+        }
+        self.observe(message.ballot());
+        match message {
+            Message::Prepare { ballot, from: slot } => self.on_prepare(from, ballot, slot),
+            Message::Promise {
+                ballot,
+                from: slot,
+                votes,
+                next,
+            } => self.on_promise(from, sender, ballot, slot, votes, next),
+            Message::Nack { .. } => {} // `observe` stepped down if it mattered.
+            Message::Behind { ballot, .. } => self.on_behind(from, ballot),
+            Message::Accept {
+                ballot,
+                first,
+                entries,
+                commit,
+            } => self.on_accept(ballot, first, entries, commit),
+            Message::Accepted {
+                ballot,
+                first,
+                last,
+            } => self.on_accepted(sender, ballot, first, last),
+            Message::Heartbeat {
+                ballot,
+                commit,
+                seq,
+            } => self.on_heartbeat(ballot, commit, seq),
+            Message::HeartbeatAck { ballot, seq } => self.on_heartbeat_ack(sender, ballot, seq),
+            Message::ReadIndex { boot, seq, .. } => self.enqueue_read(seq, Some((from, boot))),
+            Message::ReadIndexReply {
+                boot, seq, index, ..
+            } => self.on_read_index_reply(boot, seq, index),
+            Message::Forward {
+                boot,
+                seq,
+                commands,
+                ..
+            } => self.on_forward(sender, boot, seq, commands),
+            Message::CatchUp { from: slot, .. } => self.on_catch_up(from, slot),
+            Message::Chosen {
+                first,
+                entries,
+                commit,
+                ..
+            } => self.on_chosen(from, first, entries, commit),
+            Message::Snapshot {
+                index,
+                offset,
+                total,
+                data,
+                ..
+            } => self.on_snapshot_chunk(from, index, offset, total, data),
+        }
+        self.finish()
+    }
+
+    fn nack(&mut self, to: NodeId, ballot: Ballot) {
+        let promised = self.promised;
+        self.send(to, Message::Nack { ballot, promised });
+    }
+
+    fn send(&mut self, to: NodeId, message: Message<C>) {
+        self.out.push(Action::Send { to, message });
+    }
+
+    /// Sends to every replica, this one included (its own acceptor votes like any other).
+    fn broadcast(&mut self, message: &Message<C>) {
+        for i in 0..self.members.replicas().len() {
+            let to = self.members.replicas()[i];
+            self.out.push(Action::Send {
+                to,
+                message: message.clone(),
+            });
+        }
+    }
+
+    fn finish(&mut self) -> Vec<Action<C>> {
+        self.check_bounds();
+        if self.options.check_invariants {
+            self.check_log();
+        }
+        mem::take(&mut self.out)
+    }
+
+    /// The engine's O(1) invariants, checked after every event in every build. A failure
+    /// is a bug in the engine, never bad input: it panics with the invariant's name, and
+    /// the driver stops the member (going on could acknowledge what is not so).
+    fn check_bounds(&self) {
+        let commit = self.log.commit();
+        assert!(
+            self.applied <= commit,
+            "invariant violated: applied {} beyond the commit point {commit}",
+            self.applied
+        );
+        assert!(
+            self.log.compacted() <= self.applied,
+            "invariant violated: compacted {} beyond applied {}",
+            self.log.compacted(),
+            self.applied
+        );
+        assert!(
+            commit <= self.log.last(),
+            "invariant violated: commit point {commit} beyond the log's last slot {}",
+            self.log.last()
+        );
+        match &self.role {
+            Role::Leader(leader) => {
+                assert_eq!(
+                    leader.ballot, self.promised,
+                    "invariant violated: a leader's ballot is not its promise"
+                );
+                assert_eq!(
+                    leader.first,
+                    commit + 1,
+                    "invariant violated: the leader's window does not start after the commit point"
+                );
+                let bound = self
+                    .options
+                    .window_slots
+                    .max(leader.recovered_through.saturating_sub(commit));
+                assert!(
+                    leader.in_flight.len() as u64 <= bound,
+                    "invariant violated: {} slots in flight, above the window's {bound}",
+                    leader.in_flight.len()
+                );
+            }
+            Role::Candidate(candidate) => {
+                assert_eq!(
+                    candidate.ballot, self.promised,
+                    "invariant violated: a candidate's ballot is not its promise"
+                );
+            }
+            Role::Follower => {}
+        }
+        assert!(
+            matches!(self.role, Role::Follower) || self.follower_reads.waiting.is_empty(),
+            "invariant violated: a candidate or leader holds reads for another leader"
+        );
+    }
+
+    /// The invariants that walk the log (O(n)), checked after every event when
+    /// `Options::check_invariants` is on (tests and the simulator).
+    fn check_log(&self) {
+        let commit = self.log.commit();
+        for slot in self.log.compacted() + 1..=commit {
+            assert!(
+                self.log.get(slot).is_some(),
+                "invariant violated: chosen slot {slot} missing"
+            );
+        }
+        for slot in commit + 1..=self.log.last() {
+            if let Some(vote) = self.log.get(slot) {
+                assert!(
+                    vote.ballot <= self.promised,
+                    "invariant violated: a vote at slot {slot} above the promise"
+                );
+            }
+        }
+    }
+}
+
+/// How many slots `to` is past `from`, as an index (saturating: an index that large
+/// finds nothing).
+fn distance(from: Slot, to: Slot) -> usize {
+    usize::try_from(to.saturating_sub(from)).unwrap_or(usize::MAX)
+}
