@@ -529,7 +529,8 @@ impl Core {
 
     fn execute(&mut self, action: Action<Payload>) {
         match action {
-            Action::Persist(_) => {}
+            // The sequencer hands writes over as steps, never to run.
+            Action::Persist(_) | Action::CommitHint(_) => {}
             Action::Send { to, message } if to == self.me => self.local.push_back(message),
             Action::Send { to, message } => self.peers.send(to, message),
             Action::SendSnapshot { .. } => {

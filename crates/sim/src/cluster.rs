@@ -870,8 +870,8 @@ impl World {
                 return;
             };
             match action {
-                // The sequencer hands persists over as steps, never to run.
-                Action::Persist(_) => {}
+                // The sequencer hands writes over as steps, never to run.
+                Action::Persist(_) | Action::CommitHint(_) => {}
                 Action::Send { to, message } => self.send(node, to, message),
                 Action::Apply { slot, entry } => self.apply(node, slot, entry),
                 Action::SendSnapshot { .. } => {

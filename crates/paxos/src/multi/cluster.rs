@@ -177,7 +177,9 @@ impl Cluster {
         let me = self.ids[i];
         for action in actions {
             match action {
-                Action::Persist(_) => unreachable!("the sequencer hands persists over as steps"),
+                Action::Persist(_) | Action::CommitHint(_) => {
+                    unreachable!("the sequencer hands writes over as steps")
+                }
                 Action::Send { to, message } => {
                     if !self.cut.contains(&(me, to)) {
                         self.queue.push_back((me, to, message));

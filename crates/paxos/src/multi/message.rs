@@ -336,6 +336,10 @@ pub enum ReadError {
 pub enum Action<C> {
     /// Make `Write` durable (fdatasync, batched with others).
     Persist(Write<C>),
+    /// The commit point moved through this slot. A hint for storage that nothing waits
+    /// for: losing it loses no safety (the commit point is learned again), so it is
+    /// written with the next persist (as [`Write::Commit`]) rather than synced alone.
+    CommitHint(Slot),
     /// Send `message` to `to` (which may be this replica itself: deliver it locally, as
     /// any other, in order).
     Send {

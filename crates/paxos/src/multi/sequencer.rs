@@ -14,10 +14,11 @@
 //!   waits only for the applies and snapshot installs held before it (the state machine
 //!   changes in log order). A crash may then roll the state machine back to the durable
 //!   log, from which the slots are learned again;
-//! - a **commit hint** alone (`Write::Commit`) is no submission: the engine may lose it
-//!   (the commit point is learned again), so it rides on the next submission, or on a
-//!   quiet tick's ([`Sequencer::flush_commit_hint`]), and nothing waits for it. A sync per
-//!   commit point would make every write's sync queue behind the previous one's.
+//! - a **commit hint** ([`Action::CommitHint`]) is no submission: the engine may lose it
+//!   (the commit point is learned again), so it is written (as `Write::Commit`) with the
+//!   persists it follows, or the next submission, or a quiet tick's
+//!   ([`Sequencer::flush_commit_hint`]), and nothing waits for it. A sync per commit
+//!   point would make every write's sync queue behind the previous one's.
 
 use std::collections::VecDeque;
 
@@ -85,19 +86,30 @@ impl<C> Sequencer<C> {
         let mut steps = Vec::new();
         let mut writes = Vec::new();
         for action in actions {
-            if let Action::Persist(write) = action {
-                writes.push(write);
-                continue;
+            match action {
+                Action::Persist(write) => {
+                    writes.push(write);
+                    continue;
+                }
+                Action::CommitHint(through) if !writes.is_empty() => {
+                    writes.push(Write::Commit(through));
+                    continue;
+                }
+                Action::CommitHint(through) => {
+                    self.commit_hint = self.commit_hint.max(Some(through));
+                    continue;
+                }
+                _ => {}
             }
             if !writes.is_empty() {
-                steps.extend(self.submit(std::mem::take(&mut writes)));
+                steps.push(self.submit(std::mem::take(&mut writes)));
             }
             if let Some(action) = self.admit(action) {
                 steps.push(Step::Run(action));
             }
         }
         if !writes.is_empty() {
-            steps.extend(self.submit(writes));
+            steps.push(self.submit(writes));
         }
         steps
     }
@@ -149,24 +161,16 @@ impl<C> Sequencer<C> {
         self.acks_before_sync = true;
     }
 
-    fn submit(&mut self, mut writes: Vec<Write<C>>) -> Option<Step<C>> {
-        if writes.iter().all(|w| matches!(w, Write::Commit(_))) {
-            for write in writes {
-                if let Write::Commit(through) = write {
-                    self.commit_hint = self.commit_hint.max(Some(through));
-                }
-            }
-            return None;
-        }
+    fn submit(&mut self, mut writes: Vec<Write<C>>) -> Step<C> {
         if let Some(through) = self.commit_hint.take() {
             writes.push(Write::Commit(through));
         }
         self.submitted += 1;
         self.required = self.submitted;
-        Some(Step::Persist {
+        Step::Persist {
             tag: self.submitted,
             writes,
-        })
+        }
     }
 
     /// `action` if it may run now; held otherwise.
@@ -304,15 +308,30 @@ mod tests {
     }
 
     #[test]
+    fn a_commit_hint_after_persists_rides_on_their_submission() {
+        let mut s = Sequencer::new();
+        let steps = s.schedule(vec![persist(1), Action::CommitHint(3), send(2)]);
+        assert_eq!(
+            steps,
+            vec![Step::Persist {
+                tag: 1,
+                writes: vec![written(1), Write::Commit(3)]
+            }]
+        );
+        assert_eq!(s.flush_commit_hint(), None);
+        assert_eq!(s.durable(1), vec![send(2)]);
+    }
+
+    #[test]
     fn a_commit_hint_rides_on_the_next_submission_or_a_flush_and_holds_nothing() {
         let mut s = Sequencer::new();
-        let steps = s.schedule(vec![Action::Persist(Write::Commit(4)), send(2)]);
+        let steps = s.schedule(vec![Action::CommitHint(4), send(2)]);
         assert_eq!(
             steps,
             vec![Step::Run(send(2))],
             "a hint alone holds nothing"
         );
-        s.schedule(vec![Action::Persist(Write::Commit(7))]);
+        s.schedule(vec![Action::CommitHint(7)]);
         let steps = s.schedule(vec![persist(1)]);
         assert_eq!(
             steps,
@@ -322,7 +341,7 @@ mod tests {
             }]
         );
         assert_eq!(s.flush_commit_hint(), None, "carried already");
-        s.schedule(vec![Action::Persist(Write::Commit(9))]);
+        s.schedule(vec![Action::CommitHint(9)]);
         assert_eq!(
             s.flush_commit_hint(),
             Some(Step::Persist {

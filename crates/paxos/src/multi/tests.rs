@@ -229,7 +229,7 @@ fn a_follower_applies_what_a_phase2_quorum_reported_at_the_ballot_it_follows() {
     assert_eq!(
         r.step(N1, accepted(b, 1, 2)),
         vec![
-            Action::Persist(Write::Commit(2)),
+            Action::CommitHint(2),
             Action::Apply {
                 slot: 1,
                 entry: cmd(7)

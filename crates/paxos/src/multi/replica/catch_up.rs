@@ -92,7 +92,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             first: start,
             entries: fresh,
         }));
-        self.out.push(Action::Persist(Write::Commit(through)));
+        self.out.push(Action::CommitHint(through));
         self.apply_committed();
         if self.log.commit() < self.known_commit {
             self.request_catch_up(peer);

@@ -105,7 +105,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         }
         if through > start {
             self.log.commit_through(through);
-            self.out.push(Action::Persist(Write::Commit(through)));
+            self.out.push(Action::CommitHint(through));
             self.apply_committed();
         }
     }
