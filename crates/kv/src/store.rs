@@ -585,6 +585,11 @@ impl Store {
         self.journal.get_or_insert_with(Vec::new);
     }
 
+    /// Whether a journal is kept (see [`Store::open_journal`]).
+    pub fn journal_is_open(&self) -> bool {
+        self.journal.is_some()
+    }
+
     /// Stops the journal and drops what it held (a server with no watchers left).
     pub fn close_journal(&mut self) {
         self.journal = None;

@@ -1,11 +1,21 @@
-//! Synod's node layer: what a member decides around the consensus core, without I/O. The
-//! server runs it on its core task and the simulator runs it under its seeds. (Today the
-//! simulator runs the request table for writes; its reads take a path of their own.)
+//! Synod's node layer: a member, sans I/O. [`Node`] holds the consensus replica, the
+//! durability contract, the replicated state machine and the clients' requests; inputs go
+//! in with the time, [`Output`]s come out. The server runs it on its core task (a thin
+//! shell of channels, storage and sockets around it) and the simulator runs it under its
+//! seeds, so every decision a member makes is simulated.
 //!
 //! # Layout
+//! - [`node`]: the member: inputs, outputs, the order of actions, reads that fall back to
+//!   the log, snapshots when due.
+//! - [`machine`]: the [`StateMachine`] trait a node replicates (the etcd store is one
+//!   implementation, in the server crate).
 //! - [`requests`]: the client requests a member is answering, and the error each gets when
 //!   it cannot be served, chosen so that an error never misreports a write's fate.
 
+pub mod machine;
+pub mod node;
 pub mod requests;
 
+pub use machine::{Answer, Context, StateMachine};
+pub use node::{Node, NodeOptions, Output};
 pub use requests::{Failure, Kind, Requests};

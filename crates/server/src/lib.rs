@@ -13,8 +13,10 @@
 //! - [`config`]: a member's configuration, from etcd's flag values; member and cluster ids.
 //! - [`server`]: start a member: recover the data directory, bind, serve, stop; the
 //!   runtime members (and the benchmark client) run on.
-//! - [`node`]: the core: runs the replica's actions in their durable order, applies
-//!   commands, answers clients, times leases, takes snapshots, feeds watchers.
+//! - [`node`]: the core: the shell around the member (`node::Node`) that feeds it inputs
+//!   and carries out its outputs: persists, messages, answers, snapshots, watchers.
+//! - [`machine`]: the etcd store as the member's replicated state machine: applies
+//!   commands, times leases, raises NOSPACE, publishes the member's attributes.
 //! - [`inflow`]: the bounds on the core's queue: "too many requests" for clients, a
 //!   pause in reading for peers.
 //! - [`limits`]: every size and count limit, named with its unit.
@@ -38,6 +40,7 @@ pub mod config;
 pub mod convert;
 pub mod inflow;
 pub mod limits;
+pub mod machine;
 pub mod node;
 pub mod payload;
 pub mod persist;
