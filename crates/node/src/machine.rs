@@ -20,6 +20,10 @@ pub trait StateMachine {
     type Command: Command;
     /// What applying a command answers.
     type Output;
+    /// What a linearizable read is served from: the state as it stands when the read is
+    /// released (a read released before an apply must not see it, nor miss what was
+    /// applied before).
+    type View;
 
     /// The command for `op`, stamped with the member and request id it answers (origin 0:
     /// the node's own, nobody waits for it).
@@ -37,6 +41,13 @@ pub trait StateMachine {
         command: &Self::Command,
         at: &Context,
     ) -> Option<Answer<Self::Output>>;
+
+    /// The state as it stands now, for a read released now.
+    fn view(&self, at: &Context) -> Self::View;
+
+    /// A slot was chosen without a command (a hole a new leader filled): nothing to apply,
+    /// but a machine that counts slots counts it.
+    fn noop(&mut self, _slot: Slot) {}
 
     /// Replaces the state with a snapshot's (taken by some member at some slot).
     fn restore(&mut self, data: &SnapshotData, at: &Context) -> Result<(), String>;

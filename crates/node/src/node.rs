@@ -8,9 +8,8 @@
 //! Call an input method, then [`Node::drain`] the outputs and carry them out in order:
 //! [`Output::Persist`] goes to storage, and once it is durable the shell calls
 //! [`Node::durable`] with its tag; [`Output::Send`] goes to a peer; answers go to
-//! the clients waiting for them. What the outputs of one call report about the state
-//! machine holds until the next input: no output is ever ahead of the disk (the
-//! [`Sequencer`] holds them).
+//! the clients waiting for them. No output is ever ahead of the disk (the [`Sequencer`]
+//! holds them), and a read's view is taken when the replica releases it.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -50,10 +49,13 @@ pub enum Output<M: StateMachine, W> {
         /// What the state machine answered.
         output: M::Output,
     },
-    /// A client's linearizable read may be served from the state machine as it is now.
+    /// A client's linearizable read may be served from `view` (the state machine as it
+    /// stood when the read was released).
     ReadReady {
         /// Who waits.
         waiter: W,
+        /// What it reads.
+        view: M::View,
     },
     /// A request that cannot be served, and why (etcd's error for it).
     Refuse {
@@ -179,14 +181,15 @@ impl<M: StateMachine, W, R: RngCore> Node<M, W, R> {
     }
 
     /// A client's write: `waiter` gets an [`Output::Answer`] once it is applied, or an
-    /// [`Output::Refuse`].
-    pub fn propose(&mut self, op: M::Op, waiter: W, now: Duration) {
+    /// [`Output::Refuse`]. Returns the request's id (its command carries it).
+    pub fn propose(&mut self, op: M::Op, waiter: W, now: Duration) -> u64 {
         self.now = now;
         let id = self.next_id();
         self.requests.insert(id, Kind::Write, waiter, now);
         let command = self.machine.command(self.me, id, op);
         self.submit(id, command);
         self.settle();
+        id
     }
 
     /// A client's linearizable read: `waiter` gets [`Output::ReadReady`] once it may be
@@ -383,7 +386,8 @@ impl<M: StateMachine, W, R: RngCore> Node<M, W, R> {
             Action::InstallSnapshot { index, data } => self.install(index, &data),
             Action::ReadReady { id } => {
                 if let Some(waiter) = self.requests.answer(id) {
-                    self.outputs.push(Output::ReadReady { waiter });
+                    let view = self.machine.view(&self.context());
+                    self.outputs.push(Output::ReadReady { waiter, view });
                 }
             }
             // Not here, mid-batch: proposing now would run new actions ahead of older ones.
@@ -394,7 +398,7 @@ impl<M: StateMachine, W, R: RngCore> Node<M, W, R> {
     fn apply(&mut self, slot: Slot, entry: Entry<M::Command>) {
         self.applied = slot;
         let Entry::Command(command) = entry else {
-            return;
+            return self.machine.noop(slot);
         };
         self.changed = true;
         let context = self.context();

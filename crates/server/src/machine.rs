@@ -5,6 +5,7 @@
 //! NOSPACE alarm, and its own name and client URLs (etcd's `publish`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use node::{Answer, Context, StateMachine};
@@ -39,11 +40,18 @@ pub enum Applied {
     Alarm(pb::AlarmResponse),
     /// A member's attributes recorded.
     Published,
-    /// A read barrier was applied: the read it carries may be served now (the core
-    /// answers it with [`Applied::Read`]).
-    Barrier,
     /// A linearizable read may now be served from this view.
-    Read(std::sync::Arc<crate::node::View>),
+    Read(Arc<View>),
+}
+
+/// What the store looked like after some apply: readers evaluate ranges on it without
+/// holding up the core (cloning the store is O(1): its key map is persistent).
+#[derive(Debug)]
+pub struct View {
+    /// The store.
+    pub store: kv::Store,
+    /// The header fields of answers read from this view.
+    pub header: pb::ResponseHeader,
 }
 
 /// A lease the leader is timing, by the node's clock.
@@ -223,7 +231,8 @@ impl EtcdMachine {
                 self.store.publish(r.member_id, attributes);
                 Applied::Published
             }
-            Op::Barrier(_) => Applied::Barrier,
+            // A read carried through the log: served from the store as it stands here.
+            Op::Barrier(_) => Applied::Read(self.view(at)),
         })
     }
 
@@ -367,6 +376,14 @@ impl StateMachine for EtcdMachine {
     type Op = Op;
     type Command = Payload;
     type Output = Result<Applied, Status>;
+    type View = Arc<View>;
+
+    fn view(&self, at: &Context) -> Arc<View> {
+        Arc::new(View {
+            store: self.store.clone(),
+            header: self.header(at),
+        })
+    }
 
     fn command(&self, origin: NodeId, id: u64, op: Op) -> Payload {
         encode(origin, id, op)

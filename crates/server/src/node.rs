@@ -30,8 +30,8 @@ use tonic::Status;
 
 use crate::inflow::Inflow;
 use crate::limits::PARKED_COMMANDS_MAX;
-pub use crate::machine::Applied;
 use crate::machine::EtcdMachine;
+pub use crate::machine::{Applied, View};
 use crate::payload::Payload;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::synodpb::command::Op;
@@ -46,16 +46,6 @@ pub type InputQueue = UnboundedReceiver<Input>;
 
 /// Where the answer to a command or read goes.
 pub type Reply<T> = oneshot::Sender<Result<T, Status>>;
-
-/// What the store looked like after some apply: readers evaluate ranges on it without
-/// holding up the core (cloning the store is O(1): its key map is persistent).
-#[derive(Debug)]
-pub struct View {
-    /// The store.
-    pub store: kv::Store,
-    /// The header fields of answers read from this view.
-    pub header: pb::ResponseHeader,
-}
 
 /// A closure run on the core with access to its state (status, lease TTLs, hashes).
 pub type Query = Box<dyn FnOnce(&mut Core) + Send>;
@@ -138,7 +128,6 @@ pub struct Core {
     options: CoreOptions,
     watchers: Watchers,
     view: watch::Sender<Arc<View>>,
-    view_stale: bool,
     inputs: Inputs,
     /// Why the member must stop, once something fatal happened.
     fatal: Option<String>,
@@ -205,10 +194,7 @@ impl Core {
             first_id,
             node_options,
         );
-        let view = Arc::new(View {
-            store: node.machine().store().clone(),
-            header: node.machine().header(&node.context()),
-        });
+        let view = node::StateMachine::view(node.machine(), &node.context());
         let (view, views) = watch::channel(view);
         let core = Core {
             node,
@@ -219,7 +205,6 @@ impl Core {
             watchers: Watchers::new(options.fragment_bytes),
             options,
             view,
-            view_stale: false,
             inputs,
             fatal: None,
             last_progress: Instant::now(),
@@ -348,14 +333,10 @@ impl Core {
                     }
                 }
                 Output::Answer { waiter, output } => {
-                    let output = match output {
-                        Ok(Applied::Barrier) => Ok(Applied::Read(self.publish())),
-                        output => output,
-                    };
                     let _ = waiter.send(output);
                 }
-                Output::ReadReady { waiter } => {
-                    let _ = waiter.send(Ok(Applied::Read(self.publish())));
+                Output::ReadReady { waiter, view } => {
+                    let _ = waiter.send(Ok(Applied::Read(view)));
                 }
                 Output::Refuse { waiter, failure } => {
                     let _ = waiter.send(Err(Status::unavailable(failure.message())));
@@ -423,12 +404,9 @@ impl Core {
 
     /// After a burst of inputs: feed watchers, publish the view.
     fn settle(&mut self) {
-        if self.node.take_changed() {
-            self.view_stale = true;
-        }
         self.dispatch_events();
         self.journal_for_watchers();
-        if self.view_stale {
+        if self.node.take_changed() {
             self.publish();
         }
     }
@@ -454,16 +432,10 @@ impl Core {
         }
     }
 
-    fn publish(&mut self) -> Arc<View> {
-        if self.node.take_changed() || self.view_stale {
-            self.view_stale = false;
-            let view = Arc::new(View {
-                store: self.node.machine().store().clone(),
-                header: self.header(),
-            });
-            self.view.send_replace(view);
-        }
-        self.view.borrow().clone()
+    /// Serializable reads and new watchers read the latest view.
+    fn publish(&mut self) {
+        let view = node::StateMachine::view(self.node.machine(), &self.node.context());
+        self.view.send_replace(view);
     }
 
     /// The header of an answer given now.

@@ -237,8 +237,8 @@ fn summary(args: &ClusterArgs, seed: u64, report: &Report) -> String {
         };
         let _ = writeln!(
             text,
-            "checkers: agreement ok, linearizability {linearizable}, durability ok, liveness ok, \
-             truthful errors ok"
+            "checkers: agreement ok, states (HashKV) agree, linearizability {linearizable}, \
+             durability ok, liveness ok, truthful errors ok"
         );
     } else {
         text.push_str(&failure_text(args, seed, report));
@@ -286,6 +286,17 @@ fn failure_text(args: &ClusterArgs, seed: u64, report: &Report) -> String {
             }
             Failure::Liveness(problem) => {
                 let _ = writeln!(text, "  liveness: {problem}");
+            }
+            Failure::Divergence {
+                slot,
+                first,
+                second,
+            } => {
+                let _ = writeln!(
+                    text,
+                    "  state: after slot {slot}, n{} holds HashKV {:#x} and n{} holds {:#x}",
+                    first.0, first.1, second.0, second.1
+                );
             }
             Failure::Truthfulness {
                 slot,
