@@ -4,6 +4,13 @@
 //! shell of channels, storage and sockets around it) and the simulator runs it under its
 //! seeds, so every decision a member makes is simulated.
 //!
+//! # Embedding
+//! Implement [`StateMachine`] for your state (apply a command, restore a snapshot, take a
+//! view for reads, hash), wrap each member's [`paxos::multi::Replica`] in a [`Node`], and
+//! carry out its [`Output`]s with your transport and storage. `examples/counter.rs` does
+//! it for a counter on three in-process members (run by the test suite); the server's
+//! `synod_server::machine::EtcdMachine` is the etcd store behind the same trait.
+//!
 //! # Layout
 //! - [`node`]: the member: inputs, outputs, the order of actions, reads that fall back to
 //!   the log, snapshots when due.

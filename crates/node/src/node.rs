@@ -5,7 +5,7 @@
 //! its seeds. Neither decides anything this module does not.
 //!
 //! # What a shell does
-//! Call an input method, then [`Node::drain`] the outputs and carry them out in order:
+//! Call an input method, then take the outputs ([`Node::take_outputs`]) and carry them out in order:
 //! [`Output::Persist`] goes to storage, and once it is durable the shell calls
 //! [`Node::durable`] with its tag; [`Output::Send`] goes to a peer; answers go to
 //! the clients waiting for them. No output is ever ahead of the disk (the [`Sequencer`]
@@ -261,8 +261,8 @@ impl<M: StateMachine, W, R: RngCore> Node<M, W, R> {
     // ---- outputs and state ------------------------------------------------------------
 
     /// The outputs of the inputs so far, to carry out in order.
-    pub fn drain(&mut self) -> std::vec::Drain<'_, Output<M, W>> {
-        self.outputs.drain(..)
+    pub fn take_outputs(&mut self) -> Vec<Output<M, W>> {
+        std::mem::take(&mut self.outputs)
     }
 
     /// Why the member must stop, once something fatal happened (a snapshot that does not

@@ -9,6 +9,11 @@
 //! writes the log through io_uring (or a committer thread), one write out at a time, the
 //! rest grouped into the next. See `docs/ARCHITECTURE.md`.
 //!
+//! The member itself (replica, durability contract, requests, reads, snapshots) is
+//! `node::Node`, generic over a state machine; this crate's [`machine`] is the etcd one,
+//! and any other (see `crates/node/examples/counter.rs`) runs on the same consensus,
+//! storage and node layer.
+//!
 //! # Layout
 //! - [`config`]: a member's configuration, from etcd's flag values; member and cluster ids.
 //! - [`server`]: start a member: recover the data directory, bind, serve, stop; the

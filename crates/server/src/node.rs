@@ -57,7 +57,7 @@ pub enum Input {
     Peer(NodeId, Message<Payload>, usize),
     /// A peer's connection to this member closed.
     PeerLost(NodeId),
-    /// A client's write (an encoded [`Command`] without origin and id yet).
+    /// A client's write: the node stamps it with this member and a request id.
     Propose(Op, Reply<Applied>),
     /// A client's linearizable read: answered with a view once it may be served.
     Read(Reply<Applied>),
@@ -317,8 +317,7 @@ impl Core {
 
     /// Carries out what the node asked for, in order.
     fn carry_out(&mut self) {
-        let outputs: Vec<_> = self.node.drain().collect();
-        for output in outputs {
+        for output in self.node.take_outputs() {
             match output {
                 // With a ring the writes go out at the end of the burst (`flush_writes`).
                 Output::Persist { tag, writes } => {

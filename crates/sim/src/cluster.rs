@@ -862,7 +862,7 @@ impl World {
             return;
         };
         input(member, now);
-        let outputs: Vec<_> = member.drain().collect();
+        let outputs = member.take_outputs();
         let leads = member.replica().role() == RoleKind::Leader;
         if leads && !self.nodes[node].was_leader {
             self.stats.elections += 1;
