@@ -1,0 +1,154 @@
+//! The shell around each member: its inputs at the current virtual time, and its outputs
+//! carried out on the simulated disk and network, as the server's core carries them out.
+
+use super::*;
+
+impl World {
+    /// Gives the member of `node` (if it is up) an input at the current time, then
+    /// carries out its outputs and checks what it applied.
+    pub(super) fn with_member(&mut self, node: usize, input: impl FnOnce(&mut Running, Duration)) {
+        let now = Duration::from_micros(self.now);
+        let Some(member) = self.nodes[node].member.as_mut() else {
+            return;
+        };
+        input(member, now);
+        let outputs = member.take_outputs();
+        let leads = member.replica().role() == RoleKind::Leader;
+        if leads && !self.nodes[node].was_leader {
+            self.stats.elections += 1;
+            self.note(node, "elected");
+        }
+        self.nodes[node].was_leader = leads;
+        self.check_applied(node);
+        for output in outputs {
+            self.carry_out(node, output);
+        }
+    }
+
+    /// Carries out one of a member's outputs, as the server's core does with real I/O.
+    pub(super) fn carry_out(&mut self, node: usize, output: NodeOutput<Watched, Waiter>) {
+        match output {
+            NodeOutput::Persist { tag, writes } => self.persist(node, tag, writes),
+            NodeOutput::Send { to, message } => self.send(node, to, message),
+            NodeOutput::SendSnapshot(action) => {
+                if let Some((to, chunks)) = action.snapshot_chunks() {
+                    // In memory, a chunk always reads.
+                    for message in chunks.flatten() {
+                        self.send(node, to, message);
+                    }
+                }
+            }
+            // A read that went through the log (a barrier) is answered when applied.
+            NodeOutput::Answer {
+                waiter,
+                output: Ok(Applied::Read(view)),
+            } => self.read_ready(node, waiter, &view),
+            NodeOutput::Answer { waiter, output } => {
+                let outcome = workload::outcome(&output);
+                self.answer(waiter.client, waiter.seq, Answer::Wrote(outcome));
+            }
+            NodeOutput::ReadReady { waiter, view } => self.read_ready(node, waiter, &view),
+            NodeOutput::Refuse { waiter, failure } => {
+                self.answer(waiter.client, waiter.seq, Answer::Failed(failure));
+            }
+            NodeOutput::Installed { .. } => self.note(node, "install-snapshot"),
+            NodeOutput::TakeSnapshot { slot } => {
+                self.stats.snapshots += 1;
+                let Some(member) = self.nodes[node].member.as_ref() else {
+                    return;
+                };
+                let data = SnapshotData::from(member.machine().inner.store().snapshot());
+                self.with_member(node, |m, now| m.snapshot_taken(slot, Some(data), now));
+            }
+        }
+    }
+
+    /// A read is served from the view it was released with.
+    pub(super) fn read_ready(&mut self, node: usize, waiter: Waiter, view: &View) {
+        let value = workload::get(&view.store, waiter.key);
+        let event = TraceEvent {
+            time: self.now,
+            node: self.nodes[node].id.0,
+            what: "read-ready",
+            message: None,
+            ballot: self.nodes[node]
+                .member
+                .as_ref()
+                .map(|m| m.replica().promised()),
+            slot: None,
+            peer: Some(waiter.client as u64),
+        };
+        self.record(event);
+        self.answer(waiter.client, waiter.seq, Answer::Value(value));
+    }
+
+    /// Writes submission `tag` to the disk; it is durable once the disk's sync of it
+    /// completes, after every earlier one (one disk, in order).
+    pub(super) fn persist(&mut self, node: usize, tag: u64, writes: Vec<DiskWrite<Payload>>) {
+        let slow = self.nodes[node].slow_disk;
+        let latency = self.random(50, 500) * if slow { 20 } else { 1 };
+        let n = &mut self.nodes[node];
+        if let Err(error) = n.disk.append(writes) {
+            let problem = format!("n{}: storage refused a write: {error}", n.id.0);
+            self.failures.push(Failure::Liveness(problem));
+        }
+        let done = n.disk_free_at.max(self.now) + latency;
+        n.disk_free_at = done;
+        let incarnation = n.incarnation;
+        let event = Event::Synced {
+            node,
+            incarnation,
+            tag,
+        };
+        self.schedule(done - self.now, event);
+    }
+
+    pub(super) fn synced(&mut self, node: usize, incarnation: u64, tag: u64) {
+        let n = &mut self.nodes[node];
+        if n.incarnation != incarnation || n.member.is_none() {
+            return;
+        }
+        n.disk.sync();
+        self.with_member(node, |m, now| m.durable(tag, now));
+    }
+
+    pub(super) fn send(&mut self, from: usize, to: NodeId, message: Message<Payload>) {
+        let Some(to) = self.members.index_of(to) else {
+            return;
+        };
+        self.stats.messages += 1;
+        let mut event = TraceEvent {
+            time: self.now,
+            node: self.nodes[from].id.0,
+            what: "send",
+            message: Some(message.kind()),
+            ballot: Some(message.ballot()),
+            slot: slot_of(&message),
+            peer: Some(self.nodes[to].id.0),
+        };
+        if to == from {
+            // Local delivery: in order, never lost.
+            self.record(event);
+            return self.schedule(0, Event::Deliver { from, to, message });
+        }
+        if self.cut.contains(&(from, to)) {
+            self.stats.lost += 1;
+            event.what = "drop";
+            return self.record(event);
+        }
+        let envelope = Envelope {
+            from: self.nodes[from].id,
+            to: self.nodes[to].id,
+            message,
+        };
+        match self.network.send(self.now, envelope, &mut self.rng) {
+            Fate::Lost => {
+                self.stats.lost += 1;
+                event.what = "drop";
+            }
+            Fate::Duplicated => self.stats.duplicated += 1,
+            Fate::Delivered => {}
+        }
+        self.record(event);
+    }
+}
