@@ -41,8 +41,11 @@ pub use hash::HashKv;
 pub use lease::{LeaseGrant, LeaseGrantResponse, LeaseInfo, LEASE_TTL_MAX};
 pub use snapshot::SnapshotError;
 pub use store::{
-    Compaction, DeleteRange, DeleteRangeResponse, KeyValue, MemberAttributes, Put, PutResponse,
-    Range, RangeResponse, SortOrder, SortTarget, Store,
+    check_put_fields, Compaction, DeleteRange, DeleteRangeResponse, KeyValue, MemberAttributes,
+    Put, PutResponse, Range, RangeResponse, SortOrder, SortTarget, Store,
 };
-pub use txn::{Compare, Relation, RequestOp, ResponseOp, Target, Txn, TxnResponse, TXN_OPS_MAX};
+pub use txn::{
+    validate as check_txn, Compare, Relation, RequestOp, ResponseOp, Target, Txn, TxnResponse,
+    TXN_OPS_MAX,
+};
 pub use watch::{Event, EventKind, Watch, WatchCompacted};

@@ -645,13 +645,24 @@ impl<'a> Clone for Box<dyn CloneIterator<'a> + 'a> {
 }
 
 /// The key's state at revision `at`: its latest change at or below it, unless a deletion.
-/// What etcd refuses in a put before looking at any state.
 fn check_put(p: &Put) -> Result<(), KvError> {
-    if p.key.is_empty() {
+    check_put_fields(&p.key, &p.value, p.lease, p.ignore_value, p.ignore_lease)
+}
+
+/// What etcd refuses in a put before looking at any state (a server checks it before it
+/// proposes the put, so a put refused here costs no slot in the log).
+pub fn check_put_fields(
+    key: &[u8],
+    value: &[u8],
+    lease: i64,
+    ignore_value: bool,
+    ignore_lease: bool,
+) -> Result<(), KvError> {
+    if key.is_empty() {
         Err(KvError::EmptyKey)
-    } else if p.ignore_value && !p.value.is_empty() {
+    } else if ignore_value && !value.is_empty() {
         Err(KvError::ValueProvided)
-    } else if p.ignore_lease && p.lease != 0 {
+    } else if ignore_lease && lease != 0 {
         Err(KvError::LeaseProvided)
     } else {
         Ok(())

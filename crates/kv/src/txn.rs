@@ -244,8 +244,9 @@ fn compare_field(c: &Compare, kv: &crate::store::KeyValue) -> bool {
 }
 
 /// etcd's checks before anything runs: sizes, empty keys, and no key written twice in a
-/// branch (counting nested transactions' branches).
-fn validate(t: &Txn) -> Result<(), KvError> {
+/// branch (counting nested transactions' branches). A server checks them before it
+/// proposes the transaction, so one refused here costs no slot in the log.
+pub fn validate(t: &Txn) -> Result<(), KvError> {
     if t.compare.len() > TXN_OPS_MAX
         || t.success.len() > TXN_OPS_MAX
         || t.failure.len() > TXN_OPS_MAX

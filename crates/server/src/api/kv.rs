@@ -21,8 +21,22 @@ impl KvService {
     }
 }
 
-/// Refuses a transaction with too many operations before it is proposed.
-fn check_txn(r: &pb::TxnRequest) -> Result<(), Status> {
+/// Requests are checked as etcd's API layer checks them, before anything is proposed: a
+/// request refused here costs no slot in the log and no sync.
+fn check_put(r: &pb::PutRequest) -> Result<(), Status> {
+    kv::check_put_fields(&r.key, &r.value, r.lease, r.ignore_value, r.ignore_lease)
+        .map_err(convert::status)
+}
+
+fn check_delete(r: &pb::DeleteRangeRequest) -> Result<(), Status> {
+    if r.key.is_empty() {
+        return Err(convert::status(kv::KvError::EmptyKey));
+    }
+    Ok(())
+}
+
+/// Refuses a transaction with too many operations before it is converted.
+fn check_txn_size(r: &pb::TxnRequest) -> Result<(), Status> {
     let most = r.compare.len().max(r.success.len()).max(r.failure.len());
     if most > kv::TXN_OPS_MAX {
         return Err(convert::status(kv::KvError::TooManyOps));
@@ -42,6 +56,7 @@ impl KvService {
     /// Answers a put once this member applied it.
     pub async fn put_answer(&self, r: pb::PutRequest) -> Result<pb::PutResponse, Status> {
         self.check_size(&r)?;
+        check_put(&r)?;
         match self.0.propose(Op::Put(r)).await? {
             Applied::Put(answer) => Ok(answer),
             other => Err(unexpected(&other)),
@@ -54,6 +69,7 @@ impl KvService {
         r: pb::DeleteRangeRequest,
     ) -> Result<pb::DeleteRangeResponse, Status> {
         self.check_size(&r)?;
+        check_delete(&r)?;
         match self.0.propose(Op::DeleteRange(r)).await? {
             Applied::Delete(answer) => Ok(answer),
             other => Err(unexpected(&other)),
@@ -64,8 +80,9 @@ impl KvService {
     /// this member applied it.
     pub async fn txn_answer(&self, r: pb::TxnRequest) -> Result<pb::TxnResponse, Status> {
         self.check_size(&r)?;
-        check_txn(&r)?;
+        check_txn_size(&r)?;
         let txn = convert::txn(&r)?;
+        kv::check_txn(&txn).map_err(convert::status)?;
         if convert::txn_is_read_only(&r) {
             // A read-only transaction needs no slot: run it on a linearizable view.
             let view = self.0.linearizable().await?;
@@ -138,5 +155,79 @@ impl Kv for KvService {
         self.compact_answer(request.into_inner())
             .await
             .map(Response::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each request etcd's API layer refuses, and what it says; none may reach the core.
+    #[tokio::test]
+    async fn requests_etcd_refuses_are_refused_before_they_are_proposed() {
+        let (handle, mut core) = super::super::test_handle(1 << 20);
+        let service = KvService(handle);
+        fn refused<T: std::fmt::Debug>(r: Result<T, Status>) -> Status {
+            r.expect_err("refused")
+        }
+        let put = |key: &[u8]| pb::PutRequest {
+            key: key.to_vec(),
+            ..pb::PutRequest::default()
+        };
+        let cases = [
+            (
+                refused(service.put_answer(put(b"")).await),
+                "etcdserver: key is not provided",
+            ),
+            (
+                refused(
+                    service
+                        .put_answer(pb::PutRequest {
+                            ignore_value: true,
+                            value: b"v".to_vec(),
+                            ..put(b"k")
+                        })
+                        .await,
+                ),
+                "etcdserver: value is provided",
+            ),
+            (
+                refused(
+                    service
+                        .put_answer(pb::PutRequest {
+                            ignore_lease: true,
+                            lease: 7,
+                            ..put(b"k")
+                        })
+                        .await,
+                ),
+                "etcdserver: lease is provided",
+            ),
+            (
+                refused(
+                    service
+                        .delete_answer(pb::DeleteRangeRequest::default())
+                        .await,
+                ),
+                "etcdserver: key is not provided",
+            ),
+        ];
+        for (status, message) in cases {
+            assert_eq!(status.code(), tonic::Code::InvalidArgument);
+            assert_eq!(status.message(), message);
+        }
+        let twice = pb::RequestOp {
+            request: Some(pb::request_op::Request::RequestPut(put(b"k"))),
+        };
+        let txn = pb::TxnRequest {
+            success: vec![twice.clone(), twice],
+            ..pb::TxnRequest::default()
+        };
+        let status = refused(service.txn_answer(txn).await);
+        assert_eq!(
+            status.message(),
+            "etcdserver: duplicate key given in txn request"
+        );
+        assert!(core.try_recv().is_err(), "nothing was proposed");
     }
 }
