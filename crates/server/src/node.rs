@@ -291,6 +291,9 @@ impl Core {
                 self.node.read(reply, now);
             }
             Input::Watch(request) => {
+                if request.is_create() {
+                    self.inflow.client_taken();
+                }
                 // Events already applied go first: a progress answer promises them.
                 self.dispatch_events();
                 let header = self.header();
@@ -298,7 +301,10 @@ impl Core {
                     .handle(request, self.node.machine().store(), header);
                 self.journal_for_watchers();
             }
-            Input::Query(query) => query(self),
+            Input::Query(query) => {
+                self.inflow.client_taken();
+                query(self);
+            }
             Input::Persisted((_, Err(e))) => self.fail(format!("storage failed: {e}")),
             Input::Persisted((tag, Ok(()))) => {
                 self.persister.finished(tag);

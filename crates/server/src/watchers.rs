@@ -61,6 +61,13 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// Whether it starts a watcher (the one kind that takes room in the core's queue).
+    pub fn is_create(&self) -> bool {
+        matches!(self, Request::Create { .. })
+    }
+}
+
 #[derive(Debug)]
 struct Watcher {
     spec: Spec,

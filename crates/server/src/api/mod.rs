@@ -189,7 +189,7 @@ impl Handle {
         f: impl FnOnce(&mut Core) -> T + Send + 'static,
     ) -> Result<T, Status> {
         let (tx, rx) = oneshot::channel();
-        self.send(Input::Query(Box::new(move |core| {
+        self.send_request(Input::Query(Box::new(move |core| {
             let _ = tx.send(Ok(f(core)));
         })))?;
         self.wait(rx).await
@@ -200,8 +200,13 @@ impl Handle {
         self.streams.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Sends a watch request to the core (no answer expected).
+    /// Sends a watch request to the core (no answer expected). A new watcher takes room
+    /// in the core's queue like any request; a cancel or a progress request, which frees
+    /// or costs nothing lasting, always goes through.
     pub fn watch_request(&self, request: crate::watchers::Request) -> Result<(), Status> {
+        if request.is_create() {
+            return self.send_request(Input::Watch(request));
+        }
         self.send(Input::Watch(request))
     }
 }
@@ -325,10 +330,27 @@ mod tests {
         let refused = handle.propose(put()).await.unwrap_err();
         assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
         assert_eq!(refused.message(), "etcdserver: too many requests");
+        // Queries and new watchers take room as requests do; a cancel always goes through.
+        let query = handle.query(|_| ()).await.unwrap_err();
+        assert_eq!(query.code(), tonic::Code::ResourceExhausted);
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let create = crate::watchers::Request::Create {
+            stream: 1,
+            id: 1,
+            spec: crate::watchers::Spec::default(),
+            tx,
+        };
+        let refused = handle.watch_request(create).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
         assert!(
             core.try_recv().is_err(),
             "a refused request reached the core"
         );
+        let cancel = crate::watchers::Request::Cancel { stream: 1, id: 1 };
+        handle
+            .watch_request(cancel)
+            .expect("a cancel is never refused");
+        assert!(matches!(core.try_recv(), Ok(Input::Watch(_))));
         // The core takes the first off the queue: there is room again.
         inflow.client_taken();
         let Input::Propose(_, reply) = queued else {
