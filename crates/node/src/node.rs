@@ -465,3 +465,191 @@ impl<M: StateMachine, W, R> std::fmt::Debug for Node<M, W, R> {
         f.debug_struct("Node").field("me", &self.me).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::Answer;
+    use paxos::multi::{Members, Options};
+    use paxos::QuorumSpec;
+    use std::sync::Arc;
+
+    /// A register: each command sets it (a barrier, `None`, leaves it); a read sees it.
+    #[derive(Debug, Default)]
+    struct Register(u64);
+
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    struct Set(NodeId, u64, Option<u64>);
+
+    impl paxos::multi::Command for Set {
+        fn size(&self) -> usize {
+            24
+        }
+    }
+
+    impl StateMachine for Register {
+        type Op = u64;
+        type Command = Set;
+        type Output = u64;
+        type View = u64;
+        fn command(&self, origin: NodeId, id: u64, value: u64) -> Set {
+            Set(origin, id, Some(value))
+        }
+        fn barrier(&self, origin: NodeId, id: u64) -> Set {
+            Set(origin, id, None)
+        }
+        fn apply(
+            &mut self,
+            _: Slot,
+            &Set(origin, id, v): &Set,
+            _: &Context,
+        ) -> Option<Answer<u64>> {
+            self.0 = v.unwrap_or(self.0);
+            Some(Answer {
+                origin,
+                id,
+                output: self.0,
+            })
+        }
+        fn view(&self, _: &Context) -> u64 {
+            self.0
+        }
+        fn restore(&mut self, _: &SnapshotData, _: &Context) -> Result<(), String> {
+            Err("no snapshots here".into())
+        }
+        fn hash(&self) -> u64 {
+            self.0
+        }
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// A member of a cluster of one, with storage that reports every write durable.
+    fn alone() -> Node<Register, &'static str, rand_pcg::Pcg64> {
+        let members = Members::new(vec![NodeId(1)], QuorumSpec::Majority).expect("one member");
+        let rng = <rand_pcg::Pcg64 as rand_core::SeedableRng>::seed_from_u64(1);
+        let replica = Replica::new(NodeId(1), Arc::new(members), Options::default(), rng);
+        let options = NodeOptions {
+            request_timeout: 100 * MS,
+            parked_max: 10,
+            snapshot_entries: 1_000,
+        };
+        Node::new(
+            replica.expect("a replica"),
+            Register::default(),
+            0,
+            0,
+            options,
+        )
+    }
+
+    /// Ticks until the member leads, making every write durable at once.
+    fn lead(node: &mut Node<Register, &'static str, rand_pcg::Pcg64>) -> Duration {
+        let mut now = Duration::ZERO;
+        while node.replica().role() != RoleKind::Leader {
+            now += MS;
+            node.tick(now);
+            make_durable(node, now);
+            assert!(now < 1_000 * MS, "no leader");
+        }
+        now
+    }
+
+    fn make_durable(node: &mut Node<Register, &'static str, rand_pcg::Pcg64>, now: Duration) {
+        loop {
+            let tags: Vec<u64> = node
+                .take_outputs()
+                .into_iter()
+                .filter_map(|o| match o {
+                    Output::Persist { tag, .. } => Some(tag),
+                    _ => None,
+                })
+                .collect();
+            if tags.is_empty() {
+                return;
+            }
+            tags.into_iter().for_each(|tag| node.durable(tag, now));
+        }
+    }
+
+    fn answers(outputs: &[Output<Register, &'static str>]) -> Vec<(&'static str, u64)> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Answer { waiter, output } => Some((*waiter, *output)),
+                Output::ReadReady { waiter, view } => Some((*waiter, *view)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_write_is_answered_only_once_its_vote_is_durable() {
+        let mut node = alone();
+        let now = lead(&mut node);
+        node.propose(7, "client", now);
+        let outputs = node.take_outputs();
+        let tags: Vec<u64> = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Persist { tag, .. } => Some(*tag),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(tags.len(), 1, "{outputs:?}");
+        assert_eq!(answers(&outputs), vec![], "answered before the sync");
+        node.durable(tags[0], now);
+        let outputs = node.take_outputs();
+        assert_eq!(answers(&outputs), vec![("client", 7)], "{outputs:?}");
+        assert_eq!(node.applied(), node.replica().applied());
+    }
+
+    #[test]
+    fn a_read_sees_the_writes_completed_before_it() {
+        let mut node = alone();
+        let now = lead(&mut node);
+        node.propose(3, "writer", now);
+        make_durable(&mut node, now);
+        node.read("reader", now);
+        let mut outputs = node.take_outputs();
+        for step in 1..20u32 {
+            if !answers(&outputs).is_empty() {
+                break;
+            }
+            node.tick(now + step * MS);
+            make_durable(&mut node, now + step * MS);
+            outputs.extend(node.take_outputs());
+        }
+        assert_eq!(answers(&outputs), vec![("reader", 3)], "{outputs:?}");
+    }
+
+    #[test]
+    fn a_read_without_a_leader_goes_through_the_log_once_there_is_one() {
+        let mut node = alone();
+        node.propose(4, "writer", Duration::ZERO);
+        // No leader known yet: the replica cannot serve the read, so the node parks a
+        // barrier for it, with the write, until a leader exists.
+        node.read("reader", Duration::ZERO);
+        assert_eq!(answers(&node.take_outputs()), vec![]);
+        let mut answered = Vec::new();
+        let mut now = Duration::ZERO;
+        while answered.len() < 2 && now < 1_000 * MS {
+            now += MS;
+            node.tick(now);
+            loop {
+                let outputs = node.take_outputs();
+                if outputs.is_empty() {
+                    break;
+                }
+                answered.extend(answers(&outputs));
+                for output in outputs {
+                    if let Output::Persist { tag, .. } = output {
+                        node.durable(tag, now);
+                    }
+                }
+            }
+        }
+        // Proposed in order: the barrier after the write, so the read sees it.
+        assert_eq!(answered, vec![("writer", 4), ("reader", 4)]);
+    }
+}
