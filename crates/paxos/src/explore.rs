@@ -21,7 +21,7 @@
 
 use std::collections::HashSet;
 use std::fmt::Debug;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
 use rustc_hash::FxHasher;
 
@@ -110,7 +110,7 @@ type Fingerprints = HashSet<u64, BuildHasherDefault<NoHash>>;
 #[derive(Default)]
 struct NoHash(u64);
 
-impl std::hash::Hasher for NoHash {
+impl Hasher for NoHash {
     fn finish(&self) -> u64 {
         self.0
     }
@@ -125,6 +125,66 @@ impl std::hash::Hasher for NoHash {
 /// A fingerprint that hashes the whole state.
 pub(crate) fn hash_fingerprint<S: Hash>(state: &S) -> u64 {
     BuildHasherDefault::<FxHasher>::default().hash_one(state)
+}
+
+const PART_SEED: u64 = 0x243f_6a88_85a3_08d3;
+
+/// MurmurHash3's 64-bit finaliser: a bijection in which every input bit flips about half
+/// of the output bits.
+pub(crate) fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    h
+}
+
+/// Hashes a part of a state, for models that keep their fingerprint as a sum of part
+/// hashes, updated by what each step changed. Part hashes are summed, so each must look random: every word
+/// written goes through [`fmix64`] (a multiplicative hash such as Fx is nearly linear in
+/// small inputs, and sums of such hashes collide).
+pub(crate) fn part_hash(part: impl Hash) -> u64 {
+    let mut hasher = PartHasher::default();
+    part.hash(&mut hasher);
+    hasher.0
+}
+
+/// The hasher of [`part_hash`]; start it with [`PartHasher::default`].
+pub(crate) struct PartHasher(u64);
+
+impl Default for PartHasher {
+    fn default() -> Self {
+        PartHasher(PART_SEED)
+    }
+}
+
+impl Hasher for PartHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(n.into());
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(n.into());
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n.into());
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = fmix64(self.0 ^ n);
+    }
 }
 
 struct Frame<M: Model> {

@@ -9,7 +9,7 @@ use rand_core::RngCore;
 /// The timeout is drawn from `[base, base + base·2^failures)`: random so that replicas
 /// that lose the leader together rarely campaign together, and widening after each failed
 /// campaign (capped) so that duelling candidates spread out, as exponential backoff does.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Election {
     base: u32,
     failures: u32,
@@ -66,6 +66,17 @@ impl Election {
         let span = self.base.saturating_mul(1 << self.failures).max(1);
         self.elapsed = 0;
         self.timeout = self.base.saturating_add(rng.next_u32() % span);
+    }
+
+    /// Sets the timer so that the next tick expires it, or so that it does not: for the
+    /// model check, which decides when timers fire (`Replica::tick_with`).
+    #[cfg(test)]
+    pub(crate) fn expire_at_next_tick(&mut self, expire: bool) {
+        self.elapsed = if expire {
+            self.timeout.saturating_sub(1)
+        } else {
+            0
+        };
     }
 
     #[cfg(test)]

@@ -6,7 +6,7 @@ use super::message::{Command, LogEntry, Slot};
 
 /// Votes from slot `first` on; slots up to `commit` are chosen and hold the chosen entry
 /// (those below `first` live only in the application's snapshot).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Log<C> {
     /// Slots through `compacted` were released after a snapshot covered them.
     compacted: Slot,

@@ -90,7 +90,7 @@ pub type Batch<C> = Arc<[Entry<C>]>;
 /// A message between replicas. Every message carries a ballot: the sender's current one
 /// (a leader's or candidate's own, an acceptor's promised). Seeing a higher ballot in any
 /// message makes a leader or candidate step down.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Message<C> {
     /// Phase 1a, candidate → every replica: promise nothing below `ballot`, and report
     /// your votes for slots from `from` on.
@@ -315,7 +315,7 @@ pub enum Write<C> {
 }
 
 /// Why a read could not be served.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReadError {
     /// This replica is not the leader; `leader` is the one it knows of, if any.
     NotLeader {

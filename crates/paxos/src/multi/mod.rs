@@ -43,6 +43,8 @@ mod snapshot;
 #[cfg(test)]
 mod cluster;
 #[cfg(test)]
+mod model_check;
+#[cfg(test)]
 mod regressions;
 #[cfg(test)]
 mod tests;

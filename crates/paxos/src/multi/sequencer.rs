@@ -40,7 +40,7 @@ pub enum Step<C> {
 }
 
 /// Holds each action until what it reports is durable (see the module documentation).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Sequencer<C> {
     held: VecDeque<(u64, Action<C>)>,
     /// How many held actions change the state machine (applies and snapshot installs).
@@ -159,6 +159,49 @@ impl<C> Sequencer<C> {
     #[cfg(feature = "negative-controls")]
     pub fn acknowledge_before_sync(&mut self) {
         self.acks_before_sync = true;
+    }
+
+    /// Feeds `hasher` what decides this sequencer's future, for the exhaustive model check
+    /// (`multi/model_check.rs`): every submission tag as `rank` classes it (the model's
+    /// storage reports submissions durable in groups, and tags reported together behave
+    /// alike), and, of the actions held, those `keep` keeps (the model leaves out a send
+    /// held a second time: its network is a set, and the first copy leaves no later). The
+    /// count of applies that ran ahead is a statistic, left out.
+    #[cfg(test)]
+    pub(crate) fn hash_model_state<H: std::hash::Hasher>(
+        &self,
+        h: &mut H,
+        rank: impl Fn(u64) -> u64,
+        mut keep: impl FnMut(&Action<C>) -> bool,
+    ) where
+        C: std::hash::Hash + std::fmt::Debug,
+    {
+        use std::hash::Hash;
+        let Sequencer {
+            held,
+            store_changes,
+            submitted,
+            required,
+            durable,
+            commit_hint,
+            applies_ahead: _,
+            #[cfg(feature = "negative-controls")]
+            acks_before_sync,
+        } = self;
+        for (tag, action) in held.iter().filter(|(_, action)| keep(action)) {
+            rank(*tag).hash(h);
+            match action {
+                Action::Send { to, message } => (0u8, to, message).hash(h),
+                Action::Apply { slot, entry } => (1u8, slot, entry).hash(h),
+                Action::ReadReady { id } => (2u8, id).hash(h),
+                Action::ReadFailed { id, error } => (3u8, id, error).hash(h),
+                other => unreachable!("a model sequencer holds no {other:?}"),
+            }
+        }
+        let tags = [*submitted, *required, *durable].map(rank);
+        (u64::MAX, store_changes, tags, commit_hint).hash(h);
+        #[cfg(feature = "negative-controls")]
+        acks_before_sync.hash(h);
     }
 
     fn submit(&mut self, mut writes: Vec<Write<C>>) -> Step<C> {

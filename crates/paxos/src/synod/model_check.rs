@@ -47,12 +47,11 @@
 //! and without the symmetry reduction.
 
 use std::collections::{BTreeSet, HashSet};
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use super::{Acceptor, Action, Config, ConstRng, Learner, Message, Node, Phase, Proposer, Timing};
 use crate::ballot::Ballot;
-use crate::explore::{explore_observed, Expect, Model, Property, Report};
+use crate::explore::{explore_observed, fmix64, part_hash, Expect, Model, Property, Report};
 use crate::node::{AcceptorSet, NodeId};
 use crate::quorum::{Flexible, Quorum, QuorumSpec, QuorumSystem};
 
@@ -618,58 +617,7 @@ fn without_acceptors(phase: &Phase<Value>) -> Phase<Value> {
     phase
 }
 
-const PART_SEED: u64 = 0x243f_6a88_85a3_08d3;
 const LABEL_SEED: u64 = 0x1319_8a2e_0370_7344;
-
-/// MurmurHash3's 64-bit finaliser: a bijection in which every input bit flips about half
-/// of the output bits.
-fn fmix64(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^= h >> 33;
-    h
-}
-
-/// Hashes a state's part. Part hashes are summed, so each must look random: every word
-/// written goes through [`fmix64`] (a multiplicative hash such as Fx is nearly linear in
-/// small inputs, and sums of such hashes collide).
-fn part_hash(part: impl Hash) -> u64 {
-    let mut hasher = PartHasher(PART_SEED);
-    part.hash(&mut hasher);
-    hasher.0
-}
-
-struct PartHasher(u64);
-
-impl Hasher for PartHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-    fn write_u8(&mut self, n: u8) {
-        self.write_u64(n.into());
-    }
-    fn write_u16(&mut self, n: u16) {
-        self.write_u64(n.into());
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(n.into());
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = fmix64(self.0 ^ n);
-    }
-}
 
 fn sends(from: NodeId, actions: Vec<Action<Value>>) -> impl Iterator<Item = Envelope> {
     actions.into_iter().filter_map(move |action| match action {

@@ -127,7 +127,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
 
 /// What a follower heard from acceptors about the slots above its commit point, at the
 /// ballot it follows (with [`Options::learn_from_acceptors`]).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Hash)]
 pub(super) struct Reports {
     pub(super) ballot: Ballot,
     /// `acks[0]` is this slot.

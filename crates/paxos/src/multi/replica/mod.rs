@@ -9,7 +9,8 @@
 //! - `learning`: learning what is chosen, from the leader or from acceptors' reports,
 //!   and applying it in order;
 //! - `reads`: heartbeats, read index on the leader and for followers, leader leases;
-//! - `catch_up`: chosen entries or a snapshot fetched from a peer.
+//! - `catch_up`: chosen entries or a snapshot fetched from a peer;
+//! - `model` (tests only): what the exhaustive model check sees of a replica.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::mem;
@@ -32,12 +33,16 @@ use super::snapshot::SnapshotData;
 
 mod catch_up;
 mod learning;
+#[cfg(test)]
+mod model;
 mod phase1;
 mod reads;
 mod replication;
 
 use catch_up::IncomingSnapshot;
 use learning::Reports;
+#[cfg(test)]
+pub(crate) use model::Timer;
 use phase1::Candidate;
 use reads::{FollowerReads, Grant, PendingRead};
 use replication::{InFlight, Leader, SeenForwards};
@@ -93,7 +98,7 @@ enum Role<C> {
 
 /// A Multi-Paxos replica. Drive it with [`Replica::step`], [`Replica::tick`],
 /// [`Replica::propose`] and [`Replica::read`]; carry out the returned actions in order.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Replica<C, R> {
     id: NodeId,
     members: Arc<Members>,

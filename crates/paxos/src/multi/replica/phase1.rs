@@ -203,7 +203,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 pub(super) struct Candidate<C> {
     pub(super) ballot: Ballot,
     /// The first slot phase 1 covers.

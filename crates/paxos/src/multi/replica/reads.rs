@@ -322,7 +322,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
 /// otherwise remember one per tick forever).
 const SENT_AT_MAX: usize = 64;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 pub(super) struct PendingRead {
     /// The read's id; for a follower's request, the request's number.
     pub(super) id: u64,
@@ -348,7 +348,7 @@ pub(super) struct FollowerReads {
     pub(super) unanswered_ticks: u32,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Hash)]
 pub(super) struct FollowerRead {
     pub(super) id: u64,
     /// The request whose answer covers it: one that left after the read arrived.

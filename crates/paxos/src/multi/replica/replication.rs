@@ -300,7 +300,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 pub(super) struct InFlight<C> {
     pub(super) entry: Entry<C>,
     pub(super) acks: AcceptorSet,
@@ -334,7 +334,7 @@ pub(super) struct Leader<C> {
 /// The forwards taken from one sender: the highest number of its current boot, and which
 /// of the 63 below it arrived too. Anything older is treated as a duplicate (dropped; its
 /// client times out), so a reordered forward is lost only if 64 newer ones overtook it.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, Hash)]
 pub(super) struct SeenForwards {
     pub(super) boot: u64,
     pub(super) highest: u64,

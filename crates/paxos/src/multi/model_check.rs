@@ -1,0 +1,299 @@
+//! Exhaustive model check of the Multi-Paxos replica, with the explorer of
+//! [`crate::explore`].
+//!
+//! Every state explored is made of real [`Replica`] values, each driven through its own
+//! real [`Sequencer`] (the durability contract every driver runs), changed only by their
+//! real handlers. Around them the model keeps what the world holds:
+//! - per replica, its storage: what was synced (`Disk`), and the submissions handed to
+//!   storage but not yet synced, oldest first. A sync step makes the oldest durable and
+//!   reports it to the sequencer, which releases what waited for it;
+//! - per replica, its state machine: the entries applied since it last started;
+//! - the network: every message ever sent. Any may be delivered at any time, any number
+//!   of times (duplication, reordering), or never (loss): a dropped message and one never
+//!   delivered give the same runs, so loss needs no step of its own;
+//! - ghost state no replica sees: every vote made durable, each client's writes and
+//!   reads, and the first entry any replica applied at each slot.
+//!
+//! Steps: deliver a message; tick a replica (time is asynchronous: each replica's ticks
+//! come whenever they come, and a tick step runs its ticks until one does something, at
+//! most an election timeout of them); sync a replica's oldest submission; crash a
+//! replica (it restarts at once from what was synced: its unsynced writes, held actions,
+//! state machine and clients are lost); propose a command at a replica; issue a read at
+//! a replica. Bounds keep the space finite: ballot rounds (a tick that would start a
+//! higher round is refused), commands, reads, crashes, and ticks of a leader per ballot.
+//!
+//! Properties:
+//! - always: at most one entry is chosen per slot. "Chosen" is the global view no
+//!   replica has: a phase-2 quorum made votes for the entry at one ballot durable;
+//! - always: applied prefixes agree: whatever any replica applies at a slot, in any of
+//!   its lives, is what every replica applied there;
+//! - always: only chosen entries are applied (chosen when applied);
+//! - always: a read released by the read barrier ([`Action::ReadReady`]) sees, in its
+//!   replica's state machine, every write completed before the read was issued. A write
+//!   completes when the replica its client gave it to applies it (as the server answers
+//!   it);
+//! - sometimes (the check is not vacuous): an entry is chosen; a write completes; a read
+//!   is served; a replica that crashed applies again after its restart; a replica leads
+//!   at a later round.
+//!
+//! Reductions, none of which loses a run the properties can tell apart:
+//! - commands are proposed in order (command 1 first): the replica treats commands as
+//!   opaque values, so a run proposing 2 first is a relabelled run proposing 1 first;
+//! - a read is issued only once some write completed: a read that must see nothing cannot
+//!   be stale. A read refused at once (no leader known) changes nothing and is not taken;
+//! - a state's fingerprint leaves out what cannot change the future: the replica's clock
+//!   (see `Replica::hash_model_state`), submission tags (only which sync makes each
+//!   durable counts: `Sequencer::hash_model_state`), and copies of a message already
+//!   held to be sent.
+//!
+//! Negative controls (with the `negative-controls` feature) break the protocol on purpose
+//! and must be caught: a leader that skips phase 1, a leader that reads at its commit
+//! point, and a sequencer that acknowledges before the sync.
+
+use std::time::Instant;
+
+use super::{Entry, RoleKind};
+use crate::explore::{explore, Expect, Property, Report};
+
+mod local;
+mod state;
+mod system;
+
+use state::{Client, Outcome, State, DISAGREED, STALE_READ, UNCHOSEN_APPLIED};
+#[cfg(feature = "negative-controls")]
+use system::Controls;
+use system::{Bounds, System};
+
+impl System {
+    fn check(&self) -> Report<System> {
+        let started = Instant::now();
+        let report = explore(self, &properties(), true);
+        println!(
+            "{:?}: explored {} states in {:.1?}, depth {}; violated {:?}; reached {:?}",
+            self.bounds,
+            report.states,
+            started.elapsed(),
+            report.depth_max,
+            report.violated(),
+            report.reached()
+        );
+        for trace in &report.violations {
+            println!(
+                "counterexample for {:?} ({} steps):",
+                trace.property,
+                trace.actions.len()
+            );
+            for event in &trace.actions {
+                println!("  {event:?}");
+            }
+            println!("  votes: {:?}", trace.state.votes);
+            println!("  ghost: {:?}", trace.state.ghost);
+        }
+        report
+    }
+}
+
+/// Every (slot, entry) chosen.
+fn chosen(system: &System, state: &State) -> Vec<(u64, Entry<u64>)> {
+    let mut chosen: Vec<(u64, Entry<u64>)> = Vec::new();
+    for vote in &state.votes {
+        let known = chosen
+            .iter()
+            .any(|(s, e)| *s == vote.slot && *e == vote.entry);
+        if !known && system::is_chosen(&system.members, state.votes.iter(), vote.slot, &vote.entry)
+        {
+            chosen.push((vote.slot, vote.entry.clone()));
+        }
+    }
+    chosen
+}
+
+const ONE_CHOSEN_PER_SLOT: &str = "at most one entry is chosen per slot";
+const APPLIED_AGREE: &str = "applied prefixes agree";
+const ONLY_CHOSEN_APPLIED: &str = "only chosen entries are applied";
+const READS_SEE_WRITES: &str = "a read sees every write completed before it";
+const SOME_CHOSEN: &str = "an entry is chosen";
+const SOME_WRITE_COMPLETED: &str = "a write completes";
+const SOME_READ_SERVED: &str = "a read is served";
+const SOME_RECOVERY: &str = "a restarted replica applies again";
+const SOME_LATER_LEADER: &str = "a replica leads at a later round";
+
+fn properties() -> Vec<Property<System>> {
+    let always = |name, holds| Property {
+        name,
+        expect: Expect::Always,
+        holds,
+    };
+    let sometimes = |name, holds| Property {
+        name,
+        expect: Expect::Sometimes,
+        holds,
+    };
+    vec![
+        always(ONE_CHOSEN_PER_SLOT, |system, state| {
+            let chosen = chosen(system, state);
+            chosen
+                .iter()
+                .all(|(slot, entry)| chosen.iter().all(|(s, e)| s != slot || e == entry))
+        }),
+        always(APPLIED_AGREE, |_, s| s.ghost.violations & DISAGREED == 0),
+        always(ONLY_CHOSEN_APPLIED, |_, s| {
+            s.ghost.violations & UNCHOSEN_APPLIED == 0
+        }),
+        always(READS_SEE_WRITES, |_, s| {
+            s.ghost.violations & STALE_READ == 0
+        }),
+        sometimes(SOME_CHOSEN, |system, state| {
+            !chosen(system, state).is_empty()
+        }),
+        sometimes(SOME_WRITE_COMPLETED, |_, s| {
+            s.ghost.writes.contains(&Client::Completed)
+        }),
+        sometimes(SOME_READ_SERVED, |_, s| {
+            s.ghost.reads.iter().any(|r| r.outcome == Outcome::Served)
+        }),
+        sometimes(SOME_RECOVERY, |_, s| {
+            s.members
+                .iter()
+                .any(|m| m.boot > 1 && !m.machine.is_empty())
+        }),
+        sometimes(SOME_LATER_LEADER, |_, s| {
+            s.members
+                .iter()
+                .any(|m| m.replica.role() == RoleKind::Leader && m.replica.promised().round >= 2)
+        }),
+    ]
+}
+
+/// No violation, every `Sometimes` property reached, and exactly `states` states: a
+/// different count means the replica's behaviour changed, which must be deliberate.
+fn assert_safe(report: &Report<System>, reached: &[&str], states: usize) {
+    assert_eq!(report.violated(), Vec::<&str>::new());
+    let mut expected = reached.to_vec();
+    let mut reached = report.reached();
+    expected.sort_unstable();
+    reached.sort_unstable();
+    assert_eq!(reached, expected);
+    assert_eq!(report.states, states, "explored state count changed");
+}
+
+const fn bounds(
+    commands: usize,
+    ballots: u8,
+    crashes: u8,
+    reads: usize,
+    heartbeats: u64,
+) -> Bounds {
+    Bounds {
+        commands,
+        ballots,
+        crashes,
+        reads,
+        heartbeats,
+    }
+}
+
+/// One leader, a write and a read through the read barrier.
+#[test]
+fn one_round_a_write_and_a_read() {
+    let report = System::new(bounds(1, 1, 0, 1, 2)).check();
+    let reached = [SOME_CHOSEN, SOME_WRITE_COMPLETED, SOME_READ_SERVED];
+    assert_safe(&report, &reached, 200_539);
+}
+
+/// One leader, a write, and one replica (any) that crashes and restarts from its disk.
+#[test]
+fn one_round_a_crash() {
+    let report = System::new(bounds(1, 1, 1, 0, 1)).check();
+    let reached = [SOME_CHOSEN, SOME_WRITE_COMPLETED, SOME_RECOVERY];
+    assert_safe(&report, &reached, 94_648);
+}
+
+/// Two campaigns, any replicas, duelling or one after the other, and a write.
+#[test]
+fn two_rounds_a_write() {
+    let report = System::new(bounds(1, 2, 0, 0, 1)).check();
+    let reached = [SOME_CHOSEN, SOME_WRITE_COMPLETED, SOME_LATER_LEADER];
+    assert_safe(&report, &reached, 1_154_419);
+}
+
+/// Larger bounds, too slow for every run: `MODEL_BOUNDS="commands,ballots,crashes,reads,
+/// heartbeats;…" cargo test -p synod-paxos --release --lib larger_bounds -- --ignored
+/// --nocapture` explores each and prints its count and time (see docs/PROTOCOL.md).
+#[test]
+#[ignore = "minutes to hours; run by hand with MODEL_BOUNDS"]
+fn larger_bounds() {
+    let spec = std::env::var("MODEL_BOUNDS").unwrap_or_else(|_| "2,1,0,0,1".into());
+    for config in spec.split(';') {
+        let numbers: Vec<u64> = config
+            .split(',')
+            .map(|n| n.trim().parse().expect("a number"))
+            .collect();
+        let [commands, ballots, crashes, reads, heartbeats] = numbers[..] else {
+            panic!("MODEL_BOUNDS wants commands,ballots,crashes,reads,heartbeats");
+        };
+        let small = |n: u64| u8::try_from(n).expect("a small bound");
+        let many = |n: u64| usize::try_from(n).expect("a small bound");
+        let bounds = bounds(
+            many(commands),
+            small(ballots),
+            small(crashes),
+            many(reads),
+            heartbeats,
+        );
+        let report = System::new(bounds).check();
+        assert_eq!(report.violated(), Vec::<&str>::new());
+    }
+}
+
+/// Each broken variant is caught, with a counterexample.
+#[cfg(feature = "negative-controls")]
+mod negative_controls {
+    use super::*;
+
+    fn violated(bounds: Bounds, controls: Controls) -> Vec<&'static str> {
+        let report = System::new(bounds).with(controls).check();
+        assert!(!report.violations.is_empty(), "{controls:?} not caught");
+        report.violated()
+    }
+
+    #[test]
+    fn a_leader_that_skips_phase_1() {
+        let controls = Controls {
+            skip_phase1: true,
+            ..Controls::default()
+        };
+        let violated = violated(bounds(2, 2, 0, 0, 1), controls);
+        assert!(
+            violated.contains(&ONE_CHOSEN_PER_SLOT) || violated.contains(&APPLIED_AGREE),
+            "{violated:?}"
+        );
+    }
+
+    #[test]
+    fn a_leader_that_reads_at_its_commit_point() {
+        let controls = Controls {
+            read_at_commit_point: true,
+            ..Controls::default()
+        };
+        assert_eq!(
+            violated(bounds(1, 1, 0, 1, 2), controls),
+            [READS_SEE_WRITES]
+        );
+    }
+
+    #[test]
+    fn a_sequencer_that_acknowledges_before_the_sync() {
+        let controls = Controls {
+            ack_before_sync: true,
+            ..Controls::default()
+        };
+        let violated = violated(bounds(1, 2, 1, 0, 1), controls);
+        assert!(
+            violated.contains(&ONE_CHOSEN_PER_SLOT)
+                || violated.contains(&APPLIED_AGREE)
+                || violated.contains(&ONLY_CHOSEN_APPLIED),
+            "{violated:?}"
+        );
+    }
+}

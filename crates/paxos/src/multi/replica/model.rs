@@ -1,0 +1,146 @@
+//! What the exhaustive model check (`multi/model_check.rs`) sees of a replica: a hash of
+//! everything that decides what the replica does next, and nothing that cannot. Tests only.
+
+use std::hash::{Hash, Hasher};
+
+use super::*;
+
+impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
+    /// Feeds `hasher` the replica's state, so that two replicas hash alike when no
+    /// sequence of events can tell them apart. Left out or cut down, and why:
+    /// - the timers (election, catch-up, read-index retry): a model ticks a replica only
+    ///   through [`Replica::tick_with`], which sets every timer before the tick;
+    /// - the clock (`now`, and when each unconfirmed heartbeat left): only leases and
+    ///   snapshot sends read it, and a model replica has neither (asserted);
+    /// - which heartbeat an acceptor acknowledged last, if below the confirmation floor
+    ///   ([`Replica::confirmation_floor`]): no read will ever ask;
+    /// - a leader's pending read identical to one before it in the queue (a follower's
+    ///   read-index request delivered again): it is served with the first, and its reply
+    ///   is the same message, which the model's network (a set) holds once;
+    /// - the actions not yet handed out (none between events: asserted), the members and
+    ///   the options (the same for every state of one model).
+    pub(crate) fn hash_model_state<H: Hasher>(&self, h: &mut H) {
+        let Replica {
+            id,
+            members: _,
+            options,
+            rng,
+            promised,
+            highest_seen,
+            log,
+            applied,
+            known_commit,
+            leader,
+            role,
+            election: _,
+            snapshot,
+            incoming,
+            catch_up_elapsed: _,
+            now: _,
+            grant,
+            out,
+            boot,
+            forward_seq,
+            forwards_seen,
+            stranded,
+            snapshot_sent,
+            follower_reads,
+            reports,
+            #[cfg(feature = "negative-controls")]
+            skips_phase1,
+            #[cfg(feature = "negative-controls")]
+            serves_reads_unapplied,
+            #[cfg(feature = "negative-controls")]
+            reads_at_commit_point,
+        } = self;
+        assert!(
+            options.lease.is_none() && grant.is_none(),
+            "the model hash leaves out the clock, which leases read"
+        );
+        assert!(
+            snapshot.is_none() && incoming.is_none() && snapshot_sent.iter().all(Option::is_none),
+            "the model hash leaves out the clock, which snapshot sends read"
+        );
+        assert!(out.is_empty(), "actions left between events");
+        id.hash(h);
+        rng.hash(h);
+        (promised, highest_seen, log, applied, known_commit, leader).hash(h);
+        match role {
+            Role::Follower => 0u8.hash(h),
+            Role::Candidate(candidate) => (1u8, candidate).hash(h),
+            Role::Leader(l) => {
+                2u8.hash(h);
+                (l.ballot, l.first, &l.in_flight, &l.pending, &l.batch_ends).hash(h);
+                (l.recovered_through, l.heartbeat_elapsed, l.commit_at_check).hash(h);
+                let floor = self.confirmation_floor().unwrap_or(0);
+                let acked = l
+                    .acked_seq
+                    .iter()
+                    .map(|&seq| if seq < floor { 0 } else { seq });
+                (l.seq, l.lease_until).hash(h);
+                acked.for_each(|seq| seq.hash(h));
+                for (i, read) in l.reads.iter().enumerate() {
+                    let key = |r: &PendingRead| (r.id, r.index, r.seq, r.asker);
+                    if !l.reads.iter().take(i).any(|r| key(r) == key(read)) {
+                        read.hash(h);
+                    }
+                }
+                let unconfirmed: Vec<u64> = l.sent_at.iter().map(|&(seq, _)| seq).collect();
+                unconfirmed.hash(h);
+            }
+        }
+        (boot, forward_seq, forwards_seen, stranded, reports).hash(h);
+        let reads = follower_reads;
+        (&reads.waiting, reads.sent, reads.answered).hash(h);
+        #[cfg(feature = "negative-controls")]
+        (skips_phase1, serves_reads_unapplied, reads_at_commit_point).hash(h);
+    }
+
+    /// A leader's last heartbeat number (`None` if it does not lead).
+    pub(crate) fn heartbeat_seq(&self) -> Option<u64> {
+        match &self.role {
+            Role::Leader(leader) => Some(leader.seq),
+            _ => None,
+        }
+    }
+
+    /// For a leader, the lowest heartbeat a read may still wait for: its last heartbeat's
+    /// (whether one is outstanding), or a pending read's. It never falls while the
+    /// replica leads at its ballot (a new read waits for the next heartbeat), and with
+    /// leases off, acknowledgements only ever answer "was heartbeat `seq` or a later one
+    /// acknowledged?" for such a `seq`: an acknowledgement below the floor is as good as
+    /// none, now and later.
+    pub(crate) fn confirmation_floor(&self) -> Option<u64> {
+        let Role::Leader(leader) = &self.role else {
+            return None;
+        };
+        leader.reads.iter().map(|r| r.seq).chain([leader.seq]).min()
+    }
+
+    /// One tick, at which exactly `timer` expires (`None`: no timer does). The model
+    /// check decides when timers fire rather than count ticks: time is asynchronous, so
+    /// any timer may expire at any moment, and safety must not depend on when (leases,
+    /// which do, are off). A tick at which several timers expire is the ticks at which
+    /// they expire one by one: an election starts a campaign, after which no catch-up or
+    /// read-index retry happens; those two only send.
+    pub(crate) fn tick_with(&mut self, timer: Option<Timer>) -> Vec<Action<C>> {
+        let threshold = self.options.heartbeat_ticks.saturating_mul(2);
+        let set = |expire: bool| if expire { threshold - 1 } else { 0 };
+        self.election
+            .expire_at_next_tick(timer == Some(Timer::Election));
+        self.catch_up_elapsed = set(timer == Some(Timer::CatchUp));
+        self.follower_reads.unanswered_ticks = set(timer == Some(Timer::ReadIndex));
+        self.tick()
+    }
+}
+
+/// A timer of a replica that does not lead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Timer {
+    /// No leader heard from: campaign.
+    Election,
+    /// Behind the known commit point: ask the leader for the chosen entries.
+    CatchUp,
+    /// A read-index request unanswered: send it again.
+    ReadIndex,
+}
