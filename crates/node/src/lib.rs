@@ -24,5 +24,5 @@ pub mod node;
 pub mod requests;
 
 pub use machine::{Answer, Context, StateMachine};
-pub use node::{Node, NodeOptions, Output};
+pub use node::{Node, NodeOptions, Output, RequestIds};
 pub use requests::{Failure, Kind, Requests};

@@ -12,6 +12,8 @@
 //! holds them), and a read's view is taken when the replica releases it.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use paxos::multi::{
@@ -103,6 +105,30 @@ pub struct NodeOptions {
     pub snapshot_entries: u64,
 }
 
+/// A member's request ids, shared by the node and whoever builds commands for it (see
+/// [`Node::propose_command`]): unique within one start of the member, never 0 (the id
+/// of the node's own commands, which nobody waits for).
+#[derive(Clone, Debug)]
+pub struct RequestIds(Arc<AtomicU64>);
+
+impl RequestIds {
+    /// Ids from `first + 1` on.
+    pub fn after(first: u64) -> RequestIds {
+        RequestIds(Arc::new(AtomicU64::new(first)))
+    }
+
+    /// The next id.
+    pub fn next(&self) -> u64 {
+        // Relaxed: an id only has to be unique, not ordered with anything else.
+        let id = self.0.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        if id == 0 {
+            self.next()
+        } else {
+            id
+        }
+    }
+}
+
 /// A member of the cluster, sans I/O.
 pub struct Node<M: StateMachine, W, R> {
     me: NodeId,
@@ -114,7 +140,7 @@ pub struct Node<M: StateMachine, W, R> {
     local: VecDeque<Message<M::Command>>,
     /// The clients' requests, and the commands waiting for a leader.
     requests: Requests<W, M::Command>,
-    next_id: u64,
+    ids: RequestIds,
     /// Reads the replica could not serve, redone through the log after the batch.
     failed_reads: Vec<u64>,
     options: NodeOptions,
@@ -149,7 +175,7 @@ impl<M: StateMachine, W, R: RngCore> Node<M, W, R> {
             sequencer: Sequencer::new(),
             local: VecDeque::new(),
             requests: Requests::new(options.request_timeout, options.parked_max),
-            next_id: first_id,
+            ids: RequestIds::after(first_id),
             failed_reads: Vec::new(),
             options,
             now: Duration::ZERO,
@@ -183,13 +209,27 @@ impl<M: StateMachine, W, R: RngCore> Node<M, W, R> {
     /// A client's write: `waiter` gets an [`Output::Answer`] once it is applied, or an
     /// [`Output::Refuse`]. Returns the request's id (its command carries it).
     pub fn propose(&mut self, op: M::Op, waiter: W, now: Duration) -> u64 {
-        self.now = now;
-        let id = self.next_id();
-        self.requests.insert(id, Kind::Write, waiter, now);
+        let id = self.ids.next();
         let command = self.machine.command(self.me, id, op);
+        self.propose_command(id, command, waiter, now);
+        id
+    }
+
+    /// A client's write whose command the shell already built, off the node's thread:
+    /// stamped with this member and `id` from [`Node::request_ids`] (as
+    /// [`StateMachine::command`] does), so the node only sequences it. Otherwise as
+    /// [`Node::propose`].
+    pub fn propose_command(&mut self, id: u64, command: M::Command, waiter: W, now: Duration) {
+        self.now = now;
+        self.requests.insert(id, Kind::Write, waiter, now);
         self.submit(id, command);
         self.settle();
-        id
+    }
+
+    /// The source of this node's request ids, to share with the threads that build
+    /// commands for [`Node::propose_command`].
+    pub fn request_ids(&self) -> RequestIds {
+        self.ids.clone()
     }
 
     /// A client's linearizable read: `waiter` gets [`Output::ReadReady`] once it may be
@@ -197,7 +237,7 @@ impl<M: StateMachine, W, R: RngCore> Node<M, W, R> {
     /// the leader for its read index.
     pub fn read(&mut self, waiter: W, now: Duration) {
         self.now = now;
-        let id = self.next_id();
+        let id = self.ids.next();
         self.requests.insert(id, Kind::Read, waiter, now);
         let actions = self.replica.read(id);
         self.run(actions);
@@ -329,11 +369,6 @@ impl<M: StateMachine, W, R: RngCore> Node<M, W, R> {
     }
 
     // ---- the work ---------------------------------------------------------------------
-
-    fn next_id(&mut self) -> u64 {
-        self.next_id = self.next_id.wrapping_add(1).max(1);
-        self.next_id
-    }
 
     /// Proposes request `id`'s command (id 0: the node's own, nobody waits). Without a
     /// leader it waits for one, up to `parked_max` commands.

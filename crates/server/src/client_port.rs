@@ -593,7 +593,10 @@ mod tests {
     fn core_answering_puts(mut core: InputQueue) {
         tokio::spawn(async move {
             while let Some(input) = core.recv().await {
-                if let Input::Propose(Op::Put(_), reply) = input {
+                let Input::Propose(proposal, reply) = input else {
+                    continue;
+                };
+                if let Some(Op::Put(_)) = proposal.op() {
                     let header = pb::ResponseHeader {
                         revision: 7,
                         ..Default::default()
@@ -899,7 +902,10 @@ mod tests {
     fn core_answering_grants(mut core: InputQueue) {
         tokio::spawn(async move {
             while let Some(input) = core.recv().await {
-                if let Input::Propose(Op::LeaseGrant(r), reply) = input {
+                let Input::Propose(proposal, reply) = input else {
+                    continue;
+                };
+                if let Some(Op::LeaseGrant(r)) = proposal.op() {
                     let answer = pb::LeaseGrantResponse {
                         id: 7,
                         ttl: r.ttl,

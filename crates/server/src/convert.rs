@@ -59,10 +59,10 @@ pub fn range(r: &pb::RangeRequest) -> Result<Range, Status> {
 }
 
 /// A put.
-pub fn put(r: &pb::PutRequest) -> Put {
+pub fn put(r: pb::PutRequest) -> Put {
     Put {
-        key: r.key.clone(),
-        value: r.value.clone(),
+        key: r.key,
+        value: r.value,
         lease: r.lease,
         prev_kv: r.prev_kv,
         ignore_value: r.ignore_value,
@@ -125,7 +125,7 @@ fn request_op(op: &pb::RequestOp) -> Result<RequestOp, Status> {
     use pb::request_op::Request as R;
     Ok(match &op.request {
         Some(R::RequestRange(r)) => RequestOp::Range(range(r)?),
-        Some(R::RequestPut(r)) => RequestOp::Put(put(r)),
+        Some(R::RequestPut(r)) => RequestOp::Put(put(r.clone())),
         Some(R::RequestDeleteRange(r)) => RequestOp::DeleteRange(delete(r)),
         Some(R::RequestTxn(r)) => RequestOp::Txn(txn(r)?),
         None => return Err(invalid("empty request in txn")),

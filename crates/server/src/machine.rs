@@ -145,7 +145,7 @@ impl EtcdMachine {
         Ok(match op {
             Op::Put(r) => {
                 self.check_space()?;
-                let response = self.store.put(&convert::put(&r)).map_err(convert::status)?;
+                let response = self.store.put(&convert::put(r)).map_err(convert::status)?;
                 Applied::Put(convert::put_response(response, header))
             }
             Op::DeleteRange(r) => {

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use node::{Node, NodeOptions, Output};
+use node::{Node, NodeOptions, Output, RequestIds};
 use paxos::multi::{Message, Replica, Slot, SnapshotData};
 use paxos::NodeId;
 use rand_pcg::Pcg64;
@@ -30,7 +30,7 @@ use tonic::Status;
 
 use crate::inflow::Inflow;
 use crate::limits::PARKED_COMMANDS_MAX;
-use crate::machine::EtcdMachine;
+use crate::machine::{self, EtcdMachine};
 pub use crate::machine::{Applied, View};
 use crate::payload::Payload;
 use crate::proto::etcdserverpb as pb;
@@ -57,8 +57,8 @@ pub enum Input {
     Peer(NodeId, Message<Payload>, usize),
     /// A peer's connection to this member closed.
     PeerLost(NodeId),
-    /// A client's write: the node stamps it with this member and a request id.
-    Propose(Op, Reply<Applied>),
+    /// A client's write, already made into its command.
+    Propose(Proposal, Reply<Applied>),
     /// A client's linearizable read: answered with a view once it may be served.
     Read(Reply<Applied>),
     /// A watch stream's request.
@@ -78,7 +78,7 @@ impl std::fmt::Debug for Input {
         match self {
             Input::Peer(from, m, _) => write!(f, "Peer({from}, {})", m.kind()),
             Input::PeerLost(from) => write!(f, "PeerLost({from})"),
-            Input::Propose(op, _) => write!(f, "Propose({op:?})"),
+            Input::Propose(proposal, _) => write!(f, "Propose({})", proposal.id),
             Input::Read(_) => write!(f, "Read"),
             Input::Watch(r) => write!(f, "Watch({r:?})"),
             Input::Query(_) => write!(f, "Query"),
@@ -86,6 +86,36 @@ impl std::fmt::Debug for Input {
             Input::SnapshotReady(slot, _) => write!(f, "SnapshotReady({slot})"),
             Input::Shutdown => write!(f, "Shutdown"),
         }
+    }
+}
+
+/// A client's write made into the command the log carries, by the client's task: the
+/// core only sequences it (see [`node::Node::propose_command`]).
+#[derive(Debug)]
+pub struct Proposal {
+    /// The request id, from the core's [`RequestIds`].
+    pub id: u64,
+    /// The command: this member, `id` and the operation, encoded.
+    pub command: Payload,
+}
+
+impl Proposal {
+    /// `op` from this member (`me`), with the next of `ids`.
+    pub fn new(me: NodeId, ids: &RequestIds, op: Op) -> Proposal {
+        let id = ids.next();
+        Proposal {
+            id,
+            command: machine::encode(me, id, op),
+        }
+    }
+
+    /// The operation it carries, for tests that play the core.
+    #[cfg(test)]
+    pub(crate) fn op(&self) -> Option<Op> {
+        use prost::Message as _;
+        crate::proto::synodpb::Command::decode(&self.command.0[..])
+            .ok()?
+            .op
     }
 }
 
@@ -170,6 +200,11 @@ pub struct Parts {
 }
 
 impl Core {
+    /// The ids of clients' requests, for the tasks that build [`Proposal`]s.
+    pub fn request_ids(&self) -> RequestIds {
+        self.node.request_ids()
+    }
+
     /// Builds the core; `inputs` must be the sending side of the queue it will run on.
     pub fn new(parts: Parts, inputs: Inputs) -> (Core, watch::Receiver<Arc<View>>) {
         let options = parts.options;
@@ -282,9 +317,9 @@ impl Core {
                 self.node.step(from, message, now);
             }
             Input::PeerLost(peer) => self.node.peer_unreachable(peer, now),
-            Input::Propose(op, reply) => {
+            Input::Propose(Proposal { id, command }, reply) => {
                 self.inflow.client_taken();
-                self.node.propose(op, reply, now);
+                self.node.propose_command(id, command, reply, now);
             }
             Input::Read(reply) => {
                 self.inflow.client_taken();
@@ -460,7 +495,7 @@ impl Core {
 
     /// The active alarms.
     pub fn alarms(&self) -> Vec<pb::AlarmMember> {
-        crate::machine::alarms(self.store())
+        machine::alarms(self.store())
     }
 
     /// Remaining whole seconds of a lease by this member's clock, rounded down as etcd

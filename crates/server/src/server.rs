@@ -118,6 +118,7 @@ pub async fn run(
         },
     };
     let (core, views) = Core::new(parts, inputs.clone());
+    let request_ids = core.request_ids();
     let mut core_task = tokio::spawn(core.run(queue));
 
     let admission = Admission {
@@ -139,7 +140,7 @@ pub async fn run(
         max_request_bytes: config.max_request_bytes,
         request_timeout,
     };
-    let handle = Handle::new(inputs.clone(), views, info, inflow);
+    let handle = Handle::new(inputs.clone(), views, info, inflow, request_ids);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let port = ClientPort {
         kv: Arc::new(api::kv::KvService(handle.clone())),

@@ -6,12 +6,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use node::RequestIds;
+use paxos::NodeId;
 use tokio::sync::{oneshot, watch};
 use tonic::Status;
 
 use crate::config::Member;
 use crate::inflow::Inflow;
-use crate::node::{Applied, Core, Input, Inputs, View};
+use crate::node::{Applied, Core, Input, Inputs, Proposal, View};
 use crate::proto::synodpb::command::Op;
 
 pub mod cluster;
@@ -34,6 +36,7 @@ pub struct Handle {
     streams: Arc<AtomicU64>,
     reads: Arc<Mutex<ReadRounds>>,
     inflow: Inflow,
+    request_ids: RequestIds,
 }
 
 /// Linearizable reads, coalesced: one read at a time goes to the core, and the reads that
@@ -89,8 +92,10 @@ impl Handle {
         views: watch::Receiver<Arc<View>>,
         info: Info,
         inflow: Inflow,
+        request_ids: RequestIds,
     ) -> Handle {
         Handle {
+            request_ids,
             inputs,
             views,
             info: Arc::new(info),
@@ -121,10 +126,13 @@ impl Handle {
         }
     }
 
-    /// Proposes `op` and waits until this member applied it.
+    /// Proposes `op` and waits until this member applied it. The command is built here,
+    /// on the client's task, not on the core's.
     pub async fn propose(&self, op: Op) -> Result<Applied, Status> {
         let (tx, rx) = oneshot::channel();
-        self.send_request(Input::Propose(op, tx))?;
+        let me = NodeId(self.info.member_id);
+        let proposal = Proposal::new(me, &self.request_ids, op);
+        self.send_request(Input::Propose(proposal, tx))?;
         self.wait(rx).await
     }
 
@@ -233,7 +241,11 @@ pub(crate) fn test_handle(max_request_bytes: usize) -> (Handle, crate::node::Inp
         max_request_bytes,
         request_timeout: Duration::from_secs(5),
     };
-    (Handle::new(inputs, views, info, Inflow::default()), core)
+    let ids = RequestIds::after(0);
+    (
+        Handle::new(inputs, views, info, Inflow::default(), ids),
+        core,
+    )
 }
 
 #[cfg(test)]
@@ -318,7 +330,7 @@ mod tests {
             request_timeout: Duration::from_secs(5),
         };
         let inflow = Inflow::with_limits(1, 1 << 20);
-        let handle = Handle::new(inputs, views, info, inflow.clone());
+        let handle = Handle::new(inputs, views, info, inflow.clone(), RequestIds::after(0));
         let put = || Op::Put(pb::PutRequest::default());
         let first = {
             let handle = handle.clone();
