@@ -11,22 +11,23 @@
 //! threads go through [`crate::Committer`], one thread that does the same for them.
 //!
 //! # Layout
-//! - this file: the storage, its group commit (queue and syncer), staged writes for a
-//!   caller's io_uring, and the `Storage` contract.
+//! - this file: the storage, its state, and the `Storage` contract.
 //! - `direct.rs`: direct I/O (whole aligned blocks, the page-cache fallback, undo) and
 //!   zero-filling ahead of the writes.
 //! - `segments.rs`: segment files: creation, rotation, release, recovery on open.
+//! - `commit.rs`: group commit: the syncer's write and sync of each batch, and waiting
+//!   for it.
+//! - `staged.rs`: a write planned here and issued by the caller's io_uring.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write as _};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread::Thread;
-use std::time::Instant;
 
 use paxos::multi::{Durable, SnapshotData, Write};
 use paxos::Ballot;
@@ -40,12 +41,15 @@ use crate::snapshot::{self, snapshot_path, write_snapshot, SnapshotFile};
 use crate::state::State;
 use crate::{Storage, StorageError};
 
+mod commit;
 mod direct;
 mod segments;
+mod staged;
 
 use direct::*;
 pub(crate) use segments::sync_dir;
 use segments::*;
+pub(crate) use staged::Staged;
 
 /// A syncer whose own write is durable syncs this many batches in all before it hands
 /// the role to a waiter.
@@ -171,39 +175,6 @@ impl DirectWrite {
 
     fn frame(&self) -> &[u8] {
         &self.bytes()[self.frame_at..self.frame_at + self.frame_len]
-    }
-}
-
-/// Writes [`DiskStorage::stage`] prepared.
-#[derive(Debug)]
-pub(crate) enum Staged {
-    /// One direct write for the caller to issue.
-    Direct(Box<StagedWrite>),
-    /// Nothing to issue: the writes are durable already (or failed).
-    Done(Result<(), StorageError>),
-}
-
-/// A direct write to issue: `bytes()` at offset `start()` of the file `fd`.
-#[derive(Debug)]
-pub(crate) struct StagedWrite {
-    write: DirectWrite,
-    fd: RawFd,
-    max_slot: u64,
-    snapshot: Option<u64>,
-    started: Instant,
-}
-
-impl StagedWrite {
-    pub(crate) fn fd(&self) -> RawFd {
-        self.fd
-    }
-
-    pub(crate) fn bytes(&self) -> &[u8] {
-        self.write.bytes()
-    }
-
-    pub(crate) fn start(&self) -> u64 {
-        self.write.start
     }
 }
 
@@ -366,168 +337,6 @@ impl<C: Codec + Clone> DiskStorage<C> {
         })
     }
 
-    /// The syncer's work: one write and one fdatasync for everything pending. The queue
-    /// is unlocked meanwhile, so callers keep filling the next batch.
-    fn sync_pending<'a>(&'a self, mut queue: MutexGuard<'a, Queue>) -> MutexGuard<'a, Queue> {
-        queue.syncing = true;
-        let bytes = std::mem::take(&mut queue.pending);
-        let max_slot = std::mem::take(&mut queue.pending_max_slot);
-        let snapshot = queue.pending_snapshot.take();
-        let (first, last) = (self.completed.load(Ordering::Acquire) + 1, queue.appended);
-        let (promised, commit) = (queue.promised, queue.commit);
-        drop(queue);
-        let started = Instant::now();
-        let outcome = {
-            let mut io = self.lock_io();
-            let outcome = self.write_and_sync(&mut io, &bytes, max_slot, promised, commit);
-            if let (Ok(()), Some(index)) = (&outcome, snapshot) {
-                self.release(&mut io, index);
-            }
-            outcome
-        };
-        self.count_sync(started);
-        let mut queue = self.lock();
-        if let Err(failure) = outcome {
-            queue.failures.push_back((first, last, failure));
-            if queue.failures.len() > 64 {
-                queue.failures.pop_front();
-            }
-            self.any_failure.store(true, Ordering::Release);
-        }
-        self.completed.store(last, Ordering::Release);
-        queue.syncing = false;
-        let mut i = 0;
-        while i < queue.waiters.len() {
-            if queue.waiters[i].0 <= last {
-                queue.waiters.swap_remove(i).1.unpark();
-            } else {
-                i += 1;
-            }
-        }
-        queue
-    }
-
-    fn count_sync(&self, started: Instant) {
-        self.syncs.fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.io_micros.fetch_add(micros, Ordering::Relaxed);
-    }
-
-    /// Syncs batch after batch while writes keep arriving; once its own call `me` is
-    /// durable and it synced a few batches for others, hands the role to a waiter.
-    fn run_syncer<'a>(&'a self, mut queue: MutexGuard<'a, Queue>, me: u64) {
-        let mut rounds = 0;
-        loop {
-            queue = self.sync_pending(queue);
-            rounds += 1;
-            if queue.pending.is_empty() {
-                return;
-            }
-            let mine_done = self.completed.load(Ordering::Acquire) >= me;
-            if mine_done && rounds >= SYNCS_FOR_OTHERS {
-                let next = queue.waiters.iter().min_by_key(|(seq, _)| *seq);
-                if let Some((seq, thread)) = next {
-                    self.designated.store(*seq, Ordering::Release);
-                    thread.unpark();
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Waits, parked, until call `me` is durable (or this thread is asked to sync).
-    fn wait_for(&self, me: u64) {
-        loop {
-            std::thread::park();
-            if self.completed.load(Ordering::Acquire) >= me {
-                return;
-            }
-            if self.designated.load(Ordering::Acquire) != me {
-                continue; // A spurious wake-up.
-            }
-            self.designated.store(0, Ordering::Release);
-            let mut queue = self.lock();
-            if self.completed.load(Ordering::Acquire) >= me {
-                return;
-            }
-            if !queue.syncing {
-                return self.run_syncer(queue, me);
-            }
-            queue.waiters.push((me, std::thread::current()));
-        }
-    }
-
-    fn write_and_sync(
-        &self,
-        inner: &mut Io,
-        bytes: &[u8],
-        max_slot: u64,
-        promised: Ballot,
-        commit: u64,
-    ) -> Result<(), Failure> {
-        if inner.staged {
-            // Its bytes would land where the staged write's do (see `stage`).
-            return Err(Failure::Io(ErrorKind::ResourceBusy));
-        }
-        if bytes.is_empty() {
-            return Ok(()); // Every earlier write is durable already.
-        }
-        let frame = self.frame(inner, bytes, promised, commit)?;
-        let end = inner.length + frame.len() as u64;
-        if inner.direct {
-            let planned = self.plan_direct(inner, &frame, end);
-            let written = inner.file.write_all_at(planned.bytes(), planned.start);
-            self.finish_direct(inner, planned, written)?;
-        } else {
-            self.write_buffered(inner, &frame, end)?;
-        }
-        appended(inner, end, max_slot);
-        Ok(())
-    }
-
-    /// Frames `bytes` for the end of the current segment, after starting a new segment
-    /// if they do not fit in this one.
-    fn frame(
-        &self,
-        inner: &mut Io,
-        bytes: &[u8],
-        promised: Ballot,
-        commit: u64,
-    ) -> Result<Vec<u8>, Failure> {
-        if inner.length + (FRAME_OVERHEAD + bytes.len()) as u64 > self.options.segment_bytes
-            && inner.length > fresh_segment_len()
-        {
-            self.rotate(inner, promised, commit)?;
-        }
-        let mut frame = Vec::with_capacity(FRAME_OVERHEAD + bytes.len());
-        encode_frame(bytes, inner.length, &mut frame);
-        Ok(frame)
-    }
-
-    /// Writes `frame` at the end of the current segment through the page cache, and
-    /// syncs it.
-    fn write_buffered(&self, inner: &mut Io, frame: &[u8], end: u64) -> Result<(), Failure> {
-        if end > inner.zeroed {
-            self.zero_ahead(inner, end)?;
-        }
-        let path = self.current_path(inner);
-        if let Err(error) = inner.file.write_all_at(frame, inner.length) {
-            // Zero the partial write again, so the next frame does not follow garbage; if
-            // even that fails the log cannot be trusted: stop.
-            // Synced too: the next write may go to a new segment, and this one is then
-            // never synced again (garbage in a sealed segment is refused at start-up).
-            let zeroed = write_zeros(&inner.file, inner.length, end);
-            if zeroed.and_then(|()| inner.file.sync_data()).is_err() {
-                fatal(&path, "zeroing a failed write", &error);
-            }
-            return Err(failure(&error));
-        }
-        if let Err(error) = inner.file.sync_data() {
-            fatal(&path, "fdatasync", &error);
-        }
-        Ok(())
-    }
-
     /// The error a failed write of the current segment reports.
     fn error(&self, inner: &Io, failure: Failure) -> StorageError {
         let path = self.current_path(inner);
@@ -547,90 +356,6 @@ impl<C: Codec + Clone> DiskStorage<C> {
     /// Whether the current segment is written with direct I/O (see [`DiskOptions`]).
     pub fn writes_direct(&self) -> bool {
         self.lock_io().direct
-    }
-
-    /// Encodes `writes` and plans them as one direct write at the end of the log, which
-    /// the caller issues itself ([`crate::Ring`]) and reports to [`DiskStorage::finish`].
-    /// Until then nothing else may write this storage: no other staged write, and no
-    /// [`Storage::persist`]. Where the segment is not written with direct I/O (or there
-    /// is nothing to write) the writes are made durable here, before this returns.
-    pub(crate) fn stage(&self, writes: Vec<Write<C>>) -> Result<Staged, StorageError> {
-        if self.lock_io().staged {
-            let error = std::io::Error::other("a staged write is still out");
-            let path = self.current_path(&self.lock_io());
-            return Err(StorageError::Io { path, error });
-        }
-        let encoded = self.encode(writes)?;
-        let (bytes, max_slot, snapshot) = (encoded.bytes, encoded.max_slot, encoded.snapshot);
-        let (promised, commit) = {
-            let mut queue = self.lock();
-            queue.promised = queue.promised.max(encoded.promised);
-            queue.commit = queue.commit.max(encoded.commit);
-            (queue.promised, queue.commit)
-        };
-        let started = Instant::now();
-        let mut io = self.lock_io();
-        if bytes.is_empty() {
-            return Ok(Staged::Done(Ok(())));
-        }
-        let frame = match self.frame(&mut io, &bytes, promised, commit) {
-            Ok(frame) => frame,
-            Err(failure) => return Ok(Staged::Done(Err(self.error(&io, failure)))),
-        };
-        let end = io.length + frame.len() as u64;
-        if !io.direct {
-            // Direct I/O given up (or refused by a new segment): as `write_and_sync` does.
-            let outcome = self.write_buffered(&mut io, &frame, end);
-            if outcome.is_ok() {
-                appended(&mut io, end, max_slot);
-                if let Some(index) = snapshot {
-                    self.release(&mut io, index);
-                }
-            }
-            self.count_sync(started);
-            return Ok(Staged::Done(outcome.map_err(|f| self.error(&io, f))));
-        }
-        let write = self.plan_direct(&io, &frame, end);
-        let fd = io.file.as_raw_fd();
-        io.staged = true;
-        Ok(Staged::Direct(Box::new(StagedWrite {
-            write,
-            fd,
-            max_slot,
-            snapshot,
-            started,
-        })))
-    }
-
-    /// Records the outcome of a write [`DiskStorage::stage`] planned: durable, or failed
-    /// (and what it may have left undone). `written` is what the kernel reported: the
-    /// bytes it wrote (any rest is written here, as `write_all_at` would) or the error.
-    pub(crate) fn finish(
-        &self,
-        staged: Staged,
-        written: std::io::Result<usize>,
-    ) -> Result<(), StorageError> {
-        let staged = match staged {
-            Staged::Done(outcome) => return outcome,
-            Staged::Direct(staged) => *staged,
-        };
-        let mut io = self.lock_io();
-        io.staged = false;
-        let (start, bytes) = (staged.write.start, staged.write.bytes());
-        let written = written.and_then(|n| match bytes.get(n..) {
-            Some(rest) if !rest.is_empty() => io.file.write_all_at(rest, start + n as u64),
-            _ => Ok(()),
-        });
-        let end = staged.write.end;
-        let outcome = self.finish_direct(&mut io, staged.write, written);
-        if outcome.is_ok() {
-            appended(&mut io, end, staged.max_slot);
-            if let Some(index) = staged.snapshot {
-                self.release(&mut io, index);
-            }
-        }
-        self.count_sync(staged.started);
-        outcome.map_err(|failure| self.error(&io, failure))
     }
 
     /// Syncs so far, and the microseconds they took (write and fdatasync together; for a
