@@ -19,7 +19,9 @@
 //!
 //! # Layout
 //! - [`error`]: [`KvError`], etcd's errors with their codes and messages.
-//! - [`store`]: [`Store`], the revisions and per-key histories, and the requests it applies.
+//! - [`store`]: [`Store`], the revisions and per-key histories, and how it applies requests.
+//! - [`request`]: the requests and answers (range, put, delete, compaction), and the
+//!   checks etcd makes before it looks at any state.
 //! - `history`: one key's changes as a persistent list, so clones of the store share them.
 //! - [`txn`]: transactions: compares, branches, one revision per transaction.
 //! - [`lease`]: leases as state: grant, revoke (deleting the keys), granted TTL, keys.
@@ -31,6 +33,7 @@ pub mod error;
 pub mod hash;
 mod history;
 pub mod lease;
+pub mod request;
 pub mod snapshot;
 pub mod store;
 pub mod txn;
