@@ -79,9 +79,20 @@ pub struct EtcdMachine {
     /// What this member publishes about itself, and when it last proposed it.
     attributes: Option<kv::MemberAttributes>,
     publish_proposed: Option<Duration>,
+    /// A negative control: keep-alives refresh the store's lease but not the leader's
+    /// clock, so a lease kept alive expires a TTL after its grant.
+    #[cfg(feature = "negative-controls")]
+    forgets_keep_alives: bool,
 }
 
 impl EtcdMachine {
+    /// Breaks lease keep-alives on purpose, for the simulator's negative controls (see
+    /// the field).
+    #[cfg(feature = "negative-controls")]
+    pub fn forget_keep_alives(&mut self) {
+        self.forgets_keep_alives = true;
+    }
+
     /// The machine around `store`; it raises NOSPACE past `quota_bytes` and publishes
     /// `attributes` (if any) through the log.
     pub fn new(
@@ -99,6 +110,8 @@ impl EtcdMachine {
             quota_proposed: None,
             attributes,
             publish_proposed: None,
+            #[cfg(feature = "negative-controls")]
+            forgets_keep_alives: false,
         }
     }
 
@@ -211,6 +224,11 @@ impl EtcdMachine {
                 // etcd answers a keep-alive of an unknown lease with TTL 0, not an error.
                 let ttl = match self.store.lease_keep_alive(r.id) {
                     Ok(ttl) => {
+                        #[cfg(feature = "negative-controls")]
+                        let fresh = match self.leases.get(&r.id) {
+                            Some(clock) if self.forgets_keep_alives => *clock,
+                            _ => fresh,
+                        };
                         self.leases.insert(r.id, fresh);
                         ttl
                     }

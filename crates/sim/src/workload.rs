@@ -1,11 +1,12 @@
 //! The simulated clients' workload in etcd's terms, applied by the very state machine a
 //! Synod member runs (`server::machine::EtcdMachine`): puts, compare-and-set transactions
 //! and deletes on a few keys, each value unique so a read names the write it saw. A key
-//! `k` is stored as the bytes `k`, `key`; a value as 8 little-endian bytes.
+//! `k` is stored as the bytes `k`, `key`; a value as 8 little-endian bytes. The lease
+//! keeper's requests (grants, a put attached to the lease, keep-alives) are etcd's too.
 //!
 //! The simulator also watches the machine: [`Watched`] wraps it, unchanged, and records
-//! what every member applied at each slot and the state's hash every few slots, for the
-//! agreement checkers.
+//! what every member applied at each slot, the state's hash every few slots, and the
+//! leases its applies expired, for the checkers.
 
 use node::{Answer, Context, StateMachine};
 use paxos::multi::{Slot, SnapshotData};
@@ -53,9 +54,49 @@ pub enum Outcome {
     Done,
     /// A compare-and-set took effect (`true`) or found another value (`false`).
     Cas(bool),
+    /// A lease was granted: its id and TTL in seconds.
+    Granted {
+        /// The lease's id.
+        lease: i64,
+        /// Its TTL in seconds.
+        ttl: i64,
+    },
+    /// A keep-alive's answer: the lease's TTL in seconds, 0 if it no longer exists.
+    Alive(i64),
     /// The state machine refused the write (never for the simulator's requests; the
     /// simulator reports it as a failure).
     Refused(String),
+}
+
+/// What the simulator's lease keeper asks (see `cluster/keeper.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseAsk {
+    /// A new lease of [`LEASE_TTL_S`].
+    Grant,
+    /// Put the keeper's key, attached to `lease`.
+    Attach(i64),
+    /// Keep `lease` alive.
+    KeepAlive(i64),
+}
+
+/// The TTL of the keeper's leases, in seconds (etcd's unit).
+pub const LEASE_TTL_S: i64 = 1;
+
+/// `ask` as the etcd request a client would send.
+pub fn lease_op(ask: LeaseAsk) -> Op {
+    match ask {
+        LeaseAsk::Grant => Op::LeaseGrant(pb::LeaseGrantRequest {
+            ttl: LEASE_TTL_S,
+            id: 0,
+        }),
+        LeaseAsk::Attach(lease) => Op::Put(pb::PutRequest {
+            key: b"leased".to_vec(),
+            value: lease.to_le_bytes().to_vec(),
+            lease,
+            ..pb::PutRequest::default()
+        }),
+        LeaseAsk::KeepAlive(id) => Op::LeaseKeepAlive(pb::LeaseKeepAliveRequest { id }),
+    }
 }
 
 fn key_bytes(key: Key) -> Vec<u8> {
@@ -110,6 +151,11 @@ pub fn outcome(output: &Result<Applied, tonic::Status>) -> Outcome {
     match output {
         Ok(Applied::Txn(r)) => Outcome::Cas(r.succeeded),
         Ok(Applied::Put(_) | Applied::Delete(_)) => Outcome::Done,
+        Ok(Applied::LeaseGrant(r)) => Outcome::Granted {
+            lease: r.id,
+            ttl: r.ttl,
+        },
+        Ok(Applied::KeepAlive(r)) => Outcome::Alive(r.ttl),
         Ok(other) => Outcome::Refused(format!("unexpected answer {other:?}")),
         Err(status) => Outcome::Refused(status.message().to_owned()),
     }
@@ -126,6 +172,16 @@ pub fn get(store: &kv::Store, key: Key) -> Option<Value> {
     Some(u64::from_le_bytes(bytes))
 }
 
+/// The lease a command expires, if it is a lease expiry.
+fn expiring_lease(command: &Payload) -> Option<i64> {
+    use prost::Message as _;
+    let command = server::proto::synodpb::Command::decode(&command.0[..]).ok()?;
+    match command.op? {
+        Op::LeaseExpire(expire) => Some(expire.id),
+        _ => None,
+    }
+}
+
 /// The state's hash is sampled every this many slots.
 pub const HASH_EVERY: Slot = 16;
 
@@ -140,6 +196,8 @@ pub struct Watched {
     pub hashes: Vec<(Slot, u64)>,
     /// Answers the machine refused, with the slot.
     pub refused: Vec<(Slot, String)>,
+    /// The leases this member's applies expired, with the time of the apply.
+    pub expired: Vec<(i64, std::time::Duration)>,
     /// A negative control: this member's state drifts from the log (an extra write on
     /// every seventh slot) while it applies the same entries as every other.
     pub drifts: bool,
@@ -158,8 +216,13 @@ impl Watched {
             applied: Vec::new(),
             hashes: Vec::new(),
             refused: Vec::new(),
+            expired: Vec::new(),
             drifts: false,
         })
+    }
+
+    fn lease_exists(&self, id: i64) -> bool {
+        self.inner.store().lease_info(id, false).is_ok()
     }
 
     fn sample(&mut self, slot: Slot) {
@@ -194,7 +257,11 @@ impl StateMachine for Watched {
         at: &Context,
     ) -> Option<Answer<Self::Output>> {
         self.applied.push((slot, Some(command.clone())));
+        let expiring = expiring_lease(command).filter(|&id| self.lease_exists(id));
         let answer = self.inner.apply(slot, command, at);
+        if let Some(id) = expiring.filter(|&id| !self.lease_exists(id)) {
+            self.expired.push((id, at.now));
+        }
         if self.drifts && slot % 7 == 0 {
             let stray = kv::Put {
                 key: b"stray".to_vec(),

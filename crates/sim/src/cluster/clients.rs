@@ -172,8 +172,11 @@ impl World {
             Answer::Value(value) => Output::Get(value.map(value_name)),
             Answer::Wrote(Outcome::Done) => Output::Done,
             Answer::Wrote(Outcome::Cas(ok)) => Output::Cas(ok),
-            // Reported as a failure where it happened; the client cannot tell.
-            Answer::Wrote(Outcome::Refused(_)) => Output::Unknown,
+            // Reported as a failure where it happened; the client cannot tell (a lease's
+            // answer never reaches a client: the keeper's go to the keeper).
+            Answer::Wrote(Outcome::Refused(_) | Outcome::Granted { .. } | Outcome::Alive(_)) => {
+                Output::Unknown
+            }
         };
         c.pending = None;
         if c.final_op {

@@ -111,6 +111,9 @@ pub struct Controls {
     /// The first member's store drifts from the log it applies (the same entries as every
     /// other member, a different state).
     pub first_member_drifts: bool,
+    /// Keep-alives refresh a lease in the store but not the leader's clock (needs the
+    /// `negative-controls` feature of `synod-server`).
+    pub keep_alives_forgotten: bool,
 }
 
 #[cfg(test)]
@@ -131,6 +134,9 @@ impl Controls {
         }
         if self.writes_misreported_on_leader_change {
             member.requests_mut().misreport_writes_on_leader_change();
+        }
+        if self.keep_alives_forgotten {
+            member.machine_mut().inner.forget_keep_alives();
         }
     }
 }
@@ -157,6 +163,9 @@ pub struct Options {
     pub faults: FaultRates,
     /// Use leader leases for reads (safe under the drift bound).
     pub leases: bool,
+    /// Run the lease keeper: etcd leases granted, attached to a key, kept alive or let
+    /// expire, and checked never to expire early (`keeper.rs`).
+    pub lease_keeper: bool,
     /// Negative controls.
     pub controls: Controls,
     /// Keep a trace of every event (for `--trace` and violation excerpts).
@@ -175,6 +184,7 @@ impl Default for Options {
             seed: 0,
             faults: FaultRates::default(),
             leases: false,
+            lease_keeper: false,
             controls: Controls::default(),
             trace: true,
         }
@@ -255,6 +265,10 @@ pub struct Stats {
     pub snapshots: u64,
     /// Applies carried out while a sync before them was still pending.
     pub applies_ahead: u64,
+    /// The lease keeper's grants and keep-alives answered with a live lease.
+    pub lease_renewals: u64,
+    /// Leases that expired.
+    pub leases_expired: u64,
 }
 
 /// A checker's finding.
@@ -281,6 +295,17 @@ pub enum Failure {
         first: (u64, u64),
         /// The other member's id and hash.
         second: (u64, u64),
+    },
+    /// A lease expired sooner than its TTL after a request answered with it.
+    LeaseExpiredEarly {
+        /// The lease.
+        lease: i64,
+        /// When the grant or keep-alive was sent (µs).
+        sent_us: u64,
+        /// The TTL it was answered with (seconds).
+        ttl_s: i64,
+        /// When a member first applied its expiry (µs).
+        expired_us: u64,
     },
     /// A write answered with an error that says it was not applied was chosen.
     Truthfulness {

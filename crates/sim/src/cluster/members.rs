@@ -20,6 +20,7 @@ impl World {
         }
         self.nodes[node].was_leader = leads;
         self.check_applied(node);
+        self.note_expiries(node);
         for output in outputs {
             self.carry_out(node, output);
         }
@@ -37,6 +38,12 @@ impl World {
                         self.send(node, to, message);
                     }
                 }
+            }
+            NodeOutput::Answer { waiter, output } if waiter.client == KEEPER => {
+                self.keeper_answer(waiter.seq, Some(workload::outcome(&output)));
+            }
+            NodeOutput::Refuse { waiter, .. } if waiter.client == KEEPER => {
+                self.keeper_answer(waiter.seq, None);
             }
             // A read that went through the log (a barrier) is answered when applied.
             NodeOutput::Answer {

@@ -41,7 +41,8 @@ use server::proto::synodpb::Command;
 use crate::history::{Input, Operation, Output};
 use crate::linearizability::{self, Verdict};
 use crate::network::{Envelope, Fate, Faults, Network};
-use crate::workload::{self, Key, Outcome, Value, Watched, Write};
+use crate::workload::{self, Key, LeaseAsk, Outcome, Value, Watched, Write};
+use keeper::{Keeper, KEEPER};
 use storage::FaultyStorage;
 
 /// Virtual microseconds in a nominal tick.
@@ -51,6 +52,7 @@ mod checks;
 mod clients;
 mod config;
 mod faults;
+mod keeper;
 mod members;
 #[cfg(test)]
 mod tests;
@@ -118,6 +120,18 @@ enum Event {
         client: usize,
         seq: u64,
     },
+    /// The lease keeper's next request (see `keeper.rs`).
+    KeeperRetry(LeaseAsk),
+    KeeperRequest {
+        node: usize,
+        seq: u64,
+        ask: LeaseAsk,
+    },
+    KeeperReply {
+        seq: u64,
+        outcome: Option<Outcome>,
+    },
+    KeeperTimeout(u64),
     FaultTick,
     /// `node`'s connection from `peer` closed (the peer crashed), as a real transport
     /// reports: a hint that lets a follower campaign early.
@@ -201,6 +215,7 @@ pub struct World {
     hasher: rustc_hash::FxHasher,
     next_value: Value,
     faults_on: bool,
+    keeper: Keeper,
 }
 
 /// An operation with no answer for this long is recorded as unknown.
@@ -291,6 +306,7 @@ impl World {
             hasher: rustc_hash::FxHasher::default(),
             next_value: 0,
             faults_on: true,
+            keeper: Keeper::default(),
         };
         for i in 0..world.nodes.len() {
             world.boot(i);
@@ -298,6 +314,10 @@ impl World {
         for c in 0..world.clients.len() {
             let start = world.random(0, 20 * TICK_US);
             world.schedule(start, Event::ClientStart(c));
+        }
+        if world.options.lease_keeper {
+            let start = world.random(0, 20 * TICK_US);
+            world.schedule(start, Event::KeeperRetry(LeaseAsk::Grant));
         }
         world.schedule(TICK_US, Event::FaultTick);
         Ok(world)
@@ -350,6 +370,9 @@ impl World {
             .sum();
         self.check_truthfulness();
         self.check_final_states();
+        self.check_leases();
+        self.stats.lease_renewals = self.keeper.renewals.len() as u64;
+        self.stats.leases_expired = self.keeper.expired.len() as u64;
         let budget = 10_000_000;
         let mut linearizability_unknown = false;
         match linearizability::check(&self.history, budget) {
@@ -444,7 +467,9 @@ impl World {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Deliver { to, .. } | Event::Request { node: to, .. }
+            Event::Deliver { to, .. }
+            | Event::Request { node: to, .. }
+            | Event::KeeperRequest { node: to, .. }
                 if self.nodes[to].paused =>
             {
                 self.nodes[to].held.push(event);
@@ -475,6 +500,10 @@ impl World {
             Event::ClientStart(client) => self.client_start(client),
             Event::ClientRetry { client, seq } => self.client_send(client, seq),
             Event::ClientTimeout { client, seq } => self.client_timeout(client, seq),
+            Event::KeeperRetry(ask) => self.keeper_ask(ask),
+            Event::KeeperRequest { node, seq, ask } => self.keeper_request(node, seq, ask),
+            Event::KeeperReply { seq, outcome } => self.keeper_reply(seq, outcome),
+            Event::KeeperTimeout(seq) => self.keeper_timeout(seq),
             Event::FaultTick => self.fault_tick(),
             Event::PeerLost { node, peer } => {
                 let peer = self.nodes[peer].id;

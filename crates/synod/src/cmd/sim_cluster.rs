@@ -67,6 +67,10 @@ pub struct ClusterArgs {
     /// Serve reads from leader leases.
     #[arg(long)]
     leases: bool,
+    /// Run the lease keeper: etcd leases granted, attached to a key, kept alive or let
+    /// expire, checked never to expire sooner than their TTL after an answered request.
+    #[arg(long)]
+    lease_keeper: bool,
     /// Write the run's events as JSON lines to this file (single seed only).
     #[arg(long)]
     trace: Option<std::path::PathBuf>,
@@ -105,6 +109,7 @@ impl ClusterArgs {
                 drift: self.drift,
             },
             leases: self.leases,
+            lease_keeper: self.lease_keeper,
             controls: cluster::Controls::default(),
             trace,
         }
@@ -135,6 +140,9 @@ impl ClusterArgs {
         );
         if self.leases {
             command.push_str(" --leases");
+        }
+        if self.lease_keeper {
+            command.push_str(" --lease-keeper");
         }
         let _ = write!(command, " --seed {seed}");
         command
@@ -286,6 +294,18 @@ fn failure_text(args: &ClusterArgs, seed: u64, report: &Report) -> String {
             }
             Failure::Liveness(problem) => {
                 let _ = writeln!(text, "  liveness: {problem}");
+            }
+            Failure::LeaseExpiredEarly {
+                lease,
+                sent_us,
+                ttl_s,
+                expired_us,
+            } => {
+                let _ = writeln!(
+                    text,
+                    "  lease {lease} expired at {expired_us} µs, sooner than its TTL of \
+                     {ttl_s} s after a request sent at {sent_us} µs and answered with it"
+                );
             }
             Failure::Divergence {
                 slot,
