@@ -90,17 +90,30 @@ impl World {
     }
 
     /// Writes submission `tag` to the disk; it is durable once the disk's sync of it
-    /// completes, after every earlier one (one disk, in order).
+    /// completes, after every earlier one (one disk, in order). Group commit, as the
+    /// server's storage does it: while a sync is under way, every submission that arrives
+    /// goes out together in the next one, so a slow spell delays writes by a sync or two
+    /// rather than leaving a backlog of one sync per submission.
     pub(super) fn persist(&mut self, node: usize, tag: u64, writes: Vec<DiskWrite<Payload>>) {
         let slow = self.nodes[node].slow_disk;
         let latency = self.random(50, 500) * if slow { 20 } else { 1 };
+        let now = self.now;
         let n = &mut self.nodes[node];
         if let Err(error) = n.disk.append(writes) {
             let problem = format!("n{}: storage refused a write: {error}", n.id.0);
             self.failures.push(Failure::Liveness(problem));
         }
-        let done = n.disk_free_at.max(self.now) + latency;
-        n.disk_free_at = done;
+        if let Some(next) = n.next_sync_ends.filter(|_| n.sync_ends <= now) {
+            // The next sync started when the one before it ended.
+            n.sync_ends = next;
+            n.next_sync_ends = None;
+        }
+        let done = if now < n.sync_ends {
+            *n.next_sync_ends.get_or_insert(n.sync_ends + latency)
+        } else {
+            n.sync_ends = now + latency;
+            n.sync_ends
+        };
         let incarnation = n.incarnation;
         let event = Event::Synced {
             node,

@@ -153,9 +153,12 @@ struct Node {
     /// The storage layer's fault-injecting implementation: the real log format, the real
     /// torn-tail repair.
     disk: FaultyStorage,
-    /// When this node's disk finishes the last sync it was given (syncs complete in
-    /// order, as on one disk).
-    disk_free_at: u64,
+    /// When this node's disk finishes the sync under way or the last one (syncs complete
+    /// in order, as on one disk).
+    sync_ends: u64,
+    /// When the next sync ends: it starts when the one under way ends and carries every
+    /// write that arrived meanwhile (group commit, as the server's storage does).
+    next_sync_ends: Option<u64>,
     /// Applies that ran ahead of a sync, under sequencers before the last restart.
     applies_ahead_before: u64,
     paused: bool,
@@ -556,7 +559,8 @@ impl Node {
             member: None,
             incarnation: 0,
             disk: FaultyStorage::new(),
-            disk_free_at: 0,
+            sync_ends: 0,
+            next_sync_ends: None,
             applies_ahead_before: 0,
             paused: false,
             held: Vec::new(),
