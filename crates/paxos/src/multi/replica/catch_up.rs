@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl<C: Command, R: RngCore> Replica<C, R> {
+impl<C: Command, R: RngCore> Shared<C, R> {
     pub(super) fn catch_up_if_behind(&mut self) {
         self.catch_up_elapsed += 1;
         let behind = self.log.commit() < self.known_commit;
@@ -65,11 +65,6 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         entries: Vec<LogEntry<C>>,
         commit: Slot,
     ) {
-        if self.role() == RoleKind::Leader {
-            // A late answer to a request made as a follower. A leader learns what is
-            // chosen from its own quorum; its window starts at its commit point.
-            return;
-        }
         self.known_commit = self.known_commit.max(commit);
         let start = self.log.commit() + 1;
         if first > start {
@@ -107,7 +102,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         total: u64,
         data: Vec<u8>,
     ) {
-        if index <= self.log.commit() || self.role() == RoleKind::Leader {
+        if index <= self.log.commit() {
             return;
         }
         let newer = self

@@ -1,9 +1,12 @@
 //! Learning what is chosen: from the leader's commit point, or from the acceptors'
-//! reports (a follower as a Paxos learner); applying it in slot order.
+//! reports (a follower as a Paxos learner); applying it in slot order. Learning is a
+//! follower's: a leader knows what is chosen from its own quorum, and a candidate hears
+//! nothing at its own ballot but its own messages, so the callers (`step_follower`, and
+//! the acceptor's handlers for a follower) are the only ones.
 
 use super::*;
 
-impl<C: Command, R: RngCore> Replica<C, R> {
+impl<C: Command, R: RngCore> Shared<C, R> {
     /// A follower counts an acceptor's report of votes at the ballot it follows. The
     /// leader of that ballot proposed one value per slot, which is this follower's vote
     /// there, so a slot a phase-2 quorum reported is chosen with the value held here
@@ -17,7 +20,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         first: Slot,
         last: Slot,
     ) {
-        if ballot != self.promised || self.own_ballot().is_some() {
+        if ballot != self.promised {
             return;
         }
         self.align_reports(ballot);
@@ -45,7 +48,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     /// votes to followers is one that does. A leader that does not (the option off, or an
     /// older version during an upgrade) is never overtaken.
     pub(super) fn commit_reported(&mut self, ballot: Ballot) {
-        if ballot != self.promised || self.own_ballot().is_some() {
+        if ballot != self.promised {
             return;
         }
         let Some(leader) = self.members.index_of(ballot.node) else {
@@ -89,7 +92,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     /// slot is the chosen entry if we hold it at that same ballot (a leader proposes one
     /// entry per slot per ballot); anything else must be fetched.
     pub(super) fn learn_commit(&mut self, ballot: Ballot, commit: Slot) {
-        if ballot != self.promised || self.own_ballot().is_some() {
+        if ballot != self.promised {
             return;
         }
         self.known_commit = self.known_commit.max(commit);

@@ -1,8 +1,15 @@
 //! The Multi-Paxos replica: acceptor, learner and (when elected) leader in one state
 //! machine. See the module documentation for the rules and `docs/PROTOCOL.md` for why.
 //!
-//! This file holds the replica's state, its public handlers (which dispatch on the
-//! message) and its output and invariants; each sub-protocol's handlers are a file:
+//! A replica is its role (follower, candidate or leader, with the state only that role
+//! has) and `Shared`, what every role holds: the acceptor's promise and log, the
+//! learner's progress, follower reads, catch-up and the actions on their way out. This
+//! file holds both, the public handlers and the invariants. `step` picks the role and
+//! `dispatch` the message; a handler for one role takes that role's state (leader-only
+//! handlers are `Shared` methods taking `&mut Leader`, so none re-checks the role), and
+//! the handlers that change the role (`phase1`) are the replica's own. Each sub-protocol
+//! is a file:
+//! - `dispatch`: which role handles which message;
 //! - `phase1`: ballots and roles, election by phase 1, becoming leader;
 //! - `replication`: phase 2 (batches, pipeline, accepts, acknowledgements, the commit
 //!   point) and forwarding to the leader;
@@ -32,6 +39,7 @@ use super::message::{
 use super::snapshot::SnapshotData;
 
 mod catch_up;
+mod dispatch;
 mod learning;
 #[cfg(test)]
 mod model;
@@ -40,6 +48,7 @@ mod reads;
 mod replication;
 
 use catch_up::IncomingSnapshot;
+use dispatch::PhaseOne;
 use learning::Reports;
 #[cfg(test)]
 pub(crate) use model::Timer;
@@ -96,10 +105,28 @@ enum Role<C> {
     Leader(Leader<C>),
 }
 
+impl<C> Role<C> {
+    fn kind(&self) -> RoleKind {
+        match self {
+            Role::Follower => RoleKind::Follower,
+            Role::Candidate(_) => RoleKind::Candidate,
+            Role::Leader(_) => RoleKind::Leader,
+        }
+    }
+}
+
 /// A Multi-Paxos replica. Drive it with [`Replica::step`], [`Replica::tick`],
 /// [`Replica::propose`] and [`Replica::read`]; carry out the returned actions in order.
 #[derive(Clone, Debug)]
 pub struct Replica<C, R> {
+    /// Follower, candidate or leader, with what only that role holds.
+    role: Role<C>,
+    shared: Shared<C, R>,
+}
+
+/// What a replica holds whatever its role.
+#[derive(Clone, Debug)]
+struct Shared<C, R> {
     id: NodeId,
     members: Arc<Members>,
     options: Options,
@@ -112,7 +139,6 @@ pub struct Replica<C, R> {
     /// The highest commit point a leader announced at the ballot we follow.
     known_commit: Slot,
     leader: Option<NodeId>,
-    role: Role<C>,
     election: Election,
     snapshot: Option<(Slot, SnapshotData)>,
     incoming: Option<IncomingSnapshot>,
@@ -197,7 +223,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             holder: None,
             until: u64::from(lease.duration_ticks) + 1,
         });
-        Ok(Replica {
+        let shared = Shared {
             id,
             members,
             options,
@@ -208,7 +234,6 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             applied: compacted,
             known_commit: whole,
             leader: None,
-            role: Role::Follower,
             election,
             snapshot: durable.snapshot,
             incoming: None,
@@ -229,63 +254,64 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             serves_reads_unapplied: false,
             #[cfg(feature = "negative-controls")]
             reads_at_commit_point: false,
+        };
+        Ok(Replica {
+            role: Role::Follower,
+            shared,
         })
     }
 
     /// This replica's id.
     pub fn id(&self) -> NodeId {
-        self.id
+        self.shared.id
     }
 
     /// Leader, candidate or follower.
     pub fn role(&self) -> RoleKind {
-        match self.role {
-            Role::Follower => RoleKind::Follower,
-            Role::Candidate(_) => RoleKind::Candidate,
-            Role::Leader(_) => RoleKind::Leader,
-        }
+        self.role.kind()
     }
 
     /// The leader this replica knows of (itself if it leads).
     pub fn leader(&self) -> Option<NodeId> {
-        self.leader
+        self.shared.leader
     }
 
     /// The ballot promised.
     pub fn promised(&self) -> Ballot {
-        self.promised
+        self.shared.promised
     }
 
     /// Every slot through this one is chosen and known here.
     pub fn commit(&self) -> Slot {
-        self.log.commit()
+        self.shared.log.commit()
     }
 
     /// Every slot through this one was handed to the state machine.
     pub fn applied(&self) -> Slot {
-        self.applied
+        self.shared.applied
     }
 
     /// The slot through which the log was compacted into a snapshot.
     pub fn compacted(&self) -> Slot {
-        self.log.compacted()
+        self.shared.log.compacted()
     }
 
     /// The entry this replica holds for `slot`, with the ballot it holds it at.
     pub fn entry(&self, slot: Slot) -> Option<&LogEntry<C>> {
-        self.log.get(slot)
+        self.shared.log.get(slot)
     }
 
     /// Proposes `command`. A leader gives it a slot as soon as the window has room; a
     /// follower forwards it to the leader it knows of.
     pub fn propose(&mut self, command: C) -> Result<Vec<Action<C>>, ProposeError> {
+        let shared = &mut self.shared;
         match &mut self.role {
             Role::Leader(leader) => {
                 leader.pending.push_back(command);
-                self.pump();
+                shared.pump(leader);
             }
-            _ => match self.leader {
-                Some(leader) if leader != self.id => self.forward(leader, vec![command]),
+            _ => match shared.leader {
+                Some(leader) if leader != shared.id => shared.forward(leader, vec![command]),
                 _ => return Err(ProposeError::NoLeader),
             },
         }
@@ -298,14 +324,13 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     /// until its state machine has applied through the index. A follower asks the leader
     /// for a read index and waits until its own state machine has applied through it.
     pub fn read(&mut self, id: u64) -> Vec<Action<C>> {
-        match (&self.role, self.leader) {
-            (Role::Leader(_), _) => self.enqueue_read(id, None),
-            (Role::Follower, Some(leader)) => self.read_on_follower(id, leader),
-            _ => {
-                let error = ReadError::NotLeader {
-                    leader: self.leader,
-                };
-                self.out.push(Action::ReadFailed { id, error });
+        let shared = &mut self.shared;
+        match (&mut self.role, shared.leader) {
+            (Role::Leader(leader), _) => shared.enqueue_read(leader, id, None),
+            (Role::Follower, Some(leader)) => shared.read_on_follower(id, leader),
+            (_, leader) => {
+                let error = ReadError::NotLeader { leader };
+                shared.out.push(Action::ReadFailed { id, error });
             }
         }
         self.finish()
@@ -314,15 +339,16 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     /// The application took a snapshot covering every slot through `index` (at most what
     /// it applied). The replica keeps it for laggards and releases the log below it.
     pub fn snapshot_taken(&mut self, index: Slot, data: SnapshotData) -> Vec<Action<C>> {
-        if index > self.applied || index <= self.log.compacted() {
+        let shared = &mut self.shared;
+        if index > shared.applied || index <= shared.log.compacted() {
             return self.finish();
         }
-        self.out.push(Action::Persist(Write::Snapshot {
+        shared.out.push(Action::Persist(Write::Snapshot {
             index,
             data: data.clone(),
         }));
-        self.log.compact(index);
-        self.snapshot = Some((index, data));
+        shared.log.compact(index);
+        shared.snapshot = Some((index, data));
         self.finish()
     }
 
@@ -332,30 +358,32 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     /// unless the leader is heard from meanwhile. Only liveness depends on this hint: a
     /// wrong one costs at most an election.
     pub fn peer_unreachable(&mut self, peer: NodeId) -> Vec<Action<C>> {
-        if matches!(self.role, Role::Follower) && self.leader == Some(peer) {
-            self.election.suspect(&mut self.rng);
+        let shared = &mut self.shared;
+        if matches!(self.role, Role::Follower) && shared.leader == Some(peer) {
+            shared.election.suspect(&mut shared.rng);
         }
         self.finish()
     }
 
     /// One tick of logical time.
     pub fn tick(&mut self) -> Vec<Action<C>> {
-        self.now += 1;
-        self.apply_committed();
+        let shared = &mut self.shared;
+        shared.now += 1;
+        shared.apply_committed();
         match &mut self.role {
             Role::Leader(leader) => {
                 leader.heartbeat_elapsed += 1;
-                if leader.heartbeat_elapsed >= self.options.heartbeat_ticks {
-                    self.broadcast_heartbeat();
-                    self.resend_if_stalled();
+                if leader.heartbeat_elapsed >= shared.options.heartbeat_ticks {
+                    shared.broadcast_heartbeat(leader);
+                    shared.resend_if_stalled(leader);
                 }
             }
             Role::Candidate(_) | Role::Follower => {
-                if self.election.tick() {
+                if shared.election.tick() {
                     self.campaign();
                 }
-                self.catch_up_if_behind();
-                self.ask_read_index_again_if_unanswered();
+                self.shared.catch_up_if_behind();
+                self.shared.ask_read_index_again_if_unanswered();
             }
         }
         self.finish()
@@ -364,77 +392,108 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     /// Handles `message` from `from`. Messages from non-members, or carrying a ballot no
     /// member owns, are ignored.
     pub fn step(&mut self, from: NodeId, message: Message<C>) -> Vec<Action<C>> {
-        let Some(sender) = self.members.index_of(from) else {
+        let shared = &self.shared;
+        let Some(sender) = shared.members.index_of(from) else {
             return Vec::new();
         };
         let ballot = message.ballot();
-        if ballot != Ballot::ZERO && self.members.index_of(ballot.node).is_none() {
+        if ballot != Ballot::ZERO && shared.members.index_of(ballot.node).is_none() {
             return Vec::new(); // No member can own this ballot: forged or corrupt.
         }
         let refused = matches!(message, Message::Prepare { .. })
-            && ballot > self.promised
-            && self.grant_refuses(from);
+            && ballot > shared.promised
+            && shared.grant_refuses(from);
         if refused {
             // A lease we granted still runs: the candidate is refused, and its ballot
             // must not depose the leader the lease protects.
             return self.finish();
         }
         self.observe(message.ballot());
-        match message {
-            Message::Prepare { ballot, from: slot } => self.on_prepare(from, ballot, slot),
-            Message::Promise {
-                ballot,
-                from: slot,
-                votes,
-                next,
-            } => self.on_promise(from, sender, ballot, slot, votes, next),
-            Message::Nack { .. } => {} // `observe` stepped down if it mattered.
-            Message::Behind { ballot, .. } => self.on_behind(from, ballot),
-            Message::Accept {
-                ballot,
-                first,
-                entries,
-                commit,
-            } => self.on_accept(ballot, first, entries, commit),
-            Message::Accepted {
-                ballot,
-                first,
-                last,
-            } => self.on_accepted(sender, ballot, first, last),
-            Message::Heartbeat {
-                ballot,
-                commit,
-                seq,
-            } => self.on_heartbeat(ballot, commit, seq),
-            Message::HeartbeatAck { ballot, seq } => self.on_heartbeat_ack(sender, ballot, seq),
-            Message::ReadIndex { boot, seq, .. } => self.enqueue_read(seq, Some((from, boot))),
-            Message::ReadIndexReply {
-                boot, seq, index, ..
-            } => self.on_read_index_reply(boot, seq, index),
-            Message::Forward {
-                boot,
-                seq,
-                commands,
-                ..
-            } => self.on_forward(sender, boot, seq, commands),
-            Message::CatchUp { from: slot, .. } => self.on_catch_up(from, slot),
-            Message::Chosen {
-                first,
-                entries,
-                commit,
-                ..
-            } => self.on_chosen(from, first, entries, commit),
-            Message::Snapshot {
-                index,
-                offset,
-                total,
-                data,
-                ..
-            } => self.on_snapshot_chunk(from, index, offset, total, data),
+        match &mut self.role {
+            Role::Leader(leader) => self.shared.step_leader(leader, from, sender, message),
+            Role::Candidate(candidate) => {
+                match self.shared.step_candidate(candidate, from, sender, message) {
+                    PhaseOne::UnderWay => {}
+                    PhaseOne::Complete => self.become_leader(),
+                    PhaseOne::Behind(peer) => {
+                        // Our log is behind a peer's: catch up before leading.
+                        self.step_down();
+                        self.shared.request_catch_up(peer);
+                    }
+                }
+            }
+            Role::Follower => self.shared.step_follower(from, sender, message),
         }
         self.finish()
     }
 
+    fn finish(&mut self) -> Vec<Action<C>> {
+        self.check_bounds();
+        if self.shared.options.check_invariants {
+            self.shared.check_log();
+        }
+        mem::take(&mut self.shared.out)
+    }
+
+    /// The engine's O(1) invariants, checked after every event in every build. A failure
+    /// is a bug in the engine, never bad input: it panics with the invariant's name, and
+    /// the driver stops the member (going on could acknowledge what is not so).
+    fn check_bounds(&self) {
+        let shared = &self.shared;
+        let commit = shared.log.commit();
+        assert!(
+            shared.applied <= commit,
+            "invariant violated: applied {} beyond the commit point {commit}",
+            shared.applied
+        );
+        assert!(
+            shared.log.compacted() <= shared.applied,
+            "invariant violated: compacted {} beyond applied {}",
+            shared.log.compacted(),
+            shared.applied
+        );
+        assert!(
+            commit <= shared.log.last(),
+            "invariant violated: commit point {commit} beyond the log's last slot {}",
+            shared.log.last()
+        );
+        match &self.role {
+            Role::Leader(leader) => {
+                assert_eq!(
+                    leader.ballot, shared.promised,
+                    "invariant violated: a leader's ballot is not its promise"
+                );
+                assert_eq!(
+                    leader.first,
+                    commit + 1,
+                    "invariant violated: the leader's window does not start after the commit point"
+                );
+                let bound = shared
+                    .options
+                    .window_slots
+                    .max(leader.recovered_through.saturating_sub(commit));
+                assert!(
+                    leader.in_flight.len() as u64 <= bound,
+                    "invariant violated: {} slots in flight, above the window's {bound}",
+                    leader.in_flight.len()
+                );
+            }
+            Role::Candidate(candidate) => {
+                assert_eq!(
+                    candidate.ballot, shared.promised,
+                    "invariant violated: a candidate's ballot is not its promise"
+                );
+            }
+            Role::Follower => {}
+        }
+        assert!(
+            matches!(self.role, Role::Follower) || shared.follower_reads.waiting.is_empty(),
+            "invariant violated: a candidate or leader holds reads for another leader"
+        );
+    }
+}
+
+impl<C: Command, R: RngCore> Shared<C, R> {
     fn nack(&mut self, to: NodeId, ballot: Ballot) {
         let promised = self.promised;
         self.send(to, Message::Nack { ballot, promised });
@@ -453,70 +512,6 @@ impl<C: Command, R: RngCore> Replica<C, R> {
                 message: message.clone(),
             });
         }
-    }
-
-    fn finish(&mut self) -> Vec<Action<C>> {
-        self.check_bounds();
-        if self.options.check_invariants {
-            self.check_log();
-        }
-        mem::take(&mut self.out)
-    }
-
-    /// The engine's O(1) invariants, checked after every event in every build. A failure
-    /// is a bug in the engine, never bad input: it panics with the invariant's name, and
-    /// the driver stops the member (going on could acknowledge what is not so).
-    fn check_bounds(&self) {
-        let commit = self.log.commit();
-        assert!(
-            self.applied <= commit,
-            "invariant violated: applied {} beyond the commit point {commit}",
-            self.applied
-        );
-        assert!(
-            self.log.compacted() <= self.applied,
-            "invariant violated: compacted {} beyond applied {}",
-            self.log.compacted(),
-            self.applied
-        );
-        assert!(
-            commit <= self.log.last(),
-            "invariant violated: commit point {commit} beyond the log's last slot {}",
-            self.log.last()
-        );
-        match &self.role {
-            Role::Leader(leader) => {
-                assert_eq!(
-                    leader.ballot, self.promised,
-                    "invariant violated: a leader's ballot is not its promise"
-                );
-                assert_eq!(
-                    leader.first,
-                    commit + 1,
-                    "invariant violated: the leader's window does not start after the commit point"
-                );
-                let bound = self
-                    .options
-                    .window_slots
-                    .max(leader.recovered_through.saturating_sub(commit));
-                assert!(
-                    leader.in_flight.len() as u64 <= bound,
-                    "invariant violated: {} slots in flight, above the window's {bound}",
-                    leader.in_flight.len()
-                );
-            }
-            Role::Candidate(candidate) => {
-                assert_eq!(
-                    candidate.ballot, self.promised,
-                    "invariant violated: a candidate's ballot is not its promise"
-                );
-            }
-            Role::Follower => {}
-        }
-        assert!(
-            matches!(self.role, Role::Follower) || self.follower_reads.waiting.is_empty(),
-            "invariant violated: a candidate or leader holds reads for another leader"
-        );
     }
 
     /// The invariants that walk the log (O(n)), checked after every event when

@@ -20,7 +20,8 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
     /// - the actions not yet handed out (none between events: asserted), the members and
     ///   the options (the same for every state of one model).
     pub(crate) fn hash_model_state<H: Hasher>(&self, h: &mut H) {
-        let Replica {
+        let Replica { role, shared } = self;
+        let Shared {
             id,
             members: _,
             options,
@@ -31,7 +32,6 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
             applied,
             known_commit,
             leader,
-            role,
             election: _,
             snapshot,
             incoming,
@@ -52,7 +52,7 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
             serves_reads_unapplied,
             #[cfg(feature = "negative-controls")]
             reads_at_commit_point,
-        } = self;
+        } = shared;
         assert!(
             options.lease.is_none() && grant.is_none(),
             "the model hash leaves out the clock, which leases read"
@@ -124,12 +124,14 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
     /// they expire one by one: an election starts a campaign, after which no catch-up or
     /// read-index retry happens; those two only send.
     pub(crate) fn tick_with(&mut self, timer: Option<Timer>) -> Vec<Action<C>> {
-        let threshold = self.options.heartbeat_ticks.saturating_mul(2);
+        let threshold = self.shared.options.heartbeat_ticks.saturating_mul(2);
         let set = |expire: bool| if expire { threshold - 1 } else { 0 };
-        self.election
+        let shared = &mut self.shared;
+        shared
+            .election
             .expire_at_next_tick(timer == Some(Timer::Election));
-        self.catch_up_elapsed = set(timer == Some(Timer::CatchUp));
-        self.follower_reads.unanswered_ticks = set(timer == Some(Timer::ReadIndex));
+        shared.catch_up_elapsed = set(timer == Some(Timer::CatchUp));
+        shared.follower_reads.unanswered_ticks = set(timer == Some(Timer::ReadIndex));
         self.tick()
     }
 }

@@ -7,52 +7,53 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     /// Any ballot above our own, in any message, means a newer leader or candidate exists:
     /// a leader or candidate steps down.
     pub(super) fn observe(&mut self, ballot: Ballot) {
-        self.highest_seen = self.highest_seen.max(ballot);
-        if self.own_ballot().is_some_and(|own| ballot > own) {
-            self.step_down();
-        }
-    }
-
-    pub(super) fn own_ballot(&self) -> Option<Ballot> {
-        match &self.role {
+        self.shared.highest_seen = self.shared.highest_seen.max(ballot);
+        let own = match &self.role {
             Role::Follower => None,
             Role::Candidate(c) => Some(c.ballot),
             Role::Leader(l) => Some(l.ballot),
+        };
+        if own.is_some_and(|own| ballot > own) {
+            self.step_down();
         }
     }
 
     pub(super) fn step_down(&mut self) {
         let role = mem::replace(&mut self.role, Role::Follower);
-        self.leader = None;
+        let shared = &mut self.shared;
+        shared.leader = None;
         if let Role::Leader(old) = role {
             // A follower's request is dropped: it asks again, of the next leader.
             for read in old.reads.into_iter().filter(|r| r.asker.is_none()) {
                 let error = ReadError::LeadershipLost;
-                self.out.push(Action::ReadFailed { id: read.id, error });
+                shared.out.push(Action::ReadFailed { id: read.id, error });
             }
             // Commands that never got a slot: `propose` took them, so they are not
             // dropped; they go to the next leader this replica learns of (or back into
             // its own queue if it leads again).
-            self.stranded.extend(old.pending);
+            shared.stranded.extend(old.pending);
         }
     }
 
     pub(super) fn campaign(&mut self) {
-        self.election.campaign_started(&mut self.rng);
-        if self.grant_refuses(self.id) {
+        let shared = &mut self.shared;
+        shared.election.campaign_started(&mut shared.rng);
+        if shared.grant_refuses(shared.id) {
             return; // Our own acceptor still honours another leader's lease.
         }
-        self.fail_follower_reads();
-        let Some(ballot) = Ballot::next_above(self.highest_seen.max(self.promised), self.id) else {
+        shared.fail_follower_reads();
+        let above = shared.highest_seen.max(shared.promised);
+        let Some(ballot) = Ballot::next_above(above, shared.id) else {
             return; // Rounds exhausted: never reuse a ballot, stay a follower.
         };
         self.step_down();
-        self.promised = ballot;
-        self.highest_seen = ballot;
+        let shared = &mut self.shared;
+        shared.promised = ballot;
+        shared.highest_seen = ballot;
         // Durable before the prepares leave: a restarted replica then never reuses it.
-        self.out.push(Action::Persist(Write::Promise(ballot)));
-        let from = self.log.commit() + 1;
-        let count = self.members.replicas().len();
+        shared.out.push(Action::Persist(Write::Promise(ballot)));
+        let from = shared.log.commit() + 1;
+        let count = shared.members.replicas().len();
         self.role = Role::Candidate(Candidate {
             ballot,
             from,
@@ -60,9 +61,9 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             promised: AcceptorSet::EMPTY,
             votes: BTreeMap::new(),
         });
-        self.broadcast(&Message::Prepare { ballot, from });
+        shared.broadcast(&Message::Prepare { ballot, from });
         #[cfg(feature = "negative-controls")]
-        if self.skips_phase1 {
+        if shared.skips_phase1 {
             self.become_leader();
         }
     }
@@ -72,9 +73,55 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     /// needs.
     #[cfg(feature = "negative-controls")]
     pub fn skip_phase1(&mut self) {
-        self.skips_phase1 = true;
+        self.shared.skips_phase1 = true;
     }
 
+    /// Phase 1 is complete for every slot from `candidate.from` on. Re-propose, at our
+    /// ballot, the highest-ballot vote of every slot we learned of; fill holes with
+    /// no-ops; then serve new commands.
+    pub(super) fn become_leader(&mut self) {
+        let Role::Candidate(candidate) = mem::replace(&mut self.role, Role::Follower) else {
+            return;
+        };
+        let shared = &mut self.shared;
+        let first = shared.log.commit() + 1;
+        let recovered_through = candidate
+            .votes
+            .last_key_value()
+            .map_or(first - 1, |(&slot, _)| slot)
+            .max(shared.log.commit());
+        let mut votes = candidate.votes;
+        let in_flight: VecDeque<InFlight<C>> = (first..=recovered_through)
+            .map(|slot| InFlight {
+                entry: votes.remove(&slot).map_or(Entry::Noop, |v| v.entry),
+                acks: AcceptorSet::EMPTY,
+            })
+            .collect();
+        let count = shared.members.replicas().len();
+        let mut leader = Leader {
+            ballot: candidate.ballot,
+            first,
+            in_flight,
+            pending: mem::take(&mut shared.stranded).into(),
+            batch_ends: VecDeque::new(),
+            recovered_through,
+            heartbeat_elapsed: 0,
+            commit_at_check: shared.log.commit(),
+            seq: 0,
+            acked_seq: vec![0; count],
+            sent_at: VecDeque::new(),
+            lease_until: 0,
+            reads: VecDeque::new(),
+        };
+        shared.leader = Some(shared.id);
+        shared.send_in_flight(&leader, first, recovered_through, None);
+        shared.broadcast_heartbeat(&mut leader);
+        shared.pump(&mut leader);
+        self.role = Role::Leader(leader);
+    }
+}
+
+impl<C: Command, R: RngCore> Shared<C, R> {
     pub(super) fn on_prepare(&mut self, candidate: NodeId, ballot: Ballot, from: Slot) {
         if ballot < self.promised {
             return self.nack(candidate, ballot);
@@ -108,27 +155,26 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         self.send(candidate, promise);
     }
 
+    /// A chunk of a promise at the candidate's ballot (`step_candidate` drops those for
+    /// an earlier ballot of ours).
     pub(super) fn on_promise(
         &mut self,
+        candidate: &mut Candidate<C>,
         acceptor: NodeId,
         index: usize,
-        ballot: Ballot,
         from: Slot,
         votes: Vec<SlotVote<C>>,
         next: Option<Slot>,
-    ) {
-        let Role::Candidate(candidate) = &mut self.role else {
-            return;
-        };
-        if ballot != candidate.ballot || candidate.cursor[index] != Some(from) {
-            return; // Stale, repeated or out-of-order chunk.
+    ) -> PhaseOne {
+        if candidate.cursor[index] != Some(from) {
+            return PhaseOne::UnderWay; // Repeated or out-of-order chunk.
         }
+        let ballot = candidate.ballot;
         let horizon = candidate.from.saturating_add(self.options.gap_max_slots);
         if votes.iter().any(|v| v.slot > horizon) {
             // The acceptor holds votes far beyond our log: we are too far behind to
             // lead. Catch up from it first.
-            self.step_down();
-            return self.request_catch_up(acceptor);
+            return PhaseOne::Behind(acceptor);
         }
         for SlotVote { slot, vote } in votes {
             if slot < candidate.from {
@@ -144,62 +190,15 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         }
         candidate.cursor[index] = next;
         if let Some(next) = next {
-            return self.send(acceptor, Message::Prepare { ballot, from: next });
+            self.send(acceptor, Message::Prepare { ballot, from: next });
+            return PhaseOne::UnderWay;
         }
         candidate.promised.insert(index);
         if self.members.quorum().is_phase1_quorum(candidate.promised) {
-            self.become_leader();
+            PhaseOne::Complete
+        } else {
+            PhaseOne::UnderWay
         }
-    }
-
-    pub(super) fn on_behind(&mut self, from: NodeId, ballot: Ballot) {
-        if self.own_ballot() == Some(ballot) && self.role() == RoleKind::Candidate {
-            // Our log is behind a peer's snapshot: catch up before leading.
-            self.step_down();
-            self.request_catch_up(from);
-        }
-    }
-
-    /// Phase 1 is complete for every slot from `candidate.from` on. Re-propose, at our
-    /// ballot, the highest-ballot vote of every slot we learned of; fill holes with
-    /// no-ops; then serve new commands.
-    pub(super) fn become_leader(&mut self) {
-        let Role::Candidate(candidate) = mem::replace(&mut self.role, Role::Follower) else {
-            return;
-        };
-        let first = self.log.commit() + 1;
-        let recovered_through = candidate
-            .votes
-            .last_key_value()
-            .map_or(first - 1, |(&slot, _)| slot)
-            .max(self.log.commit());
-        let mut votes = candidate.votes;
-        let in_flight: VecDeque<InFlight<C>> = (first..=recovered_through)
-            .map(|slot| InFlight {
-                entry: votes.remove(&slot).map_or(Entry::Noop, |v| v.entry),
-                acks: AcceptorSet::EMPTY,
-            })
-            .collect();
-        let count = self.members.replicas().len();
-        self.role = Role::Leader(Leader {
-            ballot: candidate.ballot,
-            first,
-            in_flight,
-            pending: mem::take(&mut self.stranded).into(),
-            batch_ends: VecDeque::new(),
-            recovered_through,
-            heartbeat_elapsed: 0,
-            commit_at_check: self.log.commit(),
-            seq: 0,
-            acked_seq: vec![0; count],
-            sent_at: VecDeque::new(),
-            lease_until: 0,
-            reads: VecDeque::new(),
-        });
-        self.leader = Some(self.id);
-        self.send_in_flight(first, recovered_through, None);
-        self.broadcast_heartbeat();
-        self.pump();
     }
 }
 

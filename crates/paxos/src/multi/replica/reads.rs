@@ -3,12 +3,33 @@
 
 use super::*;
 
-impl<C: Command, R: RngCore> Replica<C, R> {
+#[cfg(feature = "negative-controls")]
+impl<C, R> Replica<C, R> {
+    /// Breaks the protocol on purpose, for the simulator's negative controls: a follower
+    /// serves a read as soon as the leader's read index arrives, without applying through
+    /// it first, so it can answer from a state older than a completed write.
+    #[cfg(feature = "negative-controls")]
+    pub fn serve_follower_reads_unapplied(&mut self) {
+        self.shared.serves_reads_unapplied = true;
+    }
+
+    /// Breaks the protocol on purpose, for the simulator's negative controls: a leader
+    /// reads at its commit point even while its followers learn from acceptors, so it can
+    /// miss a write a follower has already answered.
+    #[cfg(feature = "negative-controls")]
+    pub fn read_at_commit_point(&mut self) {
+        self.shared.reads_at_commit_point = true;
+    }
+}
+
+impl<C: Command, R: RngCore> Shared<C, R> {
     /// As leader: a read of ours (`asker` `None`) or a follower's read-index request.
-    pub(super) fn enqueue_read(&mut self, id: u64, asker: Option<(NodeId, u64)>) {
-        let Role::Leader(leader) = &mut self.role else {
-            return;
-        };
+    pub(super) fn enqueue_read(
+        &mut self,
+        leader: &mut Leader<C>,
+        id: u64,
+        asker: Option<(NodeId, u64)>,
+    ) {
         // A follower that learns from acceptors may answer a write this leader has not
         // yet seen chosen: every slot it gave out counts, not only its commit point.
         let given_out = leader.first + leader.in_flight.len() as u64 - 1;
@@ -34,7 +55,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
                 asker,
             };
             leader.reads.push_back(read);
-            return self.serve_reads();
+            return self.serve_reads(leader);
         }
         // A heartbeat sent before the read arrived proves nothing about the time after
         // it; wait for the next one. Reads arriving together share it.
@@ -46,39 +67,17 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             seq,
             asker,
         });
-        if !round_open && !self.heartbeat_outstanding() {
-            self.broadcast_heartbeat();
+        if !round_open && !self.heartbeat_outstanding(leader) {
+            self.broadcast_heartbeat(leader);
         }
     }
 
-    /// Breaks the protocol on purpose, for the simulator's negative controls: a follower
-    /// serves a read as soon as the leader's read index arrives, without applying through
-    /// it first, so it can answer from a state older than a completed write.
-    #[cfg(feature = "negative-controls")]
-    pub fn serve_follower_reads_unapplied(&mut self) {
-        self.serves_reads_unapplied = true;
-    }
-
-    /// Breaks the protocol on purpose, for the simulator's negative controls: a leader
-    /// reads at its commit point even while its followers learn from acceptors, so it can
-    /// miss a write a follower has already answered.
-    #[cfg(feature = "negative-controls")]
-    pub fn read_at_commit_point(&mut self) {
-        self.reads_at_commit_point = true;
-    }
-
-    pub(super) fn heartbeat_outstanding(&self) -> bool {
-        let Role::Leader(leader) = &self.role else {
-            return false;
-        };
+    pub(super) fn heartbeat_outstanding(&self, leader: &Leader<C>) -> bool {
         leader.seq > 0 && !self.confirmed(leader, leader.seq)
     }
 
-    pub(super) fn broadcast_heartbeat(&mut self) {
+    pub(super) fn broadcast_heartbeat(&mut self, leader: &mut Leader<C>) {
         let commit = self.log.commit();
-        let Role::Leader(leader) = &mut self.role else {
-            return;
-        };
         leader.heartbeat_elapsed = 0;
         leader.seq += 1;
         leader.sent_at.push_back((leader.seq, self.now));
@@ -93,7 +92,9 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         self.broadcast(&message);
     }
 
-    pub(super) fn on_heartbeat(&mut self, ballot: Ballot, commit: Slot, seq: u64) {
+    /// An acceptor's answer to a heartbeat (and a lease granted, with leases on). A
+    /// follower also learns the leader's commit point from it.
+    pub(super) fn on_heartbeat(&mut self, role: RoleKind, ballot: Ballot, commit: Slot, seq: u64) {
         let leader = ballot.node;
         if ballot < self.promised {
             return self.nack(leader, ballot);
@@ -111,27 +112,29 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             self.grant = Some(Grant { holder, until });
         }
         self.send(leader, Message::HeartbeatAck { ballot, seq });
-        self.learn_commit(ballot, commit);
+        if role == RoleKind::Follower {
+            self.learn_commit(ballot, commit);
+        }
     }
 
-    pub(super) fn on_heartbeat_ack(&mut self, acceptor: usize, ballot: Ballot, seq: u64) {
-        let Role::Leader(leader) = &mut self.role else {
-            return;
-        };
+    pub(super) fn on_heartbeat_ack(
+        &mut self,
+        leader: &mut Leader<C>,
+        acceptor: usize,
+        ballot: Ballot,
+        seq: u64,
+    ) {
         if ballot != leader.ballot {
             return;
         }
         let acked = &mut leader.acked_seq[acceptor];
         *acked = (*acked).max(seq);
-        self.extend_lease();
-        self.serve_reads();
+        self.extend_lease(leader);
+        self.serve_reads(leader);
         // Reads that arrived after the last heartbeat left wait for the next one.
-        let Role::Leader(leader) = &self.role else {
-            return;
-        };
         let waiting = leader.reads.back().is_some_and(|r| r.seq > leader.seq);
-        if waiting && !self.heartbeat_outstanding() {
-            self.broadcast_heartbeat();
+        if waiting && !self.heartbeat_outstanding(leader) {
+            self.broadcast_heartbeat(leader);
         }
     }
 
@@ -149,10 +152,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         self.members.quorum().is_phase2_quorum(acks)
     }
 
-    pub(super) fn serve_reads(&mut self) {
-        let Role::Leader(leader) = &self.role else {
-            return;
-        };
+    pub(super) fn serve_reads(&mut self, leader: &mut Leader<C>) {
         let mut ready = 0;
         for read in &leader.reads {
             if read.index > self.applied || !self.confirmed(leader, read.seq) {
@@ -163,9 +163,6 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         if ready == 0 {
             return;
         }
-        let Role::Leader(leader) = &mut self.role else {
-            return;
-        };
         let ballot = leader.ballot;
         let served: Vec<PendingRead> = leader.reads.drain(..ready).collect();
         for read in served {
@@ -285,11 +282,8 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     /// when it sent `seq`: every phase-1 quorum meets that phase-2 quorum, and each of its
     /// acceptors granted after the send, so none of them promises another candidate
     /// before the lease (shortened by the drift bound) ends here.
-    pub(super) fn extend_lease(&mut self) {
+    pub(super) fn extend_lease(&mut self, leader: &mut Leader<C>) {
         let Some(lease) = self.options.lease else {
-            return;
-        };
-        let Role::Leader(leader) = &self.role else {
             return;
         };
         let confirmed = leader
@@ -299,9 +293,6 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             .find(|&&(seq, _)| self.confirmed(leader, seq))
             .copied();
         let Some((seq, sent)) = confirmed else {
-            return;
-        };
-        let Role::Leader(leader) = &mut self.role else {
             return;
         };
         while leader.sent_at.front().is_some_and(|&(s, _)| s <= seq) {

@@ -3,15 +3,12 @@
 
 use super::*;
 
-impl<C: Command, R: RngCore> Replica<C, R> {
+impl<C: Command, R: RngCore> Shared<C, R> {
     /// Gives slots to pending commands while the window has room, one accept per batch.
     /// Sends what pending commands the pipeline has room for; whether it sent any.
-    pub(super) fn pump(&mut self) -> bool {
+    pub(super) fn pump(&mut self, leader: &mut Leader<C>) -> bool {
         let commit = self.log.commit();
         let options = &self.options;
-        let Role::Leader(leader) = &mut self.role else {
-            return false;
-        };
         while leader.batch_ends.front().is_some_and(|&end| end <= commit) {
             leader.batch_ends.pop_front();
         }
@@ -69,12 +66,15 @@ impl<C: Command, R: RngCore> Replica<C, R> {
 
     /// Sends accepts for in-flight slots `from..=to`, in batches (bounded by count and
     /// bytes, like new batches), to `only` or everyone.
-    pub(super) fn send_in_flight(&mut self, from: Slot, to: Slot, only: Option<NodeId>) {
+    pub(super) fn send_in_flight(
+        &mut self,
+        leader: &Leader<C>,
+        from: Slot,
+        to: Slot,
+        only: Option<NodeId>,
+    ) {
         let commit = self.log.commit();
         let step = u64::try_from(self.options.batch_max_commands).unwrap_or(u64::MAX);
-        let Role::Leader(leader) = &self.role else {
-            return;
-        };
         let ballot = leader.ballot;
         let mut messages = Vec::new();
         let mut first = from.max(leader.first);
@@ -114,8 +114,12 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         }
     }
 
+    /// An acceptor's answer to an accept. A follower also learns the leader's commit
+    /// point from it (a leader or candidate gets accepts only at its own ballot, from
+    /// itself, and knows its commit point already).
     pub(super) fn on_accept(
         &mut self,
+        role: RoleKind,
         ballot: Ballot,
         first: Slot,
         entries: Batch<C>,
@@ -127,8 +131,12 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         }
         self.follow(ballot);
         let last = first.saturating_add(entries.len() as u64).saturating_sub(1);
+        let learner = role == RoleKind::Follower;
         if entries.is_empty() || first == 0 {
-            return self.learn_commit(ballot, commit);
+            if learner {
+                self.learn_commit(ballot, commit);
+            }
+            return;
         }
         // Slots already chosen here need no vote; slots too far ahead are refused.
         let start = first.max(self.log.commit() + 1);
@@ -164,9 +172,11 @@ impl<C: Command, R: RngCore> Replica<C, R> {
                 self.send(leader, accepted);
             }
         }
-        self.learn_commit(ballot, commit);
-        // Reports that came before this accept may already make its slots chosen.
-        self.commit_reported(ballot);
+        if learner {
+            self.learn_commit(ballot, commit);
+            // Reports that came before this accept may already make its slots chosen.
+            self.commit_reported(ballot);
+        }
     }
 
     /// A message from the leader of `ballot` (at or above our promise) arrived.
@@ -184,10 +194,14 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         }
     }
 
-    pub(super) fn on_accepted(&mut self, acceptor: usize, ballot: Ballot, first: Slot, last: Slot) {
-        let Role::Leader(leader) = &mut self.role else {
-            return self.learn_from_report(acceptor, ballot, first, last);
-        };
+    pub(super) fn on_accepted(
+        &mut self,
+        leader: &mut Leader<C>,
+        acceptor: usize,
+        ballot: Ballot,
+        first: Slot,
+        last: Slot,
+    ) {
         if ballot != leader.ballot {
             return;
         }
@@ -198,15 +212,12 @@ impl<C: Command, R: RngCore> Replica<C, R> {
                 slot.acks.insert(acceptor);
             }
         }
-        self.advance_commit();
+        self.advance_commit(leader);
     }
 
     /// Moves the commit point over every leading slot a phase-2 quorum accepted.
-    pub(super) fn advance_commit(&mut self) {
+    pub(super) fn advance_commit(&mut self, leader: &mut Leader<C>) {
         let quorum = self.members.quorum();
-        let Role::Leader(leader) = &mut self.role else {
-            return;
-        };
         let mut advanced = false;
         while let Some(front) = leader.in_flight.front() {
             if !quorum.is_phase2_quorum(front.acks) {
@@ -238,22 +249,19 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         if advanced {
             self.known_commit = self.known_commit.max(self.log.commit());
             self.apply_committed();
-            self.serve_reads();
-            if !self.pump() {
+            self.serve_reads(leader);
+            if !self.pump(leader) {
                 // No accept leaves to carry the new commit point: tell the followers now,
                 // or they (and the clients waiting on them) learn it a heartbeat later.
-                self.broadcast_heartbeat();
+                self.broadcast_heartbeat(leader);
             }
         }
     }
 
     /// Every heartbeat interval: if the commit point has not moved since the last check,
     /// some accept or ack was lost; resend the oldest batch to those that did not ack.
-    pub(super) fn resend_if_stalled(&mut self) {
+    pub(super) fn resend_if_stalled(&mut self, leader: &mut Leader<C>) {
         let commit = self.log.commit();
-        let Role::Leader(leader) = &mut self.role else {
-            return;
-        };
         let stalled = leader.commit_at_check == commit && !leader.in_flight.is_empty();
         leader.commit_at_check = commit;
         if !stalled {
@@ -272,7 +280,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             .map(|(_, &id)| id)
             .collect();
         for to in missing {
-            self.send_in_flight(first, last, Some(to));
+            self.send_in_flight(leader, first, last, Some(to));
         }
     }
 
@@ -287,16 +295,19 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         self.send(leader, message);
     }
 
-    pub(super) fn on_forward(&mut self, sender: usize, boot: u64, seq: u64, commands: Vec<C>) {
-        if self.role() == RoleKind::Leader && !self.forwards_seen[sender].first_time(boot, seq) {
+    pub(super) fn on_forward(
+        &mut self,
+        leader: &mut Leader<C>,
+        sender: usize,
+        boot: u64,
+        seq: u64,
+        commands: Vec<C>,
+    ) {
+        if !self.forwards_seen[sender].first_time(boot, seq) {
             return; // A duplicate: its commands were taken already.
         }
-        if let Role::Leader(leader) = &mut self.role {
-            leader.pending.extend(commands);
-            self.pump();
-        }
-        // Not the leader: drop them. Forwarding again could loop between two replicas
-        // with stale views; the client times out and retries.
+        leader.pending.extend(commands);
+        self.pump(leader);
     }
 }
 
