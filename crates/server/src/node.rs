@@ -329,12 +329,9 @@ impl Core {
                 if request.is_create() {
                     self.inflow.client_taken();
                 }
-                // Events already applied go first: a progress answer promises them.
-                self.dispatch_events();
                 let header = self.header();
-                self.watchers
-                    .handle(request, self.node.machine().store(), header);
-                self.journal_for_watchers();
+                let store = self.node.machine_mut().store_mut();
+                self.watchers.request(request, store, header);
             }
             Input::Query(query) => {
                 self.inflow.client_taken();
@@ -444,31 +441,11 @@ impl Core {
 
     /// After a burst of inputs: feed watchers, publish the view.
     fn settle(&mut self) {
-        self.dispatch_events();
-        self.journal_for_watchers();
+        let header = self.header();
+        let store = self.node.machine_mut().store_mut();
+        self.watchers.settle(store, header);
         if self.node.take_changed() {
             self.publish();
-        }
-    }
-
-    /// The store journals events only while there are watchers to feed: on a member
-    /// nobody watches, a put costs no event (two copies of its key-value). A new watcher
-    /// starts at the store's revision or catches up from history, so it never needs
-    /// events from before the journal opened.
-    fn journal_for_watchers(&mut self) {
-        let store = self.node.machine_mut().store_mut();
-        if self.watchers.is_empty() {
-            store.close_journal();
-        } else {
-            store.open_journal();
-        }
-    }
-
-    fn dispatch_events(&mut self) {
-        let events = self.node.machine_mut().store_mut().take_events();
-        if !events.is_empty() {
-            let header = self.header();
-            self.watchers.dispatch(&events, header);
         }
     }
 

@@ -6,6 +6,11 @@
 //! reading), the watcher falls behind instead of growing memory, and catches up from the
 //! store's history once the queue drains, as etcd's unsynced watchers do. If compaction
 //! overtakes it meanwhile, it is canceled with the compaction revision.
+//!
+//! The core (and the simulator, which runs the same calls) hands every stream's request
+//! to [`Watchers::request`], calls [`Watchers::settle`] after each burst of inputs,
+//! [`Watchers::catch_up`] every tick and [`Watchers::resync_all`] after a snapshot from a
+//! peer replaced the store.
 
 use std::collections::BTreeMap;
 
@@ -83,6 +88,10 @@ pub struct Watchers {
     all: BTreeMap<(u64, i64), Watcher>,
     /// Largest response a fragmenting watcher receives, in bytes.
     pub fragment_bytes: usize,
+    /// Negative control (the simulator's): a watcher whose stream was full skips the
+    /// batch it could not queue, rather than catch up from it.
+    #[cfg(feature = "negative-controls")]
+    pub skips_unqueued: bool,
 }
 
 fn in_range(w: &Watch, key: &[u8]) -> bool {
@@ -122,8 +131,41 @@ impl Watchers {
         self.all.is_empty()
     }
 
+    /// A watch stream's request. Events already applied go first: a progress answer
+    /// promises them, and a new watcher starting at the next revision must not see them.
+    pub fn request(&mut self, request: Request, store: &mut Store, header: ResponseHeader) {
+        self.dispatch_from(store, header);
+        self.handle(request, store, header);
+        self.keep_journal(store);
+    }
+
+    /// After a burst of inputs: the events applied go to the synced watchers, and the
+    /// store keeps its journal only while there are watchers to feed (on a member nobody
+    /// watches, a put then costs no event, two copies of its key-value; a new watcher
+    /// starts at the store's revision or catches up from history, so it never needs
+    /// events from before the journal opened).
+    pub fn settle(&mut self, store: &mut Store, header: ResponseHeader) {
+        self.dispatch_from(store, header);
+        self.keep_journal(store);
+    }
+
+    fn dispatch_from(&mut self, store: &mut Store, header: ResponseHeader) {
+        let events = store.take_events();
+        if !events.is_empty() {
+            self.dispatch(&events, header);
+        }
+    }
+
+    fn keep_journal(&self, store: &mut Store) {
+        if self.all.is_empty() {
+            store.close_journal();
+        } else {
+            store.open_journal();
+        }
+    }
+
     /// Handles a stream's request.
-    pub fn handle(&mut self, request: Request, store: &Store, header: ResponseHeader) {
+    fn handle(&mut self, request: Request, store: &Store, header: ResponseHeader) {
         match request {
             Request::Create {
                 stream,
@@ -183,8 +225,10 @@ impl Watchers {
 
     /// Queues `events` (all of revisions up to `header.revision`) for every synced
     /// watcher that wants them.
-    pub fn dispatch(&mut self, events: &[Event], header: ResponseHeader) {
+    fn dispatch(&mut self, events: &[Event], header: ResponseHeader) {
         let fragment_bytes = self.fragment_bytes;
+        #[cfg(feature = "negative-controls")]
+        let skips_unqueued = self.skips_unqueued;
         self.all.retain(|&(_, id), w| {
             if !w.synced {
                 return true;
@@ -208,6 +252,10 @@ impl Watchers {
                 Sent::Full => {
                     w.synced = false;
                     w.next = first;
+                    #[cfg(feature = "negative-controls")]
+                    if skips_unqueued {
+                        w.next = header.revision + 1;
+                    }
                     true
                 }
                 Sent::Closed => false,

@@ -3,8 +3,8 @@
 //!
 //! # Layout
 //! - [`cluster`]: a whole cluster of the members a server runs (`node::Node` with the etcd
-//!   store), clients, and faults of network, disks, processes and clocks; the checkers'
-//!   verdicts on each run.
+//!   store and the server's watchers), clients, the lease keeper, watchers, and faults of
+//!   network, disks, processes and clocks; the checkers' verdicts on each run.
 //! - [`generate`]: linearizable histories made to order, for testing the checker.
 //! - [`history`]: client histories and their JSON-lines file format.
 //! - [`linearizability`]: the Wing–Gong/Lowe linearizability checker, per key.

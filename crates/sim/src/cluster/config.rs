@@ -114,6 +114,9 @@ pub struct Controls {
     /// Keep-alives refresh a lease in the store but not the leader's clock (needs the
     /// `negative-controls` feature of `synod-server`).
     pub keep_alives_forgotten: bool,
+    /// The server's watchers skip the batch a full stream could not take, instead of
+    /// catching up from it: watchers miss events.
+    pub watch_skips_unqueued: bool,
 }
 
 #[cfg(test)]
@@ -166,6 +169,10 @@ pub struct Options {
     /// Run the lease keeper: etcd leases granted, attached to a key, kept alive or let
     /// expire, and checked never to expire early (`keeper.rs`).
     pub lease_keeper: bool,
+    /// Clients that watch every key from revision 1 through the faults, reconnecting
+    /// elsewhere from the next revision when their member goes, as etcd clients do; what
+    /// they receive is checked against the log (`watches.rs`).
+    pub watchers: usize,
     /// Negative controls.
     pub controls: Controls,
     /// Keep a trace of every event (for `--trace` and violation excerpts).
@@ -185,6 +192,7 @@ impl Default for Options {
             faults: FaultRates::default(),
             leases: false,
             lease_keeper: false,
+            watchers: 0,
             controls: Controls::default(),
             trace: true,
         }
@@ -269,6 +277,12 @@ pub struct Stats {
     pub lease_renewals: u64,
     /// Leases that expired.
     pub leases_expired: u64,
+    /// Events the watchers received.
+    pub watch_events: u64,
+    /// Watch streams opened again after their member went (crashed, or refused).
+    pub watch_reopens: u64,
+    /// Events of the log the watchers had not received when the run ended, summed.
+    pub watch_lag: u64,
 }
 
 /// A checker's finding.
@@ -295,6 +309,14 @@ pub enum Failure {
         first: (u64, u64),
         /// The other member's id and hash.
         second: (u64, u64),
+    },
+    /// A watcher received events that are not the log's, in the log's order, from the
+    /// revision it asked for: one missed, repeated, reordered or wrong.
+    Watch {
+        /// The watcher.
+        watcher: usize,
+        /// What it received against what the log says.
+        problem: String,
     },
     /// A lease expired sooner than its TTL after a request answered with it.
     LeaseExpiredEarly {

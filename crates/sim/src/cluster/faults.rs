@@ -77,6 +77,8 @@ impl World {
         };
         self.nodes[node].disk.crash(index(reached));
         self.nodes[node].crash();
+        // Its watch streams close with it.
+        self.nodes[node].watchers = watches::new_watchers(&self.options.controls);
         // Its connections close: each peer hears of it after a network delay.
         for other in (0..self.nodes.len()).filter(|&other| other != node) {
             let delay = self.random(50, 500);

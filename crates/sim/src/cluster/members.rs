@@ -24,6 +24,7 @@ impl World {
         for output in outputs {
             self.carry_out(node, output);
         }
+        self.settle_watchers(node);
     }
 
     /// Carries out one of a member's outputs, as the server's core does with real I/O.
@@ -58,7 +59,11 @@ impl World {
             NodeOutput::Refuse { waiter, failure } => {
                 self.answer(waiter.client, waiter.seq, Answer::Failed(failure));
             }
-            NodeOutput::Installed { .. } => self.note(node, "install-snapshot"),
+            NodeOutput::Installed { .. } => {
+                // The store was replaced: every watcher catches up from its history.
+                self.nodes[node].watchers.resync_all();
+                self.note(node, "install-snapshot");
+            }
             NodeOutput::TakeSnapshot { slot } => {
                 self.stats.snapshots += 1;
                 let Some(member) = self.nodes[node].member.as_ref() else {

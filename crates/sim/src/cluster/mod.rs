@@ -15,6 +15,8 @@
 //! - `members.rs`: the shell around each `node::Node`: inputs in, outputs carried out.
 //! - `clients.rs`: what clients ask, where, and what they make of the answers.
 //! - `faults.rs`: partitions, crashes and restarts, pauses, slow disks, the heal.
+//! - `keeper.rs`: the lease keeper, and its check that leases never expire early.
+//! - `watches.rs`: watchers through the faults, and their check against the log.
 //! - `checks.rs`: agreement and states as members apply; truthful errors at the end.
 
 use std::cmp::Reverse;
@@ -37,6 +39,7 @@ use rand_pcg::Pcg64;
 use server::machine::{Applied, View};
 use server::payload::Payload;
 use server::proto::synodpb::Command;
+use server::watchers::Watchers;
 
 use crate::history::{Input, Operation, Output};
 use crate::linearizability::{self, Verdict};
@@ -44,6 +47,7 @@ use crate::network::{Envelope, Fate, Faults, Network};
 use crate::workload::{self, Key, LeaseAsk, Outcome, Value, Watched, Write};
 use keeper::{Keeper, KEEPER};
 use storage::FaultyStorage;
+use watches::WatchClient;
 
 /// Virtual microseconds in a nominal tick.
 pub const TICK_US: u64 = 1_000;
@@ -56,6 +60,7 @@ mod keeper;
 mod members;
 #[cfg(test)]
 mod tests;
+mod watches;
 
 pub use config::{Controls, Failure, FaultRates, Options, Report, Stats, TraceEvent};
 
@@ -132,6 +137,13 @@ enum Event {
         outcome: Option<Outcome>,
     },
     KeeperTimeout(u64),
+    /// A watcher opens a stream at its target member (see `watches.rs`).
+    WatchOpen(usize),
+    WatchCreate {
+        node: usize,
+        watcher: usize,
+    },
+    WatchPoll(usize),
     FaultTick,
     /// `node`'s connection from `peer` closed (the peer crashed), as a real transport
     /// reports: a hint that lets a follower campaign early.
@@ -168,6 +180,9 @@ struct Node {
     tick_us: u64,
     slow_disk: bool,
     was_leader: bool,
+    /// The watch streams open at this member: the server's own, fed as its core feeds
+    /// them.
+    watchers: Watchers,
 }
 
 struct Client {
@@ -219,6 +234,9 @@ pub struct World {
     next_value: Value,
     faults_on: bool,
     keeper: Keeper,
+    watch_clients: Vec<WatchClient>,
+    /// Watch streams opened so far (each gets the next number).
+    watch_streams: u64,
 }
 
 /// An operation with no answer for this long is recorded as unknown.
@@ -268,7 +286,7 @@ impl World {
             .map(|&id| {
                 let skew = (unit(&mut rng) * 2.0 - 1.0) * drift;
                 let tick_us = scale(TICK_US, 1.0 + skew);
-                Node::new(id, tick_us.max(1))
+                Node::new(id, tick_us.max(1), watches::new_watchers(&options.controls))
             })
             .collect();
         let clients = (0..options.clients)
@@ -310,6 +328,8 @@ impl World {
             next_value: 0,
             faults_on: true,
             keeper: Keeper::default(),
+            watch_clients: Vec::new(),
+            watch_streams: 0,
         };
         for i in 0..world.nodes.len() {
             world.boot(i);
@@ -322,6 +342,7 @@ impl World {
             let start = world.random(0, 20 * TICK_US);
             world.schedule(start, Event::KeeperRetry(LeaseAsk::Grant));
         }
+        world.start_watchers();
         world.schedule(TICK_US, Event::FaultTick);
         Ok(world)
     }
@@ -374,6 +395,7 @@ impl World {
         self.check_truthfulness();
         self.check_final_states();
         self.check_leases();
+        self.check_watches();
         self.stats.lease_renewals = self.keeper.renewals.len() as u64;
         self.stats.leases_expired = self.keeper.expired.len() as u64;
         let budget = 10_000_000;
@@ -473,6 +495,7 @@ impl World {
             Event::Deliver { to, .. }
             | Event::Request { node: to, .. }
             | Event::KeeperRequest { node: to, .. }
+            | Event::WatchCreate { node: to, .. }
                 if self.nodes[to].paused =>
             {
                 self.nodes[to].held.push(event);
@@ -507,6 +530,9 @@ impl World {
             Event::KeeperRequest { node, seq, ask } => self.keeper_request(node, seq, ask),
             Event::KeeperReply { seq, outcome } => self.keeper_reply(seq, outcome),
             Event::KeeperTimeout(seq) => self.keeper_timeout(seq),
+            Event::WatchOpen(watcher) => self.watch_open(watcher),
+            Event::WatchCreate { node, watcher } => self.watch_create(node, watcher),
+            Event::WatchPoll(watcher) => self.watch_poll(watcher),
             Event::FaultTick => self.fault_tick(),
             Event::PeerLost { node, peer } => {
                 let peer = self.nodes[peer].id;
@@ -549,11 +575,12 @@ impl World {
             return;
         }
         self.with_member(node, |m, now| m.tick(now));
+        self.catch_up_watchers(node);
     }
 }
 
 impl Node {
-    fn new(id: NodeId, tick_us: u64) -> Node {
+    fn new(id: NodeId, tick_us: u64, watchers: Watchers) -> Node {
         Node {
             id,
             member: None,
@@ -568,6 +595,7 @@ impl Node {
             tick_us,
             slow_disk: false,
             was_leader: false,
+            watchers,
         }
     }
 

@@ -28,12 +28,15 @@ fn the_same_seed_gives_the_same_trace() {
     assert_ne!(a.trace_hash, c.trace_hash);
 }
 
+/// Seeds of the quick settings with two watchers (see [`with_watchers`]) beside the
+/// clients, so every checker runs, watches included.
 fn sweep(quorum: QuorumSpec, nodes: u64, seeds: std::ops::Range<u64>, leases: bool) {
     for seed in seeds {
         let options = Options {
             nodes,
             quorum,
             leases,
+            watchers: 2,
             trace: false,
             ..quick(seed)
         };
@@ -305,4 +308,52 @@ fn keep_alives_that_do_not_refresh_the_leaders_clock_are_caught() {
         }
     }
     panic!("a leader that forgets keep-alives was not caught in 30 seeds");
+}
+
+/// Three watchers on the quick settings: each watches every key from revision 1, through
+/// crashes (opening a stream at the next member from where it got to), full streams and
+/// snapshots installed under it.
+fn with_watchers(seed: u64) -> Options {
+    Options {
+        watchers: 3,
+        trace: false,
+        ..quick(seed)
+    }
+}
+
+#[test]
+fn watchers_receive_the_log_in_order_through_faults() {
+    let (mut events, mut reopens) = (0, 0);
+    for seed in 0..60 {
+        let report = run(with_watchers(seed)).unwrap();
+        assert_eq!(report.failures, vec![], "seed {seed}");
+        events += report.stats.watch_events;
+        reopens += report.stats.watch_reopens;
+    }
+    // Not vacuous: many events, and streams lost to crashes and opened again elsewhere.
+    assert!(
+        events > 20_000 && reopens > 30,
+        "{events} events, {reopens} reopens"
+    );
+}
+
+#[test]
+fn watchers_that_skip_what_a_full_stream_could_not_take_are_caught() {
+    let controls = Controls {
+        watch_skips_unqueued: true,
+        ..Controls::default()
+    };
+    for seed in 0..20 {
+        let report = run(Options {
+            controls,
+            ..with_watchers(seed)
+        })
+        .unwrap();
+        let watch = |f: &Failure| matches!(f, Failure::Watch { .. });
+        if report.failures.iter().any(watch) {
+            println!("caught at seed {seed}: {:?}", report.failures);
+            return;
+        }
+    }
+    panic!("watchers that skip events were not caught in 20 seeds");
 }

@@ -71,6 +71,10 @@ pub struct ClusterArgs {
     /// expire, checked never to expire sooner than their TTL after an answered request.
     #[arg(long)]
     lease_keeper: bool,
+    /// Clients that watch every key from revision 1 through the faults, reconnecting
+    /// at the next member when theirs goes; what they receive is checked against the log.
+    #[arg(long, default_value_t = 0)]
+    watchers: usize,
     /// Write the run's events as JSON lines to this file (single seed only).
     #[arg(long)]
     trace: Option<std::path::PathBuf>,
@@ -110,6 +114,7 @@ impl ClusterArgs {
             },
             leases: self.leases,
             lease_keeper: self.lease_keeper,
+            watchers: self.watchers,
             controls: cluster::Controls::default(),
             trace,
         }
@@ -143,6 +148,9 @@ impl ClusterArgs {
         }
         if self.lease_keeper {
             command.push_str(" --lease-keeper");
+        }
+        if self.watchers > 0 {
+            let _ = write!(command, " --watchers {}", self.watchers);
         }
         let _ = write!(command, " --seed {seed}");
         command
@@ -237,6 +245,14 @@ fn summary(args: &ClusterArgs, seed: u64, report: &Report) -> String {
         s.applies_ahead,
         report.trace_hash
     );
+    if args.watchers > 0 {
+        let _ = writeln!(
+            text,
+            "watchers: {} events received, {} streams opened again elsewhere, {} events \
+             of the log not yet received at the end",
+            s.watch_events, s.watch_reopens, s.watch_lag
+        );
+    }
     if report.failures.is_empty() {
         let linearizable = if report.linearizability_unknown {
             "UNKNOWN (search budget exhausted)"
@@ -246,7 +262,12 @@ fn summary(args: &ClusterArgs, seed: u64, report: &Report) -> String {
         let _ = writeln!(
             text,
             "checkers: agreement ok, states (HashKV) agree, linearizability {linearizable}, \
-             durability ok, liveness ok, truthful errors ok"
+             durability ok, liveness ok, truthful errors ok{}",
+            if args.watchers > 0 {
+                ", watches ok"
+            } else {
+                ""
+            }
         );
     } else {
         text.push_str(&failure_text(args, seed, report));
@@ -317,6 +338,9 @@ fn failure_text(args: &ClusterArgs, seed: u64, report: &Report) -> String {
                     "  state: after slot {slot}, n{} holds HashKV {:#x} and n{} holds {:#x}",
                     first.0, first.1, second.0, second.1
                 );
+            }
+            Failure::Watch { watcher, problem } => {
+                let _ = writeln!(text, "  watcher {watcher}: {problem}");
             }
             Failure::Truthfulness {
                 slot,
