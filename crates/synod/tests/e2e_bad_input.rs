@@ -1,6 +1,6 @@
 //! What a real cluster does with bad input and bad company: garbage on its ports, a
 //! member of another cluster, a minority cut off from its quorum, and configuration from
-//! a file and the environment.
+//! a file and the environment, a flood of clients.
 
 mod support;
 
@@ -182,4 +182,80 @@ fn flags_come_from_a_config_file_and_the_environment() {
     assert!(dir.join("data/member").is_dir(), "SYNOD_DATA_DIR was used");
     drop(member);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The resident memory of process `pid`, in bytes (Linux).
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        });
+    kib.unwrap_or(0) * 1024
+}
+
+/// Twelve thousand clients, more than the core's queue admits, read one member as fast as
+/// they can: the member's memory stays bounded, and the cluster keeps serving writes and
+/// reads from others meanwhile.
+#[test]
+fn a_flood_of_clients_leaves_memory_bounded_and_others_served() {
+    let c = Cluster::start("flood");
+    c.etcdctl(&["put", "k", "v"]);
+    let flooded = c.members[0].client.clone();
+    let pid = c.members[0].child.as_ref().expect("running").id();
+    let flood = Command::new(env!("CARGO_BIN_EXE_synod"))
+        .args(["bench", "range", "--endpoints", &flooded])
+        .args(["--clients", "12000", "--conns", "96", "--consistency", "l"])
+        .args(["--duration", "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("synod bench starts");
+    std::thread::sleep(Duration::from_secs(1));
+    let mut peak = 0;
+    let other = c.members[1].client.clone();
+    for round in 0..4 {
+        peak = peak.max(resident_bytes(pid));
+        let started = Instant::now();
+        let value = format!("v{round}");
+        let out = c.etcdctl_at(&other, &["put", "k", &value]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = c.etcdctl_at(&flooded, &["get", "k", "--print-value-only"]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), value);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a write and a read took {:?} under the flood",
+            started.elapsed()
+        );
+        peak = peak.max(resident_bytes(pid));
+    }
+    // The flood was one: the load generator kept reading all along.
+    let report = flood.wait_with_output().expect("synod bench ends");
+    let report = String::from_utf8_lossy(&report.stdout);
+    let rate: f64 = report
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Requests/sec:"))
+        .and_then(|rate| rate.trim().parse().ok())
+        .unwrap_or(0.0);
+    println!(
+        "flood: {rate:.0} reads/s; peak resident memory {} MiB",
+        peak >> 20
+    );
+    assert!(rate > 2_000.0, "the flood ran at {rate}/s\n{report}");
+    assert!(peak > 0, "no memory figure for pid {pid}");
+    assert!(
+        peak < 512 << 20,
+        "the flooded member grew to {} MiB",
+        peak >> 20
+    );
 }
