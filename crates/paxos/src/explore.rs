@@ -93,6 +93,16 @@ pub(crate) struct Report<M: Model> {
 }
 
 impl<M: Model> Report<M> {
+    fn empty() -> Self {
+        Report {
+            states: 0,
+            depth_max: 0,
+            violations: Vec::new(),
+            examples: Vec::new(),
+            stopped_early: false,
+        }
+    }
+
     /// The names of the failed `Always` properties.
     pub fn violated(&self) -> Vec<&'static str> {
         self.violations.iter().map(|t| t.property).collect()
@@ -220,6 +230,14 @@ where
     M::Action: Clone + PartialEq,
 {
     let mut report = search(model, properties, stop_at_violation, observe);
+    shrink_violations(model, properties, &mut report);
+    report
+}
+
+fn shrink_violations<M: Model>(model: &M, properties: &[Property<M>], report: &mut Report<M>)
+where
+    M::Action: Clone + PartialEq,
+{
     for trace in &mut report.violations {
         if let Some(property) = properties.iter().find(|p| p.name == trace.property) {
             let (actions, state) = shrink(model, property, std::mem::take(&mut trace.actions));
@@ -227,7 +245,6 @@ where
             trace.state = state;
         }
     }
-    report
 }
 
 /// Removes, one at a time, every step of a violating trace whose removal still leaves a
@@ -285,13 +302,7 @@ fn search<M: Model>(
 where
     M::Action: Clone,
 {
-    let mut report = Report {
-        states: 0,
-        depth_max: 0,
-        violations: Vec::new(),
-        examples: Vec::new(),
-        stopped_early: false,
-    };
+    let mut report = Report::empty();
     let mut visited = Fingerprints::default();
     let init = model.init();
     visited.insert(model.fingerprint(&init));
@@ -331,6 +342,33 @@ fn visit<M: Model>(
 where
     M::Action: Clone,
 {
+    let path = || {
+        let mut actions: Vec<M::Action> =
+            stack.iter().filter_map(|f| f.arrived_by.clone()).collect();
+        actions.extend(arrived_by.clone());
+        actions
+    };
+    check(model, properties, &state, path, report);
+    let mut actions = Vec::new();
+    model.actions(&state, &mut actions);
+    // Explore in the order the model listed its actions (the stack pops from the end).
+    actions.reverse();
+    Frame {
+        state,
+        actions,
+        arrived_by,
+    }
+}
+
+/// Counts `state` and records, for each property not yet decided, a trace to it if it
+/// decides the property (an `Always` that fails, a `Sometimes` that holds).
+fn check<M: Model>(
+    model: &M,
+    properties: &[Property<M>],
+    state: &M::State,
+    path: impl Fn() -> Vec<M::Action>,
+    report: &mut Report<M>,
+) {
     report.states += 1;
     for property in properties {
         let decided = match property.expect {
@@ -340,26 +378,107 @@ where
         if decided.iter().any(|t| t.property == property.name) {
             continue;
         }
-        let holds = (property.holds)(model, &state);
+        let holds = (property.holds)(model, state);
         if holds == (property.expect == Expect::Sometimes) {
-            let mut actions: Vec<M::Action> =
-                stack.iter().filter_map(|f| f.arrived_by.clone()).collect();
-            actions.extend(arrived_by.clone());
             decided.push(Trace {
                 property: property.name,
-                actions,
+                actions: path(),
                 state: state.clone(),
             });
         }
     }
-    let mut actions = Vec::new();
-    model.actions(&state, &mut actions);
-    // Explore in the order the model listed its actions (the stack pops from the end).
-    actions.reverse();
-    Frame {
-        state,
-        actions,
-        arrived_by,
+}
+
+/// How many random walks to take, how long each may be, and the seed that picks them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Walks {
+    pub walks: usize,
+    pub depth: usize,
+    pub seed: u64,
+}
+
+/// Random walks from `model.init()`, for bounds too large to explore exhaustively (as
+/// stateright's simulation checker and TLC's `-simulate`): each walk takes, at every
+/// step, an action drawn uniformly among those that change the state, until none does or
+/// the walk reaches `depth`, checking `properties` in every state it passes. Stops at the
+/// first violation, shrunk as [`explore`]'s are. `states` counts the steps taken, not
+/// distinct states; the same `Walks` take the same steps. Finding nothing proves
+/// nothing, but walks reach depths and interleavings exhaustive search cannot.
+pub(crate) fn random_walks<M: Model>(
+    model: &M,
+    properties: &[Property<M>],
+    walks: Walks,
+) -> Report<M>
+where
+    M::Action: Clone + PartialEq,
+{
+    let mut report = Report::empty();
+    let mut random = SplitMix(walks.seed);
+    for _ in 0..walks.walks {
+        let path = walk(model, properties, walks.depth, &mut random, &mut report);
+        report.depth_max = report.depth_max.max(path);
+        if !report.violations.is_empty() {
+            report.stopped_early = true;
+            break;
+        }
+    }
+    shrink_violations(model, properties, &mut report);
+    report
+}
+
+/// One walk; returns its length.
+fn walk<M: Model>(
+    model: &M,
+    properties: &[Property<M>],
+    depth: usize,
+    random: &mut SplitMix,
+    report: &mut Report<M>,
+) -> usize
+where
+    M::Action: Clone,
+{
+    let mut state = model.init();
+    let mut path: Vec<M::Action> = Vec::new();
+    check(model, properties, &state, || path.clone(), report);
+    let mut enabled = Vec::new();
+    while path.len() < depth && report.violations.is_empty() {
+        enabled.clear();
+        model.actions(&state, &mut enabled);
+        let Some((action, next)) = step(model, &state, &mut enabled, random) else {
+            break;
+        };
+        state = next;
+        path.push(action);
+        check(model, properties, &state, || path.clone(), report);
+    }
+    path.len()
+}
+
+/// A random action of `enabled` that changes `state`, and the state it leads to.
+fn step<M: Model>(
+    model: &M,
+    state: &M::State,
+    enabled: &mut Vec<M::Action>,
+    random: &mut SplitMix,
+) -> Option<(M::Action, M::State)> {
+    while !enabled.is_empty() {
+        let bound = u64::try_from(enabled.len()).ok()?;
+        let pick = usize::try_from(random.next() % bound).ok()?;
+        let action = enabled.swap_remove(pick);
+        if let Some(next) = model.next(state, &action, &|_| false) {
+            return Some((action, next));
+        }
+    }
+    None
+}
+
+/// A tiny deterministic generator (splitmix64): walks need spread, not cryptography.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        fmix64(self.0)
     }
 }
 
@@ -440,6 +559,56 @@ mod tests {
         let report = explore(&noisy, &properties, true);
         assert_eq!(report.violations[0].actions, vec![0, 0]);
         assert_eq!(report.violations[0].state, [2, 0]);
+    }
+
+    #[test]
+    fn random_walks_find_what_exhaustive_search_finds() {
+        let walks = Walks {
+            walks: 50,
+            depth: 10,
+            seed: 7,
+        };
+        let report = random_walks(&Counters { noise_first: true }, &properties(), walks);
+        assert_eq!(report.violated(), vec!["sum below 5"]);
+        assert!(report.stopped_early);
+        assert_eq!(report.violations[0].actions.len(), 5, "shrunk");
+        let again = random_walks(&Counters { noise_first: true }, &properties(), walks);
+        assert_eq!(again.states, report.states, "the same walks every time");
+    }
+
+    #[test]
+    fn random_walks_reach_what_they_can_and_stop_at_the_depth() {
+        let properties = [Property {
+            name: "both at 3",
+            expect: Expect::Sometimes,
+            holds: |_: &Counters, s: &[u8; 2]| *s == [3, 3],
+        }];
+        let walks = Walks {
+            walks: 20,
+            depth: 4,
+            seed: 1,
+        };
+        let short = random_walks(&PLAIN, &properties, walks);
+        assert_eq!(short.depth_max, 4);
+        assert_eq!(
+            short.states,
+            20 * 5,
+            "each walk: the initial state and 4 steps"
+        );
+        assert!(short.reached().is_empty(), "[3, 3] is 6 steps away");
+        let long = random_walks(
+            &PLAIN,
+            &properties,
+            Walks {
+                depth: 100,
+                ..walks
+            },
+        );
+        assert_eq!(
+            long.depth_max, 6,
+            "every walk ends at [3, 3], where nothing is enabled"
+        );
+        assert_eq!(long.reached(), vec!["both at 3"]);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Exhaustive model check of the Multi-Paxos replica, with the explorer of
+//! Model check of the Multi-Paxos replica, exhaustive and by random walks, with the explorer of
 //! [`crate::explore`].
 //!
 //! Every state explored is made of real [`Replica`] values, each driven through its own
@@ -46,6 +46,9 @@
 //!   durable counts: `Sequencer::hash_model_state`), and copies of a message already
 //!   held to be sent.
 //!
+//! Bounds too large to explore exhaustively (three campaigns) are covered by seeded
+//! random walks through the same model and properties ([`random_walks`]).
+//!
 //! Negative controls (with the `negative-controls` feature) break the protocol on purpose
 //! and must be caught: a leader that skips phase 1, a leader that reads at its commit
 //! point, and a sequencer that acknowledges before the sync.
@@ -53,7 +56,7 @@
 use std::time::Instant;
 
 use super::{Entry, RoleKind};
-use crate::explore::{explore, Expect, Property, Report};
+use crate::explore::{explore, random_walks, Expect, Property, Report, Walks};
 
 mod local;
 mod state;
@@ -68,8 +71,21 @@ impl System {
     fn check(&self) -> Report<System> {
         let started = Instant::now();
         let report = explore(self, &properties(), true);
+        self.print("explored", &report, started);
+        report
+    }
+
+    /// Random walks through bounds exhaustive search cannot cover.
+    fn walk(&self, walks: Walks) -> Report<System> {
+        let started = Instant::now();
+        let report = random_walks(self, &properties(), walks);
+        self.print(&format!("{walks:?}: walked"), &report, started);
+        report
+    }
+
+    fn print(&self, what: &str, report: &Report<System>, started: Instant) {
         println!(
-            "{:?}: explored {} states in {:.1?}, depth {}; violated {:?}; reached {:?}",
+            "{:?}: {what} {} states in {:.1?}, depth {}; violated {:?}; reached {:?}",
             self.bounds,
             report.states,
             started.elapsed(),
@@ -89,7 +105,6 @@ impl System {
             println!("  votes: {:?}", trace.state.votes);
             println!("  ghost: {:?}", trace.state.ghost);
         }
-        report
     }
 }
 
@@ -117,6 +132,7 @@ const SOME_WRITE_COMPLETED: &str = "a write completes";
 const SOME_READ_SERVED: &str = "a read is served";
 const SOME_RECOVERY: &str = "a restarted replica applies again";
 const SOME_LATER_LEADER: &str = "a replica leads at a later round";
+const SOME_THIRD_ROUND_LEADER: &str = "a replica leads at round 3";
 
 fn properties() -> Vec<Property<System>> {
     let always = |name, holds| Property {
@@ -161,6 +177,11 @@ fn properties() -> Vec<Property<System>> {
             s.members
                 .iter()
                 .any(|m| m.replica.role() == RoleKind::Leader && m.replica.promised().round >= 2)
+        }),
+        sometimes(SOME_THIRD_ROUND_LEADER, |_, s| {
+            s.members
+                .iter()
+                .any(|m| m.replica.role() == RoleKind::Leader && m.replica.promised().round >= 3)
         }),
     ]
 }
@@ -217,6 +238,34 @@ fn two_rounds_a_write() {
     assert_safe(&report, &reached, 1_154_419);
 }
 
+/// Three rounds, two commands, a crash and a read: beyond exhaustive reach (see
+/// docs/PROTOCOL.md), so random walks. `MODEL_WALKS=N` takes N walks instead.
+#[test]
+fn three_rounds_random_walks() {
+    let walks = std::env::var("MODEL_WALKS").map_or(WALKS, |n| n.parse().expect("a number"));
+    let report = System::new(bounds(2, 3, 1, 1, 2)).walk(Walks {
+        walks,
+        depth: WALK_DEPTH,
+        seed: 1,
+    });
+    let reached = [
+        SOME_CHOSEN,
+        SOME_WRITE_COMPLETED,
+        SOME_READ_SERVED,
+        SOME_RECOVERY,
+        SOME_LATER_LEADER,
+        SOME_THIRD_ROUND_LEADER,
+    ];
+    assert_safe_walked(&report, &reached);
+}
+
+const WALKS: usize = 20_000;
+const WALK_DEPTH: usize = 300;
+
+fn assert_safe_walked(report: &Report<System>, reached: &[&str]) {
+    assert_safe(report, reached, report.states);
+}
+
 /// Larger bounds, too slow for every run: `MODEL_BOUNDS="commands,ballots,crashes,reads,
 /// heartbeats;…" cargo test -p synod-paxos --release --lib larger_bounds -- --ignored
 /// --nocapture` explores each and prints its count and time (see docs/PROTOCOL.md).
@@ -268,6 +317,36 @@ mod negative_controls {
             violated.contains(&ONE_CHOSEN_PER_SLOT) || violated.contains(&APPLIED_AGREE),
             "{violated:?}"
         );
+    }
+
+    /// Random walks at three rounds catch the broken variants too: finding nothing there
+    /// means something.
+    #[test]
+    fn random_walks_catch_them_at_three_rounds() {
+        for controls in [
+            Controls {
+                skip_phase1: true,
+                ..Controls::default()
+            },
+            Controls {
+                ack_before_sync: true,
+                ..Controls::default()
+            },
+            Controls {
+                read_at_commit_point: true,
+                ..Controls::default()
+            },
+        ] {
+            let walks = Walks {
+                walks: WALKS,
+                depth: WALK_DEPTH,
+                seed: 1,
+            };
+            let report = System::new(bounds(2, 3, 1, 1, 2))
+                .with(controls)
+                .walk(walks);
+            assert!(!report.violations.is_empty(), "{controls:?} not caught");
+        }
     }
 
     #[test]
