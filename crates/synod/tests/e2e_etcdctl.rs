@@ -344,81 +344,146 @@ fn bad_requests_get_etcds_errors_and_change_nothing() {
     assert_eq!(status["header"]["revision"], 1, "nothing was applied");
 }
 
-#[test]
-fn synod_dev_serves_etcdctl_and_stops_cleanly_on_ctrl_c() {
-    support::etcdctl_installed();
-    // `synod dev` binds the port, the port + 10,000 and the port + 20,000 (and each + 1):
-    // all of them below the kernel's ephemeral range (32768 on), where another test's
-    // outgoing connection could take one first.
-    let port = loop {
-        let p = support::free_port();
-        if p + 20_001 < 32_768 {
-            break p;
-        }
-    };
-    let dir = std::env::temp_dir().join(format!("synod-e2e-dev-{}", std::process::id()));
-    let mut dev = Background(
-        std::process::Command::new(env!("CARGO_BIN_EXE_synod"))
-            .args([
-                "dev",
-                "--port",
-                &port.to_string(),
-                "--data-dir",
-                &dir.display().to_string(),
-            ])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut banner = BufReader::new(dev.0.stdout.take().unwrap());
-    let mut printed = String::new();
-    while !printed.contains("Ctrl-C") {
-        let mut line = String::new();
-        assert!(
-            banner.read_line(&mut line).unwrap() > 0,
-            "synod dev exited: {printed}"
+/// A running `synod dev`: the process, its last member's client endpoint, its data dir.
+struct Dev {
+    process: Background,
+    /// Kept open: `synod dev` prints to it when it stops.
+    _stdout: BufReader<std::process::ChildStdout>,
+    endpoint: String,
+    dir: std::path::PathBuf,
+}
+
+#[allow(clippy::unwrap_used)] // Test support: a failure is the report.
+impl Dev {
+    /// Starts `synod dev --members N` and waits for its banner.
+    fn start(members: u16) -> Dev {
+        let last = 10_000 * (members - 1);
+        // `synod dev` binds the port + 10,000·i (and each + 1) for each member i: below the
+        // kernel's ephemeral range (32768 on) when they fit, where another test's outgoing
+        // connection could take one first, and otherwise checked free just before.
+        let port = loop {
+            let p = support::free_port();
+            let Some(top) = p.checked_add(last + 1) else {
+                continue;
+            };
+            let all_free = (0..members).all(|i| {
+                let port = p + 10_000 * i;
+                std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+                    && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
+            });
+            if all_free && (top < 32_768 || members > 3) {
+                break p;
+            }
+        };
+        let dir =
+            std::env::temp_dir().join(format!("synod-e2e-dev{members}-{}", std::process::id()));
+        let mut process = Background(
+            std::process::Command::new(env!("CARGO_BIN_EXE_synod"))
+                .args([
+                    "dev",
+                    "--members",
+                    &members.to_string(),
+                    "--port",
+                    &port.to_string(),
+                    "--data-dir",
+                    &dir.display().to_string(),
+                ])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
         );
-        printed += &line;
+        let mut banner = BufReader::new(process.0.stdout.take().unwrap());
+        let mut printed = String::new();
+        while !printed.contains("Ctrl-C") {
+            let mut line = String::new();
+            assert!(
+                banner.read_line(&mut line).unwrap() > 0,
+                "synod dev exited: {printed}"
+            );
+            printed += &line;
+        }
+        assert!(
+            printed.contains(&format!("synod dev: {members} members")),
+            "{printed}"
+        );
+        let endpoint = format!("127.0.0.1:{}", port + last);
+        assert!(printed.contains(&endpoint), "{printed}");
+        Dev {
+            process,
+            _stdout: banner,
+            endpoint,
+            dir,
+        }
     }
-    let endpoint = format!("127.0.0.1:{}", port + 20_000);
-    assert!(printed.contains(&endpoint), "{printed}");
-    let run = |args: &[&str]| {
+
+    fn etcdctl(&self, args: &[&str]) -> std::process::Output {
         std::process::Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={endpoint}"))
+            .arg(format!("--endpoints={}", self.endpoint))
             .args(args)
             .output()
             .unwrap()
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !run(&["put", "greeting", "hello"]).status.success() {
-        assert!(Instant::now() < deadline, "synod dev never took a write");
-        std::thread::sleep(Duration::from_millis(200));
     }
-    let got = run(&["get", "greeting", "--print-value-only"]);
-    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "hello");
-    let interrupted = std::process::Command::new("kill")
-        .args(["-INT", &dev.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(interrupted.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = dev.0.try_wait().unwrap() {
-            break status;
+
+    /// Writes through the last member once the cluster has a leader, and reads it back.
+    fn put_and_get(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.etcdctl(&["put", "greeting", "hello"]).status.success() {
+            assert!(Instant::now() < deadline, "synod dev never took a write");
+            std::thread::sleep(Duration::from_millis(200));
         }
+        let got = self.etcdctl(&["get", "greeting", "--print-value-only"]);
+        assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "hello");
+    }
+
+    /// Sends SIGINT and expects a clean exit.
+    fn interrupt(mut self) {
+        let interrupted = std::process::Command::new("kill")
+            .args(["-INT", &self.process.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(interrupted.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = self.process.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "synod dev did not stop on SIGINT"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "{status}");
         assert!(
-            Instant::now() < deadline,
-            "synod dev did not stop on SIGINT"
+            self.dir.join("s1/member").is_dir(),
+            "data lives under --data-dir"
         );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "{status}");
-    assert!(
-        dir.join("s1/member").is_dir(),
-        "data lives under --data-dir"
-    );
-    let _ = std::fs::remove_dir_all(dir);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn synod_dev_serves_etcdctl_and_stops_cleanly_on_ctrl_c() {
+    support::etcdctl_installed();
+    let dev = Dev::start(3);
+    dev.put_and_get();
+    dev.interrupt();
+}
+
+#[test]
+fn synod_dev_runs_five_members() {
+    support::etcdctl_installed();
+    let dev = Dev::start(5);
+    dev.put_and_get();
+    let list = dev.etcdctl(&["member", "list"]);
+    let mut names: Vec<String> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(|line| line.split(", ").nth(2).unwrap_or_default().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["s1", "s2", "s3", "s4", "s5"], "{list:?}");
+    dev.interrupt();
 }
 
 #[test]

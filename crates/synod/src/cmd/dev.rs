@@ -1,4 +1,5 @@
-//! `synod dev`: a local three-member cluster in one process, for trying Synod out.
+//! `synod dev`: a local cluster (three members unless told otherwise) in one process, for
+//! trying Synod out.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,8 +15,11 @@ pub struct DevArgs {
     /// Where the members keep their data (one directory each).
     #[arg(long, default_value = "synod-data")]
     data_dir: PathBuf,
-    /// The first member's client port; member i uses this + 10000·i (2379, 12379, 22379),
-    /// and each peer port is its client port + 1.
+    /// How many members, from 1 to 7.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=7))]
+    members: u16,
+    /// The first member's client port; member i uses this + 10000·i (2379, 12379, 22379,
+    /// …), and each peer port is its client port + 1.
     #[arg(long, default_value_t = 2379)]
     port: u16,
     /// Log level.
@@ -23,23 +27,22 @@ pub struct DevArgs {
     log_level: tracing::Level,
 }
 
-const MEMBERS: usize = 3;
-
 fn configs(args: &DevArgs) -> Result<Vec<Config>, String> {
+    let count = usize::from(args.members);
     let port = |i: usize, peer: bool| -> Result<u16, String> {
         let offset = u16::try_from(10_000 * i).map_err(|e| e.to_string())?;
         args.port
             .checked_add(offset + u16::from(peer))
-            .ok_or_else(|| format!("--port {} leaves no room for {MEMBERS} members", args.port))
+            .ok_or_else(|| format!("--port {} leaves no room for {count} members", args.port))
     };
     let mut cluster = Vec::new();
-    for i in 0..MEMBERS {
+    for i in 0..count {
         cluster.push(format!("s{}=http://127.0.0.1:{}", i + 1, port(i, true)?));
     }
     let (members, cluster_id) = config::parse_initial_cluster(&cluster.join(","), "synod-dev")
         .map_err(|e| e.to_string())?;
     let mut configs = Vec::new();
-    for i in 0..MEMBERS {
+    for i in 0..count {
         let client = format!("http://127.0.0.1:{}", port(i, false)?);
         configs.push(Config {
             name: format!("s{}", i + 1),
@@ -88,7 +91,11 @@ pub fn run(args: DevArgs) -> Result<ExitCode, String> {
             };
             members.push((name, tokio::spawn(server::server::run(config, done))));
         }
-        println!("synod dev: 3 members, data in {}", args.data_dir.display());
+        println!(
+            "synod dev: {} members, data in {}",
+            args.members,
+            args.data_dir.display()
+        );
         for (i, e) in endpoints.iter().enumerate() {
             println!("  s{}  client http://{e}", i + 1);
         }
@@ -129,4 +136,56 @@ pub fn run(args: DevArgs) -> Result<ExitCode, String> {
             None => Ok(ExitCode::SUCCESS),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        dev: DevArgs,
+    }
+
+    fn args(flags: &[&str]) -> Result<DevArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("dev").chain(flags.iter().copied())).map(|c| c.dev)
+    }
+
+    #[test]
+    fn one_to_seven_members_each_with_its_own_ports_and_directory() {
+        for n in 1..=7 {
+            let configs = configs(&args(&["--members", &n.to_string()]).unwrap()).unwrap();
+            assert_eq!(configs.len(), n);
+            for (i, config) in configs.iter().enumerate() {
+                assert_eq!(config.members.len(), n, "every member knows all {n}");
+                assert_eq!(config.name, format!("s{}", i + 1));
+                assert_eq!(
+                    config.advertise_client_urls,
+                    [format!("http://127.0.0.1:{}", 2379 + 10_000 * i)]
+                );
+                assert_eq!(usize::from(config.listen_peer.port()), 2380 + 10_000 * i);
+                assert!(config.data_dir.ends_with(format!("s{}", i + 1)));
+            }
+        }
+        assert_eq!(
+            configs(&args(&[]).unwrap()).unwrap().len(),
+            3,
+            "three by default"
+        );
+    }
+
+    #[test]
+    fn refuses_zero_or_more_than_seven_members_and_ports_past_the_range() {
+        assert!(args(&["--members", "0"]).is_err());
+        assert!(args(&["--members", "8"]).is_err());
+        let crowded = args(&["--members", "7", "--port", "10000"]).unwrap();
+        let refused = configs(&crowded).unwrap_err();
+        assert!(
+            refused.contains("leaves no room for 7 members"),
+            "{refused}"
+        );
+    }
 }
