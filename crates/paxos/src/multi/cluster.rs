@@ -97,8 +97,20 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     pub(crate) fn new(count: u64, quorum: QuorumSpec, options: Options) -> Cluster {
-        let ids: Vec<NodeId> = (1..=count).map(NodeId).collect();
-        let members = Arc::new(Members::new(ids.clone(), quorum).expect("members"));
+        Cluster::with_learners(count, 0, quorum, options)
+    }
+
+    /// `voters` voters (ids 1 on) and then `learners` learners.
+    pub(crate) fn with_learners(
+        voters: u64,
+        learners: u64,
+        quorum: QuorumSpec,
+        options: Options,
+    ) -> Cluster {
+        let ids: Vec<NodeId> = (1..=voters + learners).map(NodeId).collect();
+        let (voting, learning) = ids.split_at(usize::try_from(voters).expect("a few"));
+        let members = Members::with_learners(voting.to_vec(), learning.to_vec(), quorum);
+        let members = Arc::new(members.expect("members"));
         let n = ids.len();
         let mut cluster = Cluster {
             ids,

@@ -1,32 +1,75 @@
 //! Who the replicas are, the quorum system they form, and the engine's tunables.
 
-use crate::node::NodeId;
-use crate::quorum::{Quorum, QuorumSpec};
+use crate::node::{NodeId, ACCEPTORS_MAX};
+use crate::quorum::{Quorum, QuorumError, QuorumSpec};
 use crate::synod::ConfigError;
 
-/// The replicas of a cluster: each is acceptor, learner and potential leader. Position in
-/// `replicas` is the acceptor index the quorum system speaks of (for a grid, row-major).
+/// The members of a cluster. Voters are acceptors, learners and potential leaders; a
+/// voter's position in [`Members::replicas`] is the acceptor index the quorum system
+/// speaks of (for a grid, row-major). Learners receive the log and apply it, and are never
+/// counted in any quorum nor campaign.
+///
+/// Every member also has a position in [`Members::everyone`]: voters first, in acceptor
+/// order, then learners. A replica keeps what it knows of each peer by that position, so
+/// a set of positions is an [`crate::node::AcceptorSet`] whose bits past the voters the
+/// quorum system ignores: a learner's acknowledgement never completes a quorum.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Members {
     replicas: Vec<NodeId>,
+    learners: Vec<NodeId>,
     quorum: Quorum,
 }
 
 impl Members {
-    /// Refuses an empty or unsafe quorum system and duplicate ids.
+    /// Voters only. Refuses an empty or unsafe quorum system and duplicate ids.
     pub fn new(replicas: Vec<NodeId>, quorum: QuorumSpec) -> Result<Members, ConfigError> {
+        Members::with_learners(replicas, Vec::new(), quorum)
+    }
+
+    /// Voters and learners. Refuses an empty or unsafe quorum system over the voters,
+    /// duplicate ids, and more members than an acceptor set holds.
+    pub fn with_learners(
+        replicas: Vec<NodeId>,
+        learners: Vec<NodeId>,
+        quorum: QuorumSpec,
+    ) -> Result<Members, ConfigError> {
         let quorum = quorum.build(replicas.len())?;
-        for (i, id) in replicas.iter().enumerate() {
-            if replicas[..i].contains(id) {
+        let everyone: Vec<NodeId> = replicas.iter().chain(&learners).copied().collect();
+        for (i, id) in everyone.iter().enumerate() {
+            if everyone[..i].contains(id) {
                 return Err(ConfigError::DuplicateNode(*id));
             }
         }
-        Ok(Members { replicas, quorum })
+        if everyone.len() > ACCEPTORS_MAX {
+            return Err(ConfigError::Quorum(QuorumError::TooManyAcceptors {
+                count: everyone.len(),
+            }));
+        }
+        Ok(Members {
+            replicas,
+            learners,
+            quorum,
+        })
     }
 
-    /// The replicas, in acceptor-index order.
+    /// The voters, in acceptor-index order.
     pub fn replicas(&self) -> &[NodeId] {
         &self.replicas
+    }
+
+    /// The learners.
+    pub fn learners(&self) -> &[NodeId] {
+        &self.learners
+    }
+
+    /// Every member, voters first: the position of each is its place in this order.
+    pub fn everyone(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.replicas.iter().chain(&self.learners).copied()
+    }
+
+    /// How many members, voters and learners.
+    pub fn count(&self) -> usize {
+        self.replicas.len() + self.learners.len()
     }
 
     /// The quorum system.
@@ -34,9 +77,19 @@ impl Members {
         &self.quorum
     }
 
-    /// The acceptor index of `id`, if it is a member.
+    /// The acceptor index of `id`, if it is a voter.
     pub fn index_of(&self, id: NodeId) -> Option<usize> {
         self.replicas.iter().position(|&r| r == id)
+    }
+
+    /// The position of `id` among [`Members::everyone`], if it is a member.
+    pub fn position(&self, id: NodeId) -> Option<usize> {
+        self.everyone().position(|r| r == id)
+    }
+
+    /// Whether `id` is a voter.
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.replicas.contains(&id)
     }
 }
 

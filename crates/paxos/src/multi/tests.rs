@@ -1320,3 +1320,92 @@ fn a_lease_keeps_an_early_candidate_from_winning_while_it_holds() {
     }
     assert!(lease_reads > 90, "{lease_reads} lease reads");
 }
+
+// ---- learners --------------------------------------------------------------------------
+
+#[test]
+fn a_learner_applies_every_command_and_never_campaigns() {
+    let mut c = Cluster::with_learners(3, 2, QuorumSpec::Majority, Options::default());
+    let leader = c.elect();
+    assert!(leader < 3, "a voter leads");
+    for k in 0..100 {
+        assert!(c.propose(leader, k));
+    }
+    c.run(5);
+    let expected: Vec<u64> = (0..100).collect();
+    for i in 0..5 {
+        assert_eq!(commands(&c, i), expected, "member {i}");
+    }
+    // With every voter out of reach, a learner waits for ever: it never campaigns.
+    for i in 0..3 {
+        c.isolate(i);
+    }
+    c.run(300);
+    for learner in [3, 4] {
+        let r = c.replica(learner);
+        assert_eq!(r.role(), RoleKind::Follower);
+        assert_ne!(r.promised().node, c.ids[learner], "it never made a ballot");
+    }
+}
+
+#[test]
+fn a_learners_acknowledgements_complete_no_quorum() {
+    let mut c = Cluster::with_learners(3, 2, QuorumSpec::Majority, Options::default());
+    let leader = c.elect();
+    let commit = c.replica(leader).commit();
+    // The leader reaches both learners and no other voter: three votes, one of a voter.
+    let leader_id = c.ids[leader];
+    for voter in (0..3).filter(|&i| i != leader) {
+        c.cut.insert((leader_id, c.ids[voter]));
+        c.cut.insert((c.ids[voter], leader_id));
+    }
+    assert!(c.propose(leader, 7));
+    for _ in 0..3 {
+        c.deliver(100_000);
+    }
+    assert_eq!(
+        c.replica(3).entry(commit + 1).map(|e| &e.entry),
+        Some(&cmd(7)),
+        "the learner holds the entry"
+    );
+    assert_eq!(c.replica(leader).commit(), commit, "but nothing is chosen");
+    c.heal();
+    c.run(3);
+    assert!(c.replica(leader).commit() > commit);
+    assert_eq!(commands(&c, 4), [7]);
+}
+
+#[test]
+fn a_learner_that_fell_behind_a_snapshot_catches_up() {
+    let mut c = Cluster::with_learners(3, 1, QuorumSpec::Majority, Options::default());
+    let leader = c.elect();
+    c.isolate(3);
+    for k in 0..50 {
+        assert!(c.propose(leader, k));
+    }
+    c.run(3);
+    for i in 0..3 {
+        c.snapshot(i);
+    }
+    assert!(c.replica(leader).compacted() > 0);
+    c.heal();
+    c.run(20);
+    assert_eq!(commands(&c, 3), commands(&c, leader));
+    assert_eq!(commands(&c, 3).len(), 50);
+}
+
+#[test]
+fn a_member_is_a_voter_or_a_learner_not_both() {
+    let both = Members::with_learners(vec![N1, N2, N3], vec![N3], QuorumSpec::Majority);
+    assert_eq!(both, Err(crate::synod::ConfigError::DuplicateNode(N3)));
+    let members =
+        Members::with_learners(vec![N1, N2, N3], vec![NodeId(4)], QuorumSpec::Majority).unwrap();
+    assert_eq!(
+        members.position(NodeId(4)),
+        Some(3),
+        "learners after the voters"
+    );
+    assert_eq!(members.index_of(NodeId(4)), None, "no acceptor index");
+    assert!(!members.is_voter(NodeId(4)));
+    assert_eq!(members.count(), 4);
+}

@@ -51,7 +51,7 @@ impl<C: Command, R: RngCore> Shared<C, R> {
         if ballot != self.promised {
             return;
         }
-        let Some(leader) = self.members.index_of(ballot.node) else {
+        let Some(leader) = self.members.position(ballot.node) else {
             return;
         };
         self.align_reports(ballot);

@@ -192,7 +192,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         durable: Durable<C>,
     ) -> Result<Replica<C, R>, ConfigError> {
         options.validate()?;
-        members.index_of(id).ok_or(ConfigError::NotInConfig {
+        members.position(id).ok_or(ConfigError::NotInConfig {
             node: id,
             role: SynodRole::Acceptor,
         })?;
@@ -217,7 +217,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         log.commit_through(whole);
         let election = Election::new(options.election_ticks, &mut rng);
         let boot = rng.next_u64();
-        let count = members.replicas().len();
+        let count = members.count();
         // A grant made before the crash may still run: honour it, whoever holds it.
         let grant = options.lease.map(|lease| Grant {
             holder: None,
@@ -390,15 +390,15 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     }
 
     /// Handles `message` from `from`. Messages from non-members, or carrying a ballot no
-    /// member owns, are ignored.
+    /// voter owns, are ignored.
     pub fn step(&mut self, from: NodeId, message: Message<C>) -> Vec<Action<C>> {
         let shared = &self.shared;
-        let Some(sender) = shared.members.index_of(from) else {
+        let Some(sender) = shared.members.position(from) else {
             return Vec::new();
         };
         let ballot = message.ballot();
-        if ballot != Ballot::ZERO && shared.members.index_of(ballot.node).is_none() {
-            return Vec::new(); // No member can own this ballot: forged or corrupt.
+        if ballot != Ballot::ZERO && !shared.members.is_voter(ballot.node) {
+            return Vec::new(); // No voter can own this ballot: forged or corrupt.
         }
         let refused = matches!(message, Message::Prepare { .. })
             && ballot > shared.promised
@@ -503,10 +503,10 @@ impl<C: Command, R: RngCore> Shared<C, R> {
         self.out.push(Action::Send { to, message });
     }
 
-    /// Sends to every replica, this one included (its own acceptor votes like any other).
+    /// Sends to every member, learners and this one included (its own acceptor votes
+    /// like any other).
     fn broadcast(&mut self, message: &Message<C>) {
-        for i in 0..self.members.replicas().len() {
-            let to = self.members.replicas()[i];
+        for to in self.members.everyone() {
             self.out.push(Action::Send {
                 to,
                 message: message.clone(),

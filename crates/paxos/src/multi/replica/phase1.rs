@@ -38,6 +38,9 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     pub(super) fn campaign(&mut self) {
         let shared = &mut self.shared;
         shared.election.campaign_started(&mut shared.rng);
+        if !shared.members.is_voter(shared.id) {
+            return; // A learner never leads.
+        }
         if shared.grant_refuses(shared.id) {
             return; // Our own acceptor still honours another leader's lease.
         }
@@ -53,7 +56,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         // Durable before the prepares leave: a restarted replica then never reuses it.
         shared.out.push(Action::Persist(Write::Promise(ballot)));
         let from = shared.log.commit() + 1;
-        let count = shared.members.replicas().len();
+        let count = shared.members.count();
         self.role = Role::Candidate(Candidate {
             ballot,
             from,
@@ -97,7 +100,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
                 acks: AcceptorSet::EMPTY,
             })
             .collect();
-        let count = shared.members.replicas().len();
+        let count = shared.members.count();
         let mut leader = Leader {
             ballot: candidate.ballot,
             first,

@@ -273,11 +273,10 @@ impl<C: Command, R: RngCore> Shared<C, R> {
         let acks = leader.in_flight[0].acks;
         let missing: Vec<NodeId> = self
             .members
-            .replicas()
-            .iter()
+            .everyone()
             .enumerate()
             .filter(|&(i, _)| !acks.contains(i))
-            .map(|(_, &id)| id)
+            .map(|(_, id)| id)
             .collect();
         for to in missing {
             self.send_in_flight(leader, first, last, Some(to));
