@@ -17,6 +17,7 @@ use crate::synod::ConfigError;
 pub struct Members {
     replicas: Vec<NodeId>,
     learners: Vec<NodeId>,
+    spec: QuorumSpec,
     quorum: Quorum,
 }
 
@@ -33,7 +34,8 @@ impl Members {
         learners: Vec<NodeId>,
         quorum: QuorumSpec,
     ) -> Result<Members, ConfigError> {
-        let quorum = quorum.build(replicas.len())?;
+        let spec = quorum;
+        let quorum = spec.build(replicas.len())?;
         let everyone: Vec<NodeId> = replicas.iter().chain(&learners).copied().collect();
         for (i, id) in everyone.iter().enumerate() {
             if everyone[..i].contains(id) {
@@ -48,6 +50,7 @@ impl Members {
         Ok(Members {
             replicas,
             learners,
+            spec,
             quorum,
         })
     }
@@ -70,6 +73,11 @@ impl Members {
     /// How many members, voters and learners.
     pub fn count(&self) -> usize {
         self.replicas.len() + self.learners.len()
+    }
+
+    /// The quorum system as written.
+    pub fn spec(&self) -> QuorumSpec {
+        self.spec
     }
 
     /// The quorum system.

@@ -35,6 +35,7 @@
 mod config;
 mod election;
 mod log;
+mod membership;
 mod message;
 mod replica;
 mod sequencer;
@@ -50,6 +51,7 @@ mod regressions;
 mod tests;
 
 pub use config::{Lease, Members, Options};
+pub use membership::{Change, ChangeError, Membership};
 pub use message::{
     Action, Batch, Command, Entry, LogEntry, Message, ReadError, Slot, SlotVote, Write,
 };

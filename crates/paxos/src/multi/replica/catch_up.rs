@@ -41,7 +41,7 @@ impl<C: Command, R: RngCore> Shared<C, R> {
             return;
         };
         // A snapshot is big: send it again only if the last copy has had time to arrive.
-        let Some(member) = self.members.position(peer) else {
+        let Some(member) = self.membership.position(peer) else {
             return;
         };
         let wait = u64::from(self.options.election_ticks);

@@ -48,15 +48,17 @@ impl<C: Command, R: RngCore> Shared<C, R> {
     /// votes to followers is one that does. A leader that does not (the option off, or an
     /// older version during an upgrade) is never overtaken.
     pub(super) fn commit_reported(&mut self, ballot: Ballot) {
-        if ballot != self.promised {
+        // Reports are kept by roster position, which is the current configuration's own
+        // order: only a ballot of the current epoch is counted with them.
+        if ballot != self.promised || ballot.epoch() != self.membership.epoch() {
             return;
         }
-        let Some(leader) = self.members.position(ballot.node) else {
+        let Some(leader) = self.membership.position(ballot.node) else {
             return;
         };
         self.align_reports(ballot);
         let commit = self.log.commit();
-        let quorum = self.members.quorum();
+        let quorum = self.membership.current().quorum();
         let mut through = commit;
         for acks in &self.reports.acks {
             let voted_here = self

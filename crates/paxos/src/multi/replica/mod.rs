@@ -31,6 +31,7 @@ use crate::quorum::QuorumSystem;
 use crate::synod::{ConfigError, Role as SynodRole};
 
 use super::config::{Members, Options};
+use super::membership::Membership;
 use super::election::Election;
 use super::log::{Limit, Log};
 use super::message::{
@@ -128,7 +129,8 @@ pub struct Replica<C, R> {
 #[derive(Clone, Debug)]
 struct Shared<C, R> {
     id: NodeId,
-    members: Arc<Members>,
+    /// The configurations in force: the current one, and older ones not yet retired.
+    membership: Membership,
     options: Options,
     rng: R,
     promised: Ballot,
@@ -217,7 +219,8 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         log.commit_through(whole);
         let election = Election::new(options.election_ticks, &mut rng);
         let boot = rng.next_u64();
-        let count = members.count();
+        let membership = Membership::new(members);
+        let count = membership.roster().len();
         // A grant made before the crash may still run: honour it, whoever holds it.
         let grant = options.lease.map(|lease| Grant {
             holder: None,
@@ -225,7 +228,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         });
         let shared = Shared {
             id,
-            members,
+            membership,
             options,
             rng,
             promised,
@@ -393,11 +396,11 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     /// voter owns, are ignored.
     pub fn step(&mut self, from: NodeId, message: Message<C>) -> Vec<Action<C>> {
         let shared = &self.shared;
-        let Some(sender) = shared.members.position(from) else {
+        let Some(sender) = shared.membership.position(from) else {
             return Vec::new();
         };
         let ballot = message.ballot();
-        if ballot != Ballot::ZERO && !shared.members.is_voter(ballot.node) {
+        if ballot != Ballot::ZERO && !shared.membership.is_voter(ballot.node) {
             return Vec::new(); // No voter can own this ballot: forged or corrupt.
         }
         let refused = matches!(message, Message::Prepare { .. })
@@ -503,10 +506,11 @@ impl<C: Command, R: RngCore> Shared<C, R> {
         self.out.push(Action::Send { to, message });
     }
 
-    /// Sends to every member, learners and this one included (its own acceptor votes
-    /// like any other).
+    /// Sends to every member of the roster, learners and this one included (its own
+    /// acceptor votes like any other).
     fn broadcast(&mut self, message: &Message<C>) {
-        for to in self.members.everyone() {
+        for i in 0..self.membership.roster().len() {
+            let to = self.membership.roster()[i];
             self.out.push(Action::Send {
                 to,
                 message: message.clone(),

@@ -23,7 +23,7 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
         let Replica { role, shared } = self;
         let Shared {
             id,
-            members: _,
+            membership: _,
             options,
             rng,
             promised,

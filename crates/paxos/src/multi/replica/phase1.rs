@@ -38,7 +38,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     pub(super) fn campaign(&mut self) {
         let shared = &mut self.shared;
         shared.election.campaign_started(&mut shared.rng);
-        if !shared.members.is_voter(shared.id) {
+        if !shared.membership.current().is_voter(shared.id) {
             return; // A learner never leads.
         }
         if shared.grant_refuses(shared.id) {
@@ -46,8 +46,11 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         }
         shared.fail_follower_reads();
         let above = shared.highest_seen.max(shared.promised);
-        let Some(ballot) = Ballot::next_above(above, shared.id) else {
-            return; // Rounds exhausted: never reuse a ballot, stay a follower.
+        let epoch = shared.membership.epoch();
+        let Some(ballot) = Ballot::next_in_epoch(above, epoch, shared.id) else {
+            // Rounds exhausted (never reuse a ballot), or a ballot of a later epoch was
+            // seen, whose configuration this replica must learn before it may lead.
+            return;
         };
         self.step_down();
         let shared = &mut self.shared;
@@ -56,7 +59,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         // Durable before the prepares leave: a restarted replica then never reuses it.
         shared.out.push(Action::Persist(Write::Promise(ballot)));
         let from = shared.log.commit() + 1;
-        let count = shared.members.count();
+        let count = shared.membership.roster().len();
         self.role = Role::Candidate(Candidate {
             ballot,
             from,
@@ -100,7 +103,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
                 acks: AcceptorSet::EMPTY,
             })
             .collect();
-        let count = shared.members.count();
+        let count = shared.membership.roster().len();
         let mut leader = Leader {
             ballot: candidate.ballot,
             first,
@@ -197,7 +200,7 @@ impl<C: Command, R: RngCore> Shared<C, R> {
             return PhaseOne::UnderWay;
         }
         candidate.promised.insert(index);
-        if self.members.quorum().is_phase1_quorum(candidate.promised) {
+        if self.membership.is_phase1_quorum(candidate.promised) {
             PhaseOne::Complete
         } else {
             PhaseOne::UnderWay

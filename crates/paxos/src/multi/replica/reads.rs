@@ -149,7 +149,7 @@ impl<C: Command, R: RngCore> Shared<C, R> {
             .filter(|&(_, &acked)| acked >= seq)
             .map(|(i, _)| i)
             .collect();
-        self.members.quorum().is_phase2_quorum(acks)
+        self.membership.current().quorum().is_phase2_quorum(acks)
     }
 
     pub(super) fn serve_reads(&mut self, leader: &mut Leader<C>) {

@@ -217,7 +217,7 @@ impl<C: Command, R: RngCore> Shared<C, R> {
 
     /// Moves the commit point over every leading slot a phase-2 quorum accepted.
     pub(super) fn advance_commit(&mut self, leader: &mut Leader<C>) {
-        let quorum = self.members.quorum();
+        let quorum = self.membership.current().quorum();
         let mut advanced = false;
         while let Some(front) = leader.in_flight.front() {
             if !quorum.is_phase2_quorum(front.acks) {
@@ -272,8 +272,10 @@ impl<C: Command, R: RngCore> Shared<C, R> {
         let last = first.saturating_add(step - 1);
         let acks = leader.in_flight[0].acks;
         let missing: Vec<NodeId> = self
-            .members
-            .everyone()
+            .membership
+            .roster()
+            .iter()
+            .copied()
             .enumerate()
             .filter(|&(i, _)| !acks.contains(i))
             .map(|(_, id)| id)
