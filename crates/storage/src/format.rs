@@ -2,8 +2,10 @@
 //! arbitrary bytes and returns an answer (a value, "incomplete", or "corrupt"); none panics.
 //! `docs/STORAGE-FORMAT.md` documents the layout byte by byte.
 
-use paxos::multi::{Entry, LogEntry, Slot, SnapshotData, Write};
-use paxos::{Ballot, NodeId};
+use std::sync::Arc;
+
+use paxos::multi::{Entry, LogEntry, Members, Slot, SnapshotData, Write};
+use paxos::{Ballot, NodeId, QuorumSpec, ACCEPTORS_MAX};
 
 /// Commands as bytes. The log stores whatever the replicated state machine proposes.
 pub trait Codec: Sized {
@@ -34,7 +36,9 @@ impl Codec for u64 {
 /// The magic bytes that open every segment.
 pub const MAGIC: [u8; 8] = *b"SYNODWAL";
 /// The segment format version this code writes. It reads every version up to it.
-pub const VERSION: u32 = 2;
+/// Version 3 adds the membership entries (tags 2 and 3), which an older reader must
+/// refuse as newer rather than take for damage.
+pub const VERSION: u32 = 3;
 /// The first segment version whose records come in frames, one per write.
 pub const FRAMED_SINCE: u32 = 2;
 /// The snapshot file format version (unchanged since version 1).
@@ -263,10 +267,21 @@ pub fn put_len(out: &mut Vec<u8>, len: usize) {
     out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
 }
 
-/// Appends an entry: tag 0 (no-op), or tag 1, a u32 length and the command's bytes.
+/// Appends an entry: tag 0 (no-op); tag 1, a u32 length and the command's bytes; tag 2,
+/// a membership change (base epoch u64, then [`put_members`]); tag 3, a retirement
+/// (epoch u64).
 pub fn put_entry<C: Codec>(out: &mut Vec<u8>, entry: &Entry<C>) {
     match entry {
         Entry::Noop => out.push(0),
+        Entry::Configure { base, members } => {
+            out.push(2);
+            out.extend_from_slice(&base.to_le_bytes());
+            put_members(out, members);
+        }
+        Entry::Retire { epoch } => {
+            out.push(3);
+            out.extend_from_slice(&epoch.to_le_bytes());
+        }
         Entry::Command(command) => {
             out.push(1);
             let at = out.len();
@@ -274,6 +289,32 @@ pub fn put_entry<C: Codec>(out: &mut Vec<u8>, entry: &Entry<C>) {
             command.encode(out);
             let len = out.len() - at - 4;
             out[at..at + 4].copy_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+        }
+    }
+}
+
+/// Appends a configuration: the voters (u32 count, then u64 ids), the learners (likewise),
+/// then the quorum system: tag 0 (majority), 1 (flexible: q1 u32, q2 u32) or 2 (grid:
+/// rows u32, cols u32).
+pub fn put_members(out: &mut Vec<u8>, members: &Members) {
+    for ids in [members.replicas(), members.learners()] {
+        put_len(out, ids.len());
+        for id in ids {
+            out.extend_from_slice(&id.0.to_le_bytes());
+        }
+    }
+    let small = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    match members.spec() {
+        QuorumSpec::Majority => out.push(0),
+        QuorumSpec::Flexible { q1, q2 } => {
+            out.push(1);
+            out.extend_from_slice(&small(q1));
+            out.extend_from_slice(&small(q2));
+        }
+        QuorumSpec::Grid { rows, cols } => {
+            out.push(2);
+            out.extend_from_slice(&small(rows));
+            out.extend_from_slice(&small(cols));
         }
     }
 }
@@ -584,8 +625,44 @@ impl Reader<'_> {
                 let len = usize::try_from(self.u32()?).ok()?;
                 Some(Entry::Command(C::decode(self.take(len)?)?))
             }
+            2 => {
+                let base = self.u64()?;
+                let members = Arc::new(self.members()?);
+                Some(Entry::Configure { base, members })
+            }
+            3 => Some(Entry::Retire { epoch: self.u64()? }),
             _ => None,
         }
+    }
+
+    /// A configuration, as [`put_members`] wrote it; `None` if it is not a valid one.
+    pub fn members(&mut self) -> Option<Members> {
+        let mut lists = [Vec::new(), Vec::new()];
+        for list in &mut lists {
+            let count = usize::try_from(self.u32()?).ok()?;
+            if count > ACCEPTORS_MAX {
+                return None;
+            }
+            for _ in 0..count {
+                list.push(NodeId(self.u64()?));
+            }
+        }
+        let tag = self.u8()?;
+        let mut small = || usize::try_from(self.u32()?).ok();
+        let spec = match tag {
+            0 => QuorumSpec::Majority,
+            1 => QuorumSpec::Flexible {
+                q1: small()?,
+                q2: small()?,
+            },
+            2 => QuorumSpec::Grid {
+                rows: small()?,
+                cols: small()?,
+            },
+            _ => return None,
+        };
+        let [voters, learners] = lists;
+        Members::with_learners(voters, learners, spec).ok()
     }
 }
 
@@ -606,6 +683,19 @@ mod tests {
                 first: 7,
                 entries: vec![Entry::Command(b"put k v".to_vec()), Entry::Noop],
             },
+            Record::Votes {
+                ballot: ballot((1 << 32) + 1, 2),
+                first: 9,
+                entries: configurations()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(base, members)| Entry::Configure {
+                        base: base as u64,
+                        members: Arc::new(members),
+                    })
+                    .chain([Entry::Retire { epoch: 3 }])
+                    .collect(),
+            },
             Record::Chosen {
                 first: 1,
                 entries: vec![LogEntry {
@@ -620,6 +710,45 @@ mod tests {
                 commit: 9,
             },
         ]
+    }
+
+    fn configurations() -> Vec<Members> {
+        let ids = |ids: &[u64]| ids.iter().map(|&i| NodeId(i)).collect::<Vec<_>>();
+        [
+            (&[1, 2, 3][..], &[][..], QuorumSpec::Majority),
+            (&[1, 2, 3, 4], &[9], QuorumSpec::Flexible { q1: 3, q2: 2 }),
+            (
+                &[1, 2, 3, 4, 5, 6],
+                &[7, 8],
+                QuorumSpec::Grid { rows: 2, cols: 3 },
+            ),
+        ]
+        .into_iter()
+        .map(|(voters, learners, spec)| {
+            Members::with_learners(ids(voters), ids(learners), spec).unwrap()
+        })
+        .collect()
+    }
+
+    #[test]
+    fn a_configuration_that_could_not_be_built_is_refused() {
+        let mut bytes = Vec::new();
+        put_members(&mut bytes, &configurations()[2]);
+        assert!(Reader(&bytes).members().is_some());
+        let spec_at = bytes.len() - 9;
+        bytes[spec_at + 1] = 4; // grid:4x3 over six voters
+        assert_eq!(Reader(&bytes).members(), None);
+        let mut duplicate = Vec::new();
+        put_members(&mut duplicate, &configurations()[0]);
+        duplicate[4 + 8..4 + 16].copy_from_slice(&1u64.to_le_bytes());
+        assert_eq!(Reader(&duplicate).members(), None, "voter 1 twice");
+        let mut huge = Vec::new();
+        put_len(&mut huge, 1 << 30);
+        assert_eq!(
+            Reader(&huge).members(),
+            None,
+            "no allocation for a forged count"
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@ use rand_core::SeedableRng;
 use rand_pcg::Pcg32;
 
 use super::{
-    Action, Durable, Entry, LogEntry, Members, Message, Options, Replica, Sequencer, Slot,
-    SnapshotData, Step, Write,
+    Action, Change, Durable, Entry, LogEntry, Members, Message, Options, ReconfigureError, Replica,
+    Sequencer, Slot, SnapshotData, Step, Write,
 };
 use crate::{NodeId, QuorumSpec};
 
@@ -75,7 +75,8 @@ fn decode(bytes: &[u8]) -> Vec<u64> {
 
 pub(crate) struct Cluster {
     pub ids: Vec<NodeId>,
-    members: Arc<Members>,
+    /// Per replica, the configuration it starts from (a joiner's names itself).
+    members: Vec<Arc<Members>>,
     options: Options,
     pub replicas: Vec<Option<TestReplica>>,
     /// Per replica, the durability contract its actions go through (as in the server).
@@ -113,8 +114,8 @@ impl Cluster {
         let members = Arc::new(members.expect("members"));
         let n = ids.len();
         let mut cluster = Cluster {
+            members: vec![members; ids.len()],
             ids,
-            members,
             options,
             replicas: Vec::new(),
             sequencers: (0..n).map(|_| Sequencer::new()).collect(),
@@ -145,7 +146,7 @@ impl Cluster {
             .unwrap_or((0, SnapshotData::from(Vec::new())));
         self.state[i] = decode(&data.to_vec().expect("in memory"));
         self.applied[i] = index;
-        let members = self.members.clone();
+        let members = self.members[i].clone();
         Replica::restart(self.ids[i], members, self.options.clone(), rng, durable).expect("replica")
     }
 
@@ -300,6 +301,40 @@ impl Cluster {
             }
             Err(_) => false,
         }
+    }
+
+    /// Asks replica `i` to change the membership; every running replica counts as up.
+    pub(crate) fn reconfigure(&mut self, i: usize, change: Change) -> Result<(), ReconfigureError> {
+        let up: Vec<NodeId> = (0..self.ids.len())
+            .filter(|&j| self.replicas[j].is_some())
+            .map(|j| self.ids[j])
+            .collect();
+        let Some(replica) = self.replicas[i].as_mut() else {
+            return Err(ReconfigureError::NotLeader { leader: None });
+        };
+        let actions = replica.reconfigure(change, |id| up.contains(&id))?;
+        self.carry_out(i, actions);
+        Ok(())
+    }
+
+    /// A new machine, not yet started: its index.
+    pub(crate) fn add_spare(&mut self) -> usize {
+        let id = NodeId(self.ids.len() as u64 + 1);
+        self.ids.push(id);
+        self.members.push(self.members[0].clone());
+        self.replicas.push(None);
+        self.sequencers.push(Sequencer::new());
+        self.disks.push(Disk::default());
+        self.state.push(Vec::new());
+        self.applied.push(0);
+        self.ids.len() - 1
+    }
+
+    /// Starts spare `i` with `members` (which name it), as an operator starts a member
+    /// that `member add` announced.
+    pub(crate) fn join(&mut self, i: usize, members: Members) {
+        self.members[i] = Arc::new(members);
+        self.restart(i);
     }
 
     pub(crate) fn read(&mut self, i: usize, id: u64) {

@@ -13,7 +13,7 @@ use crate::synod::ConfigError;
 /// order, then learners. A replica keeps what it knows of each peer by that position, so
 /// a set of positions is an [`crate::node::AcceptorSet`] whose bits past the voters the
 /// quorum system ignores: a learner's acknowledgement never completes a quorum.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Members {
     replicas: Vec<NodeId>,
     learners: Vec<NodeId>,

@@ -27,7 +27,7 @@ use crate::synod::ConfigError;
 use super::config::Members;
 
 /// The active configurations, oldest first; the last is current.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Membership {
     /// The epoch of `configs[0]`; the others follow one epoch apart.
     first_epoch: u64,
@@ -110,6 +110,11 @@ impl Membership {
             configs: vec![members],
             roster,
         }
+    }
+
+    /// Whether an older configuration is still active: a change is under way.
+    pub fn is_changing(&self) -> bool {
+        self.configs.len() > 1
     }
 
     /// The current epoch.
@@ -411,7 +416,10 @@ mod tests {
             !m.is_phase1_quorum(set(&m, &[3, 4])),
             "{{1,2,3}} has only 3"
         );
-        assert!(!m.is_phase1_quorum(set(&m, &[1, 4])), "{{2,3,4}} has only 4");
+        assert!(
+            !m.is_phase1_quorum(set(&m, &[1, 4])),
+            "{{2,3,4}} has only 4"
+        );
         assert!(m.is_phase1_quorum(set(&m, &[1, 2, 3])));
         assert!(m.is_phase1_quorum(set(&m, &[1, 3, 4])));
         assert!(m.is_phase1_quorum(set(&m, &[2, 3, 4])));

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::ballot::Ballot;
+use crate::multi::config::Members;
 use crate::multi::snapshot::SnapshotData;
 use crate::node::NodeId;
 
@@ -53,6 +54,21 @@ pub enum Entry<C> {
     Noop,
     /// A client command.
     Command(C),
+    /// A membership change made against epoch `base`: once chosen and applied, `members`
+    /// is the configuration of epoch `base + 1`, unless another change was applied first
+    /// (then this one changes nothing). See [`crate::multi::Membership`].
+    Configure {
+        /// The epoch the change was checked against.
+        base: u64,
+        /// The new configuration.
+        members: Arc<Members>,
+    },
+    /// The leader of a ballot of `epoch` made chosen everything its phase 1 found: the
+    /// configurations before `epoch` retire, and phase 1 no longer needs their quorums.
+    Retire {
+        /// The epoch whose leader proposed it.
+        epoch: u64,
+    },
 }
 
 impl<C: Command> Entry<C> {
@@ -61,6 +77,16 @@ impl<C: Command> Entry<C> {
         match self {
             Entry::Noop => 1,
             Entry::Command(c) => c.size(),
+            Entry::Configure { members, .. } => 16 + 8 * members.count(),
+            Entry::Retire { .. } => 8,
+        }
+    }
+
+    /// The command, if this is one.
+    pub fn command(&self) -> Option<&C> {
+        match self {
+            Entry::Command(c) => Some(c),
+            _ => None,
         }
     }
 }

@@ -46,6 +46,8 @@ mod cluster;
 #[cfg(test)]
 mod model_check;
 #[cfg(test)]
+mod reconfiguration_tests;
+#[cfg(test)]
 mod regressions;
 #[cfg(test)]
 mod tests;
@@ -55,6 +57,6 @@ pub use membership::{Change, ChangeError, Membership};
 pub use message::{
     Action, Batch, Command, Entry, LogEntry, Message, ReadError, Slot, SlotVote, Write,
 };
-pub use replica::{Durable, ProposeError, Replica, RoleKind};
+pub use replica::{Durable, ProposeError, ReconfigureError, Replica, RoleKind};
 pub use sequencer::{Sequencer, Step};
 pub use snapshot::{SnapshotBytes, SnapshotData, SnapshotReader};

@@ -640,6 +640,8 @@ fn value_name(value: Value) -> String {
 fn describe(entry: &Entry<Payload>) -> String {
     match entry {
         Entry::Noop => "no-op".into(),
+        Entry::Configure { base, members } => format!("configure after epoch {base}: {members:?}"),
+        Entry::Retire { epoch } => format!("retire the configurations before epoch {epoch}"),
         Entry::Command(payload) => match Command::decode(&payload.0[..]) {
             Ok(command) => format!("{:?}", command.op),
             Err(_) => format!("{} undecodable bytes", payload.0.len()),

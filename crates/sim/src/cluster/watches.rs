@@ -265,7 +265,9 @@ impl World {
                 Some((Entry::Command(command), _)) => {
                     node::StateMachine::apply(&mut machine, slot, command, &context);
                 }
-                Some((Entry::Noop, _)) => node::StateMachine::noop(&mut machine, slot),
+                Some((Entry::Noop | Entry::Configure { .. } | Entry::Retire { .. }, _)) => {
+                    node::StateMachine::noop(&mut machine, slot);
+                }
                 None => return Err(format!("slot {slot} was never applied, yet {last} was")),
             }
         }

@@ -121,6 +121,7 @@ impl<C: Command, R: RngCore> Shared<C, R> {
             let Some(entry) = self.log.get(slot).map(|e| e.entry.clone()) else {
                 break;
             };
+            self.note_membership(&entry);
             self.out.push(Action::Apply { slot, entry });
             self.applied = slot;
         }

@@ -17,6 +17,8 @@
 //!   and applying it in order;
 //! - `reads`: heartbeats, read index on the leader and for followers, leader leases;
 //! - `catch_up`: chosen entries or a snapshot fetched from a peer;
+//! - `reconfiguration`: membership changes proposed, taken into effect, and old
+//!   configurations retired;
 //! - `model` (tests only): what the exhaustive model check sees of a replica.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -31,9 +33,9 @@ use crate::quorum::QuorumSystem;
 use crate::synod::{ConfigError, Role as SynodRole};
 
 use super::config::{Members, Options};
-use super::membership::Membership;
 use super::election::Election;
 use super::log::{Limit, Log};
+use super::membership::Membership;
 use super::message::{
     Action, Batch, Command, Entry, LogEntry, Message, ReadError, Slot, SlotVote, Write,
 };
@@ -46,6 +48,7 @@ mod learning;
 mod model;
 mod phase1;
 mod reads;
+mod reconfiguration;
 mod replication;
 
 use catch_up::IncomingSnapshot;
@@ -55,6 +58,7 @@ use learning::Reports;
 pub(crate) use model::Timer;
 use phase1::Candidate;
 use reads::{FollowerReads, Grant, PendingRead};
+pub use reconfiguration::ReconfigureError;
 use replication::{InFlight, Leader, SeenForwards};
 
 /// What a replica's storage hands back on restart.
@@ -163,6 +167,8 @@ struct Shared<C, R> {
     follower_reads: FollowerReads,
     /// Acceptors' reports a follower learns chosen slots from.
     reports: Reports,
+    /// Membership entries applied during this event, to take effect at its end.
+    chosen_membership: Vec<Entry<C>>,
     /// Negative control: a candidate that leads without phase 1.
     #[cfg(feature = "negative-controls")]
     skips_phase1: bool,
@@ -251,6 +257,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             snapshot_sent: vec![None; count],
             follower_reads: FollowerReads::default(),
             reports: Reports::default(),
+            chosen_membership: Vec::new(),
             #[cfg(feature = "negative-controls")]
             skips_phase1: false,
             #[cfg(feature = "negative-controls")]
@@ -310,7 +317,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         let shared = &mut self.shared;
         match &mut self.role {
             Role::Leader(leader) => {
-                leader.pending.push_back(command);
+                leader.pending.push_back(Entry::Command(command));
                 shared.pump(leader);
             }
             _ => match shared.leader {
@@ -431,6 +438,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     }
 
     fn finish(&mut self) -> Vec<Action<C>> {
+        self.follow_membership();
         self.check_bounds();
         if self.shared.options.check_invariants {
             self.shared.check_log();

@@ -23,7 +23,7 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
         let Replica { role, shared } = self;
         let Shared {
             id,
-            membership: _,
+            membership,
             options,
             rng,
             promised,
@@ -46,6 +46,7 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
             snapshot_sent,
             follower_reads,
             reports,
+            chosen_membership,
             #[cfg(feature = "negative-controls")]
             skips_phase1,
             #[cfg(feature = "negative-controls")]
@@ -62,6 +63,11 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
             "the model hash leaves out the clock, which snapshot sends read"
         );
         assert!(out.is_empty(), "actions left between events");
+        assert!(
+            chosen_membership.is_empty(),
+            "membership entries left between events"
+        );
+        membership.hash(h);
         id.hash(h);
         rng.hash(h);
         (promised, highest_seen, log, applied, known_commit, leader).hash(h);
@@ -71,6 +77,7 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
             Role::Leader(l) => {
                 2u8.hash(h);
                 (l.ballot, l.first, &l.in_flight, &l.pending, &l.batch_ends).hash(h);
+                l.retire_proposed.hash(h);
                 (l.recovered_through, l.heartbeat_elapsed, l.commit_at_check).hash(h);
                 let floor = self.confirmation_floor().unwrap_or(0);
                 let acked = l

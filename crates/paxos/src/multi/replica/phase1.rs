@@ -31,7 +31,12 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             // Commands that never got a slot: `propose` took them, so they are not
             // dropped; they go to the next leader this replica learns of (or back into
             // its own queue if it leads again).
-            shared.stranded.extend(old.pending);
+            // A membership entry is dropped: its requester learns so from the epoch.
+            let commands = old.pending.into_iter().filter_map(|entry| match entry {
+                Entry::Command(command) => Some(command),
+                _ => None,
+            });
+            shared.stranded.extend(commands);
         }
     }
 
@@ -108,8 +113,12 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             ballot: candidate.ballot,
             first,
             in_flight,
-            pending: mem::take(&mut shared.stranded).into(),
+            pending: mem::take(&mut shared.stranded)
+                .into_iter()
+                .map(Entry::Command)
+                .collect(),
             batch_ends: VecDeque::new(),
+            retire_proposed: false,
             recovered_through,
             heartbeat_elapsed: 0,
             commit_at_check: shared.log.commit(),

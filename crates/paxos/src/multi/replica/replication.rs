@@ -7,6 +7,7 @@ impl<C: Command, R: RngCore> Shared<C, R> {
     /// Gives slots to pending commands while the window has room, one accept per batch.
     /// Sends what pending commands the pipeline has room for; whether it sent any.
     pub(super) fn pump(&mut self, leader: &mut Leader<C>) -> bool {
+        self.retire_when_recovered(leader);
         let commit = self.log.commit();
         let options = &self.options;
         while leader.batch_ends.front().is_some_and(|&end| end <= commit) {
@@ -25,15 +26,15 @@ impl<C: Command, R: RngCore> Shared<C, R> {
             let first = leader.first + leader.in_flight.len() as u64;
             let mut batch = Vec::new();
             let mut bytes = 0;
-            while let Some(command) = leader.pending.front() {
+            while let Some(entry) = leader.pending.front() {
                 let full = batch.len() == count_max
-                    || (!batch.is_empty() && bytes + command.size() > options.batch_max_bytes);
+                    || (!batch.is_empty() && bytes + entry.size() > options.batch_max_bytes);
                 if full {
                     break;
                 }
-                bytes += command.size();
-                if let Some(command) = leader.pending.pop_front() {
-                    batch.push(Entry::Command(command));
+                bytes += entry.size();
+                if let Some(entry) = leader.pending.pop_front() {
+                    batch.push(entry);
                 }
             }
             leader.in_flight.extend(batch.iter().map(|entry| InFlight {
@@ -307,7 +308,9 @@ impl<C: Command, R: RngCore> Shared<C, R> {
         if !self.forwards_seen[sender].first_time(boot, seq) {
             return; // A duplicate: its commands were taken already.
         }
-        leader.pending.extend(commands);
+        leader
+            .pending
+            .extend(commands.into_iter().map(Entry::Command));
         self.pump(leader);
     }
 }
@@ -324,10 +327,13 @@ pub(super) struct Leader<C> {
     /// `in_flight[0]` is this slot; always the commit point + 1.
     pub(super) first: Slot,
     pub(super) in_flight: VecDeque<InFlight<C>>,
-    /// Commands not yet given a slot (the pipeline is full).
-    pub(super) pending: VecDeque<C>,
+    /// Commands (and this leader's membership entries) not yet given a slot (the
+    /// pipeline is full).
+    pub(super) pending: VecDeque<Entry<C>>,
     /// The last slot of each batch of new commands not yet chosen.
     pub(super) batch_ends: VecDeque<Slot>,
+    /// Whether this leader proposed the retirement of the older configurations.
+    pub(super) retire_proposed: bool,
     /// Every slot chosen before this ballot is at or below this one.
     pub(super) recovered_through: Slot,
     pub(super) heartbeat_elapsed: u32,

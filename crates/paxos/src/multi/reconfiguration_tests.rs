@@ -1,0 +1,175 @@
+//! Membership changes on the test cluster: every replica applies the same entries in
+//! the same slots (the cluster asserts it on every apply), through changes, leader
+//! changes in the middle of one, and lost messages.
+
+use std::sync::Arc;
+
+use super::cluster::Cluster;
+use super::*;
+use crate::{NodeId, QuorumSpec};
+
+fn commands(cluster: &Cluster, i: usize) -> &[u64] {
+    &cluster.state[i]
+}
+
+/// Proposes `count` commands from `first` at the leader, electing one first if needed.
+fn write(c: &mut Cluster, first: u64, count: u64) {
+    let leader = c.elect();
+    for k in first..first + count {
+        assert!(c.propose(leader, k));
+    }
+    c.run(5);
+}
+
+/// The epoch and current configuration of every running replica, which must agree.
+fn agreed_membership(c: &Cluster) -> (u64, Arc<Members>) {
+    let mut seen = None;
+    for i in 0..c.ids.len() {
+        let Some(r) = c.replicas[i].as_ref() else {
+            continue;
+        };
+        let m = r.membership();
+        let this = (m.epoch(), m.current().clone());
+        assert!(
+            !m.is_changing(),
+            "replica {i}: the old configuration was retired"
+        );
+        match &seen {
+            None => seen = Some(this),
+            Some(s) => assert_eq!(*s, this, "replica {i} disagrees"),
+        }
+    }
+    seen.expect("some replica runs")
+}
+
+fn ids(ids: &[u64]) -> Vec<NodeId> {
+    ids.iter().map(|&i| NodeId(i)).collect()
+}
+
+#[test]
+fn a_learner_is_promoted_then_a_voter_removed_while_writes_go_on() {
+    let mut c = Cluster::with_learners(3, 1, QuorumSpec::Majority, Options::default());
+    write(&mut c, 0, 20);
+    let leader = c.elect();
+    c.reconfigure(leader, Change::Promote(NodeId(4))).unwrap();
+    c.run(10);
+    write(&mut c, 20, 20);
+    let (epoch, members) = agreed_membership(&c);
+    assert_eq!((epoch, members.replicas()), (1, &ids(&[1, 2, 3, 4])[..]));
+    // Remove whoever leads: it steps down, and the others go on without it.
+    let leader = c.elect();
+    let removed = c.ids[leader];
+    c.reconfigure(leader, Change::Remove(removed)).unwrap();
+    c.run(30);
+    write(&mut c, 40, 20);
+    let new_leader = c.elect();
+    assert_ne!(c.ids[new_leader], removed);
+    let (epoch, members) = agreed_membership(&c);
+    assert_eq!(epoch, 2);
+    assert!(!members.is_voter(removed) && members.replicas().len() == 3);
+    let expected: Vec<u64> = (0..60).collect();
+    for i in (0..4).filter(|&i| i != leader) {
+        assert_eq!(commands(&c, i), expected, "replica {i}");
+    }
+}
+
+#[test]
+fn one_change_at_a_time_and_only_at_the_leader() {
+    let mut c = Cluster::with_learners(3, 1, QuorumSpec::Majority, Options::default());
+    let leader = c.elect();
+    let follower = (leader + 1) % 3;
+    assert!(matches!(
+        c.reconfigure(follower, Change::Promote(NodeId(4))),
+        Err(ReconfigureError::NotLeader { leader: Some(l) }) if l == c.ids[leader]
+    ));
+    assert_eq!(
+        c.reconfigure(leader, Change::Promote(NodeId(2))),
+        Err(ReconfigureError::Refused(ChangeError::NotLearner(NodeId(
+            2
+        ))))
+    );
+    c.reconfigure(leader, Change::Promote(NodeId(4))).unwrap();
+    assert_eq!(
+        c.reconfigure(leader, Change::Remove(NodeId(4))),
+        Err(ReconfigureError::InProgress)
+    );
+    c.run(10);
+    let leader = c.elect();
+    c.reconfigure(leader, Change::Remove(NodeId(4))).unwrap();
+    c.run(10);
+    let (epoch, members) = agreed_membership(&c);
+    assert_eq!((epoch, members.replicas().len()), (2, 3));
+}
+
+#[test]
+fn a_new_member_joins_as_a_learner_and_catches_up() {
+    let mut c = Cluster::new(3, QuorumSpec::Majority, Options::default());
+    write(&mut c, 0, 30);
+    let spare = c.add_spare();
+    let id = c.ids[spare];
+    let leader = c.elect();
+    c.reconfigure(leader, Change::AddLearner(id)).unwrap();
+    c.run(5);
+    // Started as an operator would: the members it was told of, itself a learner.
+    let told = Members::with_learners(ids(&[1, 2, 3]), vec![id], QuorumSpec::Majority).unwrap();
+    c.join(spare, told);
+    c.run(10);
+    write(&mut c, 30, 10);
+    assert_eq!(commands(&c, spare), (0..40).collect::<Vec<u64>>());
+    let leader = c.elect();
+    c.reconfigure(leader, Change::Promote(id)).unwrap();
+    c.run(10);
+    let (epoch, members) = agreed_membership(&c);
+    assert_eq!((epoch, members.replicas().len()), (2, 4));
+}
+
+#[test]
+fn the_quorum_system_changes_at_runtime() {
+    let mut c = Cluster::new(4, QuorumSpec::Majority, Options::default());
+    write(&mut c, 0, 10);
+    let leader = c.elect();
+    let flexible = QuorumSpec::Flexible { q1: 3, q2: 2 };
+    c.reconfigure(leader, Change::SetQuorum(flexible)).unwrap();
+    c.run(10);
+    let (_, members) = agreed_membership(&c);
+    assert_eq!(members.spec(), flexible);
+    // Phase 2 now needs 2 of 4: with two members cut off, writes still commit.
+    let leader = c.elect();
+    let others: Vec<usize> = (0..4).filter(|&i| i != leader).take(2).collect();
+    for &i in &others {
+        c.isolate(i);
+    }
+    let commit = c.replica(leader).commit();
+    assert!(c.propose(leader, 99));
+    c.run(3);
+    assert!(c.replica(leader).commit() > commit, "chosen by 2 of 4");
+    c.heal();
+    c.run(10);
+    assert_eq!(commands(&c, others[0]).last(), Some(&99));
+}
+
+#[test]
+fn a_leader_change_in_the_middle_of_a_change_leaves_one_membership() {
+    for seed in 0..20 {
+        let mut c = Cluster::with_learners(3, 1, QuorumSpec::Majority, Options::default());
+        write(&mut c, 0, 5);
+        let leader = c.elect();
+        c.reconfigure(leader, Change::Promote(NodeId(4))).unwrap();
+        // The change reaches some members, or none, before its leader is cut off.
+        c.deliver(seed * 2);
+        c.isolate(leader);
+        c.run(40);
+        c.heal();
+        c.run(40);
+        write(&mut c, 5, 5);
+        let (epoch, _) = agreed_membership(&c);
+        assert!(epoch <= 1, "seed {seed}");
+        for i in 0..4 {
+            assert_eq!(
+                commands(&c, i),
+                (0..10).collect::<Vec<u64>>(),
+                "seed {seed}"
+            );
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Membership changes: a leader proposes one as an entry; once chosen and applied, it is
+//! the configuration of a new epoch, and the leader of the old epoch steps down and
+//! campaigns in the new one, with phase 1 over both configurations; once that leader made
+//! chosen everything its phase 1 found, it proposes the old configuration's retirement
+//! (`docs/PROTOCOL.md`, "Reconfiguration").
+//!
+//! Chosen membership entries take effect at the end of the event that applied them
+//! (`follow_membership`), never in the middle of a handler: the roster positions that
+//! acknowledgements are counted by must not move under it.
+
+use super::*;
+use crate::multi::membership::{Change, ChangeError};
+
+/// Why [`Replica::reconfigure`] proposed nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReconfigureError {
+    /// Only the leader proposes changes; this is the one it knows of, if any.
+    NotLeader {
+        /// The leader this replica knows of.
+        leader: Option<NodeId>,
+    },
+    /// Another change is under way: proposed and not yet applied, or applied and its old
+    /// configuration not yet retired. One change at a time.
+    InProgress,
+    /// The change breaks a rule; nothing was proposed.
+    Refused(ChangeError),
+}
+
+impl std::fmt::Display for ReconfigureError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReconfigureError::NotLeader { .. } => write!(f, "not the leader"),
+            ReconfigureError::InProgress => write!(f, "another membership change is under way"),
+            ReconfigureError::Refused(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ReconfigureError {}
+
+impl<C: Command, R: RngCore> Replica<C, R> {
+    /// The configurations in force.
+    pub fn membership(&self) -> &Membership {
+        &self.shared.membership
+    }
+
+    /// Proposes `change` to the current configuration, checked against it and against
+    /// which members are `up` (see [`Membership::changed`]). It takes effect when chosen
+    /// and applied: the [`Action::Apply`] of an [`Entry::Configure`] says so, and
+    /// [`Replica::membership`] shows it.
+    pub fn reconfigure(
+        &mut self,
+        change: Change,
+        up: impl Fn(NodeId) -> bool,
+    ) -> Result<Vec<Action<C>>, ReconfigureError> {
+        let shared = &mut self.shared;
+        let Role::Leader(leader) = &mut self.role else {
+            let leader = shared.leader;
+            return Err(ReconfigureError::NotLeader { leader });
+        };
+        let proposed = leader
+            .in_flight
+            .iter()
+            .map(|f| &f.entry)
+            .chain(&leader.pending)
+            .any(|e| matches!(e, Entry::Configure { .. }));
+        if proposed || shared.membership.is_changing() || !shared.chosen_membership.is_empty() {
+            return Err(ReconfigureError::InProgress);
+        }
+        let members = shared
+            .membership
+            .changed(change, up)
+            .map_err(ReconfigureError::Refused)?;
+        let base = shared.membership.epoch();
+        leader.pending.push_back(Entry::Configure {
+            base,
+            members: Arc::new(members),
+        });
+        shared.pump(leader);
+        Ok(self.finish())
+    }
+
+    /// Takes into effect the membership entries applied during this event. A leader or
+    /// candidate of an older epoch then steps down; a leader that is a voter of the new
+    /// configuration campaigns in it at once.
+    pub(super) fn follow_membership(&mut self) {
+        let shared = &mut self.shared;
+        if shared.chosen_membership.is_empty() {
+            return;
+        }
+        let before = shared.membership.roster().to_vec();
+        for entry in mem::take(&mut shared.chosen_membership) {
+            match entry {
+                // A change made against an epoch that is past changes nothing (its
+                // requester sees the epoch did not move to it).
+                Entry::Configure { base, members } => {
+                    let _ = shared.membership.adopt(base, members);
+                }
+                Entry::Retire { epoch } => shared.membership.retire_before(epoch),
+                Entry::Noop | Entry::Command(_) => {}
+            }
+        }
+        shared.follow_roster(&before);
+        let epoch = shared.membership.epoch();
+        let (behind, leading) = match &self.role {
+            Role::Leader(l) => (l.ballot.epoch() < epoch, true),
+            Role::Candidate(c) => (c.ballot.epoch() < epoch, false),
+            Role::Follower => (false, false),
+        };
+        if behind {
+            self.step_down();
+            if leading && self.shared.membership.current().is_voter(self.shared.id) {
+                self.campaign();
+            }
+        }
+    }
+}
+
+impl<C: Command, R: RngCore> Shared<C, R> {
+    /// Notes a membership entry just applied, to take effect at the end of the event.
+    pub(super) fn note_membership(&mut self, entry: &Entry<C>) {
+        if matches!(entry, Entry::Configure { .. } | Entry::Retire { .. }) {
+            self.chosen_membership.push(entry.clone());
+        }
+    }
+
+    /// What this replica keeps per peer follows the peer to its new roster position.
+    fn follow_roster(&mut self, before: &[NodeId]) {
+        let after = self.membership.roster();
+        if after == before {
+            return;
+        }
+        let old = |id: NodeId| before.iter().position(|&b| b == id);
+        let forwards: Vec<SeenForwards> = after
+            .iter()
+            .map(|&id| old(id).map_or_else(SeenForwards::default, |i| self.forwards_seen[i]))
+            .collect();
+        let snapshots: Vec<Option<u64>> = after
+            .iter()
+            .map(|&id| old(id).and_then(|i| self.snapshot_sent[i]))
+            .collect();
+        self.forwards_seen = forwards;
+        self.snapshot_sent = snapshots;
+    }
+
+    /// A leader of the newest epoch, with an older configuration still active, proposes
+    /// its retirement once everything its phase 1 found is chosen: from then on every
+    /// value an older configuration may have chosen is chosen in this one too.
+    pub(super) fn retire_when_recovered(&mut self, leader: &mut Leader<C>) {
+        let ready = self.membership.is_changing()
+            && !leader.retire_proposed
+            && self.log.commit() >= leader.recovered_through
+            && leader.ballot.epoch() == self.membership.epoch();
+        if ready {
+            leader.retire_proposed = true;
+            let epoch = self.membership.epoch();
+            leader.pending.push_front(Entry::Retire { epoch });
+        }
+    }
+}
