@@ -126,7 +126,7 @@ impl Local<'_> {
             None => self.ghost.first_applied.push(entry.clone()),
         }
         let votes = self.votes.iter().chain(&self.new_votes);
-        if !is_chosen(&self.system.members, votes, slot, &entry) {
+        if !is_chosen(self.system, votes, slot, &entry) {
             self.ghost.violations |= UNCHOSEN_APPLIED;
         }
         if let Entry::Command(c) = entry {
@@ -230,6 +230,21 @@ impl Local<'_> {
         };
         let k = usize::try_from(command - 1).expect("small");
         self.ghost.writes[k] = Client::Waiting(self.me);
+        self.carry_out(actions);
+        true
+    }
+
+    /// The leader here proposes the change to `flexible:1,3`.
+    pub(super) fn reconfigure(&mut self) -> bool {
+        if self.ghost.changes >= self.system.bounds.changes {
+            return false;
+        }
+        let spec = self.system.changed.spec();
+        let change = crate::multi::Change::SetQuorum(spec);
+        let Ok(actions) = self.member.replica.reconfigure(change, |_| true) else {
+            return false;
+        };
+        self.ghost.changes += 1;
         self.carry_out(actions);
         true
     }

@@ -234,6 +234,8 @@ pub(super) struct Ghost {
     /// The replicas that may crash (bit `i`: replica `i`), chosen by the first step.
     pub(super) crash_prone: Option<u8>,
     pub(super) ballots: u8,
+    /// Membership changes proposed.
+    pub(super) changes: u8,
     /// The safety violations seen in the steps that led here (`DISAGREED`, ...).
     pub(super) violations: u8,
 }
@@ -261,6 +263,8 @@ pub(super) enum Event {
     Crash(usize),
     Propose(usize, u64),
     Read(usize),
+    /// The leader at this replica is asked to change the quorum system.
+    Reconfigure(usize),
     /// The first step: which replicas may crash (bit `i`: replica `i`).
     CrashProne(u8),
 }
@@ -279,6 +283,9 @@ impl fmt::Debug for Event {
             Event::Crash(i) => write!(f, "n{} crashes and restarts", n(i)),
             Event::Propose(i, c) => write!(f, "a client writes {c} at n{}", n(i)),
             Event::Read(i) => write!(f, "a client reads at n{}", n(i)),
+            Event::Reconfigure(i) => {
+                write!(f, "an operator changes the quorum system at n{}", n(i))
+            }
             Event::CrashProne(mask) => {
                 let prone: Vec<usize> = (0..8).filter(|i| mask & (1 << i) != 0).collect();
                 write!(

@@ -23,6 +23,8 @@ pub(super) struct Bounds {
     /// Heartbeats a leader may send at one ballot (on a tick, when a read needs one, or
     /// when its commit point moved without an accept to carry it).
     pub(super) heartbeats: u64,
+    /// Membership changes (each: majority to `flexible:1,3` over the same replicas).
+    pub(super) changes: u8,
 }
 
 /// The broken variants (each needs the `negative-controls` feature).
@@ -32,6 +34,7 @@ pub(super) struct Controls {
     pub(super) skip_phase1: bool,
     pub(super) read_at_commit_point: bool,
     pub(super) ack_before_sync: bool,
+    pub(super) phase1_in_current_only: bool,
 }
 
 /// Transitions of one member known to change nothing, by a hash of the member's
@@ -46,6 +49,9 @@ const NO_OP_SLOTS: usize = 1 << 20;
 pub(super) struct System {
     ids: Vec<NodeId>,
     pub(super) members: Arc<Members>,
+    /// The configuration a change makes: a single promise is a phase-1 quorum, so a
+    /// phase 1 in it alone would miss what the first configuration chose.
+    pub(super) changed: Arc<Members>,
     options: Options,
     pub(super) bounds: Bounds,
     controls: Controls,
@@ -65,6 +71,8 @@ impl System {
     pub(super) fn new(bounds: Bounds) -> System {
         let ids: Vec<NodeId> = (1..=3).map(NodeId).collect();
         let members = Members::new(ids.clone(), QuorumSpec::Majority).expect("members");
+        let changed = QuorumSpec::Flexible { q1: 1, q2: 3 };
+        let changed = Members::new(ids.clone(), changed).expect("members");
         let options = Options {
             heartbeat_ticks: 1,
             election_ticks: 3,
@@ -75,6 +83,7 @@ impl System {
         System {
             ids,
             members: Arc::new(members),
+            changed: Arc::new(changed),
             options,
             bounds,
             controls: Controls::default(),
@@ -109,6 +118,9 @@ impl System {
             if self.controls.ack_before_sync {
                 sequencer.acknowledge_before_sync();
             }
+            if self.controls.phase1_in_current_only {
+                replica.phase1_in_current_configuration_only();
+            }
         }
         #[cfg(not(feature = "negative-controls"))]
         assert_eq!(self.controls, Controls::default());
@@ -120,6 +132,15 @@ impl System {
             disk,
             machine: Vec::new(),
             boot,
+        }
+    }
+
+    /// The configuration of `epoch` (the first, or the one a change makes).
+    pub(super) fn config_of(&self, epoch: u64) -> &Members {
+        if epoch == 0 {
+            &self.members
+        } else {
+            &self.changed
         }
     }
 
@@ -246,6 +267,7 @@ impl System {
             | Event::Sync(_)
             | Event::Crash(_)
             | Event::Read(_)
+            | Event::Reconfigure(_)
             | Event::CrashProne(_) => return None,
         };
         Some(part_hash((state.member_hashes[i], what)))
@@ -267,6 +289,7 @@ impl System {
             Event::Crash(i) => self.local(state, *i, seen, |l| l.crash()),
             Event::Propose(i, c) => self.local(state, *i, seen, |l| l.propose(*c)),
             Event::Read(i) => self.local(state, *i, seen, |l| l.issue_read()),
+            Event::Reconfigure(i) => self.local(state, *i, seen, |l| l.reconfigure()),
             Event::CrashProne(mask) => self.local(state, 0, seen, |l| {
                 l.ghost.crash_prone = Some(*mask);
                 true
@@ -275,9 +298,9 @@ impl System {
     }
 }
 
-/// at one ballot durable.
+/// at one ballot durable, by the quorum system of the ballot's epoch.
 pub(super) fn is_chosen<'v>(
-    members: &Members,
+    system: &System,
     votes: impl Iterator<Item = &'v Vote> + Clone,
     slot: Slot,
     entry: &Entry<u64>,
@@ -288,7 +311,10 @@ pub(super) fn is_chosen<'v>(
             .filter(|w| w.ballot == v.ballot)
             .map(|w| w.acceptor)
             .collect();
-        members.quorum().is_phase2_quorum(voters)
+        system
+            .config_of(v.ballot.epoch())
+            .quorum()
+            .is_phase2_quorum(voters)
     })
 }
 
@@ -306,6 +332,7 @@ impl Model for System {
             reads: Vec::new(),
             first_applied: Vec::new(),
             crashes: 0,
+            changes: 0,
             crash_prone: (self.bounds.crashes == 0).then_some(0),
             ballots: 0,
             violations: 0,
@@ -347,6 +374,11 @@ impl Model for System {
             }
             if state.ghost.reads.len() < self.bounds.reads {
                 actions.push(Event::Read(i));
+            }
+            if state.ghost.changes < self.bounds.changes
+                && member.replica.role() == RoleKind::Leader
+            {
+                actions.push(Event::Reconfigure(i));
             }
             let prone = state.ghost.crash_prone.unwrap_or(0) & (1 << i) != 0;
             if prone && state.ghost.crashes < self.bounds.crashes {

@@ -176,6 +176,8 @@ struct Shared<C, R> {
     serves_reads_unapplied: bool,
     #[cfg(feature = "negative-controls")]
     reads_at_commit_point: bool,
+    #[cfg(feature = "negative-controls")]
+    phase1_in_current_only: bool,
 }
 
 impl<C: Command, R: RngCore> Replica<C, R> {
@@ -264,6 +266,8 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             serves_reads_unapplied: false,
             #[cfg(feature = "negative-controls")]
             reads_at_commit_point: false,
+            #[cfg(feature = "negative-controls")]
+            phase1_in_current_only: false,
         };
         Ok(Replica {
             role: Role::Follower,

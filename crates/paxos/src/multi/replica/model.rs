@@ -53,6 +53,8 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
             serves_reads_unapplied,
             #[cfg(feature = "negative-controls")]
             reads_at_commit_point,
+            #[cfg(feature = "negative-controls")]
+            phase1_in_current_only,
         } = shared;
         assert!(
             options.lease.is_none() && grant.is_none(),
@@ -101,6 +103,8 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
         (&reads.waiting, reads.sent, reads.answered).hash(h);
         #[cfg(feature = "negative-controls")]
         (skips_phase1, serves_reads_unapplied, reads_at_commit_point).hash(h);
+        #[cfg(feature = "negative-controls")]
+        phase1_in_current_only.hash(h);
     }
 
     /// A leader's last heartbeat number (`None` if it does not lead).

@@ -79,6 +79,14 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         }
     }
 
+    /// Breaks the protocol on purpose, for the negative controls: a candidate in a new
+    /// epoch completes phase 1 with a phase-1 quorum of the current configuration alone,
+    /// not of the older ones still active.
+    #[cfg(feature = "negative-controls")]
+    pub fn phase1_in_current_configuration_only(&mut self) {
+        self.shared.phase1_in_current_only = true;
+    }
+
     /// Breaks the protocol on purpose, for the simulator's negative controls: a candidate
     /// declares itself leader at once, without any promise, and so without the votes P2c
     /// needs.
@@ -209,6 +217,15 @@ impl<C: Command, R: RngCore> Shared<C, R> {
             return PhaseOne::UnderWay;
         }
         candidate.promised.insert(index);
+        #[cfg(feature = "negative-controls")]
+        if self.phase1_in_current_only {
+            let quorum = self.membership.current().quorum();
+            return if quorum.is_phase1_quorum(candidate.promised) {
+                PhaseOne::Complete
+            } else {
+                PhaseOne::UnderWay
+            };
+        }
         if self.membership.is_phase1_quorum(candidate.promised) {
             PhaseOne::Complete
         } else {
