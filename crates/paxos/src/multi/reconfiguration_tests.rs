@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::cluster::Cluster;
+use super::cluster::{Cluster, TestReplica};
 use super::*;
 use crate::{NodeId, QuorumSpec};
 
@@ -172,4 +172,61 @@ fn a_leader_change_in_the_middle_of_a_change_leaves_one_membership() {
             );
         }
     }
+}
+
+/// A replica that missed a change hears of it through a member it knows, whose promise
+/// belongs to a ballot of the new epoch owned by a member it does not know yet: it must
+/// take the log, not drop it as forged, and then follow the new configuration.
+#[test]
+fn a_replica_that_missed_a_change_learns_it_from_a_member_it_knows() {
+    use crate::Ballot;
+    let members = Arc::new(Members::new(ids(&[1, 2, 3]), QuorumSpec::Majority).unwrap());
+    let mut lagger = TestReplica::new(NodeId(3), members, Options::default(), seeded(3)).unwrap();
+    let grown = Arc::new(Members::new(ids(&[1, 2, 3, 4]), QuorumSpec::Majority).unwrap());
+    let new_leader = Ballot::next_in_epoch(Ballot::ZERO, 1, NodeId(4)).unwrap();
+    let chosen = Message::Chosen {
+        ballot: new_leader,
+        first: 1,
+        entries: vec![LogEntry {
+            ballot: Ballot::new(1, NodeId(1)),
+            entry: Entry::Configure {
+                base: 0,
+                members: grown.clone(),
+            },
+        }],
+        commit: 1,
+    };
+    lagger.step(NodeId(2), chosen);
+    lagger.tick();
+    assert_eq!(lagger.membership().epoch(), 1);
+    assert_eq!(lagger.membership().current(), &grown);
+}
+
+#[test]
+fn a_replica_that_saw_a_later_epoch_asks_a_voter_it_knows_for_the_log() {
+    use crate::Ballot;
+    let members = Arc::new(Members::new(ids(&[1, 2, 3]), QuorumSpec::Majority).unwrap());
+    let mut lagger = TestReplica::new(NodeId(3), members, Options::default(), seeded(3)).unwrap();
+    let new_leader = Ballot::next_in_epoch(Ballot::ZERO, 1, NodeId(4)).unwrap();
+    let nack = Message::Nack {
+        ballot: Ballot::new(1, NodeId(3)),
+        promised: new_leader,
+    };
+    lagger.step(NodeId(1), nack);
+    let asked: Vec<NodeId> = (0..10)
+        .flat_map(|_| lagger.tick())
+        .filter_map(|action| match action {
+            Action::Send {
+                to,
+                message: Message::CatchUp { .. },
+            } => Some(to),
+            _ => None,
+        })
+        .collect();
+    assert!(!asked.is_empty(), "it asks for the log");
+    assert!(asked.iter().all(|&to| to == NodeId(1) || to == NodeId(2)));
+}
+
+fn seeded(seed: u64) -> rand_pcg::Pcg32 {
+    rand_core::SeedableRng::seed_from_u64(seed)
 }

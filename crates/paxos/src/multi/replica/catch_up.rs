@@ -6,10 +6,25 @@ use super::*;
 impl<C: Command, R: RngCore> Shared<C, R> {
     pub(super) fn catch_up_if_behind(&mut self) {
         self.catch_up_elapsed += 1;
-        let behind = self.log.commit() < self.known_commit;
-        if behind && self.catch_up_elapsed >= self.options.heartbeat_ticks.saturating_mul(2) {
+        if self.catch_up_elapsed < self.options.heartbeat_ticks.saturating_mul(2) {
+            return;
+        }
+        if self.log.commit() < self.known_commit {
             if let Some(leader) = self.leader.filter(|&l| l != self.id) {
                 self.request_catch_up(leader);
+            }
+        } else if self.highest_seen.epoch() > self.membership.epoch() {
+            // A ballot of an epoch we have not learned: a change was chosen that we
+            // missed, and its leader may be a member we do not know. Ask the voters we
+            // know, in turn, for the log.
+            let voters = self.membership.current().replicas();
+            let turn = usize::try_from(self.now).unwrap_or(0) % voters.len();
+            let peer = voters[turn..]
+                .iter()
+                .chain(&voters[..turn])
+                .find(|&&v| v != self.id);
+            if let Some(&peer) = peer {
+                self.request_catch_up(peer);
             }
         }
     }

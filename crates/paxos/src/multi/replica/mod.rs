@@ -403,15 +403,18 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         self.finish()
     }
 
-    /// Handles `message` from `from`. Messages from non-members, or carrying a ballot no
-    /// voter owns, are ignored.
+    /// Handles `message` from `from`. Messages from non-members, or carrying a ballot of
+    /// a known epoch that no voter owns, are ignored.
     pub fn step(&mut self, from: NodeId, message: Message<C>) -> Vec<Action<C>> {
         let shared = &self.shared;
         let Some(sender) = shared.membership.position(from) else {
             return Vec::new();
         };
         let ballot = message.ballot();
-        if ballot != Ballot::ZERO && !shared.membership.is_voter(ballot.node) {
+        // Who owns a ballot of an epoch this replica has not learned, it cannot tell; it
+        // must still hear such messages from the members it knows, to learn that epoch.
+        let knowable = ballot.epoch() <= shared.membership.epoch();
+        if ballot != Ballot::ZERO && knowable && !shared.membership.is_voter(ballot.node) {
             return Vec::new(); // No voter can own this ballot: forged or corrupt.
         }
         let refused = matches!(message, Message::Prepare { .. })
