@@ -19,8 +19,10 @@
 //!   log, its [`multi::Message`]s and [`multi::Action`]s, the [`multi::Sequencer`] every
 //!   driver runs the actions through (their durability contract, in one place), and
 //!   [`multi::SnapshotData`], the handle on a snapshot's bytes (in memory or in a file) it
-//!   serves laggards from. Its
-//!   tests include an in-memory cluster (`multi/cluster.rs`) for scenario tests.
+//!   serves laggards from, and [`multi::Membership`], the configurations in force by
+//!   epoch, which changes chosen in the log replace. Its tests include an in-memory
+//!   cluster (`multi/cluster.rs`) for scenario tests and the model check of the replica
+//!   (`multi/model_check.rs`).
 //!
 //! `docs/PROTOCOL.md` explains every rule and why it exists.
 //!
