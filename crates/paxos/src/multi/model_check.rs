@@ -65,7 +65,7 @@ mod system;
 use state::{Client, Outcome, State, DISAGREED, STALE_READ, UNCHOSEN_APPLIED};
 #[cfg(feature = "negative-controls")]
 use system::Controls;
-use system::{Bounds, System};
+use system::{Bounds, ModelChange, System};
 
 impl System {
     fn check(&self) -> Report<System> {
@@ -224,6 +224,7 @@ const fn bounds(
         reads,
         heartbeats,
         changes: 0,
+        change: ModelChange::QuorumSystem,
     }
 }
 
@@ -231,6 +232,15 @@ const fn bounds(
 const fn with_a_change(bounds: Bounds) -> Bounds {
     Bounds {
         changes: 1,
+        ..bounds
+    }
+}
+
+/// `bounds` and the removal of n2.
+const fn with_a_removal(bounds: Bounds) -> Bounds {
+    Bounds {
+        changes: 1,
+        change: ModelChange::RemoveN2,
         ..bounds
     }
 }
@@ -281,6 +291,15 @@ fn three_rounds_random_walks() {
 #[test]
 fn three_rounds_and_a_change_random_walks() {
     let report = walk_three_rounds(with_a_change(bounds(2, 3, 1, 1, 2)));
+    let mut reached = REACHED_IN_THREE_ROUNDS.to_vec();
+    reached.extend([SOME_NEW_EPOCH_LEADER, SOME_RETIRED]);
+    assert_safe_walked(&report, &reached);
+}
+
+/// The same walks with n2 removed among the other steps: roster positions move.
+#[test]
+fn three_rounds_and_a_removal_random_walks() {
+    let report = walk_three_rounds(with_a_removal(bounds(2, 3, 1, 1, 2)));
     let mut reached = REACHED_IN_THREE_ROUNDS.to_vec();
     reached.extend([SOME_NEW_EPOCH_LEADER, SOME_RETIRED]);
     assert_safe_walked(&report, &reached);

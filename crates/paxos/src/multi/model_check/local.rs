@@ -7,7 +7,8 @@ use super::super::replica::Timer;
 use super::super::{Action, Entry, Message, RoleKind, Slot, Step, Write};
 use super::state::{Client, Envelope, Ghost, Member, Outcome, Read, Vote};
 use super::state::{DISAGREED, STALE_READ, UNCHOSEN_APPLIED};
-use super::system::{is_chosen, System};
+use super::system::{is_chosen, ModelChange, System};
+use crate::multi::Change;
 
 /// One member's step, being worked out.
 pub(super) struct Local<'a> {
@@ -239,8 +240,10 @@ impl Local<'_> {
         if self.ghost.changes >= self.system.bounds.changes {
             return false;
         }
-        let spec = self.system.changed.spec();
-        let change = crate::multi::Change::SetQuorum(spec);
+        let change = match self.system.bounds.change {
+            ModelChange::QuorumSystem => Change::SetQuorum(self.system.changed.spec()),
+            ModelChange::RemoveN2 => Change::Remove(self.system.ids[1]),
+        };
         let Ok(actions) = self.member.replica.reconfigure(change, |_| true) else {
             return false;
         };

@@ -23,8 +23,20 @@ pub(super) struct Bounds {
     /// Heartbeats a leader may send at one ballot (on a tick, when a read needs one, or
     /// when its commit point moved without an accept to carry it).
     pub(super) heartbeats: u64,
-    /// Membership changes (each: majority to `flexible:1,3` over the same replicas).
+    /// Membership changes, each the one `change` names.
     pub(super) changes: u8,
+    pub(super) change: ModelChange,
+}
+
+/// The membership change a model's leader may make.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ModelChange {
+    /// Majority to `flexible:1,3` over the same replicas: one promise is then a phase-1
+    /// quorum, so a phase 1 in the new configuration alone misses what the old one chose.
+    QuorumSystem,
+    /// Remove n2: the roster positions of n2 and n3 swap, so anything counted by
+    /// position across the change is counted wrong.
+    RemoveN2,
 }
 
 /// The broken variants (each needs the `negative-controls` feature).
@@ -47,10 +59,9 @@ const NO_OP_SENDS: usize = 4;
 const NO_OP_SLOTS: usize = 1 << 20;
 
 pub(super) struct System {
-    ids: Vec<NodeId>,
+    pub(super) ids: Vec<NodeId>,
     pub(super) members: Arc<Members>,
-    /// The configuration a change makes: a single promise is a phase-1 quorum, so a
-    /// phase 1 in it alone would miss what the first configuration chose.
+    /// The configuration a change makes (see [`ModelChange`]).
     pub(super) changed: Arc<Members>,
     options: Options,
     pub(super) bounds: Bounds,
@@ -71,8 +82,14 @@ impl System {
     pub(super) fn new(bounds: Bounds) -> System {
         let ids: Vec<NodeId> = (1..=3).map(NodeId).collect();
         let members = Members::new(ids.clone(), QuorumSpec::Majority).expect("members");
-        let changed = QuorumSpec::Flexible { q1: 1, q2: 3 };
-        let changed = Members::new(ids.clone(), changed).expect("members");
+        let changed = match bounds.change {
+            ModelChange::QuorumSystem => {
+                let flexible = QuorumSpec::Flexible { q1: 1, q2: 3 };
+                Members::new(ids.clone(), flexible)
+            }
+            ModelChange::RemoveN2 => Members::new(vec![ids[0], ids[2]], QuorumSpec::Majority),
+        };
+        let changed = changed.expect("members");
         let options = Options {
             heartbeat_ticks: 1,
             election_ticks: 3,
@@ -307,14 +324,12 @@ pub(super) fn is_chosen<'v>(
 ) -> bool {
     let at_slot = votes.filter(move |v| v.slot == slot && v.entry == *entry);
     at_slot.clone().any(|v| {
+        let config = system.config_of(v.ballot.epoch());
         let voters: AcceptorSet = (at_slot.clone())
             .filter(|w| w.ballot == v.ballot)
-            .map(|w| w.acceptor)
+            .filter_map(|w| config.index_of(system.ids[w.acceptor]))
             .collect();
-        system
-            .config_of(v.ballot.epoch())
-            .quorum()
-            .is_phase2_quorum(voters)
+        config.quorum().is_phase2_quorum(voters)
     })
 }
 

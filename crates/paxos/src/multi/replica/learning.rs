@@ -20,7 +20,11 @@ impl<C: Command, R: RngCore> Shared<C, R> {
         first: Slot,
         last: Slot,
     ) {
-        if ballot != self.promised {
+        // Reports are kept by roster position, which only the current epoch's
+        // configuration gives a meaning to: a report at a ballot of another epoch (one
+        // this replica has yet to learn) is not kept, or it would be counted later with
+        // positions that moved.
+        if ballot != self.promised || ballot.epoch() != self.membership.epoch() {
             return;
         }
         self.align_reports(ballot);

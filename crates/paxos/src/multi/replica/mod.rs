@@ -193,7 +193,8 @@ impl<C: Command, R: RngCore> Replica<C, R> {
 
     /// A replica restarted from what its storage holds. The state machine restarts from
     /// the snapshot; the replica applies the chosen entries after it again, from its first
-    /// `tick()` on.
+    /// `tick()` on. `members` is the configuration of epoch 0 (the initial cluster): the
+    /// membership changes in the log are applied over it again as they are replayed.
     pub fn restart(
         id: NodeId,
         members: Arc<Members>,

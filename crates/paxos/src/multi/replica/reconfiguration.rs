@@ -141,6 +141,9 @@ impl<C: Command, R: RngCore> Shared<C, R> {
             .collect();
         self.forwards_seen = forwards;
         self.snapshot_sent = snapshots;
+        // Reports name acceptors by position: counted after the roster moved, they would
+        // name others. Forget them; acceptors report again with their next votes.
+        self.reports = Reports::default();
     }
 
     /// A leader of the newest epoch, with an older configuration still active, proposes
