@@ -77,6 +77,8 @@ pub(crate) struct Cluster {
     pub ids: Vec<NodeId>,
     /// Per replica, the configuration it starts from (a joiner's names itself).
     members: Vec<Arc<Members>>,
+    /// Per replica, whether it joined an existing cluster (started with what it was told).
+    joined: Vec<bool>,
     options: Options,
     pub replicas: Vec<Option<TestReplica>>,
     /// Per replica, the durability contract its actions go through (as in the server).
@@ -115,6 +117,7 @@ impl Cluster {
         let n = ids.len();
         let mut cluster = Cluster {
             members: vec![members; ids.len()],
+            joined: vec![false; ids.len()],
             ids,
             options,
             replicas: Vec::new(),
@@ -147,7 +150,13 @@ impl Cluster {
         self.state[i] = decode(&data.to_vec().expect("in memory"));
         self.applied[i] = index;
         let members = self.members[i].clone();
-        Replica::restart(self.ids[i], members, self.options.clone(), rng, durable).expect("replica")
+        let options = self.options.clone();
+        let replica = if self.joined[i] {
+            Replica::join(self.ids[i], members, options, rng, durable)
+        } else {
+            Replica::restart(self.ids[i], members, options, rng, durable)
+        };
+        replica.expect("replica")
     }
 
     pub(crate) fn index(&self, id: NodeId) -> usize {
@@ -322,6 +331,7 @@ impl Cluster {
         let id = NodeId(self.ids.len() as u64 + 1);
         self.ids.push(id);
         self.members.push(self.members[0].clone());
+        self.joined.push(true);
         self.replicas.push(None);
         self.sequencers.push(Sequencer::new());
         self.disks.push(Disk::default());

@@ -35,6 +35,9 @@ pub struct Membership {
     configs: Vec<Arc<Members>>,
     /// See [`Membership::roster`]; kept, since every message asks for a position in it.
     roster: Vec<NodeId>,
+    /// The epoch of a configuration a joining member was told of rather than learned
+    /// from the log ([`Membership::told`]); it settles once that epoch is retired.
+    told: Option<u64>,
 }
 
 /// One change to a configuration, as an operator asks for it.
@@ -109,7 +112,25 @@ impl Membership {
             first_epoch: 0,
             configs: vec![members],
             roster,
+            told: None,
         }
+    }
+
+    /// The configuration a member joining an existing cluster was told of (what `member
+    /// add` printed), standing for epoch 0 until the log's changes are replayed over it.
+    /// It may not be the configuration epoch 0 had, so a replica must not campaign on it:
+    /// the membership is not [settled](Membership::is_settled) until the log has retired
+    /// it.
+    pub fn told(members: Arc<Members>) -> Membership {
+        Membership {
+            told: Some(0),
+            ..Membership::new(members)
+        }
+    }
+
+    /// Whether every active configuration was learned from the log (none was only told).
+    pub fn is_settled(&self) -> bool {
+        self.told.is_none_or(|epoch| self.first_epoch > epoch)
     }
 
     /// Whether an older configuration is still active: a change is under way.

@@ -230,3 +230,45 @@ fn a_replica_that_saw_a_later_epoch_asks_a_voter_it_knows_for_the_log() {
 fn seeded(seed: u64) -> rand_pcg::Pcg32 {
     rand_core::SeedableRng::seed_from_u64(seed)
 }
+
+/// A joining voter started with the configuration it was told of never campaigns on it;
+/// once the log's changes replayed over it have retired it, it may.
+#[test]
+fn a_joining_member_campaigns_only_on_configurations_the_log_chose() {
+    use crate::Ballot;
+    let told = Arc::new(Members::new(ids(&[1, 2, 3, 4]), QuorumSpec::Majority).unwrap());
+    let options = Options::default();
+    let durable = Durable::default();
+    let mut joiner =
+        TestReplica::join(NodeId(4), told.clone(), options, seeded(4), durable).unwrap();
+    for _ in 0..200 {
+        joiner.tick();
+    }
+    assert_eq!(joiner.promised(), Ballot::ZERO, "it never campaigned");
+    assert!(!joiner.membership().is_settled());
+    let leader = Ballot::next_in_epoch(Ballot::ZERO, 1, NodeId(1)).unwrap();
+    let at = |entry| LogEntry {
+        ballot: leader,
+        entry,
+    };
+    let chosen = Message::Chosen {
+        ballot: leader,
+        first: 1,
+        entries: vec![
+            at(Entry::Configure {
+                base: 0,
+                members: told,
+            }),
+            at(Entry::Retire { epoch: 1 }),
+        ],
+        commit: 2,
+    };
+    joiner.step(NodeId(1), chosen);
+    joiner.tick();
+    assert!(joiner.membership().is_settled());
+    let campaigned = (0..200).any(|_| {
+        joiner.tick();
+        joiner.promised().node == NodeId(4)
+    });
+    assert!(campaigned, "settled, it campaigns when it hears no leader");
+}

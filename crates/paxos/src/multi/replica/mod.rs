@@ -351,6 +351,23 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         self.finish()
     }
 
+    /// A member joining an existing cluster, started with the configuration it was told
+    /// of (the current members and itself, as `member add` printed them) and what its
+    /// storage holds. It takes the log like any member, and never campaigns until the
+    /// changes it replays have retired the configuration it was told of
+    /// ([`Membership::is_settled`]): that one was never chosen.
+    pub fn join(
+        id: NodeId,
+        told: Arc<Members>,
+        options: Options,
+        rng: R,
+        durable: Durable<C>,
+    ) -> Result<Replica<C, R>, ConfigError> {
+        let mut replica = Replica::restart(id, told.clone(), options, rng, durable)?;
+        replica.shared.membership = Membership::told(told);
+        Ok(replica)
+    }
+
     /// The application took a snapshot covering every slot through `index` (at most what
     /// it applied). The replica keeps it for laggards and releases the log below it.
     pub fn snapshot_taken(&mut self, index: Slot, data: SnapshotData) -> Vec<Action<C>> {

@@ -46,6 +46,9 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         if !shared.membership.current().is_voter(shared.id) {
             return; // A learner never leads.
         }
+        if !shared.membership.is_settled() {
+            return; // A joining member leads only on configurations the log chose.
+        }
         if shared.grant_refuses(shared.id) {
             return; // Our own acceptor still honours another leader's lease.
         }
