@@ -347,8 +347,8 @@ fn bad_requests_get_etcds_errors_and_change_nothing() {
 /// A running `synod dev`: the process, its last member's client endpoint, its data dir.
 struct Dev {
     process: Background,
-    /// Kept open: `synod dev` prints to it when it stops.
-    _stdout: BufReader<std::process::ChildStdout>,
+    /// `synod dev`'s stdout, after its banner (dropped to close it).
+    stdout: Option<BufReader<std::process::ChildStdout>>,
     endpoint: String,
     dir: std::path::PathBuf,
 }
@@ -410,7 +410,7 @@ impl Dev {
         assert!(printed.contains(&endpoint), "{printed}");
         Dev {
             process,
-            _stdout: banner,
+            stdout: Some(banner),
             endpoint,
             dir,
         }
@@ -468,6 +468,15 @@ fn synod_dev_serves_etcdctl_and_stops_cleanly_on_ctrl_c() {
     support::etcdctl_installed();
     let dev = Dev::start(3);
     dev.put_and_get();
+    dev.interrupt();
+}
+
+#[test]
+fn synod_dev_stops_cleanly_when_its_stdout_was_closed() {
+    support::etcdctl_installed();
+    let mut dev = Dev::start(1);
+    dev.put_and_get();
+    dev.stdout = None; // Whoever read the banner went away: `synod dev | head -3`.
     dev.interrupt();
 }
 

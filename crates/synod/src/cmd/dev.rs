@@ -66,8 +66,32 @@ fn configs(args: &DevArgs) -> Result<Vec<Config>, String> {
     Ok(configs)
 }
 
+/// Writes a line to stdout. A closed stdout (`synod dev | head`, a test that stopped
+/// reading) is no reason to fail: the cluster keeps running and stops cleanly.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+fn print_banner(args: &DevArgs, endpoints: &[String]) {
+    let all = endpoints.join(",");
+    say(format_args!(
+        "synod dev: {} members, data in {}",
+        args.members,
+        args.data_dir.display()
+    ));
+    for (i, e) in endpoints.iter().enumerate() {
+        say(format_args!("  s{}  client http://{e}", i + 1));
+    }
+    say(format_args!("\nTry:"));
+    say(format_args!(
+        "  etcdctl --endpoints={all} put greeting hello"
+    ));
+    say(format_args!("  etcdctl --endpoints={all} get greeting"));
+    say(format_args!("\nCtrl-C stops the cluster."));
+}
+
 /// Runs `synod dev` until Ctrl-C.
-#[allow(clippy::print_stdout)] // Printing the endpoints is the point.
 pub fn run(args: DevArgs) -> Result<ExitCode, String> {
     super::serve::init_logging(args.log_level);
     let configs = configs(&args)?;
@@ -91,23 +115,7 @@ pub fn run(args: DevArgs) -> Result<ExitCode, String> {
             };
             members.push((name, tokio::spawn(server::server::run(config, done))));
         }
-        println!(
-            "synod dev: {} members, data in {}",
-            args.members,
-            args.data_dir.display()
-        );
-        for (i, e) in endpoints.iter().enumerate() {
-            println!("  s{}  client http://{e}", i + 1);
-        }
-        println!();
-        println!("Try:");
-        println!(
-            "  etcdctl --endpoints={} put greeting hello",
-            endpoints.join(",")
-        );
-        println!("  etcdctl --endpoints={} get greeting", endpoints.join(","));
-        println!();
-        println!("Ctrl-C stops the cluster.");
+        print_banner(&args, &endpoints);
         tokio::select! {
             () = super::serve::stop_signal() => {}
             () = async {
@@ -130,7 +138,7 @@ pub fn run(args: DevArgs) -> Result<ExitCode, String> {
                 Err(e) => failed = Some(format!("member {name}: {e}")),
             }
         }
-        println!("synod dev: stopped");
+        say(format_args!("synod dev: stopped"));
         match failed {
             Some(e) => Err(e),
             None => Ok(ExitCode::SUCCESS),
