@@ -83,7 +83,7 @@ impl<C: Command> Entry<C> {
     }
 
     /// The command, if this is one.
-    pub fn command(&self) -> Option<&C> {
+    pub fn into_command(self) -> Option<C> {
         match self {
             Entry::Command(c) => Some(c),
             _ => None,

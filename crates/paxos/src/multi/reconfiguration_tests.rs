@@ -180,8 +180,7 @@ fn a_leader_change_in_the_middle_of_a_change_leaves_one_membership() {
 #[test]
 fn a_replica_that_missed_a_change_learns_it_from_a_member_it_knows() {
     use crate::Ballot;
-    let members = Arc::new(Members::new(ids(&[1, 2, 3]), QuorumSpec::Majority).unwrap());
-    let mut lagger = TestReplica::new(NodeId(3), members, Options::default(), seeded(3)).unwrap();
+    let mut lagger = lagger();
     let grown = Arc::new(Members::new(ids(&[1, 2, 3, 4]), QuorumSpec::Majority).unwrap());
     let new_leader = Ballot::next_in_epoch(Ballot::ZERO, 1, NodeId(4)).unwrap();
     let chosen = Message::Chosen {
@@ -205,8 +204,7 @@ fn a_replica_that_missed_a_change_learns_it_from_a_member_it_knows() {
 #[test]
 fn a_replica_that_saw_a_later_epoch_asks_a_voter_it_knows_for_the_log() {
     use crate::Ballot;
-    let members = Arc::new(Members::new(ids(&[1, 2, 3]), QuorumSpec::Majority).unwrap());
-    let mut lagger = TestReplica::new(NodeId(3), members, Options::default(), seeded(3)).unwrap();
+    let mut lagger = lagger();
     let new_leader = Ballot::next_in_epoch(Ballot::ZERO, 1, NodeId(4)).unwrap();
     let nack = Message::Nack {
         ballot: Ballot::new(1, NodeId(3)),
@@ -225,6 +223,12 @@ fn a_replica_that_saw_a_later_epoch_asks_a_voter_it_knows_for_the_log() {
         .collect();
     assert!(!asked.is_empty(), "it asks for the log");
     assert!(asked.iter().all(|&to| to == NodeId(1) || to == NodeId(2)));
+}
+
+/// Replica n3 of {n1, n2, n3}, at epoch 0.
+fn lagger() -> TestReplica {
+    let members = Arc::new(Members::new(ids(&[1, 2, 3]), QuorumSpec::Majority).unwrap());
+    TestReplica::new(NodeId(3), members, Options::default(), seeded(3)).unwrap()
 }
 
 fn seeded(seed: u64) -> rand_pcg::Pcg32 {

@@ -32,11 +32,9 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             // dropped; they go to the next leader this replica learns of (or back into
             // its own queue if it leads again).
             // A membership entry is dropped: its requester learns so from the epoch.
-            let commands = old.pending.into_iter().filter_map(|entry| match entry {
-                Entry::Command(command) => Some(command),
-                _ => None,
-            });
-            shared.stranded.extend(commands);
+            shared
+                .stranded
+                .extend(old.pending.into_iter().filter_map(Entry::into_command));
         }
     }
 
