@@ -156,7 +156,7 @@ impl Persister {
 mod tests {
     use super::*;
     use crate::node::Input;
-    use paxos::multi::{Entry, SnapshotData};
+    use paxos::multi::{Entry, Members, Membership, SnapshotData};
     use paxos::{Ballot, NodeId};
     use storage::{DiskOptions, Identity, Storage};
 
@@ -230,7 +230,14 @@ mod tests {
         assert_eq!(persister.completion().await.0, 3);
         // A snapshot goes through the committer, and the ring waits for it.
         let data = SnapshotData::from(b"state".to_vec());
-        persister.submit(4, vec![Write::Snapshot { index: 4, data }]);
+        let members = Members::new(vec![NodeId(1)], paxos::QuorumSpec::Majority).unwrap();
+        let membership = Membership::new(Arc::new(members));
+        let snapshot = Write::Snapshot {
+            index: 4,
+            membership,
+            data,
+        };
+        persister.submit(4, vec![snapshot]);
         persister.flush().unwrap();
         persister.submit(5, vec![votes(5, 1)]);
         persister.flush().unwrap();

@@ -3,8 +3,9 @@
 //! is restored from the same file and starts with the store it holds.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use paxos::multi::{SnapshotData, Write};
+use paxos::multi::{Members, Membership, SnapshotData, Write};
 use storage::{DiskOptions, DiskStorage, Identity, Storage};
 
 use crate::api::maintenance::from_backup_file;
@@ -35,9 +36,13 @@ pub fn restore(config: &Config, file: &[u8]) -> Result<kv::Store, String> {
     let disk = DiskStorage::<Payload>::open(&dir, DiskOptions::new(identity))
         .map_err(|e| e.to_string())?;
     let data = SnapshotData::from(snapshot.to_vec());
+    // A restored member starts a new cluster: the one its flags name.
+    let ids = config.members.iter().map(|m| m.id).collect();
+    let members = Members::new(ids, config.quorum).map_err(|e| e.to_string())?;
     let writes = vec![
         Write::Snapshot {
             index: RESTORED_SLOT,
+            membership: Membership::new(Arc::new(members)),
             data,
         },
         Write::Commit(RESTORED_SLOT),

@@ -388,10 +388,16 @@ mod tests {
     use super::*;
     use paxos::Ballot;
 
+    fn one_member() -> paxos::multi::Membership {
+        let members = paxos::multi::Members::new(vec![NodeId(1)], paxos::QuorumSpec::Majority);
+        paxos::multi::Membership::new(Arc::new(members.unwrap()))
+    }
+
     fn chunk(offset: u64) -> std::io::Result<Message<Payload>> {
         Ok(Message::Snapshot {
             ballot: Ballot::ZERO,
             index: 9,
+            membership: one_member(),
             offset,
             total: 100,
             data: vec![0; 10],

@@ -7,7 +7,7 @@
 
 use paxos::multi::{Entry, LogEntry, Message, SlotVote};
 use paxos::NodeId;
-use storage::format::{put_ballot, put_entry, put_len, Reader};
+use storage::format::{put_ballot, put_entry, put_len, put_membership, Reader};
 
 use crate::limits::PEER_FRAME_BYTES_MAX;
 use crate::payload::Payload;
@@ -26,7 +26,8 @@ pub struct Hello {
     pub to: NodeId,
 }
 
-const HELLO_MAGIC: [u8; 8] = *b"SYNODP01";
+/// Version 2: snapshot chunks carry the membership.
+const HELLO_MAGIC: [u8; 8] = *b"SYNODP02";
 
 /// Why a frame header was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -251,6 +252,7 @@ pub fn encode_message(message: &Message<Payload>, out: &mut Vec<u8>) {
         Message::Snapshot {
             ballot,
             index,
+            membership,
             offset,
             total,
             data,
@@ -258,6 +260,7 @@ pub fn encode_message(message: &Message<Payload>, out: &mut Vec<u8>) {
             out.push(SNAPSHOT);
             put_ballot(out, *ballot);
             put_u64(out, *index);
+            put_membership(out, membership);
             put_u64(out, *offset);
             put_u64(out, *total);
             put_bytes(out, data);
@@ -385,6 +388,7 @@ pub fn decode_message(body: &[u8]) -> Option<Message<Payload>> {
         SNAPSHOT => Message::Snapshot {
             ballot: r.ballot()?,
             index: r.u64()?,
+            membership: r.membership()?,
             offset: r.u64()?,
             total: r.u64()?,
             data: bytes(&mut r)?,
@@ -397,8 +401,10 @@ pub fn decode_message(body: &[u8]) -> Option<Message<Payload>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use paxos::Ballot;
+    use paxos::multi::{Members, Membership};
+    use paxos::{Ballot, QuorumSpec};
     use proptest::prelude::*;
+    use std::sync::Arc;
 
     fn b(round: u64, node: u64) -> Ballot {
         Ballot::new(round, NodeId(node))
@@ -494,11 +500,21 @@ mod tests {
             Message::Snapshot {
                 ballot: b(5, 1),
                 index: 100,
+                membership: two_configurations(),
                 offset: 0,
                 total: 3,
                 data: b"abc".to_vec(),
             },
         ]
+    }
+
+    /// A change under way: the old configuration and the new, with a learner.
+    fn two_configurations() -> Membership {
+        let ids = |ids: &[u64]| ids.iter().map(|&i| NodeId(i)).collect::<Vec<_>>();
+        let old = Members::new(ids(&[1, 2, 3]), QuorumSpec::Majority).unwrap();
+        let spec = QuorumSpec::Flexible { q1: 3, q2: 2 };
+        let new = Members::with_learners(ids(&[1, 2, 3, 4]), ids(&[7]), spec).unwrap();
+        Membership::from_parts(2, vec![Arc::new(old), Arc::new(new)], None).unwrap()
     }
 
     #[test]

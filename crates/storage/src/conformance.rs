@@ -1,8 +1,10 @@
 //! One suite of behaviours every implementation must show: the contract of the crate
 //! documentation, run against memory, faulty and disk storage alike.
 
-use paxos::multi::{Durable, Entry, LogEntry, SnapshotData, Write};
-use paxos::{Ballot, NodeId};
+use std::sync::Arc;
+
+use paxos::multi::{Durable, Entry, LogEntry, Members, Membership, SnapshotData, Write};
+use paxos::{Ballot, NodeId, QuorumSpec};
 
 use crate::{DiskOptions, DiskStorage, FaultyStorage, Identity, MemoryStorage, Storage};
 
@@ -80,15 +82,26 @@ pub(crate) fn conformance<S: Storage<u64>>(
     let s = open();
     s.persist(vec![votes(1, 1, &[1, 2, 3, 4])]).unwrap();
     let data = SnapshotData::from(b"state through slot 2".to_vec());
+    let membership = a_membership();
     s.persist(vec![Write::Snapshot {
         index: 2,
+        membership: membership.clone(),
         data: data.clone(),
     }])
     .unwrap();
     let d = reopen(s).recovered().unwrap();
     assert_eq!(d.snapshot, Some((2, data)));
+    assert_eq!(d.snapshot_membership, Some(membership));
     assert_eq!(d.votes, vec![(3, vote(1, 3)), (4, vote(1, 4))]);
     assert_eq!(d.commit, 2, "a snapshot's index is chosen");
+}
+
+/// Two active configurations (a change under way), the newer with a learner.
+pub(crate) fn a_membership() -> Membership {
+    let ids = |ids: &[u64]| ids.iter().map(|&i| NodeId(i)).collect::<Vec<_>>();
+    let old = Members::new(ids(&[1, 2, 3]), QuorumSpec::Majority).unwrap();
+    let new = Members::with_learners(ids(&[1, 2, 3, 4]), ids(&[5]), QuorumSpec::Majority);
+    Membership::from_parts(3, vec![Arc::new(old), Arc::new(new.unwrap())], None).unwrap()
 }
 
 #[test]

@@ -109,7 +109,7 @@ impl FaultyStorage {
         let mut state = State::default();
         for (_, record) in scanned.records {
             let data = match &record {
-                Record::Snapshot { index } => inner.snapshots.get(index).cloned(),
+                Record::Snapshot { index, .. } => inner.snapshots.get(index).cloned(),
                 _ => None,
             };
             state.apply_record(record, data);
@@ -132,7 +132,7 @@ impl FaultyStorage {
         let mut bytes = Vec::new();
         for write in writes {
             let (record, snapshot) = Record::of(write);
-            if let (Record::Snapshot { index }, Some(data)) = (&record, snapshot) {
+            if let (Record::Snapshot { index, .. }, Some(data)) = (&record, snapshot) {
                 inner.snapshots.insert(*index, data);
             }
             encode_record(&record, &mut bytes);

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use paxos::multi::{Entry, LogEntry, Members, Slot, SnapshotData, Write};
+use paxos::multi::{Entry, LogEntry, Members, Membership, Slot, SnapshotData, Write};
 use paxos::{Ballot, NodeId, QuorumSpec, ACCEPTORS_MAX};
 
 /// Commands as bytes. The log stores whatever the replicated state machine proposes.
@@ -37,8 +37,9 @@ impl Codec for u64 {
 pub const MAGIC: [u8; 8] = *b"SYNODWAL";
 /// The segment format version this code writes. It reads every version up to it.
 /// Version 3 adds the membership entries (tags 2 and 3), which an older reader must
-/// refuse as newer rather than take for damage.
-pub const VERSION: u32 = 3;
+/// refuse as newer rather than take for damage; version 4 the snapshot record that
+/// carries the membership (type 7).
+pub const VERSION: u32 = 4;
 /// The first segment version whose records come in frames, one per write.
 pub const FRAMED_SINCE: u32 = 2;
 /// The snapshot file format version (unchanged since version 1).
@@ -57,6 +58,10 @@ pub const FRAME_END: u8 = b'.';
 pub const HEADER_LEN: usize = 40;
 /// Bytes before a record's payload: checksum, length, type.
 pub const RECORD_OVERHEAD: usize = 9;
+/// The most configurations a stored membership may hold at once (a replica has two
+/// active during a change; more is corruption, not an allocation).
+const MEMBERSHIP_CONFIGS_MAX: usize = 64;
+
 /// The largest record accepted (a larger length is corruption, not an allocation).
 pub const RECORD_MAX: usize = 64 << 20;
 
@@ -107,6 +112,9 @@ pub enum Record<C> {
     Snapshot {
         /// The last slot covered.
         index: Slot,
+        /// The membership after `index` (type 7); `None` in a type-5 record, written
+        /// before membership could change (the initial configuration then holds).
+        membership: Option<Membership>,
     },
     /// Opens every segment: the promise and commit point so far, so that older segments
     /// are needed only for the votes they hold.
@@ -135,7 +143,14 @@ impl<C: Clone> Record<C> {
             },
             Write::Chosen { first, entries } => Record::Chosen { first, entries },
             Write::Commit(slot) => Record::Commit(slot),
-            Write::Snapshot { index, data } => return (Record::Snapshot { index }, Some(data)),
+            Write::Snapshot {
+                index,
+                membership,
+                data,
+            } => {
+                let membership = Some(membership);
+                return (Record::Snapshot { index, membership }, Some(data));
+            }
         };
         (record, None)
     }
@@ -156,6 +171,7 @@ const CHOSEN: u8 = 3;
 const COMMIT: u8 = 4;
 const SNAPSHOT: u8 = 5;
 const STATE: u8 = 6;
+const SNAPSHOT_WITH_MEMBERSHIP: u8 = 7;
 
 /// Encodes a segment header.
 pub fn encode_header(header: &Header) -> [u8; HEADER_LEN] {
@@ -239,9 +255,15 @@ pub fn encode_record<C: Codec>(record: &Record<C>, out: &mut Vec<u8>) {
             out.push(COMMIT);
             out.extend_from_slice(&slot.to_le_bytes());
         }
-        Record::Snapshot { index } => {
-            out.push(SNAPSHOT);
+        Record::Snapshot { index, membership } => {
+            out.push(match membership {
+                Some(_) => SNAPSHOT_WITH_MEMBERSHIP,
+                None => SNAPSHOT,
+            });
             out.extend_from_slice(&index.to_le_bytes());
+            if let Some(membership) = membership {
+                put_membership(out, membership);
+            }
         }
         Record::State { promised, commit } => {
             out.push(STATE);
@@ -316,6 +338,25 @@ pub fn put_members(out: &mut Vec<u8>, members: &Members) {
             out.extend_from_slice(&small(rows));
             out.extend_from_slice(&small(cols));
         }
+    }
+}
+
+/// Appends a membership: the first active epoch (u64), the epoch of a configuration
+/// that was told rather than learned (a byte 0, or 1 then the epoch as u64), then the
+/// active configurations (u32 count, then each as [`put_members`]), oldest first.
+pub fn put_membership(out: &mut Vec<u8>, membership: &Membership) {
+    out.extend_from_slice(&membership.first_epoch().to_le_bytes());
+    match membership.told_epoch() {
+        None => out.push(0),
+        Some(epoch) => {
+            out.push(1);
+            out.extend_from_slice(&epoch.to_le_bytes());
+        }
+    }
+    let configs: Vec<_> = membership.active().collect();
+    put_len(out, configs.len());
+    for (_, members) in configs {
+        put_members(out, members);
     }
 }
 
@@ -394,7 +435,14 @@ fn decode_body<C: Codec>(body: &[u8]) -> Option<Record<C>> {
             Record::Chosen { first, entries }
         }
         COMMIT => Record::Commit(r.u64()?),
-        SNAPSHOT => Record::Snapshot { index: r.u64()? },
+        SNAPSHOT => Record::Snapshot {
+            index: r.u64()?,
+            membership: None,
+        },
+        SNAPSHOT_WITH_MEMBERSHIP => Record::Snapshot {
+            index: r.u64()?,
+            membership: Some(r.membership()?),
+        },
         STATE => Record::State {
             promised: r.ballot()?,
             commit: r.u64()?,
@@ -635,6 +683,24 @@ impl Reader<'_> {
         }
     }
 
+    /// A membership, as [`put_membership`] wrote it; `None` if it is not a valid one.
+    pub fn membership(&mut self) -> Option<Membership> {
+        let first_epoch = self.u64()?;
+        let told = match self.u8()? {
+            0 => None,
+            1 => Some(self.u64()?),
+            _ => return None,
+        };
+        let count = usize::try_from(self.u32()?).ok()?;
+        if count > MEMBERSHIP_CONFIGS_MAX {
+            return None;
+        }
+        let configs = (0..count)
+            .map(|_| self.members().map(Arc::new))
+            .collect::<Option<Vec<_>>>()?;
+        Membership::from_parts(first_epoch, configs, told)
+    }
+
     /// A configuration, as [`put_members`] wrote it; `None` if it is not a valid one.
     pub fn members(&mut self) -> Option<Members> {
         let mut lists = [Vec::new(), Vec::new()];
@@ -704,7 +770,18 @@ mod tests {
                 }],
             },
             Record::Commit(9),
-            Record::Snapshot { index: 4 },
+            Record::Snapshot {
+                index: 4,
+                membership: None,
+            },
+            Record::Snapshot {
+                index: 5,
+                membership: Membership::from_parts(
+                    7,
+                    configurations().into_iter().map(Arc::new).collect(),
+                    Some(6),
+                ),
+            },
             Record::State {
                 promised: ballot(3, 2),
                 commit: 9,

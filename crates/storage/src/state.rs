@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use paxos::multi::{Durable, LogEntry, Slot, SnapshotData, Write};
+use paxos::multi::{Durable, LogEntry, Membership, Slot, SnapshotData, Write};
 use paxos::Ballot;
 
 use crate::format::Record;
@@ -21,6 +21,8 @@ pub struct State<C> {
     pub snapshot_index: Slot,
     /// The snapshot's bytes.
     pub snapshot: Option<SnapshotData>,
+    /// The membership the snapshot was taken with, if its record says.
+    pub snapshot_membership: Option<Membership>,
 }
 
 impl<C> Default for State<C> {
@@ -31,6 +33,7 @@ impl<C> Default for State<C> {
             commit: 0,
             snapshot_index: 0,
             snapshot: None,
+            snapshot_membership: None,
         }
     }
 }
@@ -58,7 +61,11 @@ impl<C: Clone> State<C> {
                 }
             }
             Write::Commit(slot) => self.commit = self.commit.max(slot),
-            Write::Snapshot { index, data } => self.snapshot_taken(index, Some(data)),
+            Write::Snapshot {
+                index,
+                membership,
+                data,
+            } => self.snapshot_taken(index, Some(membership), Some(data)),
         }
     }
 
@@ -77,7 +84,9 @@ impl<C: Clone> State<C> {
             }),
             Record::Chosen { first, entries } => self.apply(Write::Chosen { first, entries }),
             Record::Commit(slot) => self.apply(Write::Commit(slot)),
-            Record::Snapshot { index } => self.snapshot_taken(index, snapshot),
+            Record::Snapshot { index, membership } => {
+                self.snapshot_taken(index, membership, snapshot);
+            }
             Record::State { promised, commit } => {
                 self.promise(promised);
                 self.commit = self.commit.max(commit);
@@ -95,12 +104,18 @@ impl<C: Clone> State<C> {
         }
     }
 
-    fn snapshot_taken(&mut self, index: Slot, data: Option<SnapshotData>) {
+    fn snapshot_taken(
+        &mut self,
+        index: Slot,
+        membership: Option<Membership>,
+        data: Option<SnapshotData>,
+    ) {
         if index < self.snapshot_index {
             return;
         }
         self.snapshot_index = index;
         self.snapshot = data;
+        self.snapshot_membership = membership;
         self.votes = self.votes.split_off(&(index + 1));
         self.commit = self.commit.max(index);
     }
@@ -115,6 +130,7 @@ impl<C: Clone> State<C> {
                 .snapshot
                 .clone()
                 .map(|data| (self.snapshot_index, data)),
+            snapshot_membership: self.snapshot_membership.clone(),
         }
     }
 }

@@ -9,8 +9,8 @@ use rand_core::SeedableRng;
 use rand_pcg::Pcg32;
 
 use super::{
-    Action, Change, Durable, Entry, LogEntry, Members, Message, Options, ReconfigureError, Replica,
-    Sequencer, Slot, SnapshotData, Step, Write,
+    membership::Membership, Action, Change, Durable, Entry, LogEntry, Members, Message, Options,
+    ReconfigureError, Replica, Sequencer, Slot, SnapshotData, Step, Write,
 };
 use crate::{NodeId, QuorumSpec};
 
@@ -23,6 +23,7 @@ pub(crate) struct Disk {
     votes: BTreeMap<Slot, LogEntry<u64>>,
     commit: Slot,
     snapshot: Option<(Slot, SnapshotData)>,
+    snapshot_membership: Option<Membership>,
 }
 
 impl Disk {
@@ -44,9 +45,14 @@ impl Disk {
                 self.votes.extend((first..).zip(entries));
             }
             Write::Commit(slot) => self.commit = self.commit.max(slot),
-            Write::Snapshot { index, data } => {
+            Write::Snapshot {
+                index,
+                membership,
+                data,
+            } => {
                 self.votes.retain(|&slot, _| slot > index);
                 self.snapshot = Some((index, data));
+                self.snapshot_membership = Some(membership);
             }
         }
     }
@@ -57,6 +63,7 @@ impl Disk {
             votes: self.votes.iter().map(|(&s, v)| (s, v.clone())).collect(),
             commit: self.commit,
             snapshot: self.snapshot.clone(),
+            snapshot_membership: self.snapshot_membership.clone(),
         }
     }
 }
@@ -353,7 +360,14 @@ impl Cluster {
 
     pub(crate) fn snapshot(&mut self, i: usize) {
         let index = self.applied[i];
-        let data = SnapshotData::from(encode(&self.state[i]).to_vec());
+        let commands = self.state[i].clone();
+        self.snapshot_at(i, index, &commands);
+    }
+
+    /// Replica `i` takes a snapshot through `index`, where `commands` had been applied
+    /// (it may have applied more since).
+    pub(crate) fn snapshot_at(&mut self, i: usize, index: Slot, commands: &[u64]) {
+        let data = SnapshotData::from(encode(commands).to_vec());
         self.with(i, |r| r.snapshot_taken(index, data));
     }
 

@@ -128,6 +128,39 @@ impl Membership {
         }
     }
 
+    /// A membership rebuilt from what [`Membership::first_epoch`],
+    /// [`Membership::active`] and [`Membership::told_epoch`] said of one (as storage and
+    /// the peer protocol carry it with a snapshot); `None` if `configs` is empty.
+    pub fn from_parts(
+        first_epoch: u64,
+        configs: Vec<Arc<Members>>,
+        told: Option<u64>,
+    ) -> Option<Membership> {
+        if configs.is_empty() {
+            return None;
+        }
+        first_epoch.checked_add(configs.len() as u64 - 1)?;
+        let mut membership = Membership {
+            first_epoch,
+            configs,
+            roster: Vec::new(),
+            told,
+        };
+        membership.roster = membership.compute_roster();
+        Some(membership)
+    }
+
+    /// The epoch of the oldest active configuration.
+    pub fn first_epoch(&self) -> u64 {
+        self.first_epoch
+    }
+
+    /// The epoch of a configuration that was told rather than learned, if any (see
+    /// [`Membership::told`]); it may be retired already.
+    pub fn told_epoch(&self) -> Option<u64> {
+        self.told
+    }
+
     /// Whether every active configuration was learned from the log (none was only told).
     pub fn is_settled(&self) -> bool {
         self.told.is_none_or(|epoch| self.first_epoch > epoch)

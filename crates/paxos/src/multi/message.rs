@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::ballot::Ballot;
 use crate::multi::config::Members;
+use crate::multi::membership::Membership;
 use crate::multi::snapshot::SnapshotData;
 use crate::node::NodeId;
 
@@ -253,6 +254,9 @@ pub enum Message<C> {
         ballot: Ballot,
         /// The last slot the snapshot covers.
         index: Slot,
+        /// The membership after every slot through `index`: the configurations a
+        /// replica installing the snapshot must respect, as the log left them there.
+        membership: Membership,
         /// Byte offset of `data` in the snapshot.
         offset: u64,
         /// The snapshot's total size.
@@ -335,6 +339,9 @@ pub enum Write<C> {
     Snapshot {
         /// The last slot covered.
         index: Slot,
+        /// The membership after every slot through `index` (the log's changes up to
+        /// there are released with it).
+        membership: Membership,
         /// The application's bytes.
         data: SnapshotData,
     },
@@ -402,6 +409,8 @@ pub enum Action<C> {
         ballot: Ballot,
         /// The last slot covered.
         index: Slot,
+        /// The membership after every slot through `index`.
+        membership: Membership,
         /// The application's bytes.
         data: SnapshotData,
         /// At most this many bytes per chunk.
@@ -436,6 +445,7 @@ impl<C> Action<C> {
             to,
             ballot,
             index,
+            membership,
             data,
             chunk_bytes,
         } = self
@@ -443,10 +453,12 @@ impl<C> Action<C> {
             return None;
         };
         let (ballot, index, total) = (*ballot, *index, data.len());
+        let membership = membership.clone();
         let messages = data.chunks(*chunk_bytes).map(move |chunk| {
             chunk.map(|(offset, data)| Message::Snapshot {
                 ballot,
                 index,
+                membership: membership.clone(),
                 offset,
                 total,
                 data,

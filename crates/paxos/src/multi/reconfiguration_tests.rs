@@ -276,3 +276,89 @@ fn a_joining_member_campaigns_only_on_configurations_the_log_chose() {
     });
     assert!(campaigned, "settled, it campaigns when it hears no leader");
 }
+
+/// Promotes the learner of a 3 + 1 cluster and writes on: the membership is epoch 1,
+/// four voters, when it returns.
+fn promoted_and_written(c: &mut Cluster) {
+    write(c, 0, 10);
+    let leader = c.elect();
+    c.reconfigure(leader, Change::Promote(NodeId(4))).unwrap();
+    c.run(10);
+    write(c, 10, 10);
+    let (epoch, members) = agreed_membership(c);
+    assert_eq!((epoch, members.replicas()), (1, &ids(&[1, 2, 3, 4])[..]));
+}
+
+#[test]
+fn a_restart_from_a_snapshot_past_a_change_keeps_the_change() {
+    let mut c = Cluster::with_learners(3, 1, QuorumSpec::Majority, Options::default());
+    promoted_and_written(&mut c);
+    let follower = (c.elect() + 1) % 4;
+    c.snapshot(follower);
+    assert!(c.replica(follower).compacted() > 0);
+    c.crash(follower);
+    c.restart(follower);
+    // The change's entry was released with the log: only the snapshot can say it.
+    let m = c.replica(follower).membership();
+    assert_eq!(
+        (m.epoch(), m.current().replicas()),
+        (1, &ids(&[1, 2, 3, 4])[..])
+    );
+    write(&mut c, 20, 10);
+    agreed_membership(&c);
+    let expected: Vec<u64> = (0..30).collect();
+    assert_eq!(commands(&c, follower), expected);
+}
+
+#[test]
+fn a_replica_that_missed_a_change_learns_it_from_a_snapshot() {
+    let mut c = Cluster::with_learners(3, 1, QuorumSpec::Majority, Options::default());
+    write(&mut c, 0, 5);
+    let leader = c.elect();
+    let behind = (leader + 1) % 3;
+    c.isolate(behind);
+    c.reconfigure(leader, Change::Promote(NodeId(4))).unwrap();
+    c.run(10);
+    write(&mut c, 5, 10);
+    for i in (0..4).filter(|&i| i != behind) {
+        c.snapshot(i);
+    }
+    c.heal();
+    c.run(40);
+    let r = c.replica(behind);
+    assert!(r.compacted() > 5, "caught up by a snapshot, not the log");
+    let (epoch, members) = agreed_membership(&c);
+    assert_eq!((epoch, members.replicas()), (1, &ids(&[1, 2, 3, 4])[..]));
+    // And keeps it across a restart: the installed snapshot was stored with it.
+    c.crash(behind);
+    c.restart(behind);
+    assert_eq!(c.replica(behind).membership().epoch(), 1);
+}
+
+#[test]
+fn a_snapshot_below_a_change_is_taken_with_the_membership_before_it() {
+    let mut c = Cluster::with_learners(3, 1, QuorumSpec::Majority, Options::default());
+    write(&mut c, 0, 5);
+    let before = c.applied(0);
+    promoted_and_written(&mut c);
+    // Replica 0 snapshots at a slot before the change although it applied past it.
+    let leader = c.elect();
+    let i = (leader + 1) % 4;
+    c.snapshot_at(i, before, &(0..5).collect::<Vec<u64>>());
+    assert_eq!(c.replica(i).compacted(), before);
+    assert_eq!(c.replica(i).membership().epoch(), 1);
+    // Restarted, it replays the change over the snapshot's membership, which must be
+    // the one before it (epoch 0: the change's base), or the change would be refused.
+    c.crash(i);
+    c.restart(i);
+    assert_eq!(c.replica(i).membership().epoch(), 0);
+    c.run(10);
+    let m = c.replica(i).membership();
+    assert_eq!(
+        (m.epoch(), m.current().replicas()),
+        (1, &ids(&[1, 2, 3, 4])[..])
+    );
+    write(&mut c, 20, 5);
+    let expected: Vec<u64> = (0..5).chain(0..25).collect();
+    assert_eq!(commands(&c, i), expected);
+}

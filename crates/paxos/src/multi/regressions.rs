@@ -134,6 +134,7 @@ fn a_late_snapshot_leaves_a_new_leaders_window_alone() {
         Message::Snapshot {
             ballot: b0,
             index: 1,
+            membership: n1.membership().clone(),
             offset: 0,
             total: 8,
             data: vec![7, 0, 0, 0, 0, 0, 0, 0],
@@ -498,9 +499,11 @@ fn snapshot_chunks_in_any_order_assemble() {
             seq: 1,
         },
     );
+    let membership = f.membership().clone();
     let chunk = |offset: u64, data: &[u8]| Message::Snapshot {
         ballot: leader,
         index: 3,
+        membership: membership.clone(),
         offset,
         total: 6,
         data: data.to_vec(),

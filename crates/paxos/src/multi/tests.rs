@@ -1149,6 +1149,7 @@ fn arbitrary_messages_are_handled_by_rule() {
                 _ => Message::Snapshot {
                     ballot: b,
                     index: slot,
+                    membership: r.membership().clone(),
                     offset: pick(3) * 4,
                     total: 8,
                     data: vec![0; pick(6) as usize],

@@ -315,7 +315,7 @@ impl<C: Codec + Clone> DiskStorage<C> {
                     promised = promised.max(*b);
                 }
                 (Record::Commit(slot), _) => commit = commit.max(*slot),
-                (Record::Snapshot { index }, Some(data)) => {
+                (Record::Snapshot { index, .. }, Some(data)) => {
                     let path = snapshot_path(&self.dir, *index);
                     // The server serialises its own snapshots straight into their file.
                     if data.stored_at() != Some(path.as_path()) {

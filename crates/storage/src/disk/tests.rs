@@ -316,6 +316,7 @@ fn segments_rotate_and_are_released_once_a_snapshot_covers_them() {
     let data = SnapshotData::from(b"through 30".to_vec());
     s.persist(vec![Write::Snapshot {
         index: 30,
+        membership: crate::conformance::a_membership(),
         data: data.clone(),
     }])
     .unwrap();
@@ -337,6 +338,7 @@ fn a_truncated_or_missing_snapshot_is_refused() {
         votes(1, &[1]),
         Write::Snapshot {
             index: 1,
+            membership: crate::conformance::a_membership(),
             data: vec![9u8; 50].into(),
         },
     ])

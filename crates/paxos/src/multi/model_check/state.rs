@@ -97,6 +97,7 @@ impl Disk {
             votes: self.votes.iter().map(|(&s, v)| (s, v.clone())).collect(),
             commit: self.commit,
             snapshot: None,
+            snapshot_membership: None,
         }
     }
 }

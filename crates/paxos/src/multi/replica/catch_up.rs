@@ -55,6 +55,7 @@ impl<C: Command, R: RngCore> Shared<C, R> {
         let Some((index, data)) = self.snapshot.clone() else {
             return;
         };
+        let membership = self.history.compacted().clone();
         // A snapshot is big: send it again only if the last copy has had time to arrive.
         let Some(member) = self.membership.position(peer) else {
             return;
@@ -68,6 +69,7 @@ impl<C: Command, R: RngCore> Shared<C, R> {
             to: peer,
             ballot,
             index,
+            membership,
             data,
             chunk_bytes: self.options.snapshot_chunk_bytes,
         });
@@ -113,8 +115,8 @@ impl<C: Command, R: RngCore> Shared<C, R> {
         &mut self,
         peer: NodeId,
         index: Slot,
-        offset: u64,
-        total: u64,
+        membership: Membership,
+        (offset, total): (u64, u64),
         data: Vec<u8>,
     ) {
         if index <= self.log.commit() {
@@ -129,6 +131,7 @@ impl<C: Command, R: RngCore> Shared<C, R> {
             self.incoming = Some(IncomingSnapshot {
                 index,
                 total,
+                membership,
                 chunks,
             });
         }
@@ -147,9 +150,11 @@ impl<C: Command, R: RngCore> Shared<C, R> {
             return;
         };
         let data = SnapshotData::from(data);
+        let membership = incoming.membership.clone();
         self.incoming = None;
         self.out.push(Action::Persist(Write::Snapshot {
             index,
+            membership: membership.clone(),
             data: data.clone(),
         }));
         self.out.push(Action::InstallSnapshot {
@@ -160,6 +165,9 @@ impl<C: Command, R: RngCore> Shared<C, R> {
         self.applied = index;
         self.known_commit = self.known_commit.max(index);
         self.snapshot = Some((index, data));
+        // Changes applied below the snapshot this event are in its membership already.
+        self.chosen_membership.clear();
+        self.install_membership(membership);
         self.apply_committed();
         if self.log.commit() < self.known_commit {
             self.request_catch_up(peer);
@@ -171,6 +179,8 @@ impl<C: Command, R: RngCore> Shared<C, R> {
 pub(super) struct IncomingSnapshot {
     pub(super) index: Slot,
     pub(super) total: u64,
+    /// The membership the snapshot was taken with.
+    pub(super) membership: Membership,
     /// Chunks by offset: they may arrive in any order, and more than once.
     pub(super) chunks: BTreeMap<u64, Vec<u8>>,
 }

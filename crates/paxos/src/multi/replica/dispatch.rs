@@ -111,11 +111,12 @@ impl<C: Command, R: RngCore> Shared<C, R> {
             } => self.on_chosen(from, first, entries, commit),
             Message::Snapshot {
                 index,
+                membership,
                 offset,
                 total,
                 data,
                 ..
-            } => self.on_snapshot_chunk(from, index, offset, total, data),
+            } => self.on_snapshot_chunk(from, index, membership, (offset, total), data),
             Message::Promise { .. }
             | Message::Behind { .. }
             | Message::Accepted { .. }

@@ -125,7 +125,7 @@ impl<C: Command, R: RngCore> Shared<C, R> {
             let Some(entry) = self.log.get(slot).map(|e| e.entry.clone()) else {
                 break;
             };
-            self.note_membership(&entry);
+            self.note_membership(slot, &entry);
             self.out.push(Action::Apply { slot, entry });
             self.applied = slot;
         }

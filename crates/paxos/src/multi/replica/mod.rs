@@ -58,6 +58,7 @@ use learning::Reports;
 pub(crate) use model::Timer;
 use phase1::Candidate;
 use reads::{FollowerReads, Grant, PendingRead};
+use reconfiguration::MembershipHistory;
 pub use reconfiguration::ReconfigureError;
 use replication::{InFlight, Leader, SeenForwards};
 
@@ -72,6 +73,10 @@ pub struct Durable<C> {
     pub commit: Slot,
     /// The latest durable snapshot: index and application bytes.
     pub snapshot: Option<(Slot, SnapshotData)>,
+    /// The membership the snapshot was taken with (after every slot it covers); `None`
+    /// without a snapshot, or for one stored before membership could change (the
+    /// initial configuration then holds).
+    pub snapshot_membership: Option<Membership>,
 }
 
 impl<C> Default for Durable<C> {
@@ -81,6 +86,7 @@ impl<C> Default for Durable<C> {
             votes: Vec::new(),
             commit: 0,
             snapshot: None,
+            snapshot_membership: None,
         }
     }
 }
@@ -167,8 +173,11 @@ struct Shared<C, R> {
     follower_reads: FollowerReads,
     /// Acceptors' reports a follower learns chosen slots from.
     reports: Reports,
-    /// Membership entries applied during this event, to take effect at its end.
-    chosen_membership: Vec<Entry<C>>,
+    /// Membership entries applied during this event, by slot, to take effect at its end.
+    chosen_membership: Vec<(Slot, Entry<C>)>,
+    /// The membership at the compacted point and after each change applied since: what
+    /// a snapshot taken at any applied slot is stored and sent with.
+    history: MembershipHistory,
     /// Negative control: a candidate that leads without phase 1.
     #[cfg(feature = "negative-controls")]
     skips_phase1: bool,
@@ -203,7 +212,13 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         durable: Durable<C>,
     ) -> Result<Replica<C, R>, ConfigError> {
         options.validate()?;
-        members.position(id).ok_or(ConfigError::NotInConfig {
+        // The log's changes up to the snapshot were released with it: the membership it
+        // was taken with stands for them.
+        let membership = match (&durable.snapshot, durable.snapshot_membership) {
+            (Some(_), Some(membership)) => membership,
+            _ => Membership::new(members),
+        };
+        membership.position(id).ok_or(ConfigError::NotInConfig {
             node: id,
             role: SynodRole::Acceptor,
         })?;
@@ -228,8 +243,8 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         log.commit_through(whole);
         let election = Election::new(options.election_ticks, &mut rng);
         let boot = rng.next_u64();
-        let membership = Membership::new(members);
         let count = membership.roster().len();
+        let history = MembershipHistory::new(membership.clone());
         // A grant made before the crash may still run: honour it, whoever holds it.
         let grant = options.lease.map(|lease| Grant {
             holder: None,
@@ -261,6 +276,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             follower_reads: FollowerReads::default(),
             reports: Reports::default(),
             chosen_membership: Vec::new(),
+            history,
             #[cfg(feature = "negative-controls")]
             skips_phase1: false,
             #[cfg(feature = "negative-controls")]
@@ -363,8 +379,13 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         rng: R,
         durable: Durable<C>,
     ) -> Result<Replica<C, R>, ConfigError> {
+        let from_snapshot = durable.snapshot.is_some() && durable.snapshot_membership.is_some();
         let mut replica = Replica::restart(id, told.clone(), options, rng, durable)?;
-        replica.shared.membership = Membership::told(told);
+        if !from_snapshot {
+            let membership = Membership::told(told);
+            replica.shared.history = MembershipHistory::new(membership.clone());
+            replica.shared.membership = membership;
+        }
         Ok(replica)
     }
 
@@ -375,8 +396,10 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         if index > shared.applied || index <= shared.log.compacted() {
             return self.finish();
         }
+        let membership = shared.history.compact(index);
         shared.out.push(Action::Persist(Write::Snapshot {
             index,
+            membership,
             data: data.clone(),
         }));
         shared.log.compact(index);
@@ -464,6 +487,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
 
     fn finish(&mut self) -> Vec<Action<C>> {
         self.follow_membership();
+        self.step_down_if_behind();
         self.check_bounds();
         if self.shared.options.check_invariants {
             self.shared.check_log();

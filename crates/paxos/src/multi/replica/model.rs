@@ -17,6 +17,7 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
     /// - a leader's pending read identical to one before it in the queue (a follower's
     ///   read-index request delivered again): it is served with the first, and its reply
     ///   is the same message, which the model's network (a set) holds once;
+    /// - the membership history, a function of the applied log;
     /// - the actions not yet handed out (none between events: asserted), the members and
     ///   the options (the same for every state of one model).
     pub(crate) fn hash_model_state<H: Hasher>(&self, h: &mut H) {
@@ -47,6 +48,9 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
             follower_reads,
             reports,
             chosen_membership,
+            // A function of the applied entries, which the log holds (the model takes
+            // no snapshots).
+            history: _,
             #[cfg(feature = "negative-controls")]
             skips_phase1,
             #[cfg(feature = "negative-controls")]

@@ -89,7 +89,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             return;
         }
         let before = shared.membership.roster().to_vec();
-        for entry in mem::take(&mut shared.chosen_membership) {
+        for (slot, entry) in mem::take(&mut shared.chosen_membership) {
             match entry {
                 // A change made against an epoch that is past changes nothing (its
                 // requester sees the epoch did not move to it).
@@ -99,9 +99,15 @@ impl<C: Command, R: RngCore> Replica<C, R> {
                 Entry::Retire { epoch } => shared.membership.retire_before(epoch),
                 Entry::Noop | Entry::Command(_) => {}
             }
+            shared.history.changed(slot, &shared.membership);
         }
         shared.follow_roster(&before);
-        let epoch = shared.membership.epoch();
+    }
+
+    /// A leader or candidate of an epoch older than the current one steps down; a leader
+    /// that is a voter of the current configuration campaigns in it at once.
+    pub(super) fn step_down_if_behind(&mut self) {
+        let epoch = self.shared.membership.epoch();
         let (behind, leading) = match &self.role {
             Role::Leader(l) => (l.ballot.epoch() < epoch, true),
             Role::Candidate(c) => (c.ballot.epoch() < epoch, false),
@@ -118,14 +124,23 @@ impl<C: Command, R: RngCore> Replica<C, R> {
 
 impl<C: Command, R: RngCore> Shared<C, R> {
     /// Notes a membership entry just applied, to take effect at the end of the event.
-    pub(super) fn note_membership(&mut self, entry: &Entry<C>) {
+    pub(super) fn note_membership(&mut self, slot: Slot, entry: &Entry<C>) {
         if matches!(entry, Entry::Configure { .. } | Entry::Retire { .. }) {
-            self.chosen_membership.push(entry.clone());
+            self.chosen_membership.push((slot, entry.clone()));
         }
     }
 
+    /// An installed snapshot's membership replaces this replica's: the changes the
+    /// snapshot covers were released with it, so they are learned from it or never.
+    pub(super) fn install_membership(&mut self, membership: Membership) {
+        let before = self.membership.roster().to_vec();
+        self.history = MembershipHistory::new(membership.clone());
+        self.membership = membership;
+        self.follow_roster(&before);
+    }
+
     /// What this replica keeps per peer follows the peer to its new roster position.
-    fn follow_roster(&mut self, before: &[NodeId]) {
+    pub(super) fn follow_roster(&mut self, before: &[NodeId]) {
         let after = self.membership.roster();
         if after == before {
             return;
@@ -159,5 +174,44 @@ impl<C: Command, R: RngCore> Shared<C, R> {
             let epoch = self.membership.epoch();
             leader.pending.push_front(Entry::Retire { epoch });
         }
+    }
+}
+
+/// The membership at the compacted point, and after each change applied above it: a
+/// snapshot at any applied slot is taken with the membership the log had there.
+#[derive(Clone, Debug)]
+pub(super) struct MembershipHistory {
+    compacted: Membership,
+    /// By slot, ascending: the membership after applying that slot's change.
+    changes: VecDeque<(Slot, Membership)>,
+}
+
+impl MembershipHistory {
+    pub(super) fn new(compacted: Membership) -> MembershipHistory {
+        MembershipHistory {
+            compacted,
+            changes: VecDeque::new(),
+        }
+    }
+
+    /// The change at `slot` left `membership`.
+    pub(super) fn changed(&mut self, slot: Slot, membership: &Membership) {
+        self.changes.push_back((slot, membership.clone()));
+    }
+
+    /// The membership at the compacted point.
+    pub(super) fn compacted(&self) -> &Membership {
+        &self.compacted
+    }
+
+    /// The log is compacted through `index`: returns the membership there, which the
+    /// history now starts from.
+    pub(super) fn compact(&mut self, index: Slot) -> Membership {
+        while self.changes.front().is_some_and(|(slot, _)| *slot <= index) {
+            if let Some((_, membership)) = self.changes.pop_front() {
+                self.compacted = membership;
+            }
+        }
+        self.compacted.clone()
     }
 }
