@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use paxos::multi::{
-    Action, Entry, Message, ProposeError, Replica, RoleKind, Sequencer, Slot, SnapshotData, Step,
-    Write,
+    Action, Change, Entry, Message, ProposeError, ReconfigureError, Replica, RoleKind, Sequencer,
+    Slot, SnapshotData, Step, Write,
 };
 use paxos::NodeId;
 use rand_core::RngCore;
@@ -242,6 +242,22 @@ impl<M: StateMachine, W, R: RngCore> Node<M, W, R> {
         let actions = self.replica.read(id);
         self.run(actions);
         self.settle();
+    }
+
+    /// An operator's membership change (see [`Replica::reconfigure`]), checked against
+    /// the members this leader heard from within an election timeout
+    /// ([`Replica::peer_active`]). It takes effect once chosen and applied:
+    /// [`Replica::membership`] shows it.
+    pub fn reconfigure(&mut self, change: Change, now: Duration) -> Result<(), ReconfigureError> {
+        self.now = now;
+        let replica = &self.replica;
+        let up: Vec<NodeId> = (replica.membership().roster().iter().copied())
+            .filter(|&id| replica.peer_active(id))
+            .collect();
+        let actions = self.replica.reconfigure(change, |id| up.contains(&id))?;
+        self.run(actions);
+        self.settle();
+        Ok(())
     }
 
     /// Storage made submission `tag` durable.

@@ -196,7 +196,8 @@ impl Membership {
     /// The configuration `change` makes of the current one, refused if it breaks a rule
     /// or if the members `up` would not form a phase-1 quorum of the current configuration
     /// and phase-1 and phase-2 quorums of the new one (etcd's strict reconfiguration
-    /// check, for any quorum system).
+    /// check, for any quorum system). A member being removed does not count as up: it
+    /// stops once it applies its removal.
     pub fn changed(
         &self,
         change: Change,
@@ -232,6 +233,13 @@ impl Membership {
             ConfigError::DuplicateNode(id) => ChangeError::AlreadyMember(id),
             _ => ChangeError::Unsafe(QuorumError::NoAcceptors),
         })?;
+        // A removed member stops once it applies its removal: the old configuration's
+        // phase-1 quorum, which the next leader needs, must not count on it.
+        let leaving = match change {
+            Change::Remove(id) => Some(id),
+            _ => None,
+        };
+        let up = |id| Some(id) != leaving && up(id);
         let old_up = up_set(current, &up);
         let new_up = up_set(&next, &up);
         let healthy = current.quorum().is_phase1_quorum(old_up)
@@ -435,6 +443,13 @@ mod tests {
         // Removing the one that is down leaves 2 of 2: fine, as is adding a learner.
         assert!(m.changed(Change::Remove(n(3)), only_1_and_2_up).is_ok());
         assert!(m.changed(Change::AddLearner(n(4)), only_1_and_2_up).is_ok());
+        // The member removed does not count as up for the old configuration's phase 1
+        // (it stops once it applies its removal): two members cannot become one.
+        let two = Membership::new(members(&[1, 2], &[], QuorumSpec::Majority));
+        assert_eq!(
+            two.changed(Change::Remove(n(2)), |_| true),
+            Err(ChangeError::Unhealthy)
+        );
     }
 
     #[test]

@@ -362,3 +362,58 @@ fn a_snapshot_below_a_change_is_taken_with_the_membership_before_it() {
     let expected: Vec<u64> = (0..5).chain(0..25).collect();
     assert_eq!(commands(&c, i), expected);
 }
+
+#[test]
+fn a_learner_is_promoted_only_once_it_holds_the_log() {
+    let options = Options {
+        window_slots: 4,
+        ..Options::default()
+    };
+    let mut c = Cluster::with_learners(3, 1, QuorumSpec::Majority, options);
+    c.isolate(3);
+    write(&mut c, 0, 20);
+    let leader = c.elect();
+    let voter = c.ids[(leader + 1) % 3];
+    let r = c.replica(leader);
+    assert!(r.peer_active(voter) && !r.peer_active(NodeId(4)));
+    assert_eq!(
+        c.reconfigure(leader, Change::Promote(NodeId(4))),
+        Err(ReconfigureError::LearnerBehind(NodeId(4)))
+    );
+    c.heal();
+    c.run(20);
+    write(&mut c, 20, 2);
+    let leader = c.elect();
+    assert!(c.replica(leader).peer_active(NodeId(4)));
+    c.reconfigure(leader, Change::Promote(NodeId(4))).unwrap();
+    c.run(10);
+    let (epoch, members) = agreed_membership(&c);
+    assert_eq!((epoch, members.replicas()), (1, &ids(&[1, 2, 3, 4])[..]));
+}
+
+#[test]
+fn followers_of_a_leader_that_removed_itself_campaign_before_a_whole_timeout() {
+    let options = Options::default();
+    let timeout = options.election_ticks as usize;
+    let mut c = Cluster::new(3, QuorumSpec::Majority, options);
+    write(&mut c, 0, 3);
+    let leader = c.elect();
+    let removed = c.ids[leader];
+    c.reconfigure(leader, Change::Remove(removed)).unwrap();
+    c.deliver(100_000);
+    for i in (0..3).filter(|&i| i != leader) {
+        let r = c.replica(i);
+        assert_eq!(r.membership().epoch(), 1, "replica {i} applied the change");
+        assert_eq!(
+            r.leader(),
+            None,
+            "replica {i} forwards nothing to {removed:?}"
+        );
+    }
+    let mut ticks = 0;
+    while c.leader().is_none_or(|i| i == leader) {
+        c.run(1);
+        ticks += 1;
+        assert!(ticks < timeout, "no new leader within {ticks} ticks");
+    }
+}

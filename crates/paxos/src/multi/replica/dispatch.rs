@@ -21,7 +21,14 @@ impl<C: Command, R: RngCore> Shared<C, R> {
                 ballot,
                 first,
                 last,
-            } => self.on_accepted(leader, sender, ballot, first, last),
+            } => {
+                leader.heard_through(sender, last);
+                self.on_accepted(leader, sender, ballot, first, last);
+            }
+            Message::CatchUp { from: slot, .. } => {
+                leader.heard_through(sender, slot.saturating_sub(1));
+                self.on_catch_up(from, slot);
+            }
             Message::HeartbeatAck { ballot, seq } => {
                 self.on_heartbeat_ack(leader, sender, ballot, seq)
             }

@@ -18,6 +18,8 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
     ///   read-index request delivered again): it is served with the first, and its reply
     ///   is the same message, which the model's network (a set) holds once;
     /// - the membership history, a function of the applied log;
+    /// - a leader's record of its followers' progress, which only the answer to a
+    ///   promotion reads (the model promotes no one);
     /// - the actions not yet handed out (none between events: asserted), the members and
     ///   the options (the same for every state of one model).
     pub(crate) fn hash_model_state<H: Hasher>(&self, h: &mut H) {

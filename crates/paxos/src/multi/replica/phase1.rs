@@ -133,6 +133,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             commit_at_check: shared.log.commit(),
             seq: 0,
             acked_seq: vec![0; count],
+            progress: vec![0; count],
             sent_at: VecDeque::new(),
             lease_until: 0,
             reads: VecDeque::new(),

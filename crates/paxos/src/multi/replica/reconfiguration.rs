@@ -22,6 +22,10 @@ pub enum ReconfigureError {
     /// Another change is under way: proposed and not yet applied, or applied and its old
     /// configuration not yet retired. One change at a time.
     InProgress,
+    /// The learner to promote is not known to hold the log within one pipeline window
+    /// (`Options::window_slots`) of the leader's commit point: promoted now, it could
+    /// count in quorums before it can vote on what they decide.
+    LearnerBehind(NodeId),
     /// The change breaks a rule; nothing was proposed.
     Refused(ChangeError),
 }
@@ -31,6 +35,9 @@ impl std::fmt::Display for ReconfigureError {
         match self {
             ReconfigureError::NotLeader { .. } => write!(f, "not the leader"),
             ReconfigureError::InProgress => write!(f, "another membership change is under way"),
+            ReconfigureError::LearnerBehind(id) => {
+                write!(f, "learner {id:?} is not in sync with the leader")
+            }
             ReconfigureError::Refused(e) => e.fmt(f),
         }
     }
@@ -42,6 +49,25 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     /// The configurations in force.
     pub fn membership(&self) -> &Membership {
         &self.shared.membership
+    }
+
+    /// For the leader: whether `peer` acknowledged one of its heartbeats within the last
+    /// election timeout (itself counts as active). What an operator's change is checked
+    /// against (`up` of [`Replica::reconfigure`]). `false` on any other replica.
+    pub fn peer_active(&self, peer: NodeId) -> bool {
+        let Role::Leader(leader) = &self.role else {
+            return false;
+        };
+        if peer == self.shared.id {
+            return true;
+        }
+        let options = &self.shared.options;
+        let recent = u64::from((options.election_ticks / options.heartbeat_ticks.max(1)).max(1));
+        self.shared
+            .membership
+            .position(peer)
+            .and_then(|at| leader.acked_seq.get(at))
+            .is_some_and(|&acked| acked > 0 && acked.saturating_add(recent) >= leader.seq)
     }
 
     /// Proposes `change` to the current configuration, checked against it and against
@@ -71,6 +97,15 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             .membership
             .changed(change, up)
             .map_err(ReconfigureError::Refused)?;
+        if let Change::Promote(id) = change {
+            let caught_up = shared.membership.position(id).is_some_and(|at| {
+                let progress = leader.progress.get(at).copied().unwrap_or(0);
+                progress.saturating_add(shared.options.window_slots) >= shared.log.commit()
+            });
+            if !caught_up {
+                return Err(ReconfigureError::LearnerBehind(id));
+            }
+        }
         let base = shared.membership.epoch();
         leader.pending.push_back(Entry::Configure {
             base,
@@ -102,6 +137,9 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             shared.history.changed(slot, &shared.membership);
         }
         shared.follow_roster(&before);
+        if matches!(self.role, Role::Follower) {
+            self.shared.forget_departed_leader();
+        }
     }
 
     /// A leader or candidate of an epoch older than the current one steps down; a leader
@@ -137,6 +175,19 @@ impl<C: Command, R: RngCore> Shared<C, R> {
         self.history = MembershipHistory::new(membership.clone());
         self.membership = membership;
         self.follow_roster(&before);
+    }
+
+    /// The leader this follower follows is no longer a voter (it was removed, or made a
+    /// learner): it stepped down and will not campaign. Forward nothing more to it, and
+    /// campaign soon rather than after a whole election timeout.
+    fn forget_departed_leader(&mut self) {
+        let departed = self
+            .leader
+            .is_some_and(|l| l != self.id && !self.membership.current().is_voter(l));
+        if departed {
+            self.leader = None;
+            self.election.suspect(&mut self.rng);
+        }
     }
 
     /// What this replica keeps per peer follows the peer to its new roster position.

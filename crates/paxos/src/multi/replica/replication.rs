@@ -185,7 +185,11 @@ impl<C: Command, R: RngCore> Shared<C, R> {
         if ballot > self.promised {
             self.promised = ballot;
         }
-        if ballot.node != self.id {
+        // A leader of an epoch older than ours steps down when it applies the change
+        // that ended it (or already did): it is not followed, and does not hold off an
+        // election in the new epoch.
+        let superseded = ballot.epoch() < self.membership.epoch();
+        if ballot.node != self.id && !superseded {
             self.leader = Some(ballot.node);
             self.election.heard_from_leader(&mut self.rng);
             if !self.stranded.is_empty() {
@@ -342,11 +346,25 @@ pub(super) struct Leader<C> {
     pub(super) seq: u64,
     /// Per acceptor, the highest heartbeat it acknowledged at this ballot.
     pub(super) acked_seq: Vec<u64>,
+    /// Per member, the highest slot it is known to hold the log through, or close to:
+    /// it acknowledged a vote there (an acceptor refuses slots more than `gap_max_slots`
+    /// past its commit point) or asked to catch up from the next. Only the answer to a
+    /// promotion reads it.
+    pub(super) progress: Vec<Slot>,
     /// When each heartbeat not yet confirmed by a phase-2 quorum was sent: (seq, tick).
     pub(super) sent_at: VecDeque<(u64, u64)>,
     /// Reads may be served locally before this tick (0: no lease).
     pub(super) lease_until: u64,
     pub(super) reads: VecDeque<PendingRead>,
+}
+
+impl<C> Leader<C> {
+    /// The member at roster position `member` holds the log through about `slot`.
+    pub(super) fn heard_through(&mut self, member: usize, slot: Slot) {
+        if let Some(progress) = self.progress.get_mut(member) {
+            *progress = (*progress).max(slot);
+        }
+    }
 }
 
 /// The forwards taken from one sender: the highest number of its current boot, and which
