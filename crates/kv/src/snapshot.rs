@@ -16,13 +16,15 @@
 //! (i64 each); lease count (u64), then per lease its ID and TTL (i64), its refresh count
 //! (u64), and its key count (u32) and keys; alarm count (u64), then per alarm the member
 //! (u64) and the alarm type (i32); member count (u64), then per member its id (u64), its
-//! name, and its client URL count (u32) and URLs; key count (u64), then per key the key,
+//! name, and its client URL count (u32) and URLs; peer count (u64), then per member whose
+//! peer URLs were recorded its id (u64) and its peer URL count (u32) and URLs; key count (u64), then per key the key,
 //! its change count (u32) and per change its revision and sub-revision (i64) and a kind
 //! byte (0 deletion, 1 value, followed by create revision, mod revision, version, lease as
 //! i64 and the value); last, a CRC32C of everything before it (u32).
 //!
-//! Version 2 (`SYNODKV2`, before members published themselves) has no member section;
-//! it is still read.
+//! Older versions are still read: version 3 (`SYNODKV3`, before membership changes
+//! recorded peer URLs) has no peer section, version 2 (`SYNODKV2`, before members
+//! published themselves) no member section either.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -31,8 +33,10 @@ use crate::history::History;
 use crate::lease::LeaseState;
 use crate::store::{Change, MemberAttributes, Store, Version};
 
-const MAGIC: &[u8; 8] = b"SYNODKV3";
-/// The previous version: no member section.
+const MAGIC: &[u8; 8] = b"SYNODKV4";
+/// Version 3: no peer section.
+const MAGIC_V3: &[u8; 8] = b"SYNODKV3";
+/// Version 2: no member section either.
 const MAGIC_V2: &[u8; 8] = b"SYNODKV2";
 
 /// Why a snapshot was refused.
@@ -107,6 +111,14 @@ impl Store {
                 w.bytes(url.as_bytes())?;
             }
         }
+        w.put(&(self.peer_urls.len() as u64).to_le_bytes())?;
+        for (id, urls) in &self.peer_urls {
+            w.put(&id.to_le_bytes())?;
+            w.len(urls.len())?;
+            for url in urls {
+                w.bytes(url.as_bytes())?;
+            }
+        }
         w.put(&(self.keys.len() as u64).to_le_bytes())?;
         for (key, history) in &self.keys {
             w.bytes(key)?;
@@ -141,12 +153,13 @@ impl Store {
     pub fn read_snapshot(input: &mut dyn io::Read) -> Result<Store, SnapshotError> {
         let mut r = Reader::new(input);
         let mut magic = [0; MAGIC.len()];
-        let with_members = match r.fill(&mut magic) {
-            Some(()) if &magic == MAGIC => true,
-            Some(()) if &magic == MAGIC_V2 => false,
+        let version = match r.fill(&mut magic) {
+            Some(()) if &magic == MAGIC => 4,
+            Some(()) if &magic == MAGIC_V3 => 3,
+            Some(()) if &magic == MAGIC_V2 => 2,
             _ => return Err(r.io_error().unwrap_or(SnapshotError::Magic)),
         };
-        let decoded = decode(&mut r, with_members);
+        let decoded = decode(&mut r, version);
         if let Some(error) = r.io_error() {
             return Err(error);
         }
@@ -363,7 +376,16 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn decode(r: &mut Reader<'_>, with_members: bool) -> Option<Store> {
+/// A URL count (u32) and the URLs.
+fn urls(r: &mut Reader<'_>) -> Option<Vec<String>> {
+    let mut urls = Vec::new();
+    for _ in 0..r.len()? {
+        urls.push(String::from_utf8(r.bytes()?).ok()?);
+    }
+    Some(urls)
+}
+
+fn decode(r: &mut Reader<'_>, version: u8) -> Option<Store> {
     let mut store = Store::new();
     store.revision = r.i64()?;
     store.compacted = r.i64()?;
@@ -393,17 +415,20 @@ fn decode(r: &mut Reader<'_>, with_members: bool) -> Option<Store> {
         let alarm = i32::from_le_bytes(r.array()?);
         store.alarms.insert((member, alarm));
     }
-    if with_members {
+    if version >= 3 {
         for _ in 0..r.u64()? {
             let id = r.u64()?;
             let name = String::from_utf8(r.bytes()?).ok()?;
-            let mut client_urls = Vec::new();
-            for _ in 0..r.len()? {
-                client_urls.push(String::from_utf8(r.bytes()?).ok()?);
-            }
+            let client_urls = urls(r)?;
             store
                 .members
                 .insert(id, MemberAttributes { name, client_urls });
+        }
+    }
+    if version >= 4 {
+        for _ in 0..r.u64()? {
+            let id = r.u64()?;
+            store.peer_urls.insert(id, urls(r)?);
         }
     }
     for _ in 0..r.u64()? {
@@ -575,18 +600,39 @@ mod tests {
             ..Put::default()
         };
         store.put(&put).unwrap();
-        let v3 = store.snapshot();
-        // Version 2: its own magic, and no member count after the (empty) lease and
-        // alarm sections.
+        let v4 = store.snapshot();
+        // Version 2: its own magic, and neither member nor peer count after the (empty)
+        // lease and alarm sections.
         let members_at = MAGIC.len() + 4 * 8 + 8 + 8;
         let mut v2 = MAGIC_V2.to_vec();
-        v2.extend_from_slice(&v3[MAGIC.len()..members_at]);
-        v2.extend_from_slice(&v3[members_at + 8..v3.len() - 4]);
+        v2.extend_from_slice(&v4[MAGIC.len()..members_at]);
+        v2.extend_from_slice(&v4[members_at + 16..v4.len() - 4]);
         let crc = crc32c::crc32c(&v2);
         v2.extend_from_slice(&crc.to_le_bytes());
         assert_eq!(Store::restore(&v2), Ok(store.clone()));
         store.publish(1, MemberAttributes::default());
         assert_ne!(Store::restore(&v2), Ok(store));
+    }
+
+    #[test]
+    fn a_version_3_snapshot_restores_with_no_peer_urls() {
+        let mut store = Store::new();
+        store.publish(7, MemberAttributes::default());
+        let v4 = store.snapshot();
+        // Version 3: its own magic, and no peer count after the one member.
+        let peers_at = v4.len() - 4 - 8 - 8;
+        let mut v3 = MAGIC_V3.to_vec();
+        v3.extend_from_slice(&v4[MAGIC.len()..peers_at]);
+        v3.extend_from_slice(&v4[peers_at + 8..v4.len() - 4]);
+        let crc = crc32c::crc32c(&v3);
+        v3.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(Store::restore(&v3), Ok(store.clone()));
+        store.record_peer_urls(7, vec!["http://127.0.0.1:2380".into()]);
+        let restored = Store::restore(&store.snapshot()).unwrap();
+        assert_eq!(
+            restored.peer_urls(7),
+            Some(&["http://127.0.0.1:2380".to_string()][..])
+        );
     }
 
     #[test]
@@ -598,6 +644,7 @@ mod tests {
         body.extend_from_slice(&0u64.to_le_bytes()); // no leases
         body.extend_from_slice(&0u64.to_le_bytes()); // no alarms
         body.extend_from_slice(&0u64.to_le_bytes()); // no members
+        body.extend_from_slice(&0u64.to_le_bytes()); // no peer URLs
         body.extend_from_slice(&1u64.to_le_bytes()); // one key...
         body.extend_from_slice(&u32::MAX.to_le_bytes()); // ...of 4 GiB, absent
         let crc = crc32c::crc32c(&body);

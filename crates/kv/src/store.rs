@@ -76,6 +76,9 @@ pub struct Store {
     /// What each member published about itself (etcd's `publish`): replicated, so every
     /// member lists every member alike.
     pub(crate) members: std::collections::BTreeMap<u64, MemberAttributes>,
+    /// The peer URLs recorded for members by `member add` and `member update`: replicated,
+    /// so every member dials a new one alike.
+    pub(crate) peer_urls: std::collections::BTreeMap<u64, Vec<String>>,
 }
 
 /// What a member publishes about itself when it starts: its name and where clients reach
@@ -101,6 +104,7 @@ impl Default for Store {
             bytes: 0,
             alarms: std::collections::BTreeSet::new(),
             members: std::collections::BTreeMap::new(),
+            peer_urls: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -420,6 +424,22 @@ impl Store {
     /// Not a change of the key space: the revision stays.
     pub fn publish(&mut self, member: u64, attributes: MemberAttributes) {
         self.members.insert(member, attributes);
+    }
+
+    /// Records the peer URLs of `member` (replacing any recorded before). Not a change of
+    /// the key space: the revision stays.
+    pub fn record_peer_urls(&mut self, member: u64, urls: Vec<String>) {
+        self.peer_urls.insert(member, urls);
+    }
+
+    /// The peer URLs recorded for `member`, if any.
+    pub fn peer_urls(&self, member: u64) -> Option<&[String]> {
+        self.peer_urls.get(&member).map(Vec::as_slice)
+    }
+
+    /// Every member's recorded peer URLs, by member id.
+    pub fn recorded_peer_urls(&self) -> &std::collections::BTreeMap<u64, Vec<String>> {
+        &self.peer_urls
     }
 
     /// What each member published, by member id.
