@@ -83,7 +83,7 @@ fn err<T>(message: impl Into<String>) -> Result<T, ConfigError> {
 }
 
 /// 64-bit FNV-1a: stable across builds and platforms, which ids must be.
-fn fnv1a(parts: &[&[u8]]) -> u64 {
+pub(crate) fn fnv1a(parts: &[&[u8]]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
         for &byte in *part {

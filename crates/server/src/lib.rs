@@ -16,10 +16,13 @@
 //!
 //! # Layout
 //! - [`config`]: a member's configuration, from etcd's flag values; member and cluster ids.
+//! - [`bootstrap`]: who a member is and what it starts from, decided on its first start
+//!   (from the flags, or by asking the cluster it joins) and kept in its data directory.
 //! - [`server`]: start a member: recover the data directory, bind, serve, stop; the
 //!   runtime members (and the benchmark client) run on.
 //! - [`node`]: the core: the shell around the member (`node::Node`) that feeds it inputs
-//!   and carries out its outputs: persists, messages, answers, snapshots, watchers.
+//!   and carries out its outputs: persists, messages, answers, snapshots, watchers; it
+//!   follows the membership (dials members, admits their connections, answers changes).
 //! - [`machine`]: the etcd store as the member's replicated state machine: applies
 //!   commands, times leases, raises NOSPACE, publishes the member's attributes.
 //! - [`inflow`]: the bounds on the core's queue: "too many requests" for clients, a
@@ -40,6 +43,7 @@
 //! - [`proto`]: generated protobuf code (`proto/`: etcd 3.4's API, wire-compatible).
 
 pub mod api;
+pub mod bootstrap;
 pub mod client_port;
 pub mod config;
 pub mod convert;

@@ -23,8 +23,9 @@ pub const PEER_INPUT_BYTES_MAX: usize = 64 << 20;
 /// The largest peer frame body accepted: a batch is at most about 1 MiB of commands and a
 /// snapshot chunk 256 KiB, so anything near this is garbage or an attack.
 pub const PEER_FRAME_BYTES_MAX: usize = 32 << 20;
-/// A peer handshake frame is small; a larger first frame is garbage.
-pub const PEER_HELLO_BYTES_MAX: usize = 64;
+/// A peer handshake (or a joining member's question) is small; a larger first frame is
+/// garbage.
+pub const PEER_HELLO_BYTES_MAX: usize = 4096;
 /// Messages queued to one peer before new ones are dropped.
 pub const PEER_QUEUE_MESSAGES_MAX: usize = 16 * 1024;
 /// Bytes gathered into one write to a peer.

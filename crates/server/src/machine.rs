@@ -249,6 +249,10 @@ impl EtcdMachine {
                 self.store.publish(r.member_id, attributes);
                 Applied::Published
             }
+            Op::MemberPeers(r) => {
+                self.store.record_peer_urls(r.member_id, r.peer_urls);
+                Applied::Published
+            }
             // A read carried through the log: served from the store as it stands here.
             Op::Barrier(_) => Applied::Read(self.view(at)),
         })

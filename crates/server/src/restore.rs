@@ -48,6 +48,7 @@ pub fn restore(config: &Config, file: &[u8]) -> Result<kv::Store, String> {
         Write::Commit(RESTORED_SLOT),
     ];
     disk.persist(writes).map_err(|e| e.to_string())?;
+    crate::bootstrap::save(&dir, &crate::bootstrap::from_flags(config)?)?;
     Ok(store)
 }
 

@@ -5,8 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use paxos::multi::{Members, Options, Replica};
-use paxos::NodeId;
+use paxos::multi::{Options, Replica};
 use rand_core::SeedableRng;
 use rand_pcg::Pcg64;
 use storage::{DiskOptions, DiskStorage, Identity, Storage};
@@ -14,11 +13,12 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 
 use crate::api::{self, Handle, Info};
+use crate::bootstrap;
 use crate::client_port::{self, ClientPort};
-use crate::config::{parse_url, Config};
+use crate::config::Config;
 use crate::inflow::Inflow;
 use crate::limits::GRPC_OVERHEAD_BYTES;
-use crate::node::{Core, CoreOptions, Input, Parts};
+use crate::node::{Core, CoreOptions, Directory, Input, Parts, REMOVED};
 use crate::payload::Payload;
 use crate::persist::Persister;
 use crate::proto::etcdserverpb::{
@@ -28,7 +28,7 @@ use crate::proto::etcdserverpb::{
 use crate::proto::health::health_server::HealthServer;
 use crate::proto::v3electionpb::election_server::ElectionServer;
 use crate::proto::v3lockpb::lock_server::LockServer;
-use crate::transport::{self, Admission};
+use crate::transport::{self, Admission, Roster};
 
 /// Why a member could not start or stopped.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -46,14 +46,15 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let me = config.me()?.clone();
     let election_ticks = config.election_ticks()?;
     config.check_limits()?;
-    let identity = Identity {
-        cluster: config.cluster_id,
-        member: me.id,
-    };
     let dir = config.data_dir.join("member");
+    let boot = bootstrap::resolve(&config, &dir).await?;
+    let me = boot.me;
+    let identity = Identity {
+        cluster: boot.cluster_id,
+        member: me,
+    };
     let disk = Arc::new(DiskStorage::<Payload>::open(
         &dir,
         DiskOptions::new(identity),
@@ -66,16 +67,23 @@ pub async fn run(
             0,
         ),
     };
-    let ids: Vec<NodeId> = config.members.iter().map(|m| m.id).collect();
-    let members = Arc::new(Members::new(ids.clone(), config.quorum)?);
     let options = Options {
         heartbeat_ticks: 1,
         election_ticks,
         ..Options::default()
     };
-    let replica = Replica::restart(me.id, members, options, Pcg64::from_os_rng(), durable)?;
+    let (rng, members) = (Pcg64::from_os_rng(), boot.configuration.clone());
+    let replica = if boot.joined {
+        Replica::join(me, members, options, rng, durable)
+    } else {
+        Replica::restart(me, members, options, rng, durable)
+    };
+    let replica = replica.map_err(|e| match e {
+        paxos::synod::ConfigError::NotInConfig { .. } => Error::from(REMOVED),
+        e => Error::from(e),
+    })?;
     tracing::info!(
-        name = %me.name, id = %format!("{:x}", me.id.0), cluster = %format!("{:x}", config.cluster_id),
+        name = %config.name, id = %format!("{:x}", me.0), cluster = %format!("{:x}", boot.cluster_id),
         dir = %dir.display(), snapshot = snapshot_index, "member starting"
     );
 
@@ -84,19 +92,18 @@ pub async fn run(
     for addr in &config.listen_client {
         client_listeners.push(TcpListener::bind(addr).await?);
     }
-    let mut others = Vec::new();
-    for m in config.members.iter().filter(|m| m.id != me.id) {
-        others.push((m.id, parse_url(&m.peer_url)?));
-    }
-    let peers = transport::dial(me.id, config.cluster_id, &others);
+    // The core dials the members as the membership says, from its first burst on.
+    let peers = transport::dial(me, boot.cluster_id, &[]);
+    let roster: Roster = Arc::default();
+    let learner = Arc::new(std::sync::atomic::AtomicBool::default());
 
     let (inputs, queue) = tokio::sync::mpsc::unbounded_channel();
     let inflow = Inflow::default();
     // etcd's: long enough to ride out an election or two.
     let request_timeout = Duration::from_secs(5) + 2 * config.election_timeout;
     let parts = Parts {
-        me: me.id,
-        cluster_id: config.cluster_id,
+        me,
+        cluster_id: boot.cluster_id,
         replica,
         store,
         snapshot_index,
@@ -116,15 +123,18 @@ pub async fn run(
             name: config.name.clone(),
             client_urls: config.advertise_client_urls.clone(),
         },
+        directory: Directory(boot.members.clone()),
+        roster: roster.clone(),
+        learner: learner.clone(),
     };
     let (core, views) = Core::new(parts, inputs.clone());
     let request_ids = core.request_ids();
     let mut core_task = tokio::spawn(core.run(queue));
 
     let admission = Admission {
-        me: me.id,
-        cluster: config.cluster_id,
-        members: ids,
+        me,
+        cluster: boot.cluster_id,
+        members: roster,
     };
     let peer_port = tokio::spawn(transport::accept(
         peer_listener,
@@ -134,9 +144,9 @@ pub async fn run(
     ));
 
     let info = Info {
-        cluster_id: config.cluster_id,
-        member_id: me.id.0,
-        members: config.members.clone(),
+        cluster_id: boot.cluster_id,
+        member_id: me.0,
+        learner,
         max_request_bytes: config.max_request_bytes,
         request_timeout,
     };

@@ -46,10 +46,15 @@ enum Outgoing {
     Written(oneshot::Sender<()>),
 }
 
-/// The sending side: one queue per peer.
+/// The sending side: one queue per peer, and the dialing task that drains it.
 #[derive(Debug, Default)]
 pub struct Peers {
+    /// This member and its cluster, as the handshakes say.
+    me: NodeId,
+    cluster: u64,
     queues: HashMap<NodeId, Queue>,
+    /// Where each peer is dialed.
+    addrs: HashMap<NodeId, SocketAddr>,
     /// The runtime the connections run on (the snapshot streams' blocking threads too).
     runtime: Option<tokio::runtime::Handle>,
 }
@@ -126,21 +131,51 @@ where
 
 /// Starts one dialing task per peer on the current runtime.
 pub fn dial(me: NodeId, cluster: u64, peers: &[(NodeId, SocketAddr)]) -> Peers {
-    let mut queues = HashMap::new();
+    let mut dialed = Peers {
+        me,
+        cluster,
+        queues: HashMap::new(),
+        addrs: HashMap::new(),
+        runtime: Some(tokio::runtime::Handle::current()),
+    };
     for &(to, addr) in peers {
+        dialed.connect(to, addr);
+    }
+    dialed
+}
+
+impl Peers {
+    /// Dials `to` at `addr` from now on (a member that joined, or moved): a new queue
+    /// and dialing task, unless `to` is dialed there already. Messages queued for an
+    /// older address are dropped with its task.
+    pub fn connect(&mut self, to: NodeId, addr: SocketAddr) {
+        if self.addrs.get(&to) == Some(&addr) {
+            return;
+        }
+        let Some(runtime) = &self.runtime else {
+            return;
+        };
         let (sender, rx) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
         let streaming = Arc::default();
-        queues.insert(to, Queue { sender, streaming });
+        self.queues.insert(to, Queue { sender, streaming });
+        self.addrs.insert(to, addr);
         let hello = Hello {
-            cluster,
-            from: me,
+            cluster: self.cluster,
+            from: self.me,
             to,
         };
-        tokio::spawn(outbound(hello, addr, rx));
+        runtime.spawn(outbound(hello, addr, rx));
     }
-    Peers {
-        queues,
-        runtime: Some(tokio::runtime::Handle::current()),
+
+    /// Stops dialing `to` (a member that left): its task ends with its queue.
+    pub fn disconnect(&mut self, to: NodeId) {
+        self.queues.remove(&to);
+        self.addrs.remove(&to);
+    }
+
+    /// The peers dialed.
+    pub fn dialed(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.addrs.keys().copied()
     }
 }
 
@@ -235,11 +270,22 @@ pub struct Admission {
     pub me: NodeId,
     /// The cluster.
     pub cluster: u64,
-    /// Every member.
-    pub members: Vec<NodeId>,
+    /// Every member, as the core keeps it up to date with the membership.
+    pub members: Roster,
 }
 
+/// The members the core knows, shared with the tasks that admit peers.
+pub type Roster = Arc<std::sync::RwLock<Vec<NodeId>>>;
+
 impl Admission {
+    fn is_member(&self, id: NodeId) -> bool {
+        let members = self
+            .members
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        members.contains(&id)
+    }
+
     /// Why `hello` is refused, if it is.
     pub fn refuse(&self, hello: &Hello) -> Option<String> {
         if hello.cluster != self.cluster {
@@ -252,7 +298,7 @@ impl Admission {
                 "it expected member {:x}, this is {:x}",
                 hello.to.0, self.me.0
             ))
-        } else if !self.members.contains(&hello.from) || hello.from == self.me {
+        } else if !self.is_member(hello.from) || hello.from == self.me {
             Some(format!(
                 "member {:x} is not a peer in this cluster",
                 hello.from.0
@@ -313,6 +359,12 @@ async fn inbound(
         tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut stream, PEER_HELLO_BYTES_MAX)).await;
     drop(handshake);
     let hello = match hello {
+        Ok(Ok(body)) if wire::decode_join(&body).is_some() => {
+            if let Some(request) = wire::decode_join(&body) {
+                answer_join(stream, addr, request, (inputs, inflow)).await;
+            }
+            return;
+        }
         Ok(Ok(body)) => wire::decode_hello(&body),
         Ok(Err(e)) => {
             tracing::warn!(%addr, "refused peer connection: {e}");
@@ -369,7 +421,44 @@ async fn inbound(
     }
 }
 
-async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max: usize) -> std::io::Result<Vec<u8>> {
+/// Answers a member starting to join (`crate::bootstrap`) with what the core says of it.
+async fn answer_join(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    request: crate::proto::synodpb::JoinRequest,
+    (inputs, inflow): (Inputs, Inflow),
+) {
+    // A question takes room in the core's queue as a client's request does.
+    if inflow.admit_client().is_err() {
+        return;
+    }
+    let (tx, rx) = oneshot::channel();
+    let query = Input::Query(Box::new(move |core| {
+        let _ = tx.send(core.join_answer(&request.peer_url));
+    }));
+    if inputs.send(query).is_err() {
+        return;
+    }
+    let Ok(answer) = rx.await else { return };
+    match &answer.answer {
+        Some(crate::proto::synodpb::join_answer::Answer::Bootstrap(b)) => {
+            tracing::info!(%addr, id = %format!("{:x}", b.member_id), "told a joining member who it is");
+        }
+        other => tracing::info!(%addr, answer = ?other, "a member asked to join"),
+    }
+    let mut frame = Vec::new();
+    wire::frame(&mut frame, |out| {
+        prost::Message::encode(&answer, out).unwrap_or_default()
+    });
+    let _ = write(&mut stream, &frame).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Reads one frame's body, of at most `max` bytes, checked against its checksum.
+pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> std::io::Result<Vec<u8>> {
     let bad = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
     let mut header = [0; FRAME_HEADER];
     reader.read_exact(&mut header).await?;
@@ -413,6 +502,7 @@ mod tests {
         let peers = Peers {
             queues: HashMap::from([(NodeId(2), queue)]),
             runtime: Some(tokio::runtime::Handle::current()),
+            ..Peers::default()
         };
         (peers, rx)
     }
@@ -440,7 +530,7 @@ mod tests {
         let admission = Admission {
             me: NodeId(1),
             cluster: 7,
-            members: vec![NodeId(1), NodeId(2)],
+            members: Arc::new(std::sync::RwLock::new(vec![NodeId(1), NodeId(2)])),
         };
         let (inputs, _core) = mpsc::unbounded_channel();
         tokio::spawn(accept(listener, admission, inputs, Inflow::default()));

@@ -11,6 +11,7 @@ use storage::format::{put_ballot, put_entry, put_len, put_membership, Reader};
 
 use crate::limits::PEER_FRAME_BYTES_MAX;
 use crate::payload::Payload;
+use crate::proto::synodpb::JoinRequest;
 
 /// Bytes before a frame's body.
 pub const FRAME_HEADER: usize = 8;
@@ -84,6 +85,22 @@ pub fn encode_hello(hello: &Hello, out: &mut Vec<u8>) {
     out.extend_from_slice(&hello.cluster.to_le_bytes());
     out.extend_from_slice(&hello.from.0.to_le_bytes());
     out.extend_from_slice(&hello.to.0.to_le_bytes());
+}
+
+/// Opens a joining member's question instead of a [`Hello`]: the rest is a
+/// [`JoinRequest`] protobuf, and the answer one frame holding a `JoinAnswer` protobuf.
+const JOIN_MAGIC: [u8; 8] = *b"SYNODJ01";
+
+/// Encodes a joining member's question.
+pub fn encode_join(request: &JoinRequest, out: &mut Vec<u8>) {
+    out.extend_from_slice(&JOIN_MAGIC);
+    prost::Message::encode(request, out).unwrap_or_default();
+}
+
+/// Decodes a joining member's question, if the first frame is one.
+pub fn decode_join(body: &[u8]) -> Option<JoinRequest> {
+    let rest = body.strip_prefix(&JOIN_MAGIC)?;
+    prost::Message::decode(rest).ok()
 }
 
 /// Decodes a handshake body.

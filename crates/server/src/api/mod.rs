@@ -11,7 +11,6 @@ use paxos::NodeId;
 use tokio::sync::{oneshot, watch};
 use tonic::Status;
 
-use crate::config::Member;
 use crate::inflow::Inflow;
 use crate::node::{Applied, Core, Input, Inputs, Proposal, View};
 use crate::proto::synodpb::command::Op;
@@ -59,8 +58,8 @@ pub struct Info {
     pub cluster_id: u64,
     /// This member's id.
     pub member_id: u64,
-    /// Every member.
-    pub members: Vec<Member>,
+    /// Whether this member is a learner now (the core keeps it up to date).
+    pub learner: Arc<std::sync::atomic::AtomicBool>,
     /// The largest request accepted.
     pub max_request_bytes: usize,
     /// How long a request may wait for the cluster: the core answers it by then (with a
@@ -105,6 +104,16 @@ impl Handle {
         }
     }
 
+    /// etcd's answer on a learner to anything but a serializable read or a status.
+    pub fn refuse_on_learner(&self) -> Result<(), Status> {
+        if self.info.learner.load(Ordering::Relaxed) {
+            return Err(Status::unavailable(
+                "etcdserver: rpc not supported for learner",
+            ));
+        }
+        Ok(())
+    }
+
     fn send(&self, input: Input) -> Result<(), Status> {
         self.inputs.send(input).map_err(|_| stopped())
     }
@@ -129,6 +138,7 @@ impl Handle {
     /// Proposes `op` and waits until this member applied it. The command is built here,
     /// on the client's task, not on the core's.
     pub async fn propose(&self, op: Op) -> Result<Applied, Status> {
+        self.refuse_on_learner()?;
         let (tx, rx) = oneshot::channel();
         let me = NodeId(self.info.member_id);
         let proposal = Proposal::new(me, &self.request_ids, op);
@@ -138,6 +148,7 @@ impl Handle {
 
     /// A view every write completed before this call is visible in.
     pub async fn linearizable(&self) -> Result<Arc<View>, Status> {
+        self.refuse_on_learner()?;
         let (tx, rx) = oneshot::channel();
         let first = {
             let mut rounds = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
@@ -203,6 +214,17 @@ impl Handle {
         self.wait(rx).await
     }
 
+    /// Runs `f` on the core with the way to answer, which it may keep and answer later
+    /// (a membership change answers once applied).
+    pub async fn ask<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Core, crate::node::Reply<T>) + Send + 'static,
+    ) -> Result<T, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.send_request(Input::Query(Box::new(move |core| f(core, tx))))?;
+        self.wait(rx).await
+    }
+
     /// A fresh stream number (watch streams are keyed by it).
     pub fn next_stream(&self) -> u64 {
         self.streams.fetch_add(1, Ordering::Relaxed)
@@ -213,6 +235,7 @@ impl Handle {
     /// or costs nothing lasting, always goes through.
     pub fn watch_request(&self, request: crate::watchers::Request) -> Result<(), Status> {
         if request.is_create() {
+            self.refuse_on_learner()?;
             return self.send_request(Input::Watch(request));
         }
         self.send(Input::Watch(request))
@@ -237,7 +260,7 @@ pub(crate) fn test_handle(max_request_bytes: usize) -> (Handle, crate::node::Inp
     let info = Info {
         cluster_id: 1,
         member_id: 1,
-        members: Vec::new(),
+        learner: Arc::default(),
         max_request_bytes,
         request_timeout: Duration::from_secs(5),
     };
@@ -325,7 +348,7 @@ mod tests {
         let info = Info {
             cluster_id: 1,
             member_id: 1,
-            members: Vec::new(),
+            learner: Arc::default(),
             max_request_bytes: 1 << 20,
             request_timeout: Duration::from_secs(5),
         };

@@ -32,13 +32,15 @@ use crate::machine::{self, EtcdMachine};
 pub use crate::machine::{Applied, View};
 use crate::payload::Payload;
 use crate::proto::etcdserverpb as pb;
-use crate::transport::Peers;
+use crate::transport::{Peers, Roster};
 use crate::watchers::Watchers;
 
 mod input;
+mod membership;
 
 pub(crate) use input::persisted;
 pub use input::{Input, InputQueue, Inputs, Proposal, Query, Reply};
+pub use membership::{change_status, Directory, Listed, REMOVED};
 
 /// Tunables of the core.
 #[derive(Clone, Debug)]
@@ -78,6 +80,14 @@ pub struct Core {
     last_progress: Instant,
     /// The room in the core's queue, given back as inputs are taken.
     inflow: Inflow,
+    me: NodeId,
+    cluster_id: u64,
+    /// What the core knows of members besides their ids.
+    directory: Directory,
+    /// The members whose connections the peer port admits.
+    roster: Roster,
+    learner: Arc<std::sync::atomic::AtomicBool>,
+    followed: membership::Followed,
 }
 
 impl std::fmt::Debug for Core {
@@ -111,6 +121,12 @@ pub struct Parts {
     pub inflow: Inflow,
     /// What this member publishes about itself (its name and client URLs).
     pub attributes: kv::MemberAttributes,
+    /// The bootstrap list of members (names and peer URLs).
+    pub directory: Directory,
+    /// The members whose connections the peer port admits: the core keeps it current.
+    pub roster: Roster,
+    /// Whether this member is a learner: the core keeps it current.
+    pub learner: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Core {
@@ -158,6 +174,12 @@ impl Core {
             fatal: None,
             last_progress: Instant::now(),
             inflow: parts.inflow,
+            me: parts.me,
+            cluster_id: parts.cluster_id,
+            directory: parts.directory,
+            roster: parts.roster,
+            learner: parts.learner,
+            followed: membership::Followed::default(),
         };
         (core, views)
     }
@@ -170,6 +192,7 @@ impl Core {
     /// its own: a request that wakes it, and the answers it sends back, stay on the
     /// worker that is already running (no futex wake-up between threads per request).
     pub async fn run(mut self, mut inputs: InputQueue) -> Result<(), String> {
+        self.follow_membership();
         let mut next_tick = Instant::now() + self.options.tick;
         loop {
             let first = tokio::select! {
@@ -306,8 +329,11 @@ impl Core {
 
     /// Stops the member after the current burst, with `reason`.
     fn fail(&mut self, reason: String) {
+        if self.fatal.is_some() {
+            return;
+        }
         tracing::error!("{reason}; this member stops");
-        self.fatal.get_or_insert(reason);
+        self.fatal = Some(reason);
     }
 
     /// Time as the node counts it: since the core started.
@@ -361,6 +387,7 @@ impl Core {
         if self.node.take_changed() {
             self.publish();
         }
+        self.follow_membership();
     }
 
     /// Serializable reads and new watchers read the latest view.

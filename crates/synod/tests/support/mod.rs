@@ -18,6 +18,9 @@ pub struct Member {
     pub peer: String,
     pub dir: PathBuf,
     pub child: Option<Child>,
+    /// For a member that joins a running cluster: the `--initial-cluster` `member add`
+    /// printed (it starts with `--initial-cluster-state existing`).
+    pub joining: Option<String>,
 }
 
 /// A running cluster.
@@ -73,6 +76,7 @@ impl Cluster {
                 peer: format!("127.0.0.1:{}", free_port()),
                 dir: root.join(format!("s{i}")),
                 child: None,
+                joining: None,
             });
         }
         let initial = members
@@ -99,6 +103,10 @@ impl Cluster {
     /// `synod serve`'s flags for member `i`.
     pub fn serve_flags(&self, i: usize) -> Vec<String> {
         let m = &self.members[i];
+        let (initial, state) = match &m.joining {
+            Some(initial) => (initial.as_str(), "existing"),
+            None => (self.initial.as_str(), "new"),
+        };
         let mut flags: Vec<String> = [
             "--name",
             &m.name,
@@ -109,7 +117,9 @@ impl Cluster {
             "--listen-peer-urls",
             &format!("http://{}", m.peer),
             "--initial-cluster",
-            &self.initial,
+            initial,
+            "--initial-cluster-state",
+            state,
             "--initial-cluster-token",
             "e2e",
         ]
@@ -141,6 +151,27 @@ impl Cluster {
         self.members[i].child = Some(child);
     }
 
+    /// A new machine for member `name`, not started and not yet added: its index.
+    pub fn add_spare(&mut self, name: &str) -> usize {
+        self.members.push(Member {
+            name: name.to_string(),
+            client: format!("127.0.0.1:{}", free_port()),
+            peer: format!("127.0.0.1:{}", free_port()),
+            dir: self.root.join(name),
+            child: None,
+            joining: None,
+        });
+        self.members.len() - 1
+    }
+
+    /// Whether member `i`'s process exited by itself (and how), reaping it if so.
+    pub fn exited(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let child = self.members[i].child.as_mut()?;
+        let status = child.try_wait().ok().flatten()?;
+        self.members[i].child = None;
+        Some(status)
+    }
+
     /// Kills member `i` with SIGKILL.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.members[i].child.take() {
@@ -149,10 +180,11 @@ impl Cluster {
         }
     }
 
-    /// Every client endpoint, comma-separated.
+    /// Every running member's client endpoint, comma-separated.
     pub fn endpoints(&self) -> String {
         self.members
             .iter()
+            .filter(|m| m.child.is_some())
             .map(|m| m.client.clone())
             .collect::<Vec<_>>()
             .join(",")

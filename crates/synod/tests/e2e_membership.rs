@@ -1,0 +1,195 @@
+//! Membership changes on a real cluster with Debian's etcdctl, as an operator replaces a
+//! machine: add a learner with `member add --learner`, start it with the
+//! `--initial-cluster` that printed and `--initial-cluster-state existing`, promote it
+//! once it caught up, remove an old member (which stops, as etcd's does), and restart the
+//! new one from its data directory. etcd's refusals along the way answer as etcd's do.
+
+#![allow(clippy::expect_used)] // A test: a failure is the report.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::Cluster;
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// `member list` at `endpoints` as (id, name, is learner), by name.
+fn members_at(c: &Cluster, endpoints: &str) -> Vec<(u64, String, bool)> {
+    let out = c.etcdctl_at(endpoints, &["member", "list", "-w", "json"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = json(&text);
+    let mut out: Vec<(u64, String, bool)> = list["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            let id = m["ID"].as_u64().expect("ID");
+            let name = m["name"].as_str().unwrap_or_default().to_string();
+            (id, name, m["isLearner"].as_bool().unwrap_or(false))
+        })
+        .collect();
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out
+}
+
+/// `member list` at every running member (no learner among them).
+fn members(c: &Cluster) -> Vec<(u64, String, bool)> {
+    members_at(c, &c.endpoints())
+}
+
+/// Runs etcdctl at `endpoints` and returns its stderr, asserting it failed.
+fn refused(c: &Cluster, endpoints: &str, args: &[&str]) -> String {
+    let out = c.etcdctl_at(endpoints, args);
+    assert!(!out.status.success(), "etcdctl {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Retries `f` until it returns `Some`, for up to 30 s.
+fn eventually<T>(c: &Cluster, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = f() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within 30 s\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_learner_joins_is_promoted_and_replaces_a_removed_member() {
+    let mut c = Cluster::start("membership");
+    c.etcdctl(&["put", "before", "1"]);
+    let s4 = c.add_spare("s4");
+    let peer = format!("http://{}", c.members[s4].peer);
+
+    // etcd's refusals: a peer URL in use, a member that is not one, a voter promoted.
+    let used = format!("--peer-urls=http://{}", c.members[0].peer);
+    let all = c.endpoints();
+    let err = refused(&c, &all, &["member", "add", "x", &used]);
+    assert!(
+        err.contains("etcdserver: Peer URLs already exists"),
+        "{err}"
+    );
+    let err = refused(&c, &all, &["member", "remove", "1234"]);
+    assert!(err.contains("etcdserver: member not found"), "{err}");
+    let voter = format!("{:x}", members(&c)[0].0);
+    let err = refused(&c, &all, &["member", "promote", &voter]);
+    assert!(
+        err.contains("etcdserver: can only promote a learner member"),
+        "{err}"
+    );
+
+    let added = c.etcdctl(&[
+        "member",
+        "add",
+        "s4",
+        "--learner",
+        &format!("--peer-urls={peer}"),
+    ]);
+    assert!(
+        added.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""),
+        "{added}"
+    );
+    let initial = added
+        .lines()
+        .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no ETCD_INITIAL_CLUSTER in {added}"))
+        .to_string();
+    assert!(initial.contains(&format!("s4={peer}")), "{initial}");
+    let listed = members(&c);
+    assert_eq!(listed.len(), 4);
+    assert!(listed
+        .iter()
+        .any(|(_, name, learner)| name.is_empty() && *learner));
+
+    // Until it is promoted, member commands go to the voters: a learner refuses them.
+    let voters = c.endpoints();
+    c.members[s4].joining = Some(initial);
+    c.spawn(s4);
+    let learner_id = eventually(&c, "s4 publishes its name", || {
+        members_at(&c, &voters)
+            .into_iter()
+            .find(|(_, name, learner)| name == "s4" && *learner)
+            .map(|(id, ..)| id)
+    });
+    // A learner serves serializable reads only.
+    let at_s4 = c.members[s4].client.clone();
+    let stale = c.etcdctl_at(&at_s4, &["get", "before", "--consistency=s"]);
+    assert_eq!(String::from_utf8_lossy(&stale.stdout), "before\n1\n");
+    for refused_there in [
+        &["put", "k", "v"][..],
+        &["get", "before"],
+        &["member", "list"],
+    ] {
+        let err = refused(&c, &at_s4, refused_there);
+        assert!(
+            err.contains("etcdserver: rpc not supported for learner"),
+            "{err}"
+        );
+    }
+
+    let id = format!("{learner_id:x}");
+    eventually(&c, "promote s4", || {
+        let out = c.etcdctl_at(&voters, &["member", "promote", &id]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || err.contains("in sync with leader"),
+            "{err}"
+        );
+        out.status.success().then_some(())
+    });
+    assert!(members(&c).iter().all(|(_, _, learner)| !learner));
+    c.etcdctl(&["put", "after-promote", "2"]);
+
+    // Remove s1: it stops, as etcd's removed members do, and the others go on.
+    let s1 = format!(
+        "{:x}",
+        members(&c).iter().find(|m| m.1 == "s1").expect("s1").0
+    );
+    let removed = c.etcdctl(&["member", "remove", &s1]);
+    // etcdctl pads the id to 16 places: "Member  d2f2045d674ae1a removed from cluster …".
+    assert!(
+        removed.contains(&format!("{s1:>16} removed from cluster")),
+        "{removed}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = c.exited(0) {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "s1 did not stop\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(!status.success());
+    assert!(c.log(0).contains("permanently removed"), "{}", c.log(0));
+    let names: Vec<String> = members(&c).into_iter().map(|m| m.1).collect();
+    assert_eq!(names, ["s2", "s3", "s4"]);
+    // As with etcd, a write sent while the removed leader's successor is being elected
+    // may time out: wait for it.
+    c.wait_healthy();
+    c.etcdctl(&["put", "after-remove", "3"]);
+    assert_eq!(c.etcdctl(&["get", "after-remove"]), "after-remove\n3\n");
+
+    // The new member restarts from its data directory.
+    c.kill(s4);
+    c.spawn(s4);
+    c.wait_healthy();
+    let at_s4 = c.members[s4].client.clone();
+    let read = c.etcdctl_at(&at_s4, &["get", "after-promote"]);
+    assert_eq!(String::from_utf8_lossy(&read.stdout), "after-promote\n2\n");
+}
