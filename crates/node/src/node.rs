@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use paxos::multi::{
     Action, Change, Entry, Message, ProposeError, ReconfigureError, Replica, RoleKind, Sequencer,
-    Slot, SnapshotData, Step, Write,
+    Slot, SnapshotData, Step, TransferError, Write,
 };
 use paxos::NodeId;
 use rand_core::RngCore;
@@ -255,6 +255,15 @@ impl<M: StateMachine, W, R: RngCore> Node<M, W, R> {
             .filter(|&id| replica.peer_active(id))
             .collect();
         let actions = self.replica.reconfigure(change, |id| up.contains(&id))?;
+        self.run(actions);
+        self.settle();
+        Ok(())
+    }
+
+    /// For the leader: hands leadership to `to` (see [`Replica::transfer_leadership`]).
+    pub fn transfer_leadership(&mut self, to: NodeId, now: Duration) -> Result<(), TransferError> {
+        self.now = now;
+        let actions = self.replica.transfer_leadership(to)?;
         self.run(actions);
         self.settle();
         Ok(())

@@ -131,6 +131,7 @@ const CHOSEN: u8 = 11;
 const SNAPSHOT: u8 = 12;
 const READ_INDEX: u8 = 13;
 const READ_INDEX_REPLY: u8 = 14;
+const CAMPAIGN: u8 = 15;
 
 fn put_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
@@ -249,6 +250,10 @@ pub fn encode_message(message: &Message<Payload>, out: &mut Vec<u8>) {
             out.push(CATCH_UP);
             put_ballot(out, *ballot);
             put_u64(out, *from);
+        }
+        Message::Campaign { ballot } => {
+            out.push(CAMPAIGN);
+            put_ballot(out, *ballot);
         }
         Message::Chosen {
             ballot,
@@ -385,6 +390,9 @@ pub fn decode_message(body: &[u8]) -> Option<Message<Payload>> {
             ballot: r.ballot()?,
             from: r.u64()?,
         },
+        CAMPAIGN => Message::Campaign {
+            ballot: r.ballot()?,
+        },
         CHOSEN => {
             let (ballot, first, commit) = (r.ballot()?, r.u64()?, r.u64()?);
             let n = count(&mut r, 17)?;
@@ -505,6 +513,7 @@ mod tests {
                 ballot: b(5, 1),
                 from: 3,
             },
+            Message::Campaign { ballot: b(5, 1) },
             Message::Chosen {
                 ballot: b(5, 1),
                 first: 3,

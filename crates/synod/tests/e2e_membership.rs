@@ -144,6 +144,11 @@ fn a_learner_joins_is_promoted_and_replaces_a_removed_member() {
     }
 
     let id = format!("{learner_id:x}");
+    // Leadership goes to voters only, as etcd's.
+    for target in [id.as_str(), "1234"] {
+        let err = refused(&c, &voters, &["move-leader", target]);
+        assert!(err.contains("etcdserver: bad leader transferee"), "{err}");
+    }
     eventually(&c, "promote s4", || {
         let out = c.etcdctl_at(&voters, &["member", "promote", &id]);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -156,11 +161,19 @@ fn a_learner_joins_is_promoted_and_replaces_a_removed_member() {
     assert!(members(&c).iter().all(|(_, _, learner)| !learner));
     c.etcdctl(&["put", "after-promote", "2"]);
 
-    // Remove s1: it stops, as etcd's removed members do, and the others go on.
-    let s1 = format!(
-        "{:x}",
-        members(&c).iter().find(|m| m.1 == "s1").expect("s1").0
-    );
+    // Drain s1 (it may lead), then remove it: it stops, as etcd's removed members do,
+    // and the others go on.
+    let id_of = |c: &Cluster, name: &str| {
+        let listed = members(c);
+        listed.iter().find(|m| m.1 == name).expect("listed").0
+    };
+    let (s1, s2) = (format!("{:x}", id_of(&c, "s1")), id_of(&c, "s2"));
+    let moved = c.etcdctl(&["move-leader", &format!("{s2:x}")]);
+    assert!(moved.contains("Leadership transferred"), "{moved}");
+    let status = json(&c.etcdctl(&["endpoint", "status", "-w", "json"]));
+    for member in status.as_array().expect("statuses") {
+        assert_eq!(member["Status"]["leader"].as_u64(), Some(s2), "{status}");
+    }
     let removed = c.etcdctl(&["member", "remove", &s1]);
     // etcdctl pads the id to 16 places: "Member  d2f2045d674ae1a removed from cluster …".
     assert!(

@@ -10,7 +10,7 @@ use rand_pcg::Pcg32;
 
 use super::{
     membership::Membership, Action, Change, Durable, Entry, LogEntry, Members, Message, Options,
-    ReconfigureError, Replica, Sequencer, Slot, SnapshotData, Step, Write,
+    ReconfigureError, Replica, Sequencer, Slot, SnapshotData, Step, TransferError, Write,
 };
 use crate::{NodeId, QuorumSpec};
 
@@ -329,6 +329,16 @@ impl Cluster {
             return Err(ReconfigureError::NotLeader { leader: None });
         };
         let actions = replica.reconfigure(change, |id| up.contains(&id))?;
+        self.carry_out(i, actions);
+        Ok(())
+    }
+
+    /// Asks replica `i` to hand leadership to `to`.
+    pub(crate) fn transfer(&mut self, i: usize, to: NodeId) -> Result<(), TransferError> {
+        let Some(replica) = self.replicas[i].as_mut() else {
+            return Err(TransferError::NotLeader { leader: None });
+        };
+        let actions = replica.transfer_leadership(to)?;
         self.carry_out(i, actions);
         Ok(())
     }

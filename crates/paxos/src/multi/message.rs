@@ -229,6 +229,12 @@ pub enum Message<C> {
         /// The commands.
         commands: Vec<C>,
     },
+    /// Leader → a voter: campaign now, to take over (a leadership transfer, etcd's
+    /// `MoveLeader`). Heeded only from the leader the voter follows, at its ballot.
+    Campaign {
+        /// The leader's ballot.
+        ballot: Ballot,
+    },
     /// Lagging replica → leader: send me the chosen entries from `from` on.
     CatchUp {
         /// The sender's promised ballot.
@@ -281,6 +287,7 @@ impl<C> Message<C> {
             | Message::ReadIndexReply { ballot, .. }
             | Message::Forward { ballot, .. }
             | Message::CatchUp { ballot, .. }
+            | Message::Campaign { ballot }
             | Message::Chosen { ballot, .. }
             | Message::Snapshot { ballot, .. } => ballot,
             // A nack is evidence of the ballot promised, not the one refused.
@@ -303,6 +310,7 @@ impl<C> Message<C> {
             Message::ReadIndexReply { .. } => "read-index-reply",
             Message::Forward { .. } => "forward",
             Message::CatchUp { .. } => "catch-up",
+            Message::Campaign { .. } => "campaign",
             Message::Chosen { .. } => "chosen",
             Message::Snapshot { .. } => "snapshot",
         }

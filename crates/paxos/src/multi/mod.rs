@@ -57,6 +57,6 @@ pub use membership::{Change, ChangeError, Membership};
 pub use message::{
     Action, Batch, Command, Entry, LogEntry, Message, ReadError, Slot, SlotVote, Write,
 };
-pub use replica::{Durable, ProposeError, ReconfigureError, Replica, RoleKind};
+pub use replica::{Durable, ProposeError, ReconfigureError, Replica, RoleKind, TransferError};
 pub use sequencer::{Sequencer, Step};
 pub use snapshot::{SnapshotBytes, SnapshotData, SnapshotReader};

@@ -417,3 +417,49 @@ fn followers_of_a_leader_that_removed_itself_campaign_before_a_whole_timeout() {
         assert!(ticks < timeout, "no new leader within {ticks} ticks");
     }
 }
+
+#[test]
+fn leadership_moves_to_a_voter_in_sync_and_only_there() {
+    let options = Options {
+        window_slots: 4,
+        ..Options::default()
+    };
+    let mut c = Cluster::with_learners(3, 1, QuorumSpec::Majority, options);
+    write(&mut c, 0, 5);
+    let leader = c.elect();
+    let follower = (leader + 1) % 3;
+    let to = c.ids[(leader + 2) % 3];
+    assert_eq!(
+        c.transfer(follower, to),
+        Err(TransferError::NotLeader {
+            leader: Some(c.ids[leader])
+        })
+    );
+    assert_eq!(
+        c.transfer(leader, NodeId(4)),
+        Err(TransferError::NotVoter(NodeId(4)))
+    );
+    assert_eq!(
+        c.transfer(leader, NodeId(9)),
+        Err(TransferError::NotVoter(NodeId(9)))
+    );
+    c.transfer(leader, to).unwrap();
+    c.deliver(100_000);
+    assert_eq!(c.leader().map(|i| c.ids[i]), Some(to), "no tick needed");
+    write(&mut c, 5, 5);
+    for i in 0..4 {
+        assert_eq!(
+            commands(&c, i),
+            (0..10).collect::<Vec<u64>>(),
+            "replica {i}"
+        );
+    }
+    // A voter far behind is refused: it could not lead before catching up.
+    let leader = c.leader().expect("a leader");
+    let behind = (0..3).find(|&i| i != leader).expect("a follower");
+    c.isolate(behind);
+    write(&mut c, 10, 20);
+    let leader = c.leader().expect("a leader");
+    let id = c.ids[behind];
+    assert_eq!(c.transfer(leader, id), Err(TransferError::Behind(id)));
+}

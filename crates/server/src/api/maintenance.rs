@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use super::{unexpected, Handle};
 use crate::convert;
 use crate::limits::BACKUP_CHUNK_BYTES;
-use crate::node::Applied;
+use crate::node::{Applied, Transfer};
 use crate::proto::etcdserverpb::{self as pb, maintenance_server::Maintenance};
 use crate::proto::synodpb::command::Op;
 
@@ -142,13 +142,35 @@ impl Maintenance for MaintenanceService {
         )))
     }
 
+    /// etcd's: asked of the leader, which hands over to a voter in sync with it and
+    /// answers once it sees that voter lead (asking again while the voter catches up).
     async fn move_leader(
         &self,
-        _: Request<pb::MoveLeaderRequest>,
+        request: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
-        Err(Status::unimplemented(
-            "synod: move-leader is not supported yet",
-        ))
+        self.0.refuse_on_learner()?;
+        let to = paxos::NodeId(request.get_ref().target_id);
+        let deadline = tokio::time::Instant::now() + self.0.info.request_timeout;
+        let mut asked = false;
+        loop {
+            let transfer = self
+                .0
+                .query(move |core| core.transfer_leadership(to, asked));
+            if transfer.await?? == Transfer::Done {
+                break;
+            }
+            asked = true;
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Status::unavailable(
+                    "etcdserver: request timed out, leader transfer took too long",
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let header = self.0.serializable().header;
+        Ok(Response::new(pb::MoveLeaderResponse {
+            header: Some(header),
+        }))
     }
 }
 

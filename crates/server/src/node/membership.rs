@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::PoisonError;
 use std::time::Duration;
 
-use paxos::multi::{Change, ChangeError, Members, ReconfigureError};
+use paxos::multi::{Change, ChangeError, Members, ReconfigureError, TransferError};
 use paxos::NodeId;
 use tonic::Status;
 
@@ -200,6 +200,42 @@ impl Core {
             }
         }
         self.followed.waiting = still;
+    }
+}
+
+/// How a leadership transfer stands, as the member asked sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transfer {
+    /// The target leads.
+    Done,
+    /// Asked of the target (or it is catching up first): wait and ask again.
+    UnderWay,
+}
+
+impl Core {
+    /// etcd's `MoveLeader` at this member: asks `to` to take over if this member leads.
+    /// Once `asked` (this member asked before), a member that no longer leads waits for
+    /// the election `to` started.
+    pub fn transfer_leadership(&mut self, to: NodeId, asked: bool) -> Result<Transfer, Status> {
+        let replica = self.node.replica();
+        if replica.leader() == Some(to) {
+            return Ok(Transfer::Done);
+        }
+        if asked && replica.role() != paxos::multi::RoleKind::Leader {
+            return Ok(Transfer::UnderWay);
+        }
+        let now = self.now();
+        let outcome = match self.node.transfer_leadership(to, now) {
+            Ok(()) | Err(TransferError::Behind(_)) => Ok(Transfer::UnderWay),
+            Err(TransferError::NotVoter(_)) => Err(Status::failed_precondition(
+                "etcdserver: bad leader transferee",
+            )),
+            Err(TransferError::NotLeader { .. }) => {
+                Err(Status::failed_precondition("etcdserver: not leader"))
+            }
+        };
+        self.carry_out();
+        outcome
     }
 }
 

@@ -131,6 +131,8 @@ impl<C: Command, R: RngCore> Shared<C, R> {
             | Message::ReadIndex { .. }
             | Message::Forward { .. }
             | Message::Nack { .. } => {}
+            // `Replica::step` takes it before any role does.
+            Message::Campaign { .. } => {}
         }
     }
 }

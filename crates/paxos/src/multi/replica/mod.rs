@@ -59,7 +59,7 @@ pub(crate) use model::Timer;
 use phase1::Candidate;
 use reads::{FollowerReads, Grant, PendingRead};
 use reconfiguration::MembershipHistory;
-pub use reconfiguration::ReconfigureError;
+pub use reconfiguration::{ReconfigureError, TransferError};
 use replication::{InFlight, Leader, SeenForwards};
 
 /// What a replica's storage hands back on restart.
@@ -467,6 +467,10 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             return self.finish();
         }
         self.observe(message.ballot());
+        if let Message::Campaign { ballot } = message {
+            self.on_campaign(from, ballot);
+            return self.finish();
+        }
         match &mut self.role {
             Role::Leader(leader) => self.shared.step_leader(leader, from, sender, message),
             Role::Candidate(candidate) => {

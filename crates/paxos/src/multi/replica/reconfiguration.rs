@@ -45,6 +45,32 @@ impl std::fmt::Display for ReconfigureError {
 
 impl std::error::Error for ReconfigureError {}
 
+/// Why [`Replica::transfer_leadership`] sent nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransferError {
+    /// Only the leader hands over; this is the one this replica knows of, if any.
+    NotLeader {
+        /// The leader this replica knows of.
+        leader: Option<NodeId>,
+    },
+    /// The target is not a voter of the current configuration (unknown, or a learner).
+    NotVoter(NodeId),
+    /// The target does not hold the log within one pipeline window of the commit point.
+    Behind(NodeId),
+}
+
+impl std::fmt::Display for TransferError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransferError::NotLeader { .. } => write!(f, "not the leader"),
+            TransferError::NotVoter(id) => write!(f, "{id:?} is not a voter"),
+            TransferError::Behind(id) => write!(f, "{id:?} is not in sync with the leader"),
+        }
+    }
+}
+
+impl std::error::Error for TransferError {}
+
 impl<C: Command, R: RngCore> Replica<C, R> {
     /// The configurations in force.
     pub fn membership(&self) -> &Membership {
@@ -113,6 +139,45 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         });
         shared.pump(leader);
         Ok(self.finish())
+    }
+
+    /// For the leader: hands leadership to `to` (etcd's `MoveLeader`), a voter holding the
+    /// log within one pipeline window of the commit point, by asking it to campaign now.
+    /// Its higher ballot deposes this leader when its prepare arrives; until then this
+    /// one leads on. Nothing is sent if `to` leads already.
+    pub fn transfer_leadership(&mut self, to: NodeId) -> Result<Vec<Action<C>>, TransferError> {
+        let shared = &mut self.shared;
+        let Role::Leader(leader) = &self.role else {
+            let leader = shared.leader;
+            return Err(TransferError::NotLeader { leader });
+        };
+        if to == shared.id {
+            return Ok(self.finish());
+        }
+        let Some(at) = (shared.membership.current().is_voter(to))
+            .then(|| shared.membership.position(to))
+            .flatten()
+        else {
+            return Err(TransferError::NotVoter(to));
+        };
+        let progress = leader.progress.get(at).copied().unwrap_or(0);
+        if progress.saturating_add(shared.options.window_slots) < shared.log.commit() {
+            return Err(TransferError::Behind(to));
+        }
+        let ballot = leader.ballot;
+        shared.send(to, Message::Campaign { ballot });
+        Ok(self.finish())
+    }
+
+    /// The leader this follower follows asks it to take over.
+    pub(super) fn on_campaign(&mut self, from: NodeId, ballot: Ballot) {
+        let asked = matches!(self.role, Role::Follower)
+            && ballot == self.shared.promised
+            && ballot.node == from
+            && self.shared.leader == Some(from);
+        if asked {
+            self.campaign();
+        }
     }
 
     /// Takes into effect the membership entries applied during this event. A leader or
