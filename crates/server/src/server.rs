@@ -26,6 +26,7 @@ use crate::proto::etcdserverpb::{
     maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use crate::proto::health::health_server::HealthServer;
+use crate::proto::synodpb::quorum_server::QuorumServer;
 use crate::proto::v3electionpb::election_server::ElectionServer;
 use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::transport::{self, Admission, Roster};
@@ -239,6 +240,7 @@ fn routes(handle: &Handle, max_message: usize) -> Routes {
         .add_service(LockServer::new(api::lock::LockService(h())))
         .add_service(ElectionServer::new(api::election::ElectionService(h())))
         .add_service(HealthServer::new(api::health::HealthService(h())))
+        .add_service(QuorumServer::new(api::quorum::QuorumService(h())))
         .prepare()
 }
 

@@ -42,6 +42,8 @@ enum Command {
     Sim(Box<cmd::sim::SimArgs>),
     /// Check a recorded client history for linearizability.
     Check(cmd::check::CheckArgs),
+    /// Read or change a running cluster's quorum system.
+    Quorum(cmd::quorum::QuorumArgs),
 }
 
 /// Parses the command line; for `serve`, a `--config-file` contributes flags first.
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => cmd::bench::run(*args),
         Command::Sim(args) => cmd::sim::run(*args),
         Command::Check(args) => cmd::check::run(args),
+        Command::Quorum(args) => cmd::quorum::run(args),
     };
     match result {
         Ok(code) => code,

@@ -206,3 +206,74 @@ fn a_learner_joins_is_promoted_and_replaces_a_removed_member() {
     let read = c.etcdctl_at(&at_s4, &["get", "after-promote"]);
     assert_eq!(String::from_utf8_lossy(&read.stdout), "after-promote\n2\n");
 }
+
+/// `synod quorum ARGS --endpoints …` at every running member: its stdout, or its stderr
+/// if it failed.
+fn quorum(c: &Cluster, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_synod"))
+        .arg("quorum")
+        .args(args)
+        .arg(format!("--endpoints={}", c.endpoints()))
+        .output()
+        .expect("synod quorum runs");
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    if out.status.success() {
+        Ok(text(&out.stdout))
+    } else {
+        Err(text(&out.stderr))
+    }
+}
+
+/// Adds a voter named `name` with `member add` and starts it as the output says.
+fn add_voter(c: &mut Cluster, name: &str) {
+    let i = c.add_spare(name);
+    let peer = format!("--peer-urls=http://{}", c.members[i].peer);
+    let added = c.etcdctl(&["member", "add", name, &peer]);
+    let initial = added
+        .lines()
+        .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no ETCD_INITIAL_CLUSTER in {added}"))
+        .to_string();
+    c.members[i].joining = Some(initial);
+    c.spawn(i);
+    c.wait_healthy();
+}
+
+#[test]
+fn a_cluster_grows_to_six_and_switches_to_a_grid() {
+    let mut c = Cluster::start("grid");
+    let got = quorum(&c, &["get"]).unwrap();
+    assert_eq!(
+        got.trim(),
+        "quorum system majority over 3 voters (configuration epoch 0)"
+    );
+    let err = quorum(&c, &["set", "grid:2x3"]).unwrap_err();
+    assert!(err.contains("unsafe quorum system"), "{err}");
+    let err = quorum(&c, &["set", "triangle"]).unwrap_err();
+    assert!(err.contains("triangle"), "{err}");
+
+    // One-phase-2 writes: any single acceptor completes a write, all three elect.
+    let set = quorum(&c, &["set", "flexible:3,1"]).unwrap();
+    assert!(set.contains("flexible:3,1 over 3 voters"), "{set}");
+    c.etcdctl(&["put", "k", "flexible"]);
+
+    // flexible:3,1 does not fit four voters: the addition is refused, so back to
+    // majority first.
+    let taken = format!("--peer-urls=http://{}", support::free_port_url());
+    let err = refused(&c, &c.endpoints(), &["member", "add", "s4", &taken]);
+    assert!(err.contains("unsafe quorum system"), "{err}");
+    quorum(&c, &["set", "majority"]).unwrap();
+    for name in ["s4", "s5", "s6"] {
+        add_voter(&mut c, name);
+    }
+    let set = quorum(&c, &["set", "grid:2x3"]).unwrap();
+    assert!(set.contains("grid:2x3 over 6 voters"), "{set}");
+    c.etcdctl(&["put", "k", "grid"]);
+    assert_eq!(c.etcdctl(&["get", "k"]), "k\ngrid\n");
+    let listed = members(&c);
+    assert_eq!(listed.len(), 6);
+    assert!(listed
+        .iter()
+        .all(|(_, name, learner)| !name.is_empty() && !learner));
+}

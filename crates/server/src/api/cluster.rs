@@ -67,30 +67,13 @@ impl ClusterService {
         Ok((header, listed.into_iter().map(member).collect()))
     }
 
-    /// The leader's client URL when the change must be made there.
     async fn leader_elsewhere<T>(&self, request: &Request<T>) -> Result<Option<String>, Status> {
-        let elsewhere = self.0.query(|core| core.leader_client_url()).await??;
-        if elsewhere.is_some() && request.metadata().contains_key(PASSED_ON) {
-            return Err(Status::unavailable("etcdserver: leader changed"));
-        }
-        match elsewhere {
-            Some(url) => Ok(Some(url)),
-            None => Ok(None),
-        }
+        leader_elsewhere(&self.0, request).await
     }
 
-    /// A client of the leader at `url`.
+    /// A Cluster client of the leader at `url`.
     async fn leader(url: String) -> Result<ClusterClient<tonic::transport::Channel>, Status> {
-        let endpoint = tonic::transport::Endpoint::from_shared(url)
-            .map_err(|_| Status::unavailable("etcdserver: no leader"))?;
-        let channel = endpoint
-            .connect_timeout(std::time::Duration::from_secs(2))
-            .connect()
-            .await
-            .map_err(|e| {
-                Status::unavailable(format!("etcdserver: cannot reach the leader: {e}"))
-            })?;
-        Ok(ClusterClient::new(channel))
+        Ok(ClusterClient::new(leader_channel(url).await?))
     }
 
     /// Makes `change` and waits until it is applied.
@@ -101,8 +84,31 @@ impl ClusterService {
     }
 }
 
+/// The leader's client URL when a change must be made there (not at this member).
+pub(crate) async fn leader_elsewhere<T>(
+    handle: &Handle,
+    request: &Request<T>,
+) -> Result<Option<String>, Status> {
+    let elsewhere = handle.query(|core| core.leader_client_url()).await??;
+    if elsewhere.is_some() && request.metadata().contains_key(PASSED_ON) {
+        return Err(Status::unavailable("etcdserver: leader changed"));
+    }
+    Ok(elsewhere)
+}
+
+/// A connection to the leader's client port at `url`.
+pub(crate) async fn leader_channel(url: String) -> Result<tonic::transport::Channel, Status> {
+    let endpoint = tonic::transport::Endpoint::from_shared(url)
+        .map_err(|_| Status::unavailable("etcdserver: no leader"))?;
+    endpoint
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .connect()
+        .await
+        .map_err(|e| Status::unavailable(format!("etcdserver: cannot reach the leader: {e}")))
+}
+
 /// `request` as passed on to the leader.
-fn passed_on<T>(message: T) -> Request<T> {
+pub(crate) fn passed_on<T>(message: T) -> Request<T> {
     let mut request = Request::new(message);
     request
         .metadata_mut()

@@ -23,6 +23,7 @@ pub mod kv;
 pub mod lease;
 pub mod lock;
 pub mod maintenance;
+pub mod quorum;
 pub mod watch_api;
 
 /// What every service shares: the way to the core and the latest view.

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod check;
 pub mod dev;
+pub mod quorum;
 pub mod serve;
 pub mod sim;
 pub mod sim_cluster;

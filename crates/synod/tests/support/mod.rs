@@ -34,6 +34,11 @@ pub struct Cluster {
 
 pub use ports::free_port;
 
+/// A loopback address nothing listens on, for URLs that are never dialed.
+pub fn free_port_url() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
 /// Makes sure etcdctl is installed (the project's script installs Debian's package).
 pub fn etcdctl_installed() {
     static INSTALL: Once = Once::new();
