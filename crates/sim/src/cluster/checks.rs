@@ -30,6 +30,39 @@ impl World {
         }
     }
 
+    /// Members that end at the same applied slot hold the same membership: the epoch,
+    /// the active configurations and so the current one (a member still replaying over a
+    /// configuration it was told of is not compared).
+    pub(super) fn check_final_memberships(&mut self) {
+        let mut seen: HashMap<Slot, String> = HashMap::new();
+        for n in &self.nodes {
+            let Some(member) = &n.member else { continue };
+            let membership = member.replica().membership();
+            if !membership.is_settled() {
+                continue;
+            }
+            let configs: Vec<_> = membership.active().map(|(e, m)| (e, m.clone())).collect();
+            let mine = format!("n{} has {configs:?}", n.id.0);
+            let slot = member.applied();
+            match seen.get(&slot) {
+                Some(first)
+                    if first.split_once(" has ").map(|f| f.1)
+                        != mine.split_once(" has ").map(|m| m.1) =>
+                {
+                    self.failures.push(Failure::Membership {
+                        slot,
+                        first: first.clone(),
+                        second: mine,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(slot, mine);
+                }
+            }
+        }
+    }
+
     /// Members that end at the same applied slot hold the same state (etcd's HashKV).
     pub(super) fn check_final_states(&mut self) {
         let mut seen: HashMap<Slot, (u64, u64)> = HashMap::new();

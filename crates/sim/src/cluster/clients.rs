@@ -157,7 +157,10 @@ impl World {
                 // Taken at its word: the write did not happen, so the client tries it
                 // again, as a new attempt, elsewhere.
                 c.seq += 1;
-                c.target = (c.target + 1) % self.nodes.len();
+                let target = c.target;
+                let next = self.next_member(target);
+                let c = &mut self.clients[client];
+                c.target = next;
                 let retry = c.seq;
                 let deadline = c
                     .pending
@@ -196,7 +199,8 @@ impl World {
             return;
         }
         c.pending = None;
-        c.target = (c.target + 1) % self.nodes.len();
+        let target = c.target;
+        self.clients[client].target = self.next_member(target);
         self.stats.ops_unknown += 1;
         self.schedule(0, Event::ClientStart(client));
     }

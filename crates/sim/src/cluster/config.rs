@@ -22,6 +22,9 @@ pub struct FaultRates {
     pub slow_disk: f64,
     /// Largest relative clock drift of a node (0.01 = 1%).
     pub drift: f64,
+    /// Per tick: the nemesis changes the membership (`nemesis.rs`): adds a spare as a
+    /// learner, promotes a learner, removes a member, or switches the quorum system.
+    pub membership: f64,
 }
 
 impl Default for FaultRates {
@@ -36,6 +39,7 @@ impl Default for FaultRates {
             pause: 0.005,
             slow_disk: 0.005,
             drift: 0.01,
+            membership: 0.0,
         }
     }
 }
@@ -52,6 +56,7 @@ impl FaultRates {
             pause: 0.0,
             slow_disk: 0.0,
             drift: 0.0,
+            membership: 0.0,
         }
     }
 
@@ -64,6 +69,7 @@ impl FaultRates {
             ("crash", self.crash),
             ("pause", self.pause),
             ("slow-disk", self.slow_disk),
+            ("membership", self.membership),
         ];
         for (name, p) in rates {
             if !(0.0..1.0).contains(&p) {
@@ -117,6 +123,13 @@ pub struct Controls {
     /// The server's watchers skip the batch a full stream could not take, instead of
     /// catching up from it: watchers miss events.
     pub watch_skips_unqueued: bool,
+    /// A candidate in a new epoch completes phase 1 with a quorum of the new
+    /// configuration alone, not of the older ones still active (needs the
+    /// `negative-controls` feature of `synod-paxos`).
+    pub phase1_in_current_configuration_only: bool,
+    /// A snapshot installed from a peer leaves the member's membership as it was (needs
+    /// the `negative-controls` feature of `synod-paxos`).
+    pub snapshot_membership_dropped: bool,
 }
 
 #[cfg(test)]
@@ -128,6 +141,12 @@ impl Controls {
         }
         if self.leader_skips_phase1 {
             member.replica_mut().skip_phase1();
+        }
+        if self.phase1_in_current_configuration_only {
+            member.replica_mut().phase1_in_current_configuration_only();
+        }
+        if self.snapshot_membership_dropped {
+            member.replica_mut().drop_snapshot_membership();
         }
         if self.leader_reads_at_commit_point {
             member.replica_mut().read_at_commit_point();
@@ -147,8 +166,10 @@ impl Controls {
 /// What to simulate.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Options {
-    /// Replicas.
+    /// Replicas of the initial cluster.
     pub nodes: u64,
+    /// Spare machines the membership nemesis may add, each once.
+    pub spares: u64,
     /// Their quorum system.
     pub quorum: QuorumSpec,
     /// Clients, each with one operation outstanding at a time.
@@ -183,6 +204,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             nodes: 5,
+            spares: 0,
             quorum: QuorumSpec::Majority,
             clients: 5,
             keys: 10,
@@ -283,6 +305,14 @@ pub struct Stats {
     pub watch_reopens: u64,
     /// Events of the log the watchers had not received when the run ended, summed.
     pub watch_lag: u64,
+    /// Membership changes the nemesis asked the leader for.
+    pub membership_changes: u64,
+    /// Of those, refused at once (another under way, unhealthy, a learner behind…).
+    pub membership_refused: u64,
+    /// Spares that joined.
+    pub joins: u64,
+    /// Members that stopped on their removal.
+    pub removals: u64,
 }
 
 /// A checker's finding.
@@ -309,6 +339,16 @@ pub enum Failure {
         first: (u64, u64),
         /// The other member's id and hash.
         second: (u64, u64),
+    },
+    /// Two members that applied through the same slot hold different memberships (the
+    /// membership is replicated state: the log's changes through that slot decide it).
+    Membership {
+        /// The slot both had applied through.
+        slot: Slot,
+        /// The first member and its membership.
+        first: String,
+        /// The other member and its membership.
+        second: String,
     },
     /// A watcher received events that are not the log's, in the log's order, from the
     /// revision it asked for: one missed, repeated, reordered or wrong.

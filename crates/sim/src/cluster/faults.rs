@@ -28,6 +28,9 @@ impl World {
                 self.schedule(resume, Event::Resume(node));
             }
         }
+        if self.chance(f.membership) {
+            self.change_membership();
+        }
         if self.chance(f.slow_disk) {
             let node = self.pick(n);
             self.stats.slow_disks += 1;
@@ -79,7 +82,14 @@ impl World {
         self.nodes[node].crash();
         // Its watch streams close with it.
         self.nodes[node].watchers = watches::new_watchers(&self.options.controls);
-        // Its connections close: each peer hears of it after a network delay.
+        self.close_connections(node);
+        let downtime = self.random(10, 300) * TICK_US;
+        self.schedule(downtime, Event::Restart(node));
+    }
+
+    /// `node`'s process is gone: its connections close, and each peer hears of it after
+    /// a network delay.
+    pub(super) fn close_connections(&mut self, node: usize) {
         for other in (0..self.nodes.len()).filter(|&other| other != node) {
             let delay = self.random(50, 500);
             self.schedule(
@@ -90,12 +100,10 @@ impl World {
                 },
             );
         }
-        let downtime = self.random(10, 300) * TICK_US;
-        self.schedule(downtime, Event::Restart(node));
     }
 
     pub(super) fn restart(&mut self, node: usize) {
-        if self.nodes[node].member.is_some() {
+        if self.nodes[node].member.is_some() || self.nodes[node].standing != Standing::Member {
             return;
         }
         self.note(node, "restart");
@@ -130,9 +138,12 @@ impl World {
             }
         };
         let options = self.replica_options.clone();
-        let members = self.members.clone();
         let rng = Pcg64::seed_from_u64(seed);
-        let replica = match Replica::restart(n.id, members, options, rng, durable) {
+        let replica = match &n.told {
+            Some(told) => Replica::join(n.id, told.clone(), options, rng, durable),
+            None => Replica::restart(n.id, self.members.clone(), options, rng, durable),
+        };
+        let replica = match replica {
             Ok(replica) => replica,
             Err(e) => {
                 let problem = format!("n{} cannot restart: {e}", n.id.0);
@@ -182,7 +193,8 @@ impl World {
         self.cut.clear();
         for node in 0..self.nodes.len() {
             self.nodes[node].slow_disk = false;
-            if self.nodes[node].member.is_none() {
+            let member = self.nodes[node].standing == Standing::Member;
+            if member && self.nodes[node].member.is_none() {
                 self.note(node, "restart");
                 self.boot(node);
             }

@@ -110,7 +110,7 @@ impl World {
 
     /// Asks again, at the next member, after a pause.
     fn keeper_elsewhere(&mut self, ask: LeaseAsk) {
-        self.keeper.target = (self.keeper.target + 1) % self.nodes.len();
+        self.keeper.target = self.next_member(self.keeper.target);
         self.schedule(10 * TICK_US, Event::KeeperRetry(ask));
     }
 

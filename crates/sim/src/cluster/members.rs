@@ -138,7 +138,7 @@ impl World {
     }
 
     pub(super) fn send(&mut self, from: usize, to: NodeId, message: Message<Payload>) {
-        let Some(to) = self.members.index_of(to) else {
+        let Some(to) = self.node_of(to) else {
             return;
         };
         self.stats.messages += 1;

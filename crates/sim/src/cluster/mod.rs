@@ -46,6 +46,7 @@ use crate::linearizability::{self, Verdict};
 use crate::network::{Envelope, Fate, Faults, Network};
 use crate::workload::{self, Key, LeaseAsk, Outcome, Value, Watched, Write};
 use keeper::{Keeper, KEEPER};
+use nemesis::Standing;
 use storage::FaultyStorage;
 use watches::WatchClient;
 
@@ -58,6 +59,7 @@ mod config;
 mod faults;
 mod keeper;
 mod members;
+mod nemesis;
 #[cfg(test)]
 mod tests;
 mod watches;
@@ -152,6 +154,8 @@ enum Event {
         peer: usize,
     },
     Restart(usize),
+    /// A spare the nemesis added starts, if a member knows it was added.
+    Join(usize),
     Resume(usize),
     HealPartition(u64),
     DiskRecovers(usize),
@@ -183,6 +187,10 @@ struct Node {
     /// The watch streams open at this member: the server's own, fed as its core feeds
     /// them.
     watchers: Watchers,
+    /// Where it stands in the membership (the nemesis adds and removes members).
+    standing: Standing,
+    /// For a member that joined: the configuration it was told of (it restarts with it).
+    told: Option<Arc<Members>>,
 }
 
 struct Client {
@@ -268,8 +276,9 @@ impl World {
         if options.clients == 0 || options.keys == 0 {
             return Err("at least one client and one key".into());
         }
-        let ids: Vec<NodeId> = (1..=options.nodes).map(NodeId).collect();
-        let members = Members::new(ids.clone(), options.quorum).map_err(|e| e.to_string())?;
+        let ids: Vec<NodeId> = (1..=options.nodes + options.spares).map(NodeId).collect();
+        let initial = ids[..index(options.nodes)].to_vec();
+        let members = Members::new(initial, options.quorum).map_err(|e| e.to_string())?;
         let replica_options = ReplicaOptions {
             lease: options.leases.then_some(Lease {
                 duration_ticks: 8,
@@ -286,7 +295,12 @@ impl World {
             .map(|&id| {
                 let skew = (unit(&mut rng) * 2.0 - 1.0) * drift;
                 let tick_us = scale(TICK_US, 1.0 + skew);
-                Node::new(id, tick_us.max(1), watches::new_watchers(&options.controls))
+                let mut node =
+                    Node::new(id, tick_us.max(1), watches::new_watchers(&options.controls));
+                if id.0 > options.nodes {
+                    node.standing = Standing::Spare;
+                }
+                node
             })
             .collect();
         let clients = (0..options.clients)
@@ -331,7 +345,7 @@ impl World {
             watch_clients: Vec::new(),
             watch_streams: 0,
         };
-        for i in 0..world.nodes.len() {
+        for i in 0..index(world.options.nodes) {
             world.boot(i);
         }
         for c in 0..world.clients.len() {
@@ -394,6 +408,7 @@ impl World {
             .sum();
         self.check_truthfulness();
         self.check_final_states();
+        self.check_final_memberships();
         self.check_leases();
         self.check_watches();
         self.stats.lease_renewals = self.keeper.renewals.len() as u64;
@@ -440,8 +455,8 @@ impl World {
         let arriving = self.network.next_arrival();
         if let Some(at) = arriving.filter(|&at| queued.is_none_or(|q| at < q)) {
             let envelope = self.network.next_due(at)?;
-            let from = self.members.index_of(envelope.from)?;
-            let to = self.members.index_of(envelope.to)?;
+            let from = self.node_of(envelope.from)?;
+            let to = self.node_of(envelope.to)?;
             let message = envelope.message;
             return Some((at, Event::Deliver { from, to, message }));
         }
@@ -539,6 +554,7 @@ impl World {
                 self.with_member(node, |m, now| m.peer_unreachable(peer, now));
             }
             Event::Restart(node) => self.restart(node),
+            Event::Join(node) => self.join(node),
             Event::Resume(node) => self.resume(node),
             Event::HealPartition(id) => {
                 if id == self.partition {
@@ -576,6 +592,7 @@ impl World {
         }
         self.with_member(node, |m, now| m.tick(now));
         self.catch_up_watchers(node);
+        self.stop_if_removed(node);
     }
 }
 
@@ -596,6 +613,8 @@ impl Node {
             slow_disk: false,
             was_leader: false,
             watchers,
+            standing: Standing::Member,
+            told: None,
         }
     }
 

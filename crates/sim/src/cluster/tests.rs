@@ -69,6 +69,101 @@ fn applies_run_ahead_of_a_pending_sync_and_stay_linearizable() {
     assert!(ahead > 100, "only {ahead} applies ran ahead of a sync");
 }
 
+/// The quick settings with the membership nemesis on, three spares to add, and two
+/// watchers.
+fn with_nemesis(seed: u64) -> Options {
+    let faults = FaultRates {
+        membership: 0.01,
+        ..FaultRates::default()
+    };
+    Options {
+        spares: 3,
+        nodes: 3,
+        faults,
+        watchers: 2,
+        trace: false,
+        ..quick(seed)
+    }
+}
+
+#[test]
+fn membership_changes_under_every_fault_keep_every_checker_passing() {
+    let mut total = Stats::default();
+    for seed in 0..1_000 {
+        let report = run(with_nemesis(seed)).unwrap();
+        assert_eq!(report.failures, vec![], "seed {seed}");
+        assert!(
+            !report.linearizability_unknown,
+            "seed {seed}: checker gave up"
+        );
+        let s = &report.stats;
+        total.membership_changes += s.membership_changes;
+        total.membership_refused += s.membership_refused;
+        total.joins += s.joins;
+        total.removals += s.removals;
+        total.snapshots += s.snapshots;
+    }
+    println!("{total:?}");
+    let made = total.membership_changes - total.membership_refused;
+    assert!(made > 1_000, "{total:?}");
+    assert!(total.joins > 200 && total.removals > 200, "{total:?}");
+}
+
+/// The nemesis's runs, crash- and partition-heavy and changing the membership often.
+fn nemesis_heavy(seed: u64, controls: Controls) -> Options {
+    let faults = FaultRates {
+        crash: 0.02,
+        partition: 0.03,
+        membership: 0.2,
+        ..FaultRates::default()
+    };
+    Options {
+        controls,
+        faults,
+        ..with_nemesis(seed)
+    }
+}
+
+#[test]
+fn heavy_membership_changes_keep_every_checker_passing() {
+    for seed in 0..300 {
+        let report = run(nemesis_heavy(seed, Controls::default())).unwrap();
+        assert_eq!(report.failures, vec![], "seed {seed}");
+    }
+}
+
+#[test]
+fn a_snapshot_installed_without_its_membership_is_caught() {
+    let controls = Controls {
+        snapshot_membership_dropped: true,
+        ..Controls::default()
+    };
+    for seed in 0..1_000 {
+        let report = run(nemesis_heavy(seed, controls)).unwrap();
+        if !report.failures.is_empty() {
+            println!("caught at seed {seed}: {:?}", report.failures);
+            return;
+        }
+    }
+    panic!("a snapshot installed without its membership was not caught in 1,000 seeds");
+}
+
+/// Many more seeds of [`with_nemesis`] than CI runs: `SEEDS=100000 cargo test -p
+/// synod-sim --release membership_soak -- --ignored`.
+#[test]
+#[ignore]
+fn membership_soak() {
+    let seeds = std::env::var("SEEDS").map_or(20_000, |s| s.parse().unwrap_or(20_000));
+    for seed in 1_000..1_000 + seeds {
+        let report = run(with_nemesis(seed)).unwrap();
+        assert_eq!(report.failures, vec![], "seed {seed}");
+        assert!(
+            !report.linearizability_unknown,
+            "seed {seed}: checker gave up"
+        );
+    }
+}
+
 #[test]
 fn many_seeds_under_majority() {
     sweep(QuorumSpec::Majority, 5, 0..400, false);

@@ -191,9 +191,9 @@ impl World {
     /// `w`'s member went (or was down): a stream at the next member, from the next
     /// revision.
     fn watch_lost(&mut self, w: usize) {
-        let client = &mut self.watch_clients[w];
-        client.stream = None;
-        client.target = (client.target + 1) % self.nodes.len();
+        self.watch_clients[w].stream = None;
+        let next = self.next_member(self.watch_clients[w].target);
+        self.watch_clients[w].target = next;
         self.stats.watch_reopens += 1;
         self.schedule(REOPEN_TICKS * TICK_US, Event::WatchOpen(w));
     }

@@ -77,12 +77,13 @@ async fn ask(args: &QuorumArgs) -> Result<QuorumResponse, String> {
                 client.set(QuorumSetRequest { spec: spec.clone() }).await
             }
         };
-        return answer
-            .map(|a| a.into_inner())
-            .map_err(|s| {
-                let message = s.message();
-                message.strip_prefix("synod: ").unwrap_or(message).to_string()
-            });
+        return answer.map(|a| a.into_inner()).map_err(|s| {
+            let message = s.message();
+            message
+                .strip_prefix("synod: ")
+                .unwrap_or(message)
+                .to_string()
+        });
     }
     Err(last)
 }

@@ -64,6 +64,13 @@ pub struct ClusterArgs {
     /// Largest relative clock drift of a node.
     #[arg(long, default_value_t = FaultRates::default().drift)]
     drift: f64,
+    /// Per tick: chance the membership nemesis changes the membership (adds a spare as
+    /// a learner, promotes a learner, removes a member, or switches the quorum system).
+    #[arg(long, default_value_t = FaultRates::default().membership)]
+    membership: f64,
+    /// Spare machines the membership nemesis may add (each once).
+    #[arg(long, default_value_t = 0)]
+    spares: u64,
     /// Serve reads from leader leases.
     #[arg(long)]
     leases: bool,
@@ -96,6 +103,7 @@ impl ClusterArgs {
     fn options(&self, seed: u64, trace: bool) -> Options {
         Options {
             nodes: self.nodes,
+            spares: self.spares,
             quorum: self.quorum,
             clients: self.clients,
             keys: self.keys,
@@ -111,6 +119,7 @@ impl ClusterArgs {
                 pause: self.pause,
                 slow_disk: self.slow_disk,
                 drift: self.drift,
+                membership: self.membership,
             },
             leases: self.leases,
             lease_keeper: self.lease_keeper,
@@ -151,6 +160,13 @@ impl ClusterArgs {
         }
         if self.watchers > 0 {
             let _ = write!(command, " --watchers {}", self.watchers);
+        }
+        if f.membership > 0.0 || self.spares > 0 {
+            let _ = write!(
+                command,
+                " --membership {} --spares {}",
+                f.membership, self.spares
+            );
         }
         let _ = write!(command, " --seed {seed}");
         command
@@ -337,6 +353,16 @@ fn failure_text(args: &ClusterArgs, seed: u64, report: &Report) -> String {
                     text,
                     "  state: after slot {slot}, n{} holds HashKV {:#x} and n{} holds {:#x}",
                     first.0, first.1, second.0, second.1
+                );
+            }
+            Failure::Membership {
+                slot,
+                first,
+                second,
+            } => {
+                let _ = writeln!(
+                    text,
+                    "  membership: after slot {slot}, {first}, but {second}"
                 );
             }
             Failure::Watch { watcher, problem } => {

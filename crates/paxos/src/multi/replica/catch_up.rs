@@ -167,6 +167,14 @@ impl<C: Command, R: RngCore> Shared<C, R> {
         self.snapshot = Some((index, data));
         // Changes applied below the snapshot this event are in its membership already.
         self.chosen_membership.clear();
+        #[cfg(feature = "negative-controls")]
+        if self.drops_snapshot_membership {
+            // Broken on purpose: the snapshot's membership is not taken.
+            let own = self.membership.clone();
+            self.install_membership(own);
+            self.apply_committed();
+            return;
+        }
         self.install_membership(membership);
         self.apply_committed();
         if self.log.commit() < self.known_commit {

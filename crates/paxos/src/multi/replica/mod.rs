@@ -187,6 +187,8 @@ struct Shared<C, R> {
     reads_at_commit_point: bool,
     #[cfg(feature = "negative-controls")]
     phase1_in_current_only: bool,
+    #[cfg(feature = "negative-controls")]
+    drops_snapshot_membership: bool,
 }
 
 impl<C: Command, R: RngCore> Replica<C, R> {
@@ -213,15 +215,18 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     ) -> Result<Replica<C, R>, ConfigError> {
         options.validate()?;
         // The log's changes up to the snapshot were released with it: the membership it
-        // was taken with stands for them.
+        // was taken with stands for them. This replica may not be in it (a member that
+        // joined after the snapshot's index): its addition is in the log after it.
         let membership = match (&durable.snapshot, durable.snapshot_membership) {
             (Some(_), Some(membership)) => membership,
-            _ => Membership::new(members),
+            _ => {
+                members.position(id).ok_or(ConfigError::NotInConfig {
+                    node: id,
+                    role: SynodRole::Acceptor,
+                })?;
+                Membership::new(members)
+            }
         };
-        membership.position(id).ok_or(ConfigError::NotInConfig {
-            node: id,
-            role: SynodRole::Acceptor,
-        })?;
         // A durable vote implies a durable promise at least as high (the storage contract
         // of `Write::Votes`).
         let promised = durable
@@ -285,6 +290,8 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             reads_at_commit_point: false,
             #[cfg(feature = "negative-controls")]
             phase1_in_current_only: false,
+            #[cfg(feature = "negative-controls")]
+            drops_snapshot_membership: false,
         };
         Ok(Replica {
             role: Role::Follower,

@@ -61,6 +61,8 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
             reads_at_commit_point,
             #[cfg(feature = "negative-controls")]
             phase1_in_current_only,
+            #[cfg(feature = "negative-controls")]
+                drops_snapshot_membership: _,
         } = shared;
         assert!(
             options.lease.is_none() && grant.is_none(),

@@ -60,6 +60,15 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         };
         self.step_down();
         let shared = &mut self.shared;
+        if ballot.epoch() > shared.promised.epoch() {
+            // The first ballot of a new epoch: the commit point that covers the change
+            // which began the epoch is durable before the promise. A replica that
+            // restarted knowing the promise but not the change could never campaign
+            // again (it waits to learn the epoch), nor could the acceptors that
+            // promised it, if no one else had applied the change.
+            let commit = shared.log.commit();
+            shared.out.push(Action::Persist(Write::Commit(commit)));
+        }
         shared.promised = ballot;
         shared.highest_seen = ballot;
         // Durable before the prepares leave: a restarted replica then never reuses it.
@@ -86,6 +95,14 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     #[cfg(feature = "negative-controls")]
     pub fn phase1_in_current_configuration_only(&mut self) {
         self.shared.phase1_in_current_only = true;
+    }
+
+    /// Breaks the protocol on purpose, for the negative controls: a snapshot installed
+    /// from a peer leaves this replica's membership as it was (openraft #1808's class of
+    /// bug), so the changes the snapshot covers are never learned.
+    #[cfg(feature = "negative-controls")]
+    pub fn drop_snapshot_membership(&mut self) {
+        self.shared.drops_snapshot_membership = true;
     }
 
     /// Breaks the protocol on purpose, for the simulator's negative controls: a candidate
