@@ -18,7 +18,7 @@ use crate::client_port::{self, ClientPort};
 use crate::config::Config;
 use crate::inflow::Inflow;
 use crate::limits::GRPC_OVERHEAD_BYTES;
-use crate::node::{Core, CoreOptions, Directory, Input, Parts, REMOVED};
+use crate::node::{Core, CoreOptions, Directory, Input, Parts, REMOVED, REMOVED_MARK};
 use crate::payload::Payload;
 use crate::persist::Persister;
 use crate::proto::etcdserverpb::{
@@ -50,6 +50,9 @@ pub async fn run(
     let election_ticks = config.election_ticks()?;
     config.check_limits()?;
     let dir = config.data_dir.join("member");
+    if dir.join(REMOVED_MARK).exists() {
+        return Err(Error::from(REMOVED));
+    }
     let boot = bootstrap::resolve(&config, &dir).await?;
     let me = boot.me;
     let identity = Identity {

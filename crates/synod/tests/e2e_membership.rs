@@ -190,6 +190,21 @@ fn a_learner_joins_is_promoted_and_replaces_a_removed_member() {
     };
     assert!(!status.success());
     assert!(c.log(0).contains("permanently removed"), "{}", c.log(0));
+    // It refuses to start again from its data directory, with etcd's words.
+    c.spawn(0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.exited(0).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the removed member started again"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let refusals = c
+        .log(0)
+        .matches("permanently removed from the cluster")
+        .count();
+    assert!(refusals >= 3, "{}", c.log(0));
     let names: Vec<String> = members(&c).into_iter().map(|m| m.1).collect();
     assert_eq!(names, ["s2", "s3", "s4"]);
     // As with etcd, a write sent while the removed leader's successor is being elected

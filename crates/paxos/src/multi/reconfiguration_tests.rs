@@ -401,8 +401,10 @@ fn followers_of_a_leader_that_removed_itself_campaign_before_a_whole_timeout() {
     let removed = c.ids[leader];
     c.reconfigure(leader, Change::Remove(removed)).unwrap();
     c.deliver(100_000);
+    assert!(c.replica(leader).removed(), "it applied its own removal");
     for i in (0..3).filter(|&i| i != leader) {
         let r = c.replica(i);
+        assert!(!r.removed());
         assert_eq!(r.membership().epoch(), 1, "replica {i} applied the change");
         assert_eq!(
             r.leader(),
@@ -462,4 +464,35 @@ fn leadership_moves_to_a_voter_in_sync_and_only_there() {
     let leader = c.leader().expect("a leader");
     let id = c.ids[behind];
     assert_eq!(c.transfer(leader, id), Err(TransferError::Behind(id)));
+}
+
+#[test]
+fn a_new_member_that_installs_a_snapshot_from_before_its_addition_is_not_removed() {
+    let mut c = Cluster::new(3, QuorumSpec::Majority, Options::default());
+    write(&mut c, 0, 20);
+    for i in 0..3 {
+        c.snapshot(i);
+    }
+    let spare = c.add_spare();
+    let id = c.ids[spare];
+    let leader = c.elect();
+    c.reconfigure(leader, Change::AddLearner(id)).unwrap();
+    c.run(10);
+    let told = (**c.replica(leader).membership().current()).clone();
+    c.join(spare, told);
+    c.run(30);
+    let r = c.replica(spare);
+    assert!(r.compacted() > 0, "it caught up from a snapshot");
+    assert!(!r.removed());
+    assert!(r.membership().current().position(id).is_some());
+    // And a restart from that snapshot (which does not name it) starts.
+    c.crash(spare);
+    c.restart(spare);
+    c.run(10);
+    assert!(c
+        .replica(spare)
+        .membership()
+        .current()
+        .position(id)
+        .is_some());
 }

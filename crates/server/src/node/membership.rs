@@ -116,12 +116,14 @@ impl Core {
             let learner = !membership.current().is_voter(self.me);
             self.learner
                 .store(learner, std::sync::atomic::Ordering::Relaxed);
-            // Removed from the current configuration: the change was checked not to count
-            // on this member for the old one's phase 1 (`Membership::changed`).
-            let removed = membership.current().position(self.me).is_none();
-            if membership.is_settled() && removed && self.followed.removed_at.is_none() {
-                tracing::warn!("this member was removed from the cluster; it stops in a second");
-                self.followed.removed_at = Some(self.now());
+        }
+        // Removed by a change this member applied: the change was checked not to count on
+        // it for the old configuration's phase 1 (`Membership::changed`), so it may stop.
+        if self.node.replica().removed() && self.followed.removed_at.is_none() {
+            tracing::warn!("this member was removed from the cluster; it stops in a second");
+            self.followed.removed_at = Some(self.now());
+            if let Err(e) = mark_removed(&self.snapshot_dir) {
+                tracing::warn!("cannot record the removal: {e}");
             }
         }
         self.log_leader();
@@ -237,6 +239,16 @@ impl Core {
         self.carry_out();
         outcome
     }
+}
+
+/// The file whose presence in a member's data directory says it was removed: it refuses
+/// to start again from there (as etcd's removed members do).
+pub const REMOVED_MARK: &str = "removed";
+
+/// Records durably that the member whose data is in `dir` was removed.
+fn mark_removed(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::create(dir.join(REMOVED_MARK))?.sync_all()?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// etcd's answer for a change the engine refused.

@@ -40,7 +40,7 @@ mod membership;
 
 pub(crate) use input::persisted;
 pub use input::{Input, InputQueue, Inputs, Proposal, Query, Reply};
-pub use membership::{change_status, Directory, Listed, Transfer, REMOVED};
+pub use membership::{change_status, Directory, Listed, Transfer, REMOVED, REMOVED_MARK};
 
 /// Tunables of the core.
 #[derive(Clone, Debug)]

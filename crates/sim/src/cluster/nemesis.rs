@@ -127,9 +127,7 @@ impl World {
         let Some(member) = self.nodes[node].member.as_ref() else {
             return;
         };
-        let membership = member.replica().membership();
-        let id = self.nodes[node].id;
-        if !membership.is_settled() || membership.current().position(id).is_some() {
+        if !member.replica().removed() {
             return;
         }
         self.stats.removals += 1;

@@ -269,6 +269,14 @@ fn summary(args: &ClusterArgs, seed: u64, report: &Report) -> String {
             s.watch_events, s.watch_reopens, s.watch_lag
         );
     }
+    if s.membership_changes > 0 {
+        let _ = writeln!(
+            text,
+            "membership: {} changes asked ({} refused at once), {} spares joined, {} members \
+             removed",
+            s.membership_changes, s.membership_refused, s.joins, s.removals
+        );
+    }
     if report.failures.is_empty() {
         let linearizable = if report.linearizability_unknown {
             "UNKNOWN (search budget exhausted)"
@@ -277,8 +285,8 @@ fn summary(args: &ClusterArgs, seed: u64, report: &Report) -> String {
         };
         let _ = writeln!(
             text,
-            "checkers: agreement ok, states (HashKV) agree, linearizability {linearizable}, \
-             durability ok, liveness ok, truthful errors ok{}",
+            "checkers: agreement ok, states (HashKV) agree, memberships agree, linearizability \
+             {linearizable}, durability ok, liveness ok, truthful errors ok{}",
             if args.watchers > 0 {
                 ", watches ok"
             } else {

@@ -178,6 +178,8 @@ struct Shared<C, R> {
     /// The membership at the compacted point and after each change applied since: what
     /// a snapshot taken at any applied slot is stored and sent with.
     history: MembershipHistory,
+    /// Whether this replica applied a change that removed it (see [`Replica::removed`]).
+    removed: bool,
     /// Negative control: a candidate that leads without phase 1.
     #[cfg(feature = "negative-controls")]
     skips_phase1: bool,
@@ -282,6 +284,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             reports: Reports::default(),
             chosen_membership: Vec::new(),
             history,
+            removed: false,
             #[cfg(feature = "negative-controls")]
             skips_phase1: false,
             #[cfg(feature = "negative-controls")]

@@ -53,6 +53,9 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
             // A function of the applied entries, which the log holds (the model takes
             // no snapshots).
             history: _,
+            // Read only by the driver (`Replica::removed`); the model removes no one's
+            // process.
+            removed: _,
             #[cfg(feature = "negative-controls")]
             skips_phase1,
             #[cfg(feature = "negative-controls")]

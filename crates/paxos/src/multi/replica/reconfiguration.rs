@@ -77,6 +77,14 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         &self.shared.membership
     }
 
+    /// Whether this replica applied a change that removed it from the configuration it
+    /// was a member of: its process should stop (a server's does, as etcd's). Set only by
+    /// applying such a change since this replica started; a driver records it durably
+    /// if it must outlive a restart.
+    pub fn removed(&self) -> bool {
+        self.shared.removed
+    }
+
     /// For the leader: whether `peer` acknowledged one of its heartbeats within the last
     /// election timeout (itself counts as active). What an operator's change is checked
     /// against (`up` of [`Replica::reconfigure`]). `false` on any other replica.
@@ -194,7 +202,14 @@ impl<C: Command, R: RngCore> Replica<C, R> {
                 // A change made against an epoch that is past changes nothing (its
                 // requester sees the epoch did not move to it).
                 Entry::Configure { base, members } => {
+                    // Removed: a member of a configuration learned from the log, and not
+                    // of the next one. (Installing a snapshot never counts: a member that
+                    // joined after the snapshot's index is not in its membership either.)
+                    let was_member = shared.membership.is_settled()
+                        && shared.membership.current().position(shared.id).is_some();
                     let _ = shared.membership.adopt(base, members);
+                    let is_member = shared.membership.current().position(shared.id).is_some();
+                    shared.removed |= was_member && !is_member;
                 }
                 Entry::Retire { epoch } => shared.membership.retire_before(epoch),
                 Entry::Noop | Entry::Command(_) => {}
