@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use paxos::multi::{Command, Slot, SnapshotData};
+use paxos::multi::{Command, Entry, Slot, SnapshotData};
 use paxos::NodeId;
 
 /// A replicated state machine, driven by a [`Node`](crate::Node): every member applies the
@@ -48,6 +48,13 @@ pub trait StateMachine {
     /// A slot was chosen without a command (a hole a new leader filled): nothing to apply,
     /// but a machine that counts slots counts it.
     fn noop(&mut self, _slot: Slot) {}
+
+    /// A membership change (`Entry::Configure` or `Entry::Retire`) was applied at `slot`:
+    /// the replica takes it into effect; the machine has nothing to apply (as for a
+    /// no-op), but may note it.
+    fn membership_changed(&mut self, slot: Slot, _entry: &Entry<Self::Command>) {
+        self.noop(slot);
+    }
 
     /// Replaces the state with a snapshot's (taken by some member at some slot).
     fn restore(&mut self, data: &SnapshotData, at: &Context) -> Result<(), String>;

@@ -457,8 +457,12 @@ impl<M: StateMachine, W, R: RngCore> Node<M, W, R> {
 
     fn apply(&mut self, slot: Slot, entry: Entry<M::Command>) {
         self.applied = slot;
-        let Entry::Command(command) = entry else {
-            return self.machine.noop(slot);
+        let command = match entry {
+            Entry::Command(command) => command,
+            Entry::Noop => return self.machine.noop(slot),
+            Entry::Configure { .. } | Entry::Retire { .. } => {
+                return self.machine.membership_changed(slot, &entry);
+            }
         };
         self.changed = true;
         let context = self.context();

@@ -9,7 +9,7 @@
 //! leases its applies expired, for the checkers.
 
 use node::{Answer, Context, StateMachine};
-use paxos::multi::{Slot, SnapshotData};
+use paxos::multi::{Entry, Slot, SnapshotData};
 use paxos::NodeId;
 use server::machine::{Applied, EtcdMachine};
 use server::payload::Payload;
@@ -190,8 +190,8 @@ pub const HASH_EVERY: Slot = 16;
 pub struct Watched {
     /// The machine a server runs.
     pub inner: EtcdMachine,
-    /// What was applied at each slot since the last look (`None`: a no-op).
-    pub applied: Vec<(Slot, Option<Payload>)>,
+    /// What was applied at each slot since the last look.
+    pub applied: Vec<(Slot, Entry<Payload>)>,
     /// The state's hash after each slot that is a multiple of [`HASH_EVERY`].
     pub hashes: Vec<(Slot, u64)>,
     /// Answers the machine refused, with the slot.
@@ -256,7 +256,7 @@ impl StateMachine for Watched {
         command: &Payload,
         at: &Context,
     ) -> Option<Answer<Self::Output>> {
-        self.applied.push((slot, Some(command.clone())));
+        self.applied.push((slot, Entry::Command(command.clone())));
         let expiring = expiring_lease(command).filter(|&id| self.lease_exists(id));
         let answer = self.inner.apply(slot, command, at);
         if let Some(id) = expiring.filter(|&id| !self.lease_exists(id)) {
@@ -281,7 +281,12 @@ impl StateMachine for Watched {
     }
 
     fn noop(&mut self, slot: Slot) {
-        self.applied.push((slot, None));
+        self.applied.push((slot, Entry::Noop));
+        self.sample(slot);
+    }
+
+    fn membership_changed(&mut self, slot: Slot, entry: &Entry<Payload>) {
+        self.applied.push((slot, entry.clone()));
         self.sample(slot);
     }
 

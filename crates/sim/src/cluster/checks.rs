@@ -99,8 +99,7 @@ impl World {
             let problem = format!("n{id} refused the write at slot {slot}: {reason}");
             self.failures.push(Failure::Liveness(problem));
         }
-        for (slot, command) in applied {
-            let entry = command.map_or(Entry::Noop, Entry::Command);
+        for (slot, entry) in applied {
             self.agree(id, slot, entry);
         }
         for (slot, hash) in hashes {

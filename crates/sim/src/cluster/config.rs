@@ -395,4 +395,7 @@ pub struct Report {
     pub trace_hash: u64,
     /// The trace, if kept.
     pub trace: Vec<TraceEvent>,
+    /// Where each node's replica stood at the end (role, ballot, epoch, commit point…),
+    /// for a report of a liveness failure.
+    pub nodes: Vec<String>,
 }

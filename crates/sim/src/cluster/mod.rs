@@ -420,7 +420,9 @@ impl World {
             Verdict::Violation(v) => self.failures.push(Failure::Linearizability(v)),
             Verdict::Unknown { .. } => linearizability_unknown = true,
         }
+        let nodes = self.nodes.iter().map(Node::describe).collect();
         Report {
+            nodes,
             stats: self.stats,
             history: self.history,
             failures: self.failures,
@@ -616,6 +618,30 @@ impl Node {
             standing: Standing::Member,
             told: None,
         }
+    }
+
+    /// Where this node stands, in a line.
+    fn describe(&self) -> String {
+        let Some(member) = &self.member else {
+            return format!("n{}: {:?}, not running", self.id.0, self.standing);
+        };
+        let r = member.replica();
+        let m = r.membership();
+        format!(
+            "n{}: {:?} promised {} (epoch {}), membership epoch {} (first active {}, settled \
+             {}), current {:?}, commit {}, applied {}, leader {:?}",
+            self.id.0,
+            r.role(),
+            r.promised(),
+            r.promised().epoch(),
+            m.epoch(),
+            m.first_epoch(),
+            m.is_settled(),
+            m.current().replicas(),
+            r.commit(),
+            r.applied(),
+            r.leader()
+        )
     }
 
     /// Everything in memory is gone, and so is every write not yet synced.

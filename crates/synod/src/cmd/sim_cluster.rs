@@ -339,6 +339,9 @@ fn failure_text(args: &ClusterArgs, seed: u64, report: &Report) -> String {
             }
             Failure::Liveness(problem) => {
                 let _ = writeln!(text, "  liveness: {problem}");
+                for node in &report.nodes {
+                    let _ = writeln!(text, "    {node}");
+                }
             }
             Failure::LeaseExpiredEarly {
                 lease,

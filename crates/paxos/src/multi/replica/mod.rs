@@ -178,8 +178,9 @@ struct Shared<C, R> {
     /// The membership at the compacted point and after each change applied since: what
     /// a snapshot taken at any applied slot is stored and sent with.
     history: MembershipHistory,
-    /// Whether this replica applied a change that removed it (see [`Replica::removed`]).
-    removed: bool,
+    /// The epoch begun by a change this replica applied that removed it (see
+    /// [`Replica::removed`]).
+    removed_in: Option<u64>,
     /// Negative control: a candidate that leads without phase 1.
     #[cfg(feature = "negative-controls")]
     skips_phase1: bool,
@@ -284,7 +285,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             reports: Reports::default(),
             chosen_membership: Vec::new(),
             history,
-            removed: false,
+            removed_in: None,
             #[cfg(feature = "negative-controls")]
             skips_phase1: false,
             #[cfg(feature = "negative-controls")]

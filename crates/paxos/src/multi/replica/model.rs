@@ -55,7 +55,7 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
             history: _,
             // Read only by the driver (`Replica::removed`); the model removes no one's
             // process.
-            removed: _,
+            removed_in: _,
             #[cfg(feature = "negative-controls")]
             skips_phase1,
             #[cfg(feature = "negative-controls")]

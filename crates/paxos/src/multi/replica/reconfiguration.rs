@@ -77,12 +77,20 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         &self.shared.membership
     }
 
-    /// Whether this replica applied a change that removed it from the configuration it
-    /// was a member of: its process should stop (a server's does, as etcd's). Set only by
-    /// applying such a change since this replica started; a driver records it durably
-    /// if it must outlive a restart.
+    /// Whether this replica was removed and is no longer needed, so its process should
+    /// stop (a server's does, as etcd's): it applied a change out of a configuration
+    /// (learned from the log) that had it, and has since heard from a leader of the epoch
+    /// that change began, or a later one. Until then it still answers as an acceptor of
+    /// the old configuration: the others may not have learned that the change, or the
+    /// retirement before it, was chosen, and their phase 1 may need it. Set only by
+    /// applying such a change since this replica started; a driver records it durably if
+    /// it must outlive a restart.
     pub fn removed(&self) -> bool {
-        self.shared.removed
+        let shared = &self.shared;
+        shared.removed_in.is_some_and(|epoch| {
+            shared.leader.is_some_and(|leader| leader != shared.id)
+                && shared.promised.epoch() >= epoch
+        })
     }
 
     /// For the leader: whether `peer` acknowledged one of its heartbeats within the last
@@ -209,7 +217,9 @@ impl<C: Command, R: RngCore> Replica<C, R> {
                         && shared.membership.current().position(shared.id).is_some();
                     let _ = shared.membership.adopt(base, members);
                     let is_member = shared.membership.current().position(shared.id).is_some();
-                    shared.removed |= was_member && !is_member;
+                    if was_member && !is_member {
+                        shared.removed_in = Some(shared.membership.epoch());
+                    }
                 }
                 Entry::Retire { epoch } => shared.membership.retire_before(epoch),
                 Entry::Noop | Entry::Command(_) => {}
