@@ -220,10 +220,15 @@ impl Core {
     /// the election `to` started.
     pub fn transfer_leadership(&mut self, to: NodeId, asked: bool) -> Result<Transfer, Status> {
         let replica = self.node.replica();
+        let leads = replica.role() == paxos::multi::RoleKind::Leader;
+        if !asked && !leads {
+            // etcd's, whoever the target (even the leader itself).
+            return Err(Status::failed_precondition("etcdserver: not leader"));
+        }
         if replica.leader() == Some(to) {
             return Ok(Transfer::Done);
         }
-        if asked && replica.role() != paxos::multi::RoleKind::Leader {
+        if asked && !leads {
             return Ok(Transfer::UnderWay);
         }
         let now = self.now();
