@@ -91,13 +91,13 @@ impl Peers {
         }
         let (sender, streaming) = (queue.sender.clone(), queue.streaming.clone());
         let Some(runtime) = &self.runtime else {
-            tracing::warn!(peer = %to, "no runtime to stream a snapshot on");
+            tracing::warn!(peer = %format!("{:x}", to.0), "no runtime to stream a snapshot on");
             streaming.store(false, Ordering::Release);
             return;
         };
         runtime.spawn_blocking(move || {
             if let Err(e) = stream_chunks(&sender, chunks) {
-                tracing::warn!(peer = %to, "snapshot stream ended: {e}");
+                tracing::warn!(peer = %format!("{:x}", to.0), "snapshot stream ended: {e}");
             }
             streaming.store(false, Ordering::Release);
         });
@@ -193,18 +193,20 @@ async fn outbound(hello: Hello, addr: SocketAddr, mut rx: mpsc::Receiver<Outgoin
         match attempt {
             Ok(stream) => {
                 if reported {
-                    tracing::info!(peer = %hello.to, %addr, "peer reachable again");
+                    tracing::info!(peer = %format!("{:x}", hello.to.0), %addr, "peer reachable again");
                     reported = false;
                 }
                 backoff = Duration::from_millis(20);
                 let _ = stream.set_nodelay(true);
                 match pump(stream, hello, &mut rx).await {
                     Ok(()) => return, // The node is shutting down.
-                    Err(e) => tracing::debug!(peer = %hello.to, "peer connection lost: {e}"),
+                    Err(e) => {
+                        tracing::debug!(peer = %format!("{:x}", hello.to.0), "peer connection lost: {e}")
+                    }
                 }
             }
             Err(e) if !reported => {
-                tracing::warn!(peer = %hello.to, %addr, "cannot reach peer: {e}; retrying");
+                tracing::warn!(peer = %format!("{:x}", hello.to.0), %addr, "cannot reach peer: {e}; retrying");
                 reported = true;
             }
             Err(_) => {}
@@ -398,7 +400,7 @@ async fn inbound(
             Ok(body) => body,
             Err(e) => {
                 if e.kind() != std::io::ErrorKind::UnexpectedEof {
-                    tracing::warn!(%addr, peer = %hello.from, "dropped peer connection: {e}");
+                    tracing::warn!(%addr, peer = %format!("{:x}", hello.from.0), "dropped peer connection: {e}");
                 }
                 // A peer that crashed closes its connections at once: tell the core,
                 // which campaigns early if it was the leader.
@@ -407,7 +409,7 @@ async fn inbound(
             }
         };
         let Some(message) = wire::decode_message(&body) else {
-            tracing::warn!(%addr, peer = %hello.from, "dropped peer connection: undecodable message");
+            tracing::warn!(%addr, peer = %format!("{:x}", hello.from.0), "dropped peer connection: undecodable message");
             return;
         };
         let bytes = body.len();

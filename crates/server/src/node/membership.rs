@@ -159,8 +159,10 @@ impl Core {
             let urls = self.peer_urls(id);
             match urls.first().map(|url| parse_url(url)) {
                 Some(Ok(addr)) => self.peers.connect(id, addr),
-                Some(Err(e)) => tracing::warn!(peer = %id, "cannot dial: {e}"),
-                None => tracing::warn!(peer = %id, "no peer URL known for a member"),
+                Some(Err(e)) => tracing::warn!(peer = %format!("{:x}", id.0), "cannot dial: {e}"),
+                None => {
+                    tracing::warn!(peer = %format!("{:x}", id.0), "no peer URL known for a member")
+                }
             }
         }
         let gone: Vec<NodeId> = (self.peers.dialed())
