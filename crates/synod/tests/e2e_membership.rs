@@ -129,6 +129,9 @@ fn a_learner_joins_is_promoted_and_replaces_a_removed_member() {
     });
     // A learner serves serializable reads only.
     let at_s4 = c.members[s4].client.clone();
+    let status = c.etcdctl_at(&at_s4, &["endpoint", "status", "-w", "json"]);
+    let status = json(&String::from_utf8_lossy(&status.stdout));
+    assert_eq!(status[0]["Status"]["isLearner"], true, "{status}");
     let stale = c.etcdctl_at(&at_s4, &["get", "before", "--consistency=s"]);
     assert_eq!(String::from_utf8_lossy(&stale.stdout), "before\n1\n");
     for refused_there in [

@@ -74,7 +74,7 @@ impl Maintenance for MaintenanceService {
                     raft_applied_index: replica.applied(),
                     errors,
                     db_size_in_use: size,
-                    is_learner: false,
+                    is_learner: !replica.membership().current().is_voter(replica.id()),
                 }
             })
             .await?;
