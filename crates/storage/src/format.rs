@@ -60,7 +60,7 @@ pub const HEADER_LEN: usize = 40;
 pub const RECORD_OVERHEAD: usize = 9;
 /// The most configurations a stored membership may hold at once (a replica has two
 /// active during a change; more is corruption, not an allocation).
-const MEMBERSHIP_CONFIGS_MAX: usize = 64;
+const MEMBERSHIP_CONFIGS_MAX: usize = 2;
 
 /// The largest record accepted (a larger length is corruption, not an allocation).
 pub const RECORD_MAX: usize = 64 << 20;
@@ -778,7 +778,7 @@ mod tests {
                 index: 5,
                 membership: Membership::from_parts(
                     7,
-                    configurations().into_iter().map(Arc::new).collect(),
+                    configurations().into_iter().skip(1).map(Arc::new).collect(),
                     Some(6),
                 ),
             },

@@ -20,7 +20,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::node::{AcceptorSet, NodeId};
+use crate::node::{AcceptorSet, NodeId, ACCEPTORS_MAX};
 use crate::quorum::{QuorumError, QuorumSpec, QuorumSystem};
 use crate::synod::ConfigError;
 
@@ -130,16 +130,22 @@ impl Membership {
 
     /// A membership rebuilt from what [`Membership::first_epoch`],
     /// [`Membership::active`] and [`Membership::told_epoch`] said of one (as storage and
-    /// the peer protocol carry it with a snapshot); `None` if `configs` is empty.
+    /// the peer protocol carry it with a snapshot); `None` if it is not one a replica can
+    /// hold: no configuration, more than two active (a change waits for the one before
+    /// it to retire), an epoch a ballot cannot carry (32 bits), or more members in all
+    /// than an [`AcceptorSet`] counts.
     pub fn from_parts(
         first_epoch: u64,
         configs: Vec<Arc<Members>>,
         told: Option<u64>,
     ) -> Option<Membership> {
-        if configs.is_empty() {
+        if configs.is_empty() || configs.len() > 2 {
             return None;
         }
-        first_epoch.checked_add(configs.len() as u64 - 1)?;
+        let last = first_epoch.checked_add(configs.len() as u64 - 1)?;
+        if last > u64::from(u32::MAX) {
+            return None;
+        }
         let mut membership = Membership {
             first_epoch,
             configs,
@@ -147,7 +153,7 @@ impl Membership {
             told,
         };
         membership.roster = membership.compute_roster();
-        Some(membership)
+        (membership.roster.len() <= ACCEPTORS_MAX).then_some(membership)
     }
 
     /// The epoch of the oldest active configuration.
@@ -227,6 +233,17 @@ impl Membership {
                 learners.retain(|&l| l != id);
             }
             Change::SetQuorum(new) => spec = new,
+        }
+        // The old and new members together must fit the sets acknowledgements are
+        // counted in while both configurations are active.
+        let together = current
+            .everyone()
+            .chain(voters.iter().chain(&learners).copied())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        if together > ACCEPTORS_MAX {
+            let count = together;
+            return Err(ChangeError::Unsafe(QuorumError::TooManyAcceptors { count }));
         }
         let next = Members::with_learners(voters, learners, spec).map_err(|e| match e {
             ConfigError::Quorum(e) => ChangeError::Unsafe(e),
@@ -450,6 +467,27 @@ mod tests {
             two.changed(Change::Remove(n(2)), |_| true),
             Err(ChangeError::Unhealthy)
         );
+    }
+
+    #[test]
+    fn a_membership_no_replica_could_hold_is_not_rebuilt() {
+        let a = members(&[1, 2, 3], &[], QuorumSpec::Majority);
+        assert!(Membership::from_parts(4, vec![a.clone(), a.clone()], None).is_some());
+        assert!(Membership::from_parts(4, vec![], None).is_none());
+        assert!(Membership::from_parts(4, vec![a.clone(), a.clone(), a.clone()], None).is_none());
+        let too_late = u64::from(u32::MAX);
+        assert!(Membership::from_parts(too_late, vec![a.clone(), a.clone()], None).is_none());
+        // Two valid configurations of 64 members each, none in common: 128 in all.
+        let ids = |from: u64| (from..from + 64).collect::<Vec<u64>>();
+        let low = members(&ids(1), &[], QuorumSpec::Majority);
+        let high = members(&ids(1_000), &[], QuorumSpec::Majority);
+        assert!(Membership::from_parts(0, vec![low.clone(), high], None).is_none());
+        // Nor does a change make one: a 65th member added to 64.
+        let full = Membership::new(low);
+        assert!(matches!(
+            full.changed(Change::AddLearner(n(9_999)), |_| true),
+            Err(ChangeError::Unsafe(QuorumError::TooManyAcceptors { .. }))
+        ));
     }
 
     #[test]

@@ -12,13 +12,15 @@ fn commands(cluster: &Cluster, i: usize) -> &[u64] {
     &cluster.state[i]
 }
 
-/// Proposes `count` commands from `first` at the leader, electing one first if needed.
+/// Proposes `count` commands from `first` at the leader, electing one first if needed,
+/// and runs on for an election timeout: long enough for the leader to tell which members
+/// are in sync (promotions and transfers ask).
 fn write(c: &mut Cluster, first: u64, count: u64) {
     let leader = c.elect();
     for k in first..first + count {
         assert!(c.propose(leader, k));
     }
-    c.run(5);
+    c.run(12);
 }
 
 /// The epoch and current configuration of every running replica, which must agree.
@@ -77,6 +79,12 @@ fn a_learner_is_promoted_then_a_voter_removed_while_writes_go_on() {
 fn one_change_at_a_time_and_only_at_the_leader() {
     let mut c = Cluster::with_learners(3, 1, QuorumSpec::Majority, Options::default());
     let leader = c.elect();
+    // A leader this new cannot tell whether the learner is in sync.
+    assert_eq!(
+        c.reconfigure(leader, Change::Promote(NodeId(4))),
+        Err(ReconfigureError::LearnerBehind(NodeId(4)))
+    );
+    c.run(12);
     let follower = (leader + 1) % 3;
     assert!(matches!(
         c.reconfigure(follower, Change::Promote(NodeId(4))),

@@ -21,12 +21,9 @@ impl<C: Command, R: RngCore> Shared<C, R> {
                 ballot,
                 first,
                 last,
-            } => {
-                leader.heard_through(sender, last);
-                self.on_accepted(leader, sender, ballot, first, last);
-            }
+            } => self.on_accepted(leader, sender, ballot, first, last),
             Message::CatchUp { from: slot, .. } => {
-                leader.heard_through(sender, slot.saturating_sub(1));
+                leader.heard_behind(sender, self.now);
                 self.on_catch_up(from, slot);
             }
             Message::HeartbeatAck { ballot, seq } => {

@@ -18,8 +18,9 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
     ///   read-index request delivered again): it is served with the first, and its reply
     ///   is the same message, which the model's network (a set) holds once;
     /// - the membership history, a function of the applied log;
-    /// - a leader's record of its followers' progress, which only the answer to a
-    ///   promotion reads (the model promotes no one);
+    /// - a leader's record of its followers' progress and catch-up requests, and when it
+    ///   began to lead, which only the answers to a promotion or a transfer read (the
+    ///   model makes neither);
     /// - the actions not yet handed out (none between events: asserted), the members and
     ///   the options (the same for every state of one model).
     pub(crate) fn hash_model_state<H: Hasher>(&self, h: &mut H) {

@@ -22,9 +22,10 @@ pub enum ReconfigureError {
     /// Another change is under way: proposed and not yet applied, or applied and its old
     /// configuration not yet retired. One change at a time.
     InProgress,
-    /// The learner to promote is not known to hold the log within one pipeline window
-    /// (`Options::window_slots`) of the leader's commit point: promoted now, it could
-    /// count in quorums before it can vote on what they decide.
+    /// The learner to promote is not known to hold the log (it asked to catch up within
+    /// the last election timeout, or has not acknowledged the leader lately, or the
+    /// leader is too new to tell): promoted now, it could count in quorums before it
+    /// can vote on what they decide.
     LearnerBehind(NodeId),
     /// The change breaks a rule; nothing was proposed.
     Refused(ChangeError),
@@ -140,11 +141,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             .changed(change, up)
             .map_err(ReconfigureError::Refused)?;
         if let Change::Promote(id) = change {
-            let caught_up = shared.membership.position(id).is_some_and(|at| {
-                let progress = leader.progress.get(at).copied().unwrap_or(0);
-                progress.saturating_add(shared.options.window_slots) >= shared.log.commit()
-            });
-            if !caught_up {
+            if !shared.in_sync(leader, id) {
                 return Err(ReconfigureError::LearnerBehind(id));
             }
         }
@@ -170,14 +167,10 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         if to == shared.id {
             return Ok(self.finish());
         }
-        let Some(at) = (shared.membership.current().is_voter(to))
-            .then(|| shared.membership.position(to))
-            .flatten()
-        else {
+        if !shared.membership.current().is_voter(to) {
             return Err(TransferError::NotVoter(to));
-        };
-        let progress = leader.progress.get(at).copied().unwrap_or(0);
-        if progress.saturating_add(shared.options.window_slots) < shared.log.commit() {
+        }
+        if !shared.in_sync(leader, to) {
             return Err(TransferError::Behind(to));
         }
         let ballot = leader.ballot;
@@ -265,6 +258,15 @@ impl<C: Command, R: RngCore> Shared<C, R> {
         self.history = MembershipHistory::new(membership.clone());
         self.membership = membership;
         self.follow_roster(&before);
+    }
+
+    /// Whether `member` is known to hold the log (see [`Leader::in_sync`]).
+    fn in_sync(&self, leader: &Leader<C>, member: NodeId) -> bool {
+        let quiet = u64::from(self.options.election_ticks);
+        let recent = u64::from(self.options.election_ticks / self.options.heartbeat_ticks.max(1));
+        self.membership
+            .position(member)
+            .is_some_and(|at| leader.in_sync(at, self.now, quiet, recent.max(1)))
     }
 
     /// The leader this follower follows is no longer a voter (it was removed, or made a

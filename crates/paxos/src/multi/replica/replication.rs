@@ -346,11 +346,11 @@ pub(super) struct Leader<C> {
     pub(super) seq: u64,
     /// Per acceptor, the highest heartbeat it acknowledged at this ballot.
     pub(super) acked_seq: Vec<u64>,
-    /// Per member, the highest slot it is known to hold the log through, or close to:
-    /// it acknowledged a vote there (an acceptor refuses slots more than `gap_max_slots`
-    /// past its commit point) or asked to catch up from the next. Only the answer to a
-    /// promotion reads it.
-    pub(super) progress: Vec<Slot>,
+    /// Per member, the tick of its last request to catch up at this ballot: it was then
+    /// missing chosen entries. Only the answers to a promotion or a transfer read it.
+    pub(super) behind_at: Vec<Option<u64>>,
+    /// The tick this replica started to lead.
+    pub(super) since: u64,
     /// When each heartbeat not yet confirmed by a phase-2 quorum was sent: (seq, tick).
     pub(super) sent_at: VecDeque<(u64, u64)>,
     /// Reads may be served locally before this tick (0: no lease).
@@ -359,11 +359,27 @@ pub(super) struct Leader<C> {
 }
 
 impl<C> Leader<C> {
-    /// The member at roster position `member` holds the log through about `slot`.
-    pub(super) fn heard_through(&mut self, member: usize, slot: Slot) {
-        if let Some(progress) = self.progress.get_mut(member) {
-            *progress = (*progress).max(slot);
+    /// The member at roster position `member` asked to catch up at tick `now`.
+    pub(super) fn heard_behind(&mut self, member: usize, now: u64) {
+        if let Some(at) = self.behind_at.get_mut(member) {
+            *at = Some(now);
         }
+    }
+
+    /// Whether the member at roster position `member` is known to hold the log: this
+    /// leader has led for an election timeout (`quiet` ticks), the member acknowledged
+    /// its heartbeats (which carry the commit point) within the last `recent` of them,
+    /// and it has not asked to catch up for an election timeout. A member that knows the
+    /// commit point and lacks entries below it asks for them within two heartbeats; its
+    /// votes alone prove nothing, since an acceptor votes for slots far past its own
+    /// commit point.
+    pub(super) fn in_sync(&self, member: usize, now: u64, quiet: u64, recent: u64) -> bool {
+        let acked = self.acked_seq.get(member).copied().unwrap_or(0);
+        let asked = self.behind_at.get(member).copied().flatten();
+        now.saturating_sub(self.since) >= quiet
+            && acked > 0
+            && acked.saturating_add(recent) >= self.seq
+            && asked.is_none_or(|at| now.saturating_sub(at) >= quiet)
     }
 }
 
