@@ -259,9 +259,13 @@ impl Membership {
         let up = |id| Some(id) != leaving && up(id);
         let old_up = up_set(current, &up);
         let new_up = up_set(&next, &up);
+        // A single voter may take a second one that has not started yet, as etcd allows:
+        // the only way to grow one member to more; the cluster waits for the new one.
+        let growing_one = current.replicas().len() == 1 && matches!(change, Change::AddVoter(_));
         let healthy = current.quorum().is_phase1_quorum(old_up)
-            && next.quorum().is_phase1_quorum(new_up)
-            && next.quorum().is_phase2_quorum(new_up);
+            && (growing_one
+                || next.quorum().is_phase1_quorum(new_up)
+                    && next.quorum().is_phase2_quorum(new_up));
         if !healthy {
             return Err(ChangeError::Unhealthy);
         }
@@ -460,6 +464,14 @@ mod tests {
         // Removing the one that is down leaves 2 of 2: fine, as is adding a learner.
         assert!(m.changed(Change::Remove(n(3)), only_1_and_2_up).is_ok());
         assert!(m.changed(Change::AddLearner(n(4)), only_1_and_2_up).is_ok());
+        // One voter may take a second before it starts (etcd's exception); two may not.
+        let one = Membership::new(members(&[1], &[], QuorumSpec::Majority));
+        assert!(one.changed(Change::AddVoter(n(2)), |id| id == n(1)).is_ok());
+        let two = Membership::new(members(&[1, 2], &[], QuorumSpec::Majority));
+        assert_eq!(
+            two.changed(Change::AddVoter(n(3)), |id| id == n(1)),
+            Err(ChangeError::Unhealthy)
+        );
         // The member removed does not count as up for the old configuration's phase 1
         // (it stops once it applies its removal): two members cannot become one.
         let two = Membership::new(members(&[1, 2], &[], QuorumSpec::Majority));
