@@ -21,8 +21,9 @@ pub const REMOVED: &str = "the member has been permanently removed from the clus
 /// What the core last acted on, and the changes waiting to be applied.
 #[derive(Debug, Default)]
 pub(super) struct Followed {
-    /// The first active epoch and the current one.
-    epochs: Option<(u64, u64)>,
+    /// The first active epoch and the current one, and how many members a joining
+    /// replica still takes the log from.
+    epochs: Option<(u64, u64, usize)>,
     /// The peer URLs recorded in the store when last acted on.
     recorded: BTreeMap<u64, Vec<String>>,
     /// Operators' changes proposed and not yet applied.
@@ -105,7 +106,8 @@ impl Core {
     /// answers the changes that were applied or timed out.
     pub(super) fn follow_membership(&mut self) {
         let membership = self.node.replica().membership();
-        let epochs = (membership.first_epoch(), membership.epoch());
+        let sources = self.node.replica().catch_up_sources().len();
+        let epochs = (membership.first_epoch(), membership.epoch(), sources);
         let moved = self.followed.epochs != Some(epochs)
             || self.followed.recorded != *self.store().recorded_peer_urls();
         if moved {
@@ -154,7 +156,15 @@ impl Core {
     /// Dials every member of the roster but this one at its current peer URL, and admits
     /// their connections; stops dialing the others.
     fn redial(&mut self) {
-        let roster = self.node.replica().membership().roster().to_vec();
+        let replica = self.node.replica();
+        let mut roster = replica.membership().roster().to_vec();
+        // A joining member takes the log from the members it was told of, whatever the
+        // configurations it replays say.
+        for &source in replica.catch_up_sources() {
+            if !roster.contains(&source) {
+                roster.push(source);
+            }
+        }
         for &id in roster.iter().filter(|&&id| id != self.me) {
             let urls = self.peer_urls(id);
             match urls.first().map(|url| parse_url(url)) {

@@ -9,7 +9,14 @@ impl<C: Command, R: RngCore> Shared<C, R> {
         if self.catch_up_elapsed < self.options.heartbeat_ticks.saturating_mul(2) {
             return;
         }
-        if self.log.commit() < self.known_commit {
+        self.forget_sources_once_joined();
+        if !self.sources.is_empty() {
+            // Joining: the log's first configurations may have no member left, so ask
+            // the members it was told of, in turn, until the log has added it.
+            let turn = usize::try_from(self.now).unwrap_or(0) % self.sources.len();
+            let peer = self.sources[turn];
+            self.request_catch_up(peer);
+        } else if self.log.commit() < self.known_commit {
             if let Some(leader) = self.leader.filter(|&l| l != self.id) {
                 self.request_catch_up(leader);
             }
@@ -26,6 +33,16 @@ impl<C: Command, R: RngCore> Shared<C, R> {
             if let Some(&peer) = peer {
                 self.request_catch_up(peer);
             }
+        }
+    }
+
+    /// A joining member that the replayed log made a member of its current configuration
+    /// needs the members it was told of no more: its roster holds live members now.
+    fn forget_sources_once_joined(&mut self) {
+        let joined =
+            self.membership.is_settled() && self.membership.current().position(self.id).is_some();
+        if joined {
+            self.sources.clear();
         }
     }
 
@@ -73,6 +90,28 @@ impl<C: Command, R: RngCore> Shared<C, R> {
             data,
             chunk_bytes: self.options.snapshot_chunk_bytes,
         });
+    }
+
+    /// The log from a peer: chosen entries, or a snapshot's chunk (anything else is
+    /// ignored).
+    pub(super) fn on_log(&mut self, from: NodeId, message: Message<C>) {
+        match message {
+            Message::Chosen {
+                first,
+                entries,
+                commit,
+                ..
+            } => self.on_chosen(from, first, entries, commit),
+            Message::Snapshot {
+                index,
+                membership,
+                offset,
+                total,
+                data,
+                ..
+            } => self.on_snapshot_chunk(from, index, membership, (offset, total), data),
+            _ => {}
+        }
     }
 
     pub(super) fn on_chosen(

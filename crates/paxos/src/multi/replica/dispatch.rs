@@ -107,20 +107,9 @@ impl<C: Command, R: RngCore> Shared<C, R> {
                 boot, seq, index, ..
             } => self.on_read_index_reply(boot, seq, index),
             Message::CatchUp { from: slot, .. } => self.on_catch_up(from, slot),
-            Message::Chosen {
-                first,
-                entries,
-                commit,
-                ..
-            } => self.on_chosen(from, first, entries, commit),
-            Message::Snapshot {
-                index,
-                membership,
-                offset,
-                total,
-                data,
-                ..
-            } => self.on_snapshot_chunk(from, index, membership, (offset, total), data),
+            message @ (Message::Chosen { .. } | Message::Snapshot { .. }) => {
+                self.on_log(from, message);
+            }
             Message::Promise { .. }
             | Message::Behind { .. }
             | Message::Accepted { .. }

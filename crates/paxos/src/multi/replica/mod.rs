@@ -181,6 +181,9 @@ struct Shared<C, R> {
     /// The epoch begun by a change this replica applied that removed it (see
     /// [`Replica::removed`]).
     removed_in: Option<u64>,
+    /// For a joining member: the members it was told of, which it takes the log from
+    /// (even while its replay says they are not members) until the log has added it.
+    sources: Vec<NodeId>,
     /// Negative control: a candidate that leads without phase 1.
     #[cfg(feature = "negative-controls")]
     skips_phase1: bool,
@@ -286,6 +289,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             chosen_membership: Vec::new(),
             history,
             removed_in: None,
+            sources: Vec::new(),
             #[cfg(feature = "negative-controls")]
             skips_phase1: false,
             #[cfg(feature = "negative-controls")]
@@ -392,6 +396,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     ) -> Result<Replica<C, R>, ConfigError> {
         let from_snapshot = durable.snapshot.is_some() && durable.snapshot_membership.is_some();
         let mut replica = Replica::restart(id, told.clone(), options, rng, durable)?;
+        replica.shared.sources = told.everyone().filter(|&m| m != id).collect();
         if !from_snapshot {
             let membership = Membership::told(told);
             replica.shared.history = MembershipHistory::new(membership.clone());
@@ -460,7 +465,7 @@ impl<C: Command, R: RngCore> Replica<C, R> {
     pub fn step(&mut self, from: NodeId, message: Message<C>) -> Vec<Action<C>> {
         let shared = &self.shared;
         let Some(sender) = shared.membership.position(from) else {
-            return Vec::new();
+            return self.step_from_source(from, message);
         };
         let ballot = message.ballot();
         // Who owns a ballot of an epoch this replica has not learned, it cannot tell; it
@@ -498,6 +503,24 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             Role::Follower => self.shared.step_follower(from, sender, message),
         }
         self.finish()
+    }
+
+    /// A message from a member not in the roster: taken only if it is the log (chosen
+    /// entries, or a snapshot) from a member this joining replica was told of.
+    fn step_from_source(&mut self, from: NodeId, message: Message<C>) -> Vec<Action<C>> {
+        if !self.shared.sources.contains(&from) {
+            return Vec::new();
+        }
+        if matches!(message, Message::Chosen { .. } | Message::Snapshot { .. }) {
+            self.shared.on_log(from, message);
+        }
+        self.finish()
+    }
+
+    /// The members a joining replica takes the log from until the log has added it
+    /// (empty otherwise): a driver dials them and admits their connections.
+    pub fn catch_up_sources(&self) -> &[NodeId] {
+        &self.shared.sources
     }
 
     fn finish(&mut self) -> Vec<Action<C>> {

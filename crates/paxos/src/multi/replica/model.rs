@@ -57,6 +57,8 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
             // Read only by the driver (`Replica::removed`); the model removes no one's
             // process.
             removed_in: _,
+            // Empty: the model's replicas never join.
+            sources: _,
             #[cfg(feature = "negative-controls")]
             skips_phase1,
             #[cfg(feature = "negative-controls")]
