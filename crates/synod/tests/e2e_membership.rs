@@ -46,6 +46,16 @@ fn members(c: &Cluster) -> Vec<(u64, String, bool)> {
     members_at(c, &c.endpoints())
 }
 
+/// The `ETCD_INITIAL_CLUSTER` that `member add` printed.
+fn initial_cluster(added: &str) -> String {
+    added
+        .lines()
+        .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no ETCD_INITIAL_CLUSTER in {added}"))
+        .to_string()
+}
+
 /// Runs etcdctl at `endpoints` and returns its stderr, asserting it failed.
 fn refused(c: &Cluster, endpoints: &str, args: &[&str]) -> String {
     let out = c.etcdctl_at(endpoints, args);
@@ -104,12 +114,7 @@ fn a_learner_joins_is_promoted_and_replaces_a_removed_member() {
         added.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""),
         "{added}"
     );
-    let initial = added
-        .lines()
-        .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
-        .and_then(|rest| rest.strip_suffix('"'))
-        .unwrap_or_else(|| panic!("no ETCD_INITIAL_CLUSTER in {added}"))
-        .to_string();
+    let initial = initial_cluster(&added);
     assert!(initial.contains(&format!("s4={peer}")), "{initial}");
     let listed = members(&c);
     assert_eq!(listed.len(), 4);
@@ -247,12 +252,7 @@ fn add_voter(c: &mut Cluster, name: &str) {
     let i = c.add_spare(name);
     let peer = format!("--peer-urls=http://{}", c.members[i].peer);
     let added = c.etcdctl(&["member", "add", name, &peer]);
-    let initial = added
-        .lines()
-        .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
-        .and_then(|rest| rest.strip_suffix('"'))
-        .unwrap_or_else(|| panic!("no ETCD_INITIAL_CLUSTER in {added}"))
-        .to_string();
+    let initial = initial_cluster(&added);
     c.members[i].joining = Some(initial);
     c.spawn(i);
     c.wait_healthy();
