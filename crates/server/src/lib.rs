@@ -38,7 +38,7 @@
 //! - [`client_port`]: clients' HTTP/2 connections: KV calls served on each connection's
 //!   task, every other call through tonic's router.
 //! - [`api`]: the gRPC services: KV, Watch, Lease, Cluster, Maintenance, Lock, Election,
-//!   health.
+//!   health, and Synod's own Quorum (the quorum system, changed at runtime).
 //! - [`restore`]: a member's data directory from a backup, for a new cluster.
 //! - [`proto`]: generated protobuf code (`proto/`: etcd 3.4's API, wire-compatible).
 

@@ -15,9 +15,12 @@
 //! - `members.rs`: the shell around each `node::Node`: inputs in, outputs carried out.
 //! - `clients.rs`: what clients ask, where, and what they make of the answers.
 //! - `faults.rs`: partitions, crashes and restarts, pauses, slow disks, the heal.
+//! - `nemesis.rs`: membership changes (add a spare as a learner, promote, remove,
+//!   switch the quorum system), through the leader's `Node::reconfigure`.
 //! - `keeper.rs`: the lease keeper, and its check that leases never expire early.
 //! - `watches.rs`: watchers through the faults, and their check against the log.
-//! - `checks.rs`: agreement and states as members apply; truthful errors at the end.
+//! - `checks.rs`: agreement and states as members apply; truthful errors, final states
+//!   and memberships at the end.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
