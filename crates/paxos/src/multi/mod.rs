@@ -29,6 +29,10 @@
 //! - **Leases** (optional, [`Lease`]): an acceptor that acknowledged a leader's heartbeat
 //!   promises no other candidate anything for a while; a leader whose heartbeat a phase-2
 //!   quorum acknowledged serves reads locally until shortly before those grants can end.
+//! - **Reconfiguration** ([`Membership`]): a change is a log entry that begins a new
+//!   epoch (the high bits of a ballot's round) with its configuration; phase 1 asks every
+//!   configuration still active; a snapshot carries the membership at its index; the
+//!   leader hands over to a voter in sync on request ([`Replica::transfer_leadership`]).
 //!
 //! `docs/PROTOCOL.md` gives each rule with its reason.
 
