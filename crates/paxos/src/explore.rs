@@ -137,6 +137,9 @@ pub(crate) fn hash_fingerprint<S: Hash>(state: &S) -> u64 {
     BuildHasherDefault::<FxHasher>::default().hash_one(state)
 }
 
+/// How often a search reports how far it got.
+const PROGRESS_EVERY: usize = 10_000_000;
+
 const PART_SEED: u64 = 0x243f_6a88_85a3_08d3;
 
 /// MurmurHash3's 64-bit finaliser: a bijection in which every input bit flips about half
@@ -318,6 +321,10 @@ where
         };
         if !visited.insert(model.fingerprint(&next)) {
             continue;
+        }
+        if visited.len() % PROGRESS_EVERY == 0 {
+            // Long searches run by hand: show they move (the harness hides it otherwise).
+            eprintln!("explored {} states, depth {}", visited.len(), stack.len());
         }
         observe(&next);
         let frame = visit(model, properties, next, Some(action), &mut report, &stack);
