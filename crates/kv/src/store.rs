@@ -453,6 +453,12 @@ impl Store {
         self.bytes
     }
 
+    /// Keys with a kept history, deleted ones included until compaction removes them
+    /// (etcd's index count).
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
     /// Recomputes [`Store::size_bytes`] from the histories.
     pub(crate) fn measure(&mut self) {
         self.bytes = self

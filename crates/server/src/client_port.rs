@@ -8,6 +8,9 @@
 //! streaming decoder and boxed bodies per call: a fifth of a member's CPU under 256
 //! clients, by perf (issue 8).
 //!
+//! A connection that does not open with HTTP/2's preface is HTTP/1.1 ([`crate::http_api`]:
+//! `/health`, `/metrics`, …), as etcd serves both on one port.
+//!
 //! Every other call (Watch, the Lease calls, Maintenance, Cluster, Lock, Election, Health),
 //! and KV calls this path does not take (compressed, or not plain `application/grpc`), go
 //! to tonic's router, each in a task of its own as hyper would run it: their behaviour is
@@ -35,6 +38,8 @@ use tonic::service::Routes;
 use tonic::Status;
 
 use crate::api::kv::KvService;
+use crate::http_api::HttpApi;
+use crate::metrics::CallCounters;
 use crate::proto::etcdserverpb as pb;
 
 /// The gRPC prefix of a message: a compression flag byte, then its length (big endian).
@@ -44,11 +49,33 @@ const PREFIX: usize = 5;
 #[derive(Clone, Debug)]
 pub struct ClientPort {
     /// The KV calls served on the connection's task.
-    pub kv: Arc<KvService>,
+    kv: Arc<KvService>,
     /// Every service, for the calls handed to tonic.
-    pub routes: Routes,
+    routes: Routes,
     /// The largest gRPC message accepted (`--max-request-bytes` and gRPC's margin).
-    pub max_message: usize,
+    max_message: usize,
+    /// HTTP/1.1 requests.
+    http: Arc<HttpApi>,
+    /// The metrics of the KV calls, by [`KvCall`].
+    kv_calls: Vec<Arc<CallCounters>>,
+}
+
+impl ClientPort {
+    /// A port serving `kv` on connections' tasks, everything in `routes` through tonic,
+    /// and HTTP/1.1 through `http` (whose metrics count the calls).
+    pub fn new(kv: KvService, routes: Routes, max_message: usize, http: Arc<HttpApi>) -> Self {
+        let kv_calls = KvCall::PATHS
+            .iter()
+            .map(|path| http.metrics.call(path))
+            .collect();
+        ClientPort {
+            kv: Arc::new(kv),
+            routes,
+            max_message,
+            http,
+            kv_calls,
+        }
+    }
 }
 
 /// The KV calls served on the connection's task.
@@ -62,6 +89,15 @@ enum KvCall {
 }
 
 impl KvCall {
+    /// Their paths, in the order of the variants.
+    const PATHS: [&'static str; 5] = [
+        "/etcdserverpb.KV/Range",
+        "/etcdserverpb.KV/Put",
+        "/etcdserverpb.KV/DeleteRange",
+        "/etcdserverpb.KV/Txn",
+        "/etcdserverpb.KV/Compact",
+    ];
+
     /// The call `request` makes, if this path serves it.
     fn of<B>(request: &Request<B>) -> Option<KvCall> {
         if request.method() != Method::POST || !plain_grpc(request.headers()) {
@@ -110,8 +146,25 @@ fn http2() -> h2::server::Builder {
 /// Serves `listener` until `stop` turns true (or its sender is gone), then lets open
 /// connections finish their calls (a GOAWAY tells clients to go elsewhere). Dropping the
 /// future closes them all.
-pub async fn serve(listener: TcpListener, port: ClientPort, mut stop: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, port: ClientPort, stop: watch::Receiver<bool>) {
     let port = Arc::new(port);
+    accept_until_stopped(listener, stop, "client port", |tcp, stop| {
+        port.clone().accepted(tcp, stop)
+    })
+    .await;
+}
+
+/// Accepts connections on `listener` and serves each in a task of its own (`serve`),
+/// until `stop` turns true (or its sender is gone); then waits for the connections,
+/// which `serve` is to let finish once it sees `stop`.
+pub async fn accept_until_stopped<F>(
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+    port_name: &str,
+    serve: impl Fn(TcpStream, watch::Receiver<bool>) -> F,
+) where
+    F: Future<Output = ()> + Send + 'static,
+{
     let mut connections = JoinSet::new();
     let each_connection = stop.clone();
     loop {
@@ -119,11 +172,11 @@ pub async fn serve(listener: TcpListener, port: ClientPort, mut stop: watch::Rec
             _ = async { stop.wait_for(|s| *s).await.is_ok() } => break,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => {
-                    connections.spawn(port.clone().connection(tcp, each_connection.clone()));
+                    connections.spawn(serve(tcp, each_connection.clone()));
                 }
                 Err(e) => {
                     // Out of file descriptors, say: wait rather than spin.
-                    tracing::warn!("client port: accept failed: {e}");
+                    tracing::warn!("{port_name}: accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
@@ -134,10 +187,39 @@ pub async fn serve(listener: TcpListener, port: ClientPort, mut stop: watch::Rec
     while connections.join_next().await.is_some() {}
 }
 
+/// Whether the client's first bytes are HTTP/2's preface (None: it closed first). Peeks,
+/// so whichever protocol serves the connection reads them again.
+async fn opens_with_http2(tcp: &TcpStream) -> Option<bool> {
+    let mut first = [0u8; 2];
+    loop {
+        let n = tcp.peek(&mut first).await.ok()?;
+        match n {
+            0 => return None,
+            n if first[..n] != PREFACE[..n] => return Some(false),
+            n if n == PREFACE.len() => return Some(true),
+            // One byte so far: wait for the next (it comes with the rest of the segment).
+            _ => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+}
+
 /// A KV call, run on its connection's task.
 type Call = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// HTTP/2's connection preface begins so; no HTTP/1.1 method does (POST, PUT and PATCH
+/// part from it at the second byte).
+const PREFACE: &[u8] = b"PR";
+
 impl ClientPort {
+    /// Serves a new connection as HTTP/2 (gRPC) or HTTP/1.1, by its first bytes.
+    async fn accepted(self: Arc<Self>, tcp: TcpStream, stop: watch::Receiver<bool>) {
+        match opens_with_http2(&tcp).await {
+            Some(true) => self.connection(tcp, stop).await,
+            Some(false) => self.http.clone().connection(tcp, stop).await,
+            None => {}
+        }
+    }
+
     /// Serves one connection until the client closes it, or it has drained after `stop`.
     async fn connection(self: Arc<Self>, tcp: TcpStream, mut stop: watch::Receiver<bool>) {
         // Small answers must not wait for the client's delayed ACK (Nagle).
@@ -171,7 +253,12 @@ impl ClientPort {
                             calls.push(Box::pin(self.clone().unary(call, request, respond)));
                         }
                         None => {
-                            bridged.spawn(bridge(self.routes.clone(), request, respond));
+                            let counters = self.http.metrics.call(request.uri().path());
+                            let routes = self.routes.clone();
+                            bridged.spawn(async move {
+                                counters.started();
+                                counters.handled(bridge(routes, request, respond).await);
+                            });
                         }
                     },
                     Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
@@ -202,6 +289,8 @@ impl ClientPort {
         respond: SendResponse<Bytes>,
     ) {
         let deadline = grpc_timeout(request.headers());
+        let counters = &self.kv_calls[call as usize];
+        counters.started();
         let answer = self.answer(call, request.into_body());
         let answer = match deadline {
             // The client gave up by then; so does the call (gRPC's deadline propagation).
@@ -210,6 +299,11 @@ impl ClientPort {
                 .unwrap_or_else(|_| Err(Status::deadline_exceeded("context deadline exceeded"))),
             None => answer.await,
         };
+        counters.handled(
+            answer
+                .as_ref()
+                .map_or_else(Status::code, |_| tonic::Code::Ok),
+        );
         if let Err(e) = send_answer(respond, answer) {
             tracing::debug!("client port: answer not sent: {e}");
         }
@@ -419,12 +513,13 @@ fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
     })
 }
 
-/// Runs one call through tonic's router and streams its answer back.
+/// Runs one call through tonic's router and streams its answer back; returns how it
+/// ended (a client that went away: cancelled).
 async fn bridge(
     mut routes: Routes,
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
-) {
+) -> tonic::Code {
     let deadline = grpc_timeout(request.headers());
     let request = request.map(|stream| IncomingBody {
         stream,
@@ -436,26 +531,39 @@ async fn bridge(
     // waiting, or it would take the lock for a caller that is gone.
     let outcome = tokio::select! {
         Ok(response) = routes.call(request) => Ok(response),
-        _ = poll_fn(|cx| respond.poll_reset(cx)) => return,
+        _ = poll_fn(|cx| respond.poll_reset(cx)) => return tonic::Code::Cancelled,
         () = expiry(deadline) => Err(Status::deadline_exceeded("context deadline exceeded")),
     };
     let response = match outcome {
         Ok(response) => response,
         Err(status) => {
+            let code = status.code();
             let _ = respond.send_response(status.into_http(), true);
-            return;
+            return code;
         }
     };
     let (head, body) = response.into_parts();
     let end = body.is_end_stream();
+    // A failure comes "trailers-only": its status in the head.
+    let head_code = grpc_status(&head.headers);
     let sent = match respond.send_response(Response::from_parts(head, ()), end) {
         Ok(stream) if !end => pump(body, stream).await,
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(head_code),
         Err(e) => Err(e),
     };
-    if let Err(e) = sent {
-        tracing::debug!("client port: stream ended early: {e}");
+    match sent {
+        Ok(code) => code.unwrap_or(tonic::Code::Unknown),
+        Err(e) => {
+            tracing::debug!("client port: stream ended early: {e}");
+            tonic::Code::Cancelled
+        }
     }
+}
+
+/// The `grpc-status` in `headers`, if any.
+fn grpc_status(headers: &HeaderMap) -> Option<tonic::Code> {
+    let value = headers.get("grpc-status")?.to_str().ok()?;
+    Some(tonic::Code::from_i32(value.parse().ok()?))
 }
 
 /// Ready once `deadline` (if any) has passed.
@@ -467,8 +575,12 @@ async fn expiry(deadline: Option<Duration>) {
 }
 
 /// Sends `body`'s frames on `stream` as the client's flow control allows, until the body
-/// ends or the client resets the stream (a cancelled watch, say).
-async fn pump(body: tonic::body::Body, mut stream: SendStream<Bytes>) -> Result<(), h2::Error> {
+/// ends or the client resets the stream (a cancelled watch, say); returns the status its
+/// trailers carried.
+async fn pump(
+    body: tonic::body::Body,
+    mut stream: SendStream<Bytes>,
+) -> Result<Option<tonic::Code>, h2::Error> {
     let mut body = pin!(body);
     loop {
         // Hold the next frame until the client has room for some of it, so a slow reader
@@ -485,19 +597,20 @@ async fn pump(body: tonic::body::Body, mut stream: SendStream<Bytes>) -> Result<
         })
         .await?;
         let frame = match next {
-            None => return stream.send_data(Bytes::new(), true),
+            None => return stream.send_data(Bytes::new(), true).map(|()| None),
             Some(Ok(frame)) => frame,
             Some(Err(status)) => {
                 tracing::debug!("client port: answer body failed: {status}");
                 stream.send_reset(h2::Reason::INTERNAL_ERROR);
-                return Ok(());
+                return Ok(Some(status.code()));
             }
         };
         match frame.into_data() {
             Ok(data) => stream.send_data(data, false)?,
             Err(frame) => {
                 if let Ok(trailers) = frame.into_trailers() {
-                    return stream.send_trailers(trailers);
+                    let code = grpc_status(&trailers);
+                    return stream.send_trailers(trailers).map(|()| code);
                 }
             }
         }
@@ -575,13 +688,15 @@ mod tests {
         tokio::task::JoinHandle<()>,
     ) {
         let (handle, core) = crate::api::test_handle(512);
-        let port = ClientPort {
-            kv: Arc::new(KvService(handle.clone())),
-            routes: Routes::new(KvServer::new(KvService(handle.clone())))
-                .add_service(LeaseServer::new(LeaseService(handle)))
-                .prepare(),
-            max_message: MAX_MESSAGE,
-        };
+        let http = Arc::new(HttpApi {
+            handle: handle.clone(),
+            metrics: Arc::default(),
+            etcd_version: "3.5.13".into(),
+        });
+        let routes = Routes::new(KvServer::new(KvService(handle.clone())))
+            .add_service(LeaseServer::new(LeaseService(handle.clone())))
+            .prepare();
+        let port = ClientPort::new(KvService(handle), routes, MAX_MESSAGE, http);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = watch::channel(false);

@@ -61,10 +61,26 @@ pub struct Config {
     pub quorum: QuorumSpec,
     /// Take a snapshot and release the log after this many applied entries.
     pub snapshot_entries: u64,
+    /// Where it serves HTTP alone (`/metrics`, `/health`, …), besides the client URLs.
+    pub listen_metrics: Vec<SocketAddr>,
+    /// The etcd version it reports (Status, `/version`, `/metrics`): clients such as
+    /// Kubernetes turn features on by it.
+    pub etcd_version: String,
+    /// How often watchers that asked for progress notifications get one.
+    pub watch_progress_notify_interval: Duration,
     /// Issue log writes from the core through io_uring where the kernel and the file
     /// system allow it (direct I/O), instead of handing them to a committer thread.
     pub io_uring: bool,
 }
+
+/// The etcd version a member reports unless told otherwise: the first 3.5 release whose
+/// watch progress requests Kubernetes trusts (its `RequestWatchProgress` needs 3.5.13),
+/// as kine reports by default.
+pub const ETCD_VERSION_DEFAULT: &str = "3.5.13";
+
+/// How often watchers that asked get a progress notification unless told otherwise
+/// (etcd's `--experimental-watch-progress-notify-interval` default).
+pub const WATCH_PROGRESS_NOTIFY_DEFAULT: Duration = Duration::from_secs(600);
 
 /// A configuration that cannot work, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]

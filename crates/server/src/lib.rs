@@ -1,7 +1,7 @@
 //! Synod's node runtime: a member of a Synod cluster. It drives the sans-I/O Multi-Paxos
 //! replica (`paxos`), makes its votes durable through the write-ahead log (`storage`),
 //! applies chosen commands to the etcd-semantics store (`kv`), talks to its peers over
-//! TCP, and serves etcd's v3 gRPC API to clients.
+//! TCP, and serves etcd's v3 gRPC API to clients (and HTTP probes and metrics).
 //!
 //! One task, the **core**, owns the replica and the store; everything else reaches it
 //! through one queue. gRPC handlers (on tokio) propose commands, read published views of
@@ -35,8 +35,11 @@
 //! - [`wire`]: the peer protocol's bytes; decoders never panic.
 //! - [`payload`]: the replicated command as bytes (a protobuf `synodpb.Command`).
 //! - [`convert`]: etcd's protobuf requests to the store's types and back; errors.
-//! - [`client_port`]: clients' HTTP/2 connections: KV calls served on each connection's
-//!   task, every other call through tonic's router.
+//! - [`client_port`]: clients' connections: HTTP/2 (gRPC) KV calls served on each
+//!   connection's task, every other call through tonic's router; HTTP/1.1 to [`http_api`].
+//! - [`http_api`]: HTTP/1.1 on the client port and `--listen-metrics-urls`: `/health`,
+//!   `/livez`, `/readyz`, `/version`, `/metrics`.
+//! - [`metrics`]: Prometheus metrics under etcd's names and Synod's own; process metrics.
 //! - [`api`]: the gRPC services: KV, Watch, Lease, Cluster, Maintenance, Lock, Election,
 //!   health, and Synod's own Quorum (the quorum system, changed at runtime).
 //! - [`restore`]: a member's data directory from a backup, for a new cluster.
@@ -47,9 +50,11 @@ pub mod bootstrap;
 pub mod client_port;
 pub mod config;
 pub mod convert;
+pub mod http_api;
 pub mod inflow;
 pub mod limits;
 pub mod machine;
+pub mod metrics;
 pub mod node;
 pub mod payload;
 pub mod persist;

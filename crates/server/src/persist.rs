@@ -14,8 +14,12 @@
 //! waiting). A write the kernel cuts short is finished synchronously, as is the undo of a
 //! failed one; both are rare.
 
+use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::time::Instant;
+
+use prometheus_client::metrics::histogram::Histogram;
 
 use paxos::multi::Write;
 use storage::{Committer, Completion, DiskStorage, Ring, StorageError};
@@ -36,6 +40,10 @@ pub struct Persister {
     /// the committer).
     out: Option<(u64, bool)>,
     inputs: Inputs,
+    /// Writes sent and not yet durable: the last submission each covers, and when it went.
+    sent: VecDeque<(u64, Instant)>,
+    /// How long each write took to become durable.
+    durations: Option<Histogram>,
 }
 
 /// A ring, for [`AsyncFd`].
@@ -72,7 +80,14 @@ impl Persister {
             queued_tag: 0,
             out: None,
             inputs,
+            sent: VecDeque::new(),
+            durations: None,
         }
+    }
+
+    /// Records how long each write takes to become durable in `durations`.
+    pub fn observe_writes(&mut self, durations: Histogram) {
+        self.durations = Some(durations);
     }
 
     /// Whether writes go through a ring.
@@ -85,7 +100,7 @@ impl Persister {
     /// [`Persister::flush`]. False if the committer has stopped (without a ring).
     pub fn submit(&mut self, tag: u64, writes: Vec<Write<Payload>>) -> bool {
         if self.ring.is_none() {
-            return self.to_committer(tag, writes);
+            return self.send_to_committer(tag, writes);
         }
         self.queued.extend(writes);
         self.queued_tag = tag;
@@ -106,21 +121,31 @@ impl Persister {
         let snapshot = writes.iter().any(|w| matches!(w, Write::Snapshot { .. }));
         if snapshot || !ring.storage().writes_direct() {
             self.out = Some((tag, false));
-            return match self.to_committer(tag, writes) {
+            return match self.send_to_committer(tag, writes) {
                 true => Ok(()),
                 false => Err("the storage committer stopped".into()),
             };
         }
         // Out even if the submission failed: nothing else may go out after it.
         self.out = Some((tag, true));
+        self.sent.push_back((tag, Instant::now()));
         ring.submit(writes)
             .map_err(|e| format!("storage failed: {e}"))
     }
 
-    /// The committer finished submission `tag`.
+    /// Submission `tag` is durable (the core calls this for every completion).
     pub fn finished(&mut self, tag: u64) {
         if self.out == Some((tag, false)) {
             self.out = None;
+        }
+        while let Some(&(sent, at)) = self.sent.front() {
+            if sent > tag {
+                break;
+            }
+            self.sent.pop_front();
+            if let Some(durations) = &self.durations {
+                durations.observe(at.elapsed().as_secs_f64());
+            }
         }
     }
 
@@ -146,7 +171,8 @@ impl Persister {
         }
     }
 
-    fn to_committer(&self, tag: u64, writes: Vec<Write<Payload>>) -> bool {
+    fn send_to_committer(&mut self, tag: u64, writes: Vec<Write<Payload>>) -> bool {
+        self.sent.push_back((tag, Instant::now()));
         let reply = Box::new(persisted(self.inputs.clone()));
         self.committer.submit(writes, tag, reply)
     }

@@ -16,8 +16,10 @@ use crate::api::{self, Handle, Info};
 use crate::bootstrap;
 use crate::client_port::{self, ClientPort};
 use crate::config::Config;
+use crate::http_api::{self, HttpApi};
 use crate::inflow::Inflow;
 use crate::limits::GRPC_OVERHEAD_BYTES;
+use crate::metrics::Metrics;
 use crate::node::{Core, CoreOptions, Directory, Input, Parts, REMOVED, REMOVED_MARK};
 use crate::payload::Payload;
 use crate::persist::Persister;
@@ -96,6 +98,11 @@ pub async fn run(
     for addr in &config.listen_client {
         client_listeners.push(TcpListener::bind(addr).await?);
     }
+    let mut metrics_listeners = Vec::new();
+    for addr in &config.listen_metrics {
+        metrics_listeners.push(TcpListener::bind(addr).await?);
+    }
+    let metrics = Arc::new(Metrics::default());
     // The core dials the members as the membership says, from its first burst on.
     let peers = transport::dial(me, boot.cluster_id, &[]);
     let roster: Roster = Arc::default();
@@ -111,14 +118,19 @@ pub async fn run(
         replica,
         store,
         snapshot_index,
-        persister: Persister::new(disk, inputs.clone(), config.io_uring),
+        persister: {
+            let mut persister = Persister::new(disk, inputs.clone(), config.io_uring);
+            persister.observe_writes(metrics.log_writes.clone());
+            persister
+        },
         snapshot_dir: dir.clone(),
         peers,
         options: CoreOptions {
             tick: config.heartbeat,
             snapshot_entries: config.snapshot_entries,
             fragment_bytes: config.max_request_bytes,
-            progress_interval: Duration::from_secs(600),
+            progress_interval: config.watch_progress_notify_interval,
+            etcd_version: config.etcd_version.clone(),
             quota_bytes: config.quota_backend_bytes,
             request_timeout,
         },
@@ -130,6 +142,7 @@ pub async fn run(
         directory: Directory(boot.members.clone()),
         roster: roster.clone(),
         learner: learner.clone(),
+        metrics: metrics.clone(),
     };
     let (core, views) = Core::new(parts, inputs.clone());
     let request_ids = core.request_ids();
@@ -156,16 +169,29 @@ pub async fn run(
     };
     let handle = Handle::new(inputs.clone(), views, info, inflow, request_ids);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let port = ClientPort {
-        kv: Arc::new(api::kv::KvService(handle.clone())),
-        routes: routes(&handle, config.max_request_bytes + GRPC_OVERHEAD_BYTES),
-        max_message: config.max_request_bytes + GRPC_OVERHEAD_BYTES,
-    };
+    let http = Arc::new(HttpApi {
+        handle: handle.clone(),
+        metrics,
+        etcd_version: config.etcd_version.clone(),
+    });
+    let port = ClientPort::new(
+        api::kv::KvService(handle.clone()),
+        routes(&handle, config.max_request_bytes + GRPC_OVERHEAD_BYTES),
+        config.max_request_bytes + GRPC_OVERHEAD_BYTES,
+        http.clone(),
+    );
     let mut servers = Vec::new();
     for listener in client_listeners {
         servers.push(tokio::spawn(client_port::serve(
             listener,
             port.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    for listener in metrics_listeners {
+        servers.push(tokio::spawn(http_api::serve(
+            listener,
+            http.clone(),
             stop_rx.clone(),
         )));
     }

@@ -12,10 +12,6 @@ use crate::node::{Applied, Transfer};
 use crate::proto::etcdserverpb::{self as pb, maintenance_server::Maintenance};
 use crate::proto::synodpb::command::Op;
 
-/// The version reported in `Status`: the etcd API level Synod speaks (clients gate
-/// features on it).
-pub const API_VERSION: &str = "3.4.0";
-
 /// A backup file ends with the SHA-256 of what precedes it.
 const DIGEST_BYTES: usize = 32;
 
@@ -66,7 +62,7 @@ impl Maintenance for MaintenanceService {
                     .collect();
                 pb::StatusResponse {
                     header: Some(core.header()),
-                    version: API_VERSION.into(),
+                    version: core.etcd_version().to_string(),
                     db_size: size,
                     leader: replica.leader().map_or(0, |l| l.0),
                     raft_index: replica.commit(),

@@ -30,6 +30,7 @@ use crate::inflow::Inflow;
 use crate::limits::PARKED_COMMANDS_MAX;
 use crate::machine::{self, EtcdMachine};
 pub use crate::machine::{Applied, View};
+use crate::metrics::{Facts, Metrics};
 use crate::payload::Payload;
 use crate::proto::etcdserverpb as pb;
 use crate::transport::{Peers, Roster};
@@ -53,6 +54,8 @@ pub struct CoreOptions {
     pub fragment_bytes: usize,
     /// Every this long, watchers that asked get a progress notification.
     pub progress_interval: Duration,
+    /// The etcd version this member reports (in `/metrics` among other places).
+    pub etcd_version: String,
     /// Raise NOSPACE once the store's estimated size exceeds this.
     pub quota_bytes: u64,
     /// How long a request may wait for the cluster before it is answered with a
@@ -88,6 +91,9 @@ pub struct Core {
     roster: Roster,
     learner: Arc<std::sync::atomic::AtomicBool>,
     followed: membership::Followed,
+    metrics: Arc<Metrics>,
+    /// The leader last seen, to count changes.
+    leader_seen: Option<NodeId>,
 }
 
 impl std::fmt::Debug for Core {
@@ -127,6 +133,8 @@ pub struct Parts {
     pub roster: Roster,
     /// Whether this member is a learner: the core keeps it current.
     pub learner: Arc<std::sync::atomic::AtomicBool>,
+    /// Where the core counts what it sees.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Core {
@@ -180,6 +188,8 @@ impl Core {
             roster: parts.roster,
             learner: parts.learner,
             followed: membership::Followed::default(),
+            metrics: parts.metrics,
+            leader_seen: None,
         };
         (core, views)
     }
@@ -313,6 +323,7 @@ impl Core {
                     let _ = waiter.send(Ok(Applied::Read(view)));
                 }
                 Output::Refuse { waiter, failure } => {
+                    self.metrics.proposals_failed.inc();
                     let _ = waiter.send(Err(Status::unavailable(failure.message())));
                 }
                 Output::Installed { slot } => {
@@ -360,6 +371,7 @@ impl Core {
         let store = self.node.machine().store().clone();
         let inputs = self.inputs.clone();
         let dir = self.snapshot_dir.clone();
+        let durations = self.metrics.snapshot_writes.clone();
         let spawned = std::thread::Builder::new()
             .name("synod-snapshot".into())
             .spawn(move || {
@@ -367,6 +379,7 @@ impl Core {
                 let written = storage::write_snapshot(&dir, slot, |out| store.write_snapshot(out));
                 let written = written.map_err(|e| e.to_string());
                 if let Ok(data) = &written {
+                    durations.observe(started.elapsed().as_secs_f64());
                     let millis = started.elapsed().as_millis();
                     tracing::info!(slot, bytes = data.len(), millis, "wrote a snapshot");
                 }
@@ -388,6 +401,13 @@ impl Core {
             self.publish();
         }
         self.follow_membership();
+        let leader = self.node.replica().leader();
+        if leader != self.leader_seen {
+            if leader.is_some() {
+                self.metrics.leader_changes.inc();
+            }
+            self.leader_seen = leader;
+        }
     }
 
     /// Serializable reads and new watchers read the latest view.
@@ -409,6 +429,41 @@ impl Core {
     /// The engine.
     pub fn replica(&self) -> &Replica<Payload, Pcg64> {
         self.node.replica()
+    }
+
+    /// What a scrape of `/metrics` reports about the core.
+    pub fn facts(&mut self) -> Facts {
+        let pending = self.node.requests_mut().len();
+        let replica = self.node.replica();
+        let membership = replica.membership().current();
+        let store = self.node.machine().store();
+        let (in_flight, _) = replica.in_flight();
+        Facts {
+            member_id: self.me.0,
+            has_leader: replica.leader().is_some(),
+            is_leader: replica.role() == paxos::multi::RoleKind::Leader,
+            is_learner: !membership.is_voter(self.me),
+            committed: replica.commit(),
+            applied: replica.applied(),
+            pending,
+            db_bytes: store.size_bytes(),
+            keys: store.key_count(),
+            revision: store.revision(),
+            compacted: store.compacted(),
+            quota_bytes: self.options.quota_bytes,
+            round: replica.promised().round,
+            epoch: replica.membership().epoch(),
+            quorum: membership.spec().to_string(),
+            voters: membership.replicas().len(),
+            learners: membership.learners().len(),
+            accepts_in_flight: in_flight as u64,
+            etcd_version: self.options.etcd_version.clone(),
+        }
+    }
+
+    /// The etcd version this member reports.
+    pub fn etcd_version(&self) -> &str {
+        &self.options.etcd_version
     }
 
     /// The active alarms.

@@ -98,6 +98,9 @@ pub fn start_synod(runtime: &tokio::runtime::Runtime, name: &str, members: usize
             quorum: QuorumSpec::Majority,
             snapshot_entries: 100,
             io_uring: true,
+            listen_metrics: Vec::new(),
+            etcd_version: config::ETCD_VERSION_DEFAULT.into(),
+            watch_progress_notify_interval: config::WATCH_PROGRESS_NOTIFY_DEFAULT,
         };
         let mut stopped = stopped.clone();
         runtime.spawn(server::server::run(config, async move {

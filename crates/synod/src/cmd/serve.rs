@@ -73,6 +73,18 @@ pub struct ServeArgs {
     /// (false: through a committer thread, as where they do not).
     #[arg(long, env = "SYNOD_IO_URING", default_value_t = true, action = clap::ArgAction::Set)]
     io_uring: bool,
+    /// Addresses to serve HTTP alone on (`/metrics`, `/health`, `/livez`, `/readyz`,
+    /// `/version`), comma-separated URLs; the client URLs serve them too.
+    #[arg(long, env = "SYNOD_LISTEN_METRICS_URLS")]
+    listen_metrics_urls: Option<String>,
+    /// The etcd version to report (Status, `/version`, `/metrics`); clients such as
+    /// Kubernetes turn features on by it.
+    #[arg(long, env = "SYNOD_EMULATED_ETCD_VERSION", default_value = server::config::ETCD_VERSION_DEFAULT)]
+    emulated_etcd_version: String,
+    /// How often watchers that asked get a progress notification (etcd's duration
+    /// syntax: 10m, 5s, 500ms).
+    #[arg(long, env = "SYNOD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    experimental_watch_progress_notify_interval: Duration,
     /// A file of `flag-name: value` lines (etcd's config file keys); flags override it.
     #[arg(long, env = "SYNOD_CONFIG_FILE")]
     config_file: Option<PathBuf>,
@@ -134,12 +146,57 @@ impl ServeArgs {
             quorum: self.quorum,
             snapshot_entries: self.snapshot_count.max(1),
             io_uring: self.io_uring,
+            listen_metrics: match &self.listen_metrics_urls {
+                Some(urls) => config::parse_urls(urls).map_err(|e| e.to_string())?,
+                None => Vec::new(),
+            },
+            etcd_version: self.emulated_etcd_version.clone(),
+            watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
         };
         config.me().map_err(|e| e.to_string())?;
         config.election_ticks().map_err(|e| e.to_string())?;
         config.check_limits().map_err(|e| e.to_string())?;
         Ok(config)
     }
+}
+
+/// A duration as Go writes one: a number and a unit (`h`, `m`, `s`, `ms`), or several
+/// (`1m30s`).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err("an empty duration".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("{text:?} is not a duration (like 10m, 5s or 500ms)"))?;
+        rest = &rest[digits..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let part = match &rest[..unit] {
+            "h" => Duration::from_secs(number * 3600),
+            "m" => Duration::from_secs(number * 60),
+            "s" => Duration::from_secs(number),
+            "ms" => Duration::from_millis(number),
+            _ => {
+                return Err(format!(
+                    "{text:?} is not a duration (like 10m, 5s or 500ms)"
+                ))
+            }
+        };
+        total += part;
+        rest = &rest[unit..];
+    }
+    if total.is_zero() {
+        return Err("the interval must be above zero".into());
+    }
+    Ok(total)
 }
 
 /// Turns a config file's `flag-name: value` lines into flags that come before the
@@ -192,4 +249,22 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
         .block_on(server::server::run(config, stop_signal()))
         .map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_go_writes_them() {
+        let ok = |text| parse_duration(text).ok();
+        assert_eq!(ok("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(ok("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(ok("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(ok("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(ok("2h"), Some(Duration::from_secs(7200)));
+        for bad in ["", "5", "s", "5x", "0s", "-1s", "1.5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
 }

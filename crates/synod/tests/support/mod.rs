@@ -21,6 +21,8 @@ pub struct Member {
     /// For a member that joins a running cluster: the `--initial-cluster` `member add`
     /// printed (it starts with `--initial-cluster-state existing`).
     pub joining: Option<String>,
+    /// Flags for this member alone.
+    pub extra: Vec<String>,
 }
 
 /// A running cluster.
@@ -82,6 +84,7 @@ impl Cluster {
                 dir: root.join(format!("s{i}")),
                 child: None,
                 joining: None,
+                extra: Vec::new(),
             });
         }
         let initial = members
@@ -132,6 +135,7 @@ impl Cluster {
         .map(|s| s.to_string())
         .collect();
         flags.extend(self.extra.iter().cloned());
+        flags.extend(m.extra.iter().cloned());
         flags
     }
 
@@ -165,6 +169,7 @@ impl Cluster {
             dir: self.root.join(name),
             child: None,
             joining: None,
+            extra: Vec::new(),
         });
         self.members.len() - 1
     }

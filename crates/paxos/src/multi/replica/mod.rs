@@ -322,6 +322,15 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         self.shared.leader
     }
 
+    /// Slots this replica, leading, proposed that it does not yet know chosen, and the
+    /// entries waiting for room in its pipeline (0 and 0 unless it leads).
+    pub fn in_flight(&self) -> (usize, usize) {
+        match &self.role {
+            Role::Leader(leader) => (leader.in_flight.len(), leader.pending.len()),
+            _ => (0, 0),
+        }
+    }
+
     /// The ballot promised.
     pub fn promised(&self) -> Ballot {
         self.shared.promised
