@@ -506,6 +506,55 @@ mod tests {
         assert_eq!(keys, want);
     }
 
+    /// A progress answer at R promises every event up to R: a stream with a watcher
+    /// behind gets none until it caught up, and then the answer follows the events.
+    #[test]
+    fn progress_waits_for_a_watcher_behind_and_follows_its_events() {
+        let mut store = Store::new();
+        store.open_journal();
+        let mut w = Watchers::default();
+        let (tx, mut rx) = mpsc::channel(2);
+        let create = Request::Create {
+            stream: 1,
+            id: 0,
+            spec: prefix("k", 0),
+            tx: tx.clone(),
+        };
+        let at = header(&store);
+        w.request(create, &mut store, at);
+        assert!(rx.try_recv().unwrap().created);
+        for i in 0..4 {
+            put(&mut store, &format!("k{i}"), "v");
+            w.dispatch(&store.take_events(), header(&store));
+        }
+        // Two batches queued, two left behind. Take one: room for a progress answer.
+        let mut seen = vec![rx.try_recv().unwrap()];
+        let progress = |tx: &mpsc::Sender<WatchResponse>| Request::Progress {
+            stream: 1,
+            tx: tx.clone(),
+        };
+        let at = header(&store);
+        w.request(progress(&tx), &mut store, at);
+        while let Ok(r) = rx.try_recv() {
+            seen.push(r);
+        }
+        assert!(
+            seen.iter().all(|r| !r.events.is_empty()),
+            "progress while behind"
+        );
+        w.catch_up(&store, header(&store));
+        let at = header(&store);
+        w.request(progress(&tx), &mut store, at);
+        while let Ok(r) = rx.try_recv() {
+            seen.push(r);
+        }
+        let events: usize = seen.iter().map(|r| r.events.len()).sum();
+        let last = seen.last().unwrap();
+        assert_eq!(events, 4);
+        assert!(last.events.is_empty(), "the progress answer comes last");
+        assert_eq!(last.header.unwrap().revision, store.revision());
+    }
+
     #[test]
     fn a_compacted_start_is_canceled_with_the_compaction_revision() {
         let mut store = Store::new();

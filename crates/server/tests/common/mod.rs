@@ -70,6 +70,16 @@ impl Drop for Synod {
 /// Starts `members` Synod members on `runtime`, data under a fresh temp dir named after
 /// `name`.
 pub fn start_synod(runtime: &tokio::runtime::Runtime, name: &str, members: usize) -> Synod {
+    start_synod_with(runtime, name, members, |_| {})
+}
+
+/// As [`start_synod`], each member's configuration changed by `tweak` first.
+pub fn start_synod_with(
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    members: usize,
+    tweak: impl Fn(&mut Config),
+) -> Synod {
     let root = std::env::temp_dir().join(format!("synod-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let ports: Vec<(u16, u16)> = (0..members).map(|_| (free_port(), free_port())).collect();
@@ -82,7 +92,7 @@ pub fn start_synod(runtime: &tokio::runtime::Runtime, name: &str, members: usize
         config::parse_initial_cluster(&cluster.join(","), name).expect("a valid cluster");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     for (i, (client, peer)) in ports.iter().enumerate() {
-        let config = Config {
+        let mut config = Config {
             name: format!("s{i}"),
             data_dir: root.join(format!("s{i}")),
             listen_client: vec![format!("127.0.0.1:{client}").parse().expect("an address")],
@@ -102,6 +112,7 @@ pub fn start_synod(runtime: &tokio::runtime::Runtime, name: &str, members: usize
             etcd_version: config::ETCD_VERSION_DEFAULT.into(),
             watch_progress_notify_interval: config::WATCH_PROGRESS_NOTIFY_DEFAULT,
         };
+        tweak(&mut config);
         let mut stopped = stopped.clone();
         runtime.spawn(server::server::run(config, async move {
             let _ = stopped.wait_for(|s| *s).await;
