@@ -7,6 +7,7 @@
 //! endpoints, retrying with a short per-request deadline (`--request-timeout-ms`).
 
 mod conn;
+mod kubernetes;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +35,9 @@ pub enum Workload {
     WatchLatency,
     /// Ranges and puts mixed (see --read-ratio).
     Mixed,
+    /// etcd's robustness "Kubernetes" traffic: lists and watches, gets, optimistic
+    /// creates, updates and deletes of pods (half the clients read, half write).
+    Kubernetes,
     /// Leader failover: after one put through every endpoint, `kill -9` --kill-pid, then
     /// retry a put round-robin over the endpoints (each with --request-timeout-ms) until
     /// one succeeds; reports the milliseconds from the kill.
@@ -544,6 +548,17 @@ fn report_failover(args: &BenchArgs, f: &Failover) {
     }
 }
 
+/// The clients' results together.
+async fn gather(tasks: Vec<tokio::task::JoinHandle<Results>>) -> Result<Results, String> {
+    let mut all = Results::default();
+    for task in tasks {
+        let r = task.await.map_err(|e| e.to_string())?;
+        all.latencies.extend(r.latencies);
+        all.errors += r.errors;
+    }
+    Ok(all)
+}
+
 /// Runs `synod bench`.
 pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
     let endpoints: Vec<String> = args
@@ -573,6 +588,20 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
         let bar = progress(plan.clone(), plan.total, args.json);
         let mut results = if args.workload == Workload::WatchLatency {
             watch_latency(args.clone(), plan.clone(), channels, started).await
+        } else if args.workload == Workload::Kubernetes {
+            let pods = Arc::new(kubernetes::Pods::default());
+            let tasks: Vec<_> = (0..args.clients)
+                .map(|i| {
+                    let conn = channels[i % channels.len()].clone();
+                    tokio::spawn(kubernetes::client(
+                        plan.clone(),
+                        conn,
+                        pods.clone(),
+                        i % 2 == 0,
+                    ))
+                })
+                .collect();
+            gather(tasks).await?
         } else {
             let per_client = args.rate as f64 / args.clients as f64;
             let tasks: Vec<_> = (0..args.clients)
@@ -585,13 +614,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
                     ))
                 })
                 .collect();
-            let mut all = Results::default();
-            for task in tasks {
-                let r = task.await.map_err(|e| e.to_string())?;
-                all.latencies.extend(r.latencies);
-                all.errors += r.errors;
-            }
-            all
+            gather(tasks).await?
         };
         results.elapsed = started.elapsed();
         bar.abort();
