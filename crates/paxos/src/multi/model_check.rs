@@ -458,22 +458,6 @@ mod negative_controls {
         );
     }
 
-    /// The same broken variant, caught by the exhaustive search of a change with one
-    /// write (depth first, so it stops at the first violation it meets).
-    #[test]
-    #[ignore = "minutes; run by hand"]
-    fn a_new_configuration_used_without_the_old_ones_phase_1_exhaustively() {
-        let controls = Controls {
-            phase1_in_current_only: true,
-            ..Controls::default()
-        };
-        let violated = violated(with_a_change(bounds(1, 1, 0, 0, 1)), controls);
-        assert!(
-            violated.contains(&ONE_CHOSEN_PER_SLOT) || violated.contains(&APPLIED_AGREE),
-            "{violated:?}"
-        );
-    }
-
     #[test]
     fn a_leader_that_reads_at_its_commit_point() {
         let controls = Controls {
