@@ -688,14 +688,15 @@ mod tests {
         tokio::task::JoinHandle<()>,
     ) {
         let (handle, core) = crate::api::test_handle(512);
+        let routes = Routes::new(KvServer::new(KvService(handle.clone())))
+            .add_service(LeaseServer::new(LeaseService(handle.clone())))
+            .prepare();
         let http = Arc::new(HttpApi {
             handle: handle.clone(),
             metrics: Arc::default(),
             etcd_version: "3.5.13".into(),
+            gateway: crate::gateway::Gateway::new(routes.clone(), MAX_MESSAGE),
         });
-        let routes = Routes::new(KvServer::new(KvService(handle.clone())))
-            .add_service(LeaseServer::new(LeaseService(handle.clone())))
-            .prepare();
         let port = ClientPort::new(KvService(handle), routes, MAX_MESSAGE, http);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();

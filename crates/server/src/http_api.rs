@@ -11,15 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http::header::{HeaderValue, ALLOW};
+use http::{Method, Request, StatusCode};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::api::Handle;
+use crate::gateway::{self, respond, Gateway};
 use crate::metrics::{self, Metrics};
 use crate::proto::etcdserverpb::AlarmType;
 
@@ -32,10 +32,12 @@ pub struct HttpApi {
     pub metrics: Arc<Metrics>,
     /// The etcd version reported (`/version`, `/metrics`).
     pub etcd_version: String,
+    /// The JSON gateway (`/v3/…`).
+    pub gateway: Gateway,
 }
 
 /// An answer with a body.
-type Answer = Response<Full<Bytes>>;
+type Answer = gateway::Answer;
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -67,8 +69,17 @@ impl HttpApi {
     }
 
     /// The answer to one request.
-    pub async fn answer<B>(&self, request: Request<B>) -> Answer {
+    pub async fn answer<B>(&self, request: Request<B>) -> Answer
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin,
+        B::Error: std::fmt::Display,
+    {
         let path = request.uri().path().to_string();
+        if gateway::serves(&path) {
+            let mut answer = self.gateway.answer(request).await;
+            with_cors(&mut answer);
+            return answer;
+        }
         let query = Query::of(request.uri().query());
         let mut answer = match (path.as_str(), request.method() == Method::GET) {
             ("/health", true) => self.health(&query).await,
@@ -274,14 +285,6 @@ impl<'q> Query<'q> {
     }
 }
 
-fn respond(status: StatusCode, content_type: &'static str, body: String) -> Answer {
-    let mut answer = Response::new(Full::new(Bytes::from(body)));
-    *answer.status_mut() = status;
-    answer
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    answer
-}
 
 /// Go's `http.Error`: the message and a newline, as plain text.
 fn error(status: StatusCode, message: &str) -> Answer {

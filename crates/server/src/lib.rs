@@ -39,6 +39,8 @@
 //!   connection's task, every other call through tonic's router; HTTP/1.1 to [`http_api`].
 //! - [`http_api`]: HTTP/1.1 on the client port and `--listen-metrics-urls`: `/health`,
 //!   `/livez`, `/readyz`, `/version`, `/metrics`.
+//! - [`gateway`]: etcd's JSON gateway (`/v3/…`): JSON to gRPC requests through the same
+//!   services, answers back to JSON.
 //! - [`metrics`]: Prometheus metrics under etcd's names and Synod's own; process metrics.
 //! - [`api`]: the gRPC services: KV, Watch, Lease, Cluster, Maintenance, Lock, Election,
 //!   health, and Synod's own Quorum (the quorum system, changed at runtime).
@@ -50,6 +52,7 @@ pub mod bootstrap;
 pub mod client_port;
 pub mod config;
 pub mod convert;
+pub mod gateway;
 pub mod http_api;
 pub mod inflow;
 pub mod limits;

@@ -240,7 +240,7 @@ impl EtcdMachine {
                     ttl,
                 })
             }
-            Op::Alarm(r) => Applied::Alarm(self.apply_alarm(&r, header)),
+            Op::Alarm(r) => Applied::Alarm(self.apply_alarm(&r)),
             Op::Publish(r) => {
                 let attributes = kv::MemberAttributes {
                     name: r.name,
@@ -268,11 +268,8 @@ impl EtcdMachine {
         Ok(())
     }
 
-    fn apply_alarm(
-        &mut self,
-        r: &pb::AlarmRequest,
-        header: pb::ResponseHeader,
-    ) -> pb::AlarmResponse {
+    /// etcd 3.4's Alarm answers carry no header.
+    fn apply_alarm(&mut self, r: &pb::AlarmRequest) -> pb::AlarmResponse {
         let changed = match pb::alarm_request::AlarmAction::try_from(r.action) {
             Ok(pb::alarm_request::AlarmAction::Activate) => {
                 if self.store.alarm_activate(r.member_id, r.alarm) {
@@ -287,7 +284,7 @@ impl EtcdMachine {
             _ => Vec::new(),
         };
         pb::AlarmResponse {
-            header: Some(header),
+            header: None,
             alarms: changed.into_iter().map(alarm_member).collect(),
         }
     }

@@ -16,6 +16,7 @@ use crate::api::{self, Handle, Info};
 use crate::bootstrap;
 use crate::client_port::{self, ClientPort};
 use crate::config::Config;
+use crate::gateway::Gateway;
 use crate::http_api::{self, HttpApi};
 use crate::inflow::Inflow;
 use crate::limits::GRPC_OVERHEAD_BYTES;
@@ -169,15 +170,19 @@ pub async fn run(
     };
     let handle = Handle::new(inputs.clone(), views, info, inflow, request_ids);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let max_message = config.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let routes = routes(&handle, max_message);
     let http = Arc::new(HttpApi {
         handle: handle.clone(),
         metrics,
         etcd_version: config.etcd_version.clone(),
+        // JSON takes up to twice the bytes of the protobuf it carries (base64, names).
+        gateway: Gateway::new(routes.clone(), 2 * max_message),
     });
     let port = ClientPort::new(
         api::kv::KvService(handle.clone()),
-        routes(&handle, config.max_request_bytes + GRPC_OVERHEAD_BYTES),
-        config.max_request_bytes + GRPC_OVERHEAD_BYTES,
+        routes,
+        max_message,
         http.clone(),
     );
     let mut servers = Vec::new();

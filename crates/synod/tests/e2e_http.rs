@@ -35,11 +35,18 @@ impl Answer {
 /// One HTTP/1.1 request on a fresh connection (`Connection: close`, so the answer ends
 /// with the connection).
 fn request(address: &str, method: &str, path: &str) -> Answer {
+    request_with(address, method, path, "")
+}
+
+/// A request with `body` (JSON), on a fresh connection.
+fn request_with(address: &str, method: &str, path: &str, body: &str) -> Answer {
     let mut tcp = TcpStream::connect(address).expect("connects");
     tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let length = body.len();
     write!(
         tcp,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n{body}"
     )
     .unwrap();
     let mut raw = Vec::new();
@@ -243,11 +250,12 @@ fn etcd_ref() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/etcd-ref")
 }
 
-/// One etcd member with its client port at 29879 (this test's base of etcd-ref's scheme).
-fn start_etcd() -> (Etcd, String) {
-    let dir = std::env::temp_dir().join(format!("synod-http-etcd-{}", std::process::id()));
+/// One etcd member with its client port at `base + 100` (etcd-ref's scheme: each test
+/// its own base).
+fn start_etcd(name: &str, base: u16) -> (Etcd, String) {
+    let dir = std::env::temp_dir().join(format!("synod-{name}-etcd-{}", std::process::id()));
     let out = std::process::Command::new(etcd_ref())
-        .args(["start", dir.to_str().unwrap(), "1", "29779"])
+        .args(["start", dir.to_str().unwrap(), "1", &base.to_string()])
         .output()
         .expect("scripts/etcd-ref runs");
     assert!(
@@ -278,7 +286,7 @@ fn metric_names(scrape: &str) -> std::collections::BTreeSet<String> {
 /// name is one etcd exports too (a misspelt name would break a dashboard silently).
 #[test]
 fn the_http_surface_matches_etcd_where_etcd_34_has_it() {
-    let (_etcd, etcd) = start_etcd();
+    let (_etcd, etcd) = start_etcd("http", 29779);
     let c = Cluster::start("http-diff");
     let synod = c.members[0].client.clone();
     for (method, path) in [
@@ -327,4 +335,221 @@ fn the_http_surface_matches_etcd_where_etcd_34_has_it() {
     assert!(borrowed.len() > 25, "{borrowed:?}");
     let unknown: Vec<&&String> = borrowed.iter().filter(|n| !theirs.contains(**n)).collect();
     assert!(unknown.is_empty(), "not etcd's names: {unknown:?}");
+}
+
+/// `answer`'s JSON without what differs between any two clusters (ids, terms).
+fn scrubbed(answer: &Answer) -> (u16, Value) {
+    fn scrub(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                for field in ["cluster_id", "member_id", "raft_term"] {
+                    map.remove(field);
+                }
+                map.values_mut().for_each(scrub);
+            }
+            Value::Array(items) => items.iter_mut().for_each(scrub),
+            _ => {}
+        }
+    }
+    let mut json =
+        serde_json::from_str(answer.body.trim()).unwrap_or(Value::String(answer.body.clone()));
+    scrub(&mut json);
+    (answer.status, json)
+}
+
+/// The lines a streaming gateway call answers with, `n` of them, while `meanwhile` runs
+/// once the first has arrived.
+fn stream_lines(
+    address: &str,
+    path: &str,
+    body: &str,
+    n: usize,
+    meanwhile: impl FnOnce(),
+) -> Vec<Value> {
+    use std::io::{BufRead, BufReader};
+    let mut tcp = TcpStream::connect(address).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        tcp,
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reader = BufReader::new(tcp);
+    let mut line = String::new();
+    // The head, then chunks: a size line, the data line(s), an empty line.
+    while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+        line.clear();
+    }
+    let mut lines = Vec::new();
+    let mut meanwhile = Some(meanwhile);
+    while lines.len() < n {
+        line.clear();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        let text = line.trim();
+        if text.starts_with('{') {
+            let mut json: Value = serde_json::from_str(text).unwrap();
+            if let Some(map) = json.get_mut("result").and_then(Value::as_object_mut) {
+                if let Some(header) = map.get_mut("header").and_then(Value::as_object_mut) {
+                    for field in ["cluster_id", "member_id", "raft_term"] {
+                        header.remove(field);
+                    }
+                }
+            }
+            lines.push(json);
+            if let Some(run) = meanwhile.take() {
+                run();
+            }
+        }
+    }
+    lines
+}
+
+/// etcd's JSON gateway, request by request against etcd 3.4's: the same status, and the
+/// same JSON but for cluster and member ids and terms.
+#[test]
+fn the_json_gateway_answers_as_etcds() {
+    let (_etcd, etcd) = start_etcd("gateway", 30779);
+    let c = Cluster::start("gateway");
+    let synod = c.members[0].client.clone();
+    let calls: &[(&str, &str)] = &[
+        ("/v3/kv/put", r#"{"key":"Zm9v","value":"YmFy"}"#),
+        (
+            "/v3/kv/put",
+            r#"{"key":"Zm9vMg==","value":"YmF6","prev_kv":true}"#,
+        ),
+        ("/v3/kv/range", r#"{"key":"Zm9v"}"#),
+        (
+            "/v3/kv/range",
+            r#"{"key":"Zm9v","range_end":"Zm9w","keys_only":true}"#,
+        ),
+        (
+            "/v3/kv/range",
+            r#"{"key":"Zm9v","rangeEnd":"Zm9w","countOnly":true}"#,
+        ),
+        ("/v3/kv/range", r#"{"key":"Zm9v","revision":"999"}"#),
+        ("/v3/kv/range", r#"{"key":"bm9uZQ=="}"#),
+        ("/v3/kv/range", ""),
+        (
+            "/v3/kv/txn",
+            r#"{"compare":[{"key":"Zm9v","result":"EQUAL","target":"VALUE","value":"YmFy"}],"success":[{"request_put":{"key":"Zm9v","value":"cXV4"}}],"failure":[{"request_range":{"key":"Zm9v"}}]}"#,
+        ),
+        (
+            "/v3/kv/txn",
+            r#"{"compare":[{"key":"Zm9v","result":"EQUAL","target":"VALUE","value":"YmFy"}],"success":[{"request_put":{"key":"Zm9v","value":"cXV4"}}],"failure":[{"request_range":{"key":"Zm9v"}}]}"#,
+        ),
+        ("/v3/kv/deleterange", r#"{"key":"Zm9vMg==","prev_kv":true}"#),
+        ("/v3/lease/grant", r#"{"TTL":"60","ID":"4242"}"#),
+        (
+            "/v3/kv/put",
+            r#"{"key":"bGVhc2Vk","value":"eA==","lease":"4242"}"#,
+        ),
+        ("/v3/lease/timetolive", r#"{"ID":"4242","keys":true}"#),
+        ("/v3/kv/lease/leases", "{}"),
+        ("/v3/lease/revoke", r#"{"ID":"4242"}"#),
+        ("/v3/lease/revoke", r#"{"ID":"4242"}"#),
+        ("/v3/kv/compaction", r#"{"revision":"2"}"#),
+        ("/v3/kv/range", r#"{"key":"Zm9v","revision":"1"}"#),
+        ("/v3/maintenance/alarm", r#"{"action":"GET"}"#),
+    ];
+    for (path, body) in calls {
+        let ours = scrubbed(&request_with(&synod, "POST", path, body));
+        let theirs = scrubbed(&request_with(&etcd, "POST", path, body));
+        assert_eq!(ours, theirs, "POST {path} {body}");
+    }
+    // Bad input: the status and gRPC code match; the message is the JSON parser's own.
+    for (path, body) in [("/v3/kv/range", "not json"), ("/v3/kv/put", r#"{"key":5}"#)] {
+        let (ours, theirs) = (
+            request_with(&synod, "POST", path, body),
+            request_with(&etcd, "POST", path, body),
+        );
+        assert_eq!(
+            ours.status, theirs.status,
+            "{path} {body}: {ours:?} {theirs:?}"
+        );
+        assert_eq!(ours.json()["code"], theirs.json()["code"], "{path} {body}");
+    }
+    for (method, path) in [("POST", "/v3/no/such"), ("GET", "/v3/kv/range")] {
+        let (ours, theirs) = (request(&synod, method, path), request(&etcd, method, path));
+        assert_eq!(
+            (ours.status, &ours.body),
+            (theirs.status, &theirs.body),
+            "{method} {path}"
+        );
+    }
+    for path in ["/v3/maintenance/status", "/v3/cluster/member/list"] {
+        let keys = |answer: Answer| {
+            let json = answer.json();
+            json.as_object()
+                .map(|o| o.keys().cloned().collect::<Vec<_>>())
+        };
+        let (ours, theirs) = (
+            request_with(&synod, "POST", path, "{}"),
+            request_with(&etcd, "POST", path, "{}"),
+        );
+        assert_eq!(keys(ours), keys(theirs), "{path}");
+    }
+
+    // A watch streams its events as lines; a keep-alive answers once the body ends.
+    let watch = r#"{"create_request":{"key":"d2F0Y2hlZA==","prev_kv":true}}"#;
+    let put = r#"{"key":"d2F0Y2hlZA==","value":"MQ=="}"#;
+    let on = |address: &str| {
+        stream_lines(address, "/v3/watch", watch, 2, || {
+            request_with(address, "POST", "/v3/kv/put", put);
+        })
+    };
+    assert_eq!(on(&synod), on(&etcd));
+    for address in [&synod, &etcd] {
+        request_with(
+            address,
+            "POST",
+            "/v3/lease/grant",
+            r#"{"TTL":"60","ID":"77"}"#,
+        );
+    }
+    let keepalive = |address: &str| {
+        scrubbed(&request_with(
+            address,
+            "POST",
+            "/v3/lease/keepalive",
+            r#"{"ID":"77"}"#,
+        ))
+    };
+    let (ours, theirs) = (keepalive(&synod), keepalive(&etcd));
+    assert_eq!(ours, theirs);
+    assert_eq!(ours.1["result"]["TTL"], "60", "{ours:?}");
+}
+
+/// `--logger zap` writes etcd's JSON lines, to every `--log-outputs` file.
+#[test]
+fn zap_logs_are_etcds_json_lines() {
+    let mut c = Cluster::configure("zap", &[]);
+    let log = std::env::temp_dir().join(format!("synod-zap-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let outputs = format!("stderr,{}", log.display());
+    c.members[0].extra = ["--logger", "zap", "--log-outputs", &outputs]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    c.start_all();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.iter().any(|l| l["msg"] == "member serving"), "{text}");
+    for (line, raw) in lines.iter().zip(text.lines()) {
+        assert!(raw.starts_with("{\"level\":"), "{raw}");
+        let ts = line["ts"].as_str().unwrap();
+        assert_eq!(
+            (ts.len(), &ts[ts.len() - 1..], &ts[10..11]),
+            (27, "Z", "T"),
+            "{ts}"
+        );
+        assert!(line["caller"].as_str().unwrap().contains(".rs:"), "{raw}");
+        assert!(["info", "warn", "error", "debug"].contains(&line["level"].as_str().unwrap()));
+    }
+    let _ = std::fs::remove_file(&log);
 }

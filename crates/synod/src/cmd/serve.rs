@@ -91,6 +91,12 @@ pub struct ServeArgs {
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, env = "SYNOD_LOG_LEVEL", default_value = "info")]
     log_level: tracing::Level,
+    /// The log's form: text, or zap (etcd's JSON lines).
+    #[arg(long, env = "SYNOD_LOGGER", value_enum, default_value = "text")]
+    logger: super::logging::Logger,
+    /// Where the log goes: stderr, stdout, or files, comma-separated.
+    #[arg(long, env = "SYNOD_LOG_OUTPUTS", default_value = "stderr")]
+    log_outputs: String,
 }
 
 impl ServeArgs {
@@ -242,7 +248,7 @@ pub async fn stop_signal() {
 
 /// Runs `synod serve`.
 pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
-    init_logging(args.log_level);
+    super::logging::init(args.log_level, args.logger, &args.log_outputs)?;
     let config = args.config()?;
     let runtime = super::runtime()?;
     runtime
