@@ -285,7 +285,6 @@ impl<'q> Query<'q> {
     }
 }
 
-
 /// Go's `http.Error`: the message and a newline, as plain text.
 fn error(status: StatusCode, message: &str) -> Answer {
     let mut answer = respond(status, TEXT, format!("{message}\n"));

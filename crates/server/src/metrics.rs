@@ -38,6 +38,8 @@ pub struct Metrics {
     pub leader_changes: Counter,
     /// Proposals that failed (no leader, the leader changed, timed out).
     pub proposals_failed: Counter,
+    /// From a leader's heartbeat to a peer until its acknowledgement, by peer (`To`).
+    pub peer_round_trips: Family<CallLabels, Histogram, fn() -> Histogram>,
     health_success: Counter,
     health_failures: Counter,
     /// When the process started (seconds since the epoch).
@@ -56,6 +58,7 @@ impl Default for Metrics {
             snapshot_writes: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             leader_changes: Counter::default(),
             proposals_failed: Counter::default(),
+            peer_round_trips: Family::new_with_constructor(round_trip_histogram),
             health_success: Counter::default(),
             health_failures: Counter::default(),
             started: process::start_time().unwrap_or_else(|| {
@@ -69,6 +72,11 @@ impl Default for Metrics {
 /// Methods counted apart; calls to further paths (clients may send any) share one
 /// `unknown` method, so that no client can grow the metrics without bound.
 const METHODS_MAX: usize = 256;
+
+/// etcd's buckets for peer round trips: 0.1 ms to 3.3 s, doubling.
+fn round_trip_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
 
 /// The counters of one gRPC method, taken once so that a hot path does no label lookup.
 #[derive(Debug)]
@@ -190,6 +198,14 @@ impl Metrics {
         }
     }
 
+    /// A round trip to `peer` took `seconds`.
+    pub fn peer_round_trip(&self, peer: u64, seconds: f64) {
+        let labels = vec![("To", format!("{peer:x}"))];
+        self.peer_round_trips
+            .get_or_create(&labels)
+            .observe(seconds);
+    }
+
     /// Counts one `/health` answer.
     pub fn health_checked(&self, healthy: bool) {
         match healthy {
@@ -268,6 +284,12 @@ fn register_live(registry: &mut Registry, live: &Metrics) {
         "The latency distributions of writing a snapshot of the state machine \
          (Synod's equivalent of etcd's backend commit).",
         live.snapshot_writes.clone(),
+    );
+    registry.register(
+        "etcd_network_peer_round_trip_time_seconds",
+        "Round-Trip-Time histogram between peers (from a leader's heartbeat to its \
+         acknowledgement, through the peer's queue).",
+        live.peer_round_trips.clone(),
     );
     registry.register(
         "etcd_server_leader_changes_seen",

@@ -158,6 +158,15 @@ fn probes_version_and_metrics_answer_on_the_client_port_beside_grpc() {
     assert!(handled_puts.is_some(), "{metrics}");
     assert!(sample(metrics, "etcd_disk_wal_fsync_duration_seconds_count").unwrap_or(0.0) >= 1.0);
 
+    // The leader times its heartbeats' round trips to each peer.
+    let timed = c.members.iter().any(|m| {
+        get(&m.client, "/metrics").body.lines().any(|l| {
+            l.starts_with("etcd_network_peer_round_trip_time_seconds_count{To=\"")
+                && !l.ends_with(" 0")
+        })
+    });
+    assert!(timed, "no member timed a peer round trip");
+
     let datascale = c.etcdctl(&["check", "datascale"]);
     assert!(datascale.contains("PASS"), "{datascale}");
 }
@@ -253,9 +262,19 @@ fn etcd_ref() -> std::path::PathBuf {
 /// One etcd member with its client port at `base + 100` (etcd-ref's scheme: each test
 /// its own base).
 fn start_etcd(name: &str, base: u16) -> (Etcd, String) {
+    start_etcds(name, base, 1)
+}
+
+/// `members` etcd members; the first one's endpoint.
+fn start_etcds(name: &str, base: u16, members: u32) -> (Etcd, String) {
     let dir = std::env::temp_dir().join(format!("synod-{name}-etcd-{}", std::process::id()));
     let out = std::process::Command::new(etcd_ref())
-        .args(["start", dir.to_str().unwrap(), "1", &base.to_string()])
+        .args([
+            "start",
+            dir.to_str().unwrap(),
+            &members.to_string(),
+            &base.to_string(),
+        ])
         .output()
         .expect("scripts/etcd-ref runs");
     assert!(
@@ -263,7 +282,13 @@ fn start_etcd(name: &str, base: u16) -> (Etcd, String) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let endpoint = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let endpoint = stdout
+        .trim()
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     (Etcd(dir), endpoint)
 }
 
@@ -286,7 +311,8 @@ fn metric_names(scrape: &str) -> std::collections::BTreeSet<String> {
 /// name is one etcd exports too (a misspelt name would break a dashboard silently).
 #[test]
 fn the_http_surface_matches_etcd_where_etcd_34_has_it() {
-    let (_etcd, etcd) = start_etcd("http", 29779);
+    // Three members, so that etcd has peers to time round trips to.
+    let (_etcd, etcd) = start_etcds("http", 29779, 3);
     let c = Cluster::start("http-diff");
     let synod = c.members[0].client.clone();
     for (method, path) in [
@@ -322,7 +348,16 @@ fn the_http_surface_matches_etcd_where_etcd_34_has_it() {
         get(&etcd, "/health").json()["health"]
     );
 
-    let theirs = metric_names(&get(&etcd, "/metrics").body);
+    // etcd probes its peers every few seconds; its first round trips take that long.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let theirs = loop {
+        let names = metric_names(&get(&etcd, "/metrics").body);
+        if names.contains("etcd_network_peer_round_trip_time_seconds") || Instant::now() > deadline
+        {
+            break names;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
     let ours = metric_names(&get(&synod, "/metrics").body);
     let borrowed: Vec<&String> = ours
         .iter()

@@ -94,6 +94,9 @@ pub struct Core {
     metrics: Arc<Metrics>,
     /// The leader last seen, to count changes.
     leader_seen: Option<NodeId>,
+    /// The last heartbeat sent to each peer, and when: its acknowledgement times the
+    /// round trip.
+    heartbeats: std::collections::HashMap<NodeId, (u64, Instant)>,
 }
 
 impl std::fmt::Debug for Core {
@@ -190,6 +193,7 @@ impl Core {
             followed: membership::Followed::default(),
             metrics: parts.metrics,
             leader_seen: None,
+            heartbeats: std::collections::HashMap::new(),
         };
         (core, views)
     }
@@ -261,6 +265,9 @@ impl Core {
         match input {
             Input::Peer(from, message, bytes) => {
                 self.inflow.peer_taken(bytes);
+                if let paxos::multi::Message::HeartbeatAck { seq, .. } = &message {
+                    self.heartbeat_acked(from, *seq);
+                }
                 self.node.step(from, message, now);
             }
             Input::PeerLost(peer) => self.node.peer_unreachable(peer, now),
@@ -310,7 +317,12 @@ impl Core {
                         self.fail("the storage committer stopped".into());
                     }
                 }
-                Output::Send { to, message } => self.peers.send(to, message),
+                Output::Send { to, message } => {
+                    if let paxos::multi::Message::Heartbeat { seq, .. } = &message {
+                        self.heartbeats.insert(to, (*seq, Instant::now()));
+                    }
+                    self.peers.send(to, message);
+                }
                 Output::SendSnapshot(action) => {
                     if let Some((to, chunks)) = action.snapshot_chunks() {
                         self.peers.stream(to, chunks);
@@ -335,6 +347,18 @@ impl Core {
         }
         if let Some(reason) = self.node.take_fatal() {
             self.fail(reason);
+        }
+    }
+
+    /// Times the round trip of the heartbeat `peer` acknowledged, if it is the last one
+    /// sent there (an older one's time is gone).
+    fn heartbeat_acked(&mut self, peer: NodeId, seq: u64) {
+        if let Some(&(sent, at)) = self.heartbeats.get(&peer) {
+            if sent == seq {
+                self.heartbeats.remove(&peer);
+                self.metrics
+                    .peer_round_trip(peer.0, at.elapsed().as_secs_f64());
+            }
         }
     }
 
