@@ -191,17 +191,27 @@ pub async fn accept_until_stopped<F>(
 /// so whichever protocol serves the connection reads them again.
 async fn opens_with_http2(tcp: &TcpStream) -> Option<bool> {
     let mut first = [0u8; 2];
+    let mut pause = Duration::from_millis(1);
+    let give_up = tokio::time::Instant::now() + FIRST_BYTES_WAIT;
     loop {
         let n = tcp.peek(&mut first).await.ok()?;
         match n {
             0 => return None,
             n if first[..n] != PREFACE[..n] => return Some(false),
             n if n == PREFACE.len() => return Some(true),
-            // One byte so far: wait for the next (it comes with the rest of the segment).
-            _ => tokio::time::sleep(Duration::from_millis(1)).await,
+            // One byte so far: the next normally comes with it; a client that sends
+            // one byte and stops is polled less and less, then dropped.
+            _ if tokio::time::Instant::now() >= give_up => return None,
+            _ => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
         }
     }
 }
+
+/// How long a connection may take to send its first two bytes once it sent one.
+const FIRST_BYTES_WAIT: Duration = Duration::from_secs(10);
 
 /// A KV call, run on its connection's task.
 type Call = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -1067,6 +1077,37 @@ mod tests {
             assert_eq!(status.code(), tonic::Code::Ok, "{authority}");
             let answer: pb::LeaseGrantResponse = decode(body.slice(PREFIX..)).unwrap();
             assert_eq!((answer.id, answer.ttl), (7, 60), "{authority}");
+        }
+    }
+
+    /// HTTP/2 by its preface, HTTP/1.1 by anything else, however the bytes are cut.
+    #[tokio::test]
+    async fn the_first_two_bytes_tell_http2_from_http1() {
+        use tokio::io::AsyncWriteExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let cases: [(Vec<&'static [u8]>, Option<bool>); 6] = [
+            (vec![b"PRI * HTTP/2.0"], Some(true)),
+            (vec![b"GET / HTTP/1.1"], Some(false)),
+            (vec![b"P", b"OST /v3/kv/range"], Some(false)),
+            (vec![b"P", b"RI * HTTP/2.0"], Some(true)),
+            (vec![b"\x16\x03"], Some(false)),
+            (vec![], None),
+        ];
+        for (sent, expected) in cases {
+            let mut client = TcpStream::connect(address).await.unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            let parts = sent.clone();
+            let writing = tokio::spawn(async move {
+                for part in parts {
+                    client.write_all(part).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                client.shutdown().await.unwrap();
+                client
+            });
+            assert_eq!(opens_with_http2(&server).await, expected, "{sent:?}");
+            drop(writing.await.unwrap());
         }
     }
 
