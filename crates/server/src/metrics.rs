@@ -38,6 +38,8 @@ pub struct Metrics {
     pub leader_changes: Counter,
     /// Proposals that failed (no leader, the leader changed, timed out).
     pub proposals_failed: Counter,
+    /// Slots per accept a leader sends (each copy to each peer counted).
+    pub accept_batches: Histogram,
     /// From a leader's heartbeat to a peer until its acknowledgement, by peer (`To`).
     pub peer_round_trips: Family<CallLabels, Histogram, fn() -> Histogram>,
     health_success: Counter,
@@ -59,6 +61,8 @@ impl Default for Metrics {
             leader_changes: Counter::default(),
             proposals_failed: Counter::default(),
             peer_round_trips: Family::new_with_constructor(round_trip_histogram),
+            // 1 to 1,024 slots, doubling.
+            accept_batches: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
             health_success: Counter::default(),
             health_failures: Counter::default(),
             started: process::start_time().unwrap_or_else(|| {
@@ -290,6 +294,11 @@ fn register_live(registry: &mut Registry, live: &Metrics) {
         "Round-Trip-Time histogram between peers (from a leader's heartbeat to its \
          acknowledgement, through the peer's queue).",
         live.peer_round_trips.clone(),
+    );
+    registry.register(
+        "synod_accept_batch_slots",
+        "Slots per accept message a leader sends: how many commands' slots travel together.",
+        live.accept_batches.clone(),
     );
     registry.register(
         "etcd_server_leader_changes_seen",

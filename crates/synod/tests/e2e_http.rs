@@ -166,6 +166,11 @@ fn probes_version_and_metrics_answer_on_the_client_port_beside_grpc() {
         })
     });
     assert!(timed, "no member timed a peer round trip");
+    let batched = c.members.iter().any(|m| {
+        let metrics = get(&m.client, "/metrics").body;
+        sample(&metrics, "synod_accept_batch_slots_count").unwrap_or(0.0) > 0.0
+    });
+    assert!(batched, "no leader counted its accept batches");
 
     let datascale = c.etcdctl(&["check", "datascale"]);
     assert!(datascale.contains("PASS"), "{datascale}");

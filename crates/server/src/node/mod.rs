@@ -318,8 +318,15 @@ impl Core {
                     }
                 }
                 Output::Send { to, message } => {
-                    if let paxos::multi::Message::Heartbeat { seq, .. } = &message {
-                        self.heartbeats.insert(to, (*seq, Instant::now()));
+                    match &message {
+                        paxos::multi::Message::Heartbeat { seq, .. } => {
+                            self.heartbeats.insert(to, (*seq, Instant::now()));
+                        }
+                        paxos::multi::Message::Accept { entries, .. } => {
+                            #[allow(clippy::cast_precision_loss)]
+                            self.metrics.accept_batches.observe(entries.len() as f64);
+                        }
+                        _ => {}
                     }
                     self.peers.send(to, message);
                 }
