@@ -28,10 +28,13 @@
 //! - [`watch`]: the events of a key or range from a revision on.
 //! - [`hash`]: `HashKV` exactly as etcd computes it.
 //! - [`snapshot`]: the whole state as checksummed bytes, and back.
+//! - `import`: a store built from another's history, change by change, at its revisions
+//!   (how an etcd database becomes a store).
 
 pub mod error;
 pub mod hash;
 mod history;
+mod import;
 pub mod lease;
 pub mod request;
 pub mod snapshot;
@@ -41,6 +44,7 @@ pub mod watch;
 
 pub use error::{Code, KvError};
 pub use hash::HashKv;
+pub use import::{ImportError, ImportedChange};
 pub use lease::{LeaseGrant, LeaseGrantResponse, LeaseInfo, LEASE_TTL_MAX};
 pub use snapshot::SnapshotError;
 pub use store::{

@@ -167,6 +167,18 @@ pub fn key_value(kv: KeyValue) -> mvccpb::KeyValue {
     }
 }
 
+/// A key-value from etcd's protobuf.
+pub fn from_key_value(kv: mvccpb::KeyValue) -> KeyValue {
+    KeyValue {
+        key: kv.key,
+        create_revision: kv.create_revision,
+        mod_revision: kv.mod_revision,
+        version: kv.version,
+        value: kv.value,
+        lease: kv.lease,
+    }
+}
+
 /// A range answer.
 pub fn range_response(r: kv::RangeResponse, header: pb::ResponseHeader) -> pb::RangeResponse {
     pb::RangeResponse {

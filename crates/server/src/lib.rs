@@ -44,14 +44,17 @@
 //! - [`metrics`]: Prometheus metrics under etcd's names and Synod's own; process metrics.
 //! - [`api`]: the gRPC services: KV, Watch, Lease, Cluster, Maintenance, Lock, Election,
 //!   health, and Synod's own Quorum (the quorum system, changed at runtime).
-//! - [`restore`]: a member's data directory from a backup, for a new cluster.
+//! - [`restore`]: a member's data directory from a backup (Synod's, or an etcd
+//!   database read by [`etcd_db`] through [`bbolt`]), for a new cluster.
 //! - [`proto`]: generated protobuf code (`proto/`: etcd 3.4's API, wire-compatible).
 
 pub mod api;
+pub mod bbolt;
 pub mod bootstrap;
 pub mod client_port;
 pub mod config;
 pub mod convert;
+pub mod etcd_db;
 pub mod gateway;
 pub mod http_api;
 pub mod inflow;

@@ -38,7 +38,7 @@ use crate::transport::{self, Admission, Roster};
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// etcd's minimum lease TTL: one and a half election timeouts, in whole seconds.
-fn min_lease_ttl(election_timeout: Duration) -> i64 {
+pub(crate) fn min_lease_ttl(election_timeout: Duration) -> i64 {
     let millis = election_timeout.as_millis() * 3 / 2;
     i64::try_from(millis.div_ceil(1000))
         .unwrap_or(i64::MAX)

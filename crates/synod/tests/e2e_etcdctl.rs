@@ -542,11 +542,7 @@ fn a_backup_restores_into_a_new_cluster_with_the_same_keys_and_revision() {
 
     let mut fresh = Cluster::configure("restored", &[]);
     for i in 0..3 {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_synod"))
-            .args(["snapshot", "restore", &file.display().to_string()])
-            .args(fresh.serve_flags(i))
-            .output()
-            .unwrap();
+        let out = fresh.restore(i, &file);
         assert!(
             out.status.success(),
             "{}",
@@ -555,11 +551,7 @@ fn a_backup_restores_into_a_new_cluster_with_the_same_keys_and_revision() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("at revision 5"));
     }
     // Restoring over existing data is refused.
-    let again = std::process::Command::new(env!("CARGO_BIN_EXE_synod"))
-        .args(["snapshot", "restore", &file.display().to_string()])
-        .args(fresh.serve_flags(0))
-        .output()
-        .unwrap();
+    let again = fresh.restore(0, &file);
     assert!(!again.status.success());
     fresh.start_all();
     let after = json(&fresh.etcdctl(&["get", "", "--from-key", "-w", "json"]));
@@ -580,6 +572,7 @@ fn synod_bench_runs_every_workload_against_a_cluster() {
         vec!["txn-put"],
         vec!["watch-latency"],
         vec!["mixed"],
+        vec!["kubernetes"],
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_synod"))
             .arg("bench")

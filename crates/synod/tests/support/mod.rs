@@ -139,6 +139,15 @@ impl Cluster {
         flags
     }
 
+    /// `synod snapshot restore FILE` with member `i`'s flags.
+    pub fn restore(&self, i: usize, file: &Path) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_synod"))
+            .args(["snapshot", "restore", &file.display().to_string()])
+            .args(self.serve_flags(i))
+            .output()
+            .expect("synod snapshot restore runs")
+    }
+
     /// Starts (or restarts) member `i` from its data directory.
     pub fn spawn(&mut self, i: usize) {
         let m = &self.members[i];
