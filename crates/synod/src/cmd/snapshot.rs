@@ -1,5 +1,5 @@
 //! `synod snapshot restore FILE`: a member's data directory from a backup taken with
-//! `etcdctl snapshot save`, for a new cluster (run it once per member, with that member's
+//! `etcdctl snapshot save` (against Synod, or against etcd to migrate), for a new cluster (run it once per member, with that member's
 //! `synod serve` flags; then start the members).
 
 use std::path::PathBuf;
@@ -36,7 +36,8 @@ pub fn run(args: SnapshotArgs) -> Result<ExitCode, String> {
     let SnapshotCommand::Restore(args) = args.command;
     let config = args.serve.config()?;
     let bytes = std::fs::read(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
-    let store = server::restore::restore(&config, &bytes)?;
+    let store = server::restore::restore(&config, &bytes)
+        .map_err(|e| format!("{}: {e}", args.file.display()))?;
     println!(
         "restored {} into {} at revision {}; start it with the same flags",
         config.name,
