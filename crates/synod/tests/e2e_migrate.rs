@@ -131,6 +131,7 @@ fn an_etcd_snapshot_restores_into_synod_with_every_kept_revision() {
         why.contains("etcd database") && why.contains("page"),
         "{why}"
     );
+    assert!(why.contains("truncated.db"), "the file is named: {why}");
     assert!(
         !synod.members[0].dir.join("member").exists(),
         "half-restored"
