@@ -593,3 +593,36 @@ fn zap_logs_are_etcds_json_lines() {
     }
     let _ = std::fs::remove_file(&log);
 }
+
+/// A gateway watch whose client never reads: the events back up to it (bounded queues,
+/// then the watcher falls behind), and the member goes on serving everyone else.
+#[test]
+fn a_gateway_watch_that_never_reads_holds_no_one_up() {
+    let c = Cluster::start("gateway-stall");
+    let client = c.members[0].client.clone();
+    let mut stalled = TcpStream::connect(&client).unwrap();
+    let body = r#"{"create_request":{"key":"cw==","range_end":"dA=="}}"#;
+    write!(
+        stalled,
+        "POST /v3/watch HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let value = support::b64(&"x".repeat(3000));
+    for i in 0..1500 {
+        let key = support::b64(&format!("s{i}"));
+        let put = format!(r#"{{"key":"{key}","value":"{value}"}}"#);
+        let answer = request_with(&client, "POST", "/v3/kv/put", &put);
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+    assert_eq!(get(&client, "/health").status, 200);
+    assert_eq!(c.etcdctl(&["put", "after", "stall"]).trim(), "OK");
+    let rss = sample(
+        &get(&client, "/metrics").body,
+        "process_resident_memory_bytes",
+    )
+    .unwrap();
+    assert!(rss < 400e6, "resident memory {rss} with one stalled watch");
+    drop(stalled);
+    assert_eq!(c.etcdctl(&["put", "after", "close"]).trim(), "OK");
+}

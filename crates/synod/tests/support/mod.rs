@@ -36,6 +36,25 @@ pub struct Cluster {
 
 pub use ports::free_port;
 
+/// Standard base64 of `text`, as etcd's JSON (etcdctl's and the gateway's) carries bytes.
+pub fn b64(text: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// A loopback address nothing listens on, for URLs that are never dialed.
 pub fn free_port_url() -> String {
     format!("127.0.0.1:{}", free_port())
