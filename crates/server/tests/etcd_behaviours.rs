@@ -498,3 +498,44 @@ fn lease_ttls_are_whole_seconds_rounded_down() {
         assert_eq!(remaining(&mut leases).await, (29, 30), "{server:?}");
     });
 }
+
+/// A client that closes its side of a watch stream (no more requests) still gets the
+/// events of the watches it made, until it goes away: etcd ends a watch stream only with
+/// its client (the JSON gateway closes its side as soon as the request body ends).
+#[test]
+fn a_watch_outlives_its_clients_half_close() {
+    on_both("half-close", 31779, |server, members| async move {
+        let create = server::proto::etcdserverpb::WatchRequest {
+            request_union: Some(
+                server::proto::etcdserverpb::watch_request::RequestUnion::CreateRequest(
+                    server::proto::etcdserverpb::WatchCreateRequest {
+                        key: b"half".to_vec(),
+                        ..Default::default()
+                    },
+                ),
+            ),
+        };
+        // One request, then the stream's request side ends.
+        let requests = tokio_stream::iter([create]);
+        let mut answers =
+            server::proto::etcdserverpb::watch_client::WatchClient::new(members[0].clone())
+                .watch(requests)
+                .await
+                .unwrap()
+                .into_inner();
+        let created = answers.next().await.unwrap().unwrap();
+        assert!(created.created, "{server:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        KvClient::new(members[0].clone())
+            .put(PutRequest {
+                key: b"half".to_vec(),
+                value: b"closed".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(5), answers.next()).await;
+        let event = next.expect("an answer in time").unwrap().unwrap();
+        assert_eq!(event.events.len(), 1, "{server:?}: {event:?}");
+    });
+}

@@ -41,7 +41,18 @@ impl Watch for WatchService {
         tokio::spawn(async move {
             let mut ids = HashSet::new();
             let mut next_id = 0i64;
-            while let Some(Ok(request)) = incoming.next().await {
+            let mut half_closed = false;
+            loop {
+                let request = match incoming.next().await {
+                    Some(Ok(request)) => request,
+                    // The client sends no more requests but still reads: as etcd, keep
+                    // its watches until it goes away (its answer stream is dropped).
+                    None => {
+                        half_closed = true;
+                        break;
+                    }
+                    Some(Err(_)) => break,
+                };
                 let Some(union) = request.request_union else {
                     continue;
                 };
@@ -66,6 +77,9 @@ impl Watch for WatchService {
                 if sent.is_err() {
                     break;
                 }
+            }
+            if half_closed {
+                tx.closed().await;
             }
             let _ = handle.watch_request(watchers::Request::Close { stream });
         });
