@@ -342,6 +342,22 @@ fn a_change_of_the_quorum_system() {
     assert_safe(&report, &reached, 39_376_888);
 }
 
+/// The removal of n2 from three voters (majority of three to majority of two, roster
+/// positions moving), every interleaving of the change's own entries and campaigns, no
+/// client write: 5.7 million states, under three minutes.
+#[test]
+fn a_removal_from_three_voters() {
+    let report = System::new(with_a_removal(bounds(0, 1, 0, 0, 1))).check();
+    let reached = [
+        SOME_CHOSEN,
+        SOME_LATER_LEADER,
+        SOME_THIRD_ROUND_LEADER,
+        SOME_NEW_EPOCH_LEADER,
+        SOME_RETIRED,
+    ];
+    assert_safe(&report, &reached, 5_671_713);
+}
+
 /// Larger bounds, too slow for every run: `MODEL_BOUNDS="commands,ballots,crashes,reads,
 /// heartbeats;…" cargo test -p synod-paxos --release --lib larger_bounds -- --ignored
 /// --nocapture` explores each and prints its count and time (see docs/PROTOCOL.md).
