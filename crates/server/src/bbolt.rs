@@ -179,10 +179,10 @@ impl<'a> Db<'a> {
         let start = usize::try_from(id)
             .ok()
             .and_then(|id| id.checked_mul(self.page_size));
-        let Some(header) = start.and_then(|s| self.file.get(s..s + PAGE_HEADER)) else {
+        let at = |s: usize| Some((s, self.file.get(s..s.checked_add(PAGE_HEADER)?)?));
+        let Some((start, header)) = start.and_then(at) else {
             return error(Some(id), "past the end of the file (truncated?)");
         };
-        let start = start.unwrap_or_default();
         let overflow = u32_at(header, 12)
             .and_then(|o| usize::try_from(o).ok())
             .unwrap_or(0);
@@ -313,4 +313,47 @@ fn meta(file: &[u8], id: u64, page_size: usize) -> Result<Option<Meta>, BoltErro
         root: u64_at(body, 16).unwrap_or(0),
         txid: u64_at(body, 48).unwrap_or(0),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two meta pages of 4096 bytes naming `root` as the root bucket's page.
+    fn metas(root: u64) -> Vec<u8> {
+        let mut file = vec![0u8; 2 * 4096];
+        for (id, page) in file.chunks_mut(4096).enumerate() {
+            page[..8].copy_from_slice(&(id as u64).to_le_bytes());
+            page[8..10].copy_from_slice(&META.to_le_bytes());
+            let body = &mut page[PAGE_HEADER..PAGE_HEADER + 64];
+            body[..4].copy_from_slice(&MAGIC.to_le_bytes());
+            body[4..8].copy_from_slice(&VERSION.to_le_bytes());
+            body[8..12].copy_from_slice(&4096u32.to_le_bytes());
+            body[16..24].copy_from_slice(&root.to_le_bytes());
+            body[48..56].copy_from_slice(&(id as u64).to_le_bytes());
+            let sum = fnv1a(&body[..56]);
+            body[56..64].copy_from_slice(&sum.to_le_bytes());
+        }
+        file
+    }
+
+    #[test]
+    fn a_root_page_anywhere_is_refused_with_its_number() {
+        for root in [2, 1 << 40, u64::MAX / 4096, u64::MAX] {
+            let file = metas(root);
+            let db = Db::open(&file).unwrap();
+            let refused = db.for_each(b"key", &mut |_, _| Ok(())).unwrap_err();
+            assert_eq!(refused.page, Some(root), "{refused}");
+        }
+    }
+
+    #[test]
+    fn damaged_metas_are_not_a_database() {
+        let mut file = metas(2);
+        for page in [0, 4096] {
+            file[page + PAGE_HEADER + 60] ^= 1; // each checksum
+        }
+        assert!(Db::open(&file).is_err());
+        assert!(Db::open(&file[..100]).is_err());
+    }
 }

@@ -6,14 +6,14 @@
 //!
 //! Streaming methods (Watch, LeaseKeepAlive, Observe, Snapshot) take a sequence of JSON
 //! requests and answer with one line per message, `{"result":{…}}`, until the stream
-//! ends (or, for Watch, until the client goes away, as etcd keeps a watch open after the
-//! request body ends). A failure is `{"error":…,"message":…,"code":N}` with grpc-gateway's
+//! ends (a watch's ends when the client goes away: the Watch service keeps a stream
+//! whose requests ended, as etcd's does). A failure is `{"error":…,"message":…,"code":N}` with grpc-gateway's
 //! HTTP status for the gRPC code, or in a stream an `{"error":{…}}` line.
 
 use std::convert::Infallible;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use futures_util::stream::{self, StreamExt};
+use futures_util::stream::StreamExt;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::{Body as _, Frame};
@@ -39,10 +39,9 @@ enum Kind {
     Unary,
     /// One request, many answers.
     ServerStream,
-    /// Many requests and answers; the call stays open after the requests end (Watch).
-    OpenStream,
-    /// Many requests and answers; the call ends when the requests do (LeaseKeepAlive).
-    ClosingStream,
+    /// Many requests and answers. The service decides what the end of the requests
+    /// means: a watch stays until the client goes away, as etcd's; a keep-alive ends.
+    BidiStream,
 }
 
 /// JSON to a request's protobuf bytes.
@@ -127,7 +126,7 @@ const ROUTES: &[Route] = &[
     route!(
         "/v3/watch",
         "/etcdserverpb.Watch/Watch",
-        OpenStream,
+        BidiStream,
         pb::WatchRequest,
         pb::WatchResponse
     ),
@@ -155,7 +154,7 @@ const ROUTES: &[Route] = &[
     route!(
         "/v3/lease/keepalive",
         "/etcdserverpb.Lease/LeaseKeepAlive",
-        ClosingStream,
+        BidiStream,
         pb::LeaseKeepAliveRequest,
         pb::LeaseKeepAliveResponse
     ),
@@ -419,14 +418,7 @@ impl Gateway {
     }
 
     async fn streaming(&self, route: Route, frames: Bytes) -> Answer {
-        let requests = stream::once(async move { Ok(Frame::data(frames)) });
-        let body: BoxBody<Bytes, Infallible> = match route.kind {
-            // etcd keeps a watch after the request body ends: so does the call, until the
-            // client goes away and the answer's body is dropped.
-            Kind::OpenStream => BodyExt::boxed(StreamBody::new(requests.chain(stream::pending()))),
-            _ => BodyExt::boxed(StreamBody::new(requests)),
-        };
-        let answer = match self.call(route, body).await {
+        let answer = match self.call(route, Full::new(frames).boxed()).await {
             Ok(answer) => answer,
             Err(status) => return failure(&status),
         };

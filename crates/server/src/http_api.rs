@@ -81,15 +81,16 @@ impl HttpApi {
             return answer;
         }
         let query = Query::of(request.uri().query());
+        let check = check_path(&path);
         let mut answer = match (path.as_str(), request.method() == Method::GET) {
             ("/health", true) => self.health(&query).await,
             ("/livez" | "/readyz", true) => self.checks(&path, None, &query).await,
             ("/version", true) => self.version(),
             // etcd answers a scrape whatever its method.
             ("/metrics", _) => self.metrics().await,
-            (p, true) if check_path(p).is_some() => {
-                let (root, check) = check_path(p).unwrap_or_default();
-                self.checks(root, Some(check), &query).await
+            (_, true) if check.is_some() => {
+                let (root, name) = check.unwrap_or_default();
+                self.checks(root, Some(name), &query).await
             }
             ("/health" | "/livez" | "/readyz" | "/version", false) => {
                 let mut answer = error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
