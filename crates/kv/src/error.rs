@@ -13,6 +13,12 @@ pub enum Code {
     FailedPrecondition,
     /// 11
     OutOfRange,
+    /// 7
+    PermissionDenied,
+    /// 16
+    Unauthenticated,
+    /// 2
+    Unknown,
 }
 
 /// Why a request was refused. Nothing of a refused request is applied.

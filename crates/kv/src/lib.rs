@@ -18,6 +18,8 @@
 //! (`tests/etcd_differential.rs`) and over gRPC (`crates/server/tests/grpc_differential.rs`).
 //!
 //! # Layout
+//! - [`auth`]: users, roles, permissions and whether auth is on, as replicated state,
+//!   and the permission checks (etcd's auth store without the hashing and the tokens).
 //! - [`error`]: [`KvError`], etcd's errors with their codes and messages.
 //! - [`store`]: [`Store`], the revisions and per-key histories, and how it applies requests.
 //! - [`request`]: the requests and answers (range, put, delete, compaction), and the
@@ -31,6 +33,7 @@
 //! - `import`: a store built from another's history, change by change, at its revisions
 //!   (how an etcd database becomes a store).
 
+pub mod auth;
 pub mod error;
 pub mod hash;
 mod history;
@@ -42,6 +45,7 @@ pub mod store;
 pub mod txn;
 pub mod watch;
 
+pub use auth::{Auth, AuthError, Caller, PermKind, Permission, Role, User};
 pub use error::{Code, KvError};
 pub use hash::HashKv;
 pub use import::{ImportError, ImportedChange};

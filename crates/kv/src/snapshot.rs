@@ -12,28 +12,37 @@
 //! in memory; [`Store::snapshot`] and [`Store::restore`] are the same over a byte slice.
 //!
 //! Layout (integers little-endian, byte strings as a u32 length and the bytes):
-//! magic `SYNODKV3`; revision, compaction revision, next lease ID, minimum lease TTL
+//! magic `SYNODKV5`; revision, compaction revision, next lease ID, minimum lease TTL
 //! (i64 each); lease count (u64), then per lease its ID and TTL (i64), its refresh count
 //! (u64), and its key count (u32) and keys; alarm count (u64), then per alarm the member
 //! (u64) and the alarm type (i32); member count (u64), then per member its id (u64), its
 //! name, and its client URL count (u32) and URLs; peer count (u64), then per member whose
-//! peer URLs were recorded its id (u64) and its peer URL count (u32) and URLs; key count (u64), then per key the key,
+//! peer URLs were recorded its id (u64) and its peer URL count (u32) and URLs; the auth
+//! state: enabled (one byte, 0 or 1), auth revision (u64), user count (u32), then per
+//! user its name, bcrypt hash (empty for none), no-password byte, and its role count
+//! (u32) and role names, role count (u32), then per role its name and its permission
+//! count (u32) and per permission its kind (i32: 0 read, 1 write, 2 both), key and range
+//! end; key count (u64), then per key the key,
 //! its change count (u32) and per change its revision and sub-revision (i64) and a kind
 //! byte (0 deletion, 1 value, followed by create revision, mod revision, version, lease as
 //! i64 and the value); last, a CRC32C of everything before it (u32).
 //!
-//! Older versions are still read: version 3 (`SYNODKV3`, before membership changes
+//! Older versions are still read: version 4 (`SYNODKV4`, before auth) has no auth
+//! section (auth off, no users or roles), version 3 (`SYNODKV3`, before membership changes
 //! recorded peer URLs) has no peer section, version 2 (`SYNODKV2`, before members
 //! published themselves) no member section either.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
+use crate::auth::{Auth, PermKind, Permission, Role, User};
 use crate::history::History;
 use crate::lease::LeaseState;
 use crate::store::{Change, MemberAttributes, Store, Version};
 
-const MAGIC: &[u8; 8] = b"SYNODKV4";
+const MAGIC: &[u8; 8] = b"SYNODKV5";
+/// Version 4: no auth state (auth off, no users or roles).
+const MAGIC_V4: &[u8; 8] = b"SYNODKV4";
 /// Version 3: no peer section.
 const MAGIC_V3: &[u8; 8] = b"SYNODKV3";
 /// Version 2: no member section either.
@@ -119,6 +128,7 @@ impl Store {
                 w.bytes(url.as_bytes())?;
             }
         }
+        write_auth(&mut w, &self.auth)?;
         w.put(&(self.keys.len() as u64).to_le_bytes())?;
         for (key, history) in &self.keys {
             w.bytes(key)?;
@@ -154,7 +164,8 @@ impl Store {
         let mut r = Reader::new(input);
         let mut magic = [0; MAGIC.len()];
         let version = match r.fill(&mut magic) {
-            Some(()) if &magic == MAGIC => 4,
+            Some(()) if &magic == MAGIC => 5,
+            Some(()) if &magic == MAGIC_V4 => 4,
             Some(()) if &magic == MAGIC_V3 => 3,
             Some(()) if &magic == MAGIC_V2 => 2,
             _ => return Err(r.io_error().unwrap_or(SnapshotError::Magic)),
@@ -377,6 +388,78 @@ impl<'a> Reader<'a> {
 }
 
 /// A URL count (u32) and the URLs.
+/// The auth state: on or off, revision, users (name, hash, no-password, roles), roles
+/// (name, permissions: kind, key, end).
+fn write_auth(w: &mut Encoder<'_>, auth: &Auth) -> io::Result<()> {
+    w.put(&[u8::from(auth.enabled)])?;
+    w.put(&auth.revision.to_le_bytes())?;
+    w.len(auth.users.len())?;
+    for (name, user) in &auth.users {
+        w.bytes(name.as_bytes())?;
+        w.bytes(&user.password)?;
+        w.put(&[u8::from(user.no_password)])?;
+        w.len(user.roles.len())?;
+        for role in &user.roles {
+            w.bytes(role.as_bytes())?;
+        }
+    }
+    w.len(auth.roles.len())?;
+    for (name, role) in &auth.roles {
+        w.bytes(name.as_bytes())?;
+        w.len(role.perms.len())?;
+        for perm in &role.perms {
+            w.put(&perm.kind.number().to_le_bytes())?;
+            w.bytes(&perm.key)?;
+            w.bytes(&perm.range_end)?;
+        }
+    }
+    Ok(())
+}
+
+fn read_auth(r: &mut Reader<'_>) -> Option<Auth> {
+    let mut auth = Auth {
+        enabled: flag(r)?,
+        revision: r.u64()?,
+        ..Auth::default()
+    };
+    for _ in 0..r.len()? {
+        let name = String::from_utf8(r.bytes()?).ok()?;
+        let password = r.bytes()?;
+        let no_password = flag(r)?;
+        let roles = urls(r)?;
+        let user = User {
+            password,
+            no_password,
+            roles,
+        };
+        auth.users.insert(name, user);
+    }
+    for _ in 0..r.len()? {
+        let name = String::from_utf8(r.bytes()?).ok()?;
+        let mut perms = Vec::new();
+        for _ in 0..r.len()? {
+            let kind = PermKind::from_number(i32::from_le_bytes(r.array()?));
+            let (key, range_end) = (r.bytes()?, r.bytes()?);
+            perms.push(Permission {
+                kind,
+                key,
+                range_end,
+            });
+        }
+        auth.roles.insert(name, Role { perms });
+    }
+    Some(auth)
+}
+
+fn flag(r: &mut Reader<'_>) -> Option<bool> {
+    match r.array::<1>()?[0] {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
+    }
+}
+
+/// A list of strings (URLs, role names).
 fn urls(r: &mut Reader<'_>) -> Option<Vec<String>> {
     let mut urls = Vec::new();
     for _ in 0..r.len()? {
@@ -430,6 +513,9 @@ fn decode(r: &mut Reader<'_>, version: u8) -> Option<Store> {
             let id = r.u64()?;
             store.peer_urls.insert(id, urls(r)?);
         }
+    }
+    if version >= 5 {
+        store.auth = read_auth(r)?;
     }
     for _ in 0..r.u64()? {
         let key = r.bytes()?;
@@ -497,6 +583,20 @@ mod tests {
         };
         s.delete_range(&d).unwrap();
         s.compact(Compaction { revision: 3 }).unwrap();
+        let auth = s.auth_mut();
+        auth.user_add("root", b"$2a$10$hash".to_vec(), false)
+            .unwrap();
+        auth.user_grant_role("root", "root").unwrap();
+        auth.user_add("cert-only", Vec::new(), true).unwrap();
+        auth.role_add("r").unwrap();
+        let perm = Permission {
+            kind: PermKind::ReadWrite,
+            key: b"k".to_vec(),
+            range_end: vec![0],
+        };
+        auth.role_grant_permission("r", perm).unwrap();
+        auth.user_grant_role("cert-only", "r").unwrap();
+        auth.enable().unwrap();
         s
     }
 
@@ -591,6 +691,30 @@ mod tests {
         }
     }
 
+    /// A version 5 snapshot of a store without auth state as version 4 wrote it: the
+    /// auth section at `at` (off, revision 1, no users, no roles) taken out, checksum
+    /// recomputed.
+    fn without_auth(v5: &[u8], at: usize) -> Vec<u8> {
+        let default_auth = [&[0u8][..], &1u64.to_le_bytes(), &[0; 8]].concat();
+        assert_eq!(&v5[at..at + default_auth.len()], &default_auth[..]);
+        let mut v4 = MAGIC_V4.to_vec();
+        v4.extend_from_slice(&v5[MAGIC.len()..at]);
+        v4.extend_from_slice(&v5[at + default_auth.len()..v5.len() - 4]);
+        let crc = crc32c::crc32c(&v4);
+        v4.extend_from_slice(&crc.to_le_bytes());
+        v4
+    }
+
+    #[test]
+    fn a_version_4_snapshot_restores_with_auth_off_and_no_users() {
+        let mut store = Store::new();
+        store.publish(7, MemberAttributes::default());
+        let v4 = without_auth(&store.snapshot(), MAGIC.len() + 4 * 8 + 4 * 8 + 16);
+        assert_eq!(Store::restore(&v4), Ok(store.clone()));
+        store.auth_mut().role_add("r").unwrap();
+        assert_ne!(Store::restore(&v4), Ok(store));
+    }
+
     #[test]
     fn a_version_2_snapshot_restores_with_no_member_published() {
         let mut store = Store::new();
@@ -600,7 +724,7 @@ mod tests {
             ..Put::default()
         };
         store.put(&put).unwrap();
-        let v4 = store.snapshot();
+        let v4 = without_auth(&store.snapshot(), MAGIC.len() + 4 * 8 + 4 * 8);
         // Version 2: its own magic, and neither member nor peer count after the (empty)
         // lease and alarm sections.
         let members_at = MAGIC.len() + 4 * 8 + 8 + 8;
@@ -618,7 +742,7 @@ mod tests {
     fn a_version_3_snapshot_restores_with_no_peer_urls() {
         let mut store = Store::new();
         store.publish(7, MemberAttributes::default());
-        let v4 = store.snapshot();
+        let v4 = without_auth(&store.snapshot(), MAGIC.len() + 4 * 8 + 4 * 8 + 16);
         // Version 3: its own magic, and no peer count after the one member.
         let peers_at = v4.len() - 4 - 8 - 8;
         let mut v3 = MAGIC_V3.to_vec();

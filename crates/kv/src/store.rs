@@ -79,6 +79,9 @@ pub struct Store {
     /// The peer URLs recorded for members by `member add` and `member update`: replicated,
     /// so every member dials a new one alike.
     pub(crate) peer_urls: std::collections::BTreeMap<u64, Vec<String>>,
+    /// Users, roles and whether auth is on: replicated, because they decide which
+    /// requests are refused.
+    pub(crate) auth: crate::auth::Auth,
 }
 
 /// What a member publishes about itself when it starts: its name and where clients reach
@@ -105,6 +108,7 @@ impl Default for Store {
             alarms: std::collections::BTreeSet::new(),
             members: std::collections::BTreeMap::new(),
             peer_urls: std::collections::BTreeMap::new(),
+            auth: crate::auth::Auth::default(),
         }
     }
 }
@@ -120,6 +124,7 @@ impl PartialEq for Store {
             && self.leases == other.leases
             && self.alarms == other.alarms
             && self.members == other.members
+            && self.auth == other.auth
     }
 }
 
@@ -137,6 +142,16 @@ impl Store {
         let mut store = Store::default();
         store.leases.min_ttl = seconds;
         store
+    }
+
+    /// The auth state.
+    pub fn auth(&self) -> &crate::auth::Auth {
+        &self.auth
+    }
+
+    /// The auth state, to change it (as a chosen command says).
+    pub fn auth_mut(&mut self) -> &mut crate::auth::Auth {
+        &mut self.auth
     }
 
     /// The current revision.

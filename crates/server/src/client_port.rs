@@ -37,6 +37,8 @@ use tonic::codegen::Service;
 use tonic::service::Routes;
 use tonic::Status;
 
+use kv::Caller;
+
 use crate::api::kv::KvService;
 use crate::http_api::HttpApi;
 use crate::metrics::CallCounters;
@@ -301,7 +303,11 @@ impl ClientPort {
         let deadline = grpc_timeout(request.headers());
         let counters = &self.kv_calls[call as usize];
         counters.started();
-        let answer = self.answer(call, request.into_body());
+        let caller = self.kv.0.caller(request.headers());
+        let answer = async {
+            let caller = caller?;
+            self.answer(call, request.into_body(), caller).await
+        };
         let answer = match deadline {
             // The client gave up by then; so does the call (gRPC's deadline propagation).
             Some(deadline) => tokio::time::timeout(deadline, answer)
@@ -320,29 +326,36 @@ impl ClientPort {
     }
 
     /// The framed answer to a KV call.
-    async fn answer(&self, call: KvCall, body: RecvStream) -> Result<Bytes, Status> {
+    async fn answer(
+        &self,
+        call: KvCall,
+        body: RecvStream,
+        caller: Caller,
+    ) -> Result<Bytes, Status> {
         let message = read_message(body, self.max_message).await?;
         let kv = &self.kv;
+        let who = &caller;
         match call {
             KvCall::Range => {
                 let request: pb::RangeRequest = decode(message)?;
                 if request.range_end.is_empty() {
-                    return frame(&kv.range_answer(request).await?);
+                    return frame(&kv.range_answer(request, who).await?);
                 }
                 let kv = kv.clone();
-                off_connection(async move { frame(&kv.range_answer(request).await?) }).await
+                off_connection(async move { frame(&kv.range_answer(request, &caller).await?) })
+                    .await
             }
-            KvCall::Put => frame(&kv.put_answer(decode(message)?).await?),
-            KvCall::DeleteRange => frame(&kv.delete_answer(decode(message)?).await?),
+            KvCall::Put => frame(&kv.put_answer(decode(message)?, who).await?),
+            KvCall::DeleteRange => frame(&kv.delete_answer(decode(message)?, who).await?),
             KvCall::Txn => {
                 let request: pb::TxnRequest = decode(message)?;
                 if !reads_ranges(&request) {
-                    return frame(&kv.txn_answer(request).await?);
+                    return frame(&kv.txn_answer(request, who).await?);
                 }
                 let kv = kv.clone();
-                off_connection(async move { frame(&kv.txn_answer(request).await?) }).await
+                off_connection(async move { frame(&kv.txn_answer(request, &caller).await?) }).await
             }
-            KvCall::Compact => frame(&kv.compact_answer(decode(message)?).await?),
+            KvCall::Compact => frame(&kv.compact_answer(decode(message)?, who).await?),
         }
     }
 }

@@ -71,6 +71,40 @@ pub struct Config {
     /// Issue log writes from the core through io_uring where the kernel and the file
     /// system allow it (direct I/O), instead of handing them to a committer thread.
     pub io_uring: bool,
+    /// Tokens and password hashing (`--auth-token`, `--auth-token-ttl`, `--bcrypt-cost`).
+    pub auth: AuthConfig,
+}
+
+/// How clients are authenticated once auth is enabled.
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    /// How long a simple token lives unused (`--auth-token-ttl`).
+    pub token_ttl: Duration,
+    /// The bcrypt cost of new password hashes (`--bcrypt-cost`, 4 to 31).
+    pub bcrypt_cost: u32,
+}
+
+impl Default for AuthConfig {
+    /// etcd's defaults: simple tokens living 300 s, bcrypt cost 10.
+    fn default() -> AuthConfig {
+        AuthConfig {
+            token_ttl: crate::auth::TOKEN_TTL_DEFAULT,
+            bcrypt_cost: crate::auth::BCRYPT_COST_DEFAULT,
+        }
+    }
+}
+
+/// Parses `--auth-token`: `simple` is the only kind Synod issues (etcd's default).
+pub fn parse_auth_token(text: &str) -> Result<(), ConfigError> {
+    match text.split(',').next() {
+        Some("simple") => Ok(()),
+        Some("jwt") => Err(ConfigError(
+            "--auth-token jwt is not supported yet; use simple (the default)".into(),
+        )),
+        _ => Err(ConfigError(format!(
+            "--auth-token {text:?}: unknown token kind (expected simple)"
+        ))),
+    }
 }
 
 /// The etcd version a member reports unless told otherwise: the first 3.5 release whose

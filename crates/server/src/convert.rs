@@ -13,13 +13,24 @@ use crate::proto::mvccpb;
 
 /// An etcd error as the gRPC status clients see.
 pub fn status(e: KvError) -> Status {
-    let code = match e.code() {
+    Status::new(code(e.code()), e.message())
+}
+
+/// etcd's answer for an auth error.
+pub fn auth_status(e: kv::AuthError) -> Status {
+    Status::new(code(e.code()), e.message())
+}
+
+fn code(code: kv::Code) -> tonic::Code {
+    match code {
         kv::Code::InvalidArgument => tonic::Code::InvalidArgument,
         kv::Code::NotFound => tonic::Code::NotFound,
         kv::Code::FailedPrecondition => tonic::Code::FailedPrecondition,
         kv::Code::OutOfRange => tonic::Code::OutOfRange,
-    };
-    Status::new(code, e.message())
+        kv::Code::PermissionDenied => tonic::Code::PermissionDenied,
+        kv::Code::Unauthenticated => tonic::Code::Unauthenticated,
+        kv::Code::Unknown => tonic::Code::Unknown,
+    }
 }
 
 fn invalid(what: &str) -> Status {

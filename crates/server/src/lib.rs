@@ -49,6 +49,7 @@
 //! - [`proto`]: generated protobuf code (`proto/`: etcd 3.4's API, wire-compatible).
 
 pub mod api;
+pub mod auth;
 pub mod bbolt;
 pub mod bootstrap;
 pub mod client_port;

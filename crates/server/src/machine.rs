@@ -14,6 +14,9 @@ use paxos::NodeId;
 use prost::Message as _;
 use tonic::Status;
 
+use kv::Caller;
+
+use crate::auth::{self, Tokens};
 use crate::convert;
 use crate::payload::Payload;
 use crate::proto::etcdserverpb as pb;
@@ -42,6 +45,8 @@ pub enum Applied {
     Published,
     /// A linearizable read may now be served from this view.
     Read(Arc<View>),
+    /// An auth request, with the header of its answer.
+    Auth(auth::AuthAnswer, pb::ResponseHeader),
 }
 
 /// What the store looked like after some apply: readers evaluate ranges on it without
@@ -79,6 +84,8 @@ pub struct EtcdMachine {
     /// What this member publishes about itself, and when it last proposed it.
     attributes: Option<kv::MemberAttributes>,
     publish_proposed: Option<Duration>,
+    /// The simple tokens, which `Authenticate` commands assign on every member.
+    tokens: Arc<Tokens>,
     /// A negative control: keep-alives refresh the store's lease but not the leader's
     /// clock, so a lease kept alive expires a TTL after its grant.
     #[cfg(feature = "negative-controls")]
@@ -110,9 +117,16 @@ impl EtcdMachine {
             quota_proposed: None,
             attributes,
             publish_proposed: None,
+            tokens: Arc::new(Tokens::new(auth::TOKEN_TTL_DEFAULT)),
             #[cfg(feature = "negative-controls")]
             forgets_keep_alives: false,
         }
+    }
+
+    /// The machine with `tokens` as its simple tokens (shared with the API layer).
+    pub fn with_tokens(mut self, tokens: Arc<Tokens>) -> EtcdMachine {
+        self.tokens = tokens;
+        self
     }
 
     /// The store.
@@ -149,7 +163,19 @@ impl EtcdMachine {
         i64::try_from(ttl.saturating_sub(elapsed).as_secs()).unwrap_or(i64::MAX)
     }
 
-    fn apply_op(&mut self, op: Op, at: &Context) -> Result<Applied, Status> {
+    fn apply_op(
+        &mut self,
+        op: Op,
+        caller: &Caller,
+        slot: Slot,
+        at: &Context,
+    ) -> Result<Applied, Status> {
+        auth::check_command(&self.store, &op, caller).map_err(convert::auth_status)?;
+        if auth::is_auth_command(&op) {
+            let answer = auth::apply(&mut self.store, &self.tokens, op, caller, slot)
+                .map_err(convert::auth_status)?;
+            return Ok(Applied::Auth(answer, self.header(at)));
+        }
         let header = self.header(at);
         let fresh = LeaseClock {
             refreshed: at.now,
@@ -255,6 +281,26 @@ impl EtcdMachine {
             }
             // A read carried through the log: served from the store as it stands here.
             Op::Barrier(_) => Applied::Read(self.view(at)),
+            // Answered above.
+            Op::AuthEnable(_)
+            | Op::AuthDisable(_)
+            | Op::AuthStatus(_)
+            | Op::Authenticate(_)
+            | Op::UserAdd(_)
+            | Op::UserGet(_)
+            | Op::UserList(_)
+            | Op::UserDelete(_)
+            | Op::UserChangePassword(_)
+            | Op::UserGrantRole(_)
+            | Op::UserRevokeRole(_)
+            | Op::RoleAdd(_)
+            | Op::RoleGet(_)
+            | Op::RoleList(_)
+            | Op::RoleDelete(_)
+            | Op::RoleGrantPermission(_)
+            | Op::RoleRevokePermission(_) => {
+                return Err(Status::internal("an auth command reached the store"))
+            }
         })
     }
 
@@ -381,12 +427,20 @@ fn due(last: Option<Duration>, now: Duration) -> bool {
     last.is_none_or(|at| now.saturating_sub(at) > RETRY_OWN)
 }
 
-/// The command for `op`, answered on member `origin` (0: nobody) to request `id`.
+/// The command for `op`, answered on member `origin` (0: nobody) to request `id`, sent
+/// by nobody (the members' own commands).
 pub fn encode(origin: NodeId, id: u64, op: Op) -> Payload {
+    encode_as(origin, id, op, &Caller::default())
+}
+
+/// The command for `op` from `caller`, answered on member `origin` to request `id`.
+pub fn encode_as(origin: NodeId, id: u64, op: Op, caller: &Caller) -> Payload {
     let command = Command {
         origin: origin.0,
         id,
         op: Some(op),
+        user: caller.user.clone(),
+        auth_revision: caller.revision,
     };
     Payload(command.encode_to_vec().into())
 }
@@ -414,7 +468,7 @@ impl StateMachine for EtcdMachine {
 
     fn apply(
         &mut self,
-        _slot: Slot,
+        slot: Slot,
         payload: &Payload,
         at: &Context,
     ) -> Option<Answer<Self::Output>> {
@@ -422,7 +476,11 @@ impl StateMachine for EtcdMachine {
             tracing::error!("a chosen command does not decode; skipped on every member alike");
             return None;
         };
-        let output = self.apply_op(command.op?, at);
+        let caller = Caller {
+            user: command.user,
+            revision: command.auth_revision,
+        };
+        let output = self.apply_op(command.op?, &caller, slot, at);
         Some(Answer {
             origin: NodeId(command.origin),
             id: command.id,

@@ -5,6 +5,10 @@ pub mod mvccpb {
     tonic::include_proto!("mvccpb");
     include!(concat!(env!("OUT_DIR"), "/mvccpb.serde.rs"));
 }
+pub mod authpb {
+    tonic::include_proto!("authpb");
+    include!(concat!(env!("OUT_DIR"), "/authpb.serde.rs"));
+}
 pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
     include!(concat!(env!("OUT_DIR"), "/etcdserverpb.serde.rs"));

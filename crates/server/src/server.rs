@@ -25,8 +25,8 @@ use crate::node::{Core, CoreOptions, Directory, Input, Parts, REMOVED, REMOVED_M
 use crate::payload::Payload;
 use crate::persist::Persister;
 use crate::proto::etcdserverpb::{
-    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
-    maintenance_server::MaintenanceServer, watch_server::WatchServer,
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
+    lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use crate::proto::health::health_server::HealthServer;
 use crate::proto::synodpb::quorum_server::QuorumServer;
@@ -104,6 +104,7 @@ pub async fn run(
         metrics_listeners.push(TcpListener::bind(addr).await?);
     }
     let metrics = Arc::new(Metrics::default());
+    let tokens = Arc::new(crate::auth::Tokens::new(config.auth.token_ttl));
     // The core dials the members as the membership says, from its first burst on.
     let peers = transport::dial(me, boot.cluster_id, &[]);
     let roster: Roster = Arc::default();
@@ -144,6 +145,7 @@ pub async fn run(
         roster: roster.clone(),
         learner: learner.clone(),
         metrics: metrics.clone(),
+        tokens: tokens.clone(),
     };
     let (core, views) = Core::new(parts, inputs.clone());
     let request_ids = core.request_ids();
@@ -167,6 +169,10 @@ pub async fn run(
         learner,
         max_request_bytes: config.max_request_bytes,
         request_timeout,
+        authn: Arc::new(crate::auth::Authn {
+            tokens,
+            bcrypt_cost: config.auth.bcrypt_cost,
+        }),
     };
     let handle = Handle::new(inputs.clone(), views, info, inflow, request_ids);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -267,6 +273,7 @@ fn routes(handle: &Handle, max_message: usize) -> Routes {
     Routes::new(KvServer::new(api::kv::KvService(h())).max_decoding_message_size(max_message))
         .add_service(WatchServer::new(api::watch_api::WatchService(h())))
         .add_service(LeaseServer::new(api::lease::LeaseService(h())))
+        .add_service(AuthServer::new(api::auth_api::AuthService(h())))
         .add_service(ClusterServer::new(api::cluster::ClusterService(h())))
         .add_service(MaintenanceServer::new(
             api::maintenance::MaintenanceService(h()),

@@ -107,13 +107,17 @@ pub(crate) async fn leader_channel(url: String) -> Result<tonic::transport::Chan
         .map_err(|e| Status::unavailable(format!("etcdserver: cannot reach the leader: {e}")))
 }
 
-/// `request` as passed on to the leader.
-pub(crate) fn passed_on<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert(PASSED_ON, tonic::metadata::MetadataValue::from_static("1"));
-    request
+/// `request` as passed on to the leader, with the client's token (every member knows
+/// every token, and the leader checks the caller again).
+pub(crate) fn passed_on<T>(request: Request<T>) -> Request<T> {
+    let token = request.metadata().get("token").cloned();
+    let mut passed = Request::new(request.into_inner());
+    let metadata = passed.metadata_mut();
+    metadata.insert(PASSED_ON, tonic::metadata::MetadataValue::from_static("1"));
+    if let Some(token) = token {
+        metadata.insert("token", token);
+    }
+    passed
 }
 
 #[tonic::async_trait]
@@ -122,12 +126,13 @@ impl Cluster for ClusterService {
         &self,
         request: Request<pb::MemberAddRequest>,
     ) -> Result<Response<pb::MemberAddResponse>, Status> {
+        self.0.check_admin(&self.0.caller_of(&request)?)?;
         self.0.refuse_on_learner()?;
         check_urls(&request.get_ref().peer_ur_ls)?;
         if let Some(url) = self.leader_elsewhere(&request).await? {
             return Self::leader(url)
                 .await?
-                .member_add(passed_on(request.into_inner()))
+                .member_add(passed_on(request))
                 .await;
         }
         let pb::MemberAddRequest {
@@ -170,11 +175,12 @@ impl Cluster for ClusterService {
         &self,
         request: Request<pb::MemberRemoveRequest>,
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
+        self.0.check_admin(&self.0.caller_of(&request)?)?;
         self.0.refuse_on_learner()?;
         if let Some(url) = self.leader_elsewhere(&request).await? {
             return Self::leader(url)
                 .await?
-                .member_remove(passed_on(request.into_inner()))
+                .member_remove(passed_on(request))
                 .await;
         }
         self.change(Change::Remove(NodeId(request.get_ref().id)))
@@ -190,12 +196,13 @@ impl Cluster for ClusterService {
         &self,
         request: Request<pb::MemberUpdateRequest>,
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
+        self.0.check_admin(&self.0.caller_of(&request)?)?;
         self.0.refuse_on_learner()?;
         check_urls(&request.get_ref().peer_ur_ls)?;
         if let Some(url) = self.leader_elsewhere(&request).await? {
             return Self::leader(url)
                 .await?
-                .member_update(passed_on(request.into_inner()))
+                .member_update(passed_on(request))
                 .await;
         }
         let pb::MemberUpdateRequest {
@@ -248,11 +255,12 @@ impl Cluster for ClusterService {
         &self,
         request: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+        self.0.check_admin(&self.0.caller_of(&request)?)?;
         self.0.refuse_on_learner()?;
         if let Some(url) = self.leader_elsewhere(&request).await? {
             return Self::leader(url)
                 .await?
-                .member_promote(passed_on(request.into_inner()))
+                .member_promote(passed_on(request))
                 .await;
         }
         self.change(Change::Promote(NodeId(request.get_ref().id)))

@@ -13,6 +13,28 @@ use crate::proto::mvccpb;
 use crate::proto::synodpb::command::Op;
 use crate::watchers::{self, Spec};
 
+/// A handle proposing for the sender of `request`, once it is known to have each of
+/// `wanted` on every key under the lock or election `name(request)` (the requests made
+/// for it are checked again where they are applied).
+pub fn scoped<T>(
+    handle: &Handle,
+    request: &tonic::Request<T>,
+    name: impl Fn(&T) -> &Vec<u8>,
+    wanted: &[kv::PermKind],
+) -> Result<Handle, Status> {
+    let caller = handle.caller_of(request)?;
+    let keys = prefix(name(request.get_ref()));
+    let end = prefix_end(&keys);
+    let view = handle.serializable();
+    for &kind in wanted {
+        view.store
+            .auth()
+            .check(&caller, &keys, &end, kind)
+            .map_err(crate::convert::auth_status)?;
+    }
+    Ok(handle.with_caller(caller))
+}
+
 /// `name/` as etcd's recipes spell the prefix.
 pub fn prefix(name: &[u8]) -> Vec<u8> {
     let mut p = name.to_vec();

@@ -8,7 +8,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::coordination::{first_created, prefix, prefix_end, txn, Claim, ServerWatch};
+use super::coordination::{first_created, prefix, prefix_end, scoped, txn, Claim, ServerWatch};
 use super::Handle;
 use crate::proto::etcdserverpb::{self as pb, compare, request_op};
 use crate::proto::v3electionpb::election_server::Election;
@@ -16,6 +16,7 @@ use crate::proto::v3electionpb::{
     CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest, LeaderResponse, ProclaimRequest,
     ProclaimResponse, ResignRequest, ResignResponse,
 };
+use kv::PermKind::{Read, Write};
 
 /// The Election service.
 #[derive(Debug)]
@@ -50,8 +51,9 @@ impl Election for ElectionService {
         &self,
         request: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
+        let handle = scoped(&self.0, &request, |r| &r.name, &[Read, Write])?;
         let r = request.into_inner();
-        let claim = Claim::make(&self.0, &r.name, &r.value, r.lease).await?;
+        let claim = Claim::make(&handle, &r.name, &r.value, r.lease).await?;
         let leader = LeaderKey {
             name: r.name.clone(),
             key: claim.kv.key.clone(),
@@ -66,7 +68,7 @@ impl Election for ElectionService {
                 lease: leader.lease,
                 ..pb::PutRequest::default()
             });
-            txn(&self.0, while_leading(&leader, put)).await?;
+            txn(&handle, while_leading(&leader, put)).await?;
         }
         let header = claim.wait_for_turn(&r.name).await?;
         Ok(Response::new(CampaignResponse {
@@ -79,6 +81,7 @@ impl Election for ElectionService {
         &self,
         request: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
+        let handle = self.0.with_caller(self.0.caller_of(&request)?);
         let r = request.into_inner();
         let leader = r.leader.ok_or_else(not_leader)?;
         let put = request_op::Request::RequestPut(pb::PutRequest {
@@ -87,7 +90,7 @@ impl Election for ElectionService {
             lease: leader.lease,
             ..pb::PutRequest::default()
         });
-        let answer = txn(&self.0, while_leading(&leader, put)).await?;
+        let answer = txn(&handle, while_leading(&leader, put)).await?;
         if !answer.succeeded {
             return Err(not_leader());
         }
@@ -100,8 +103,9 @@ impl Election for ElectionService {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
+        let handle = scoped(&self.0, &request, |r| &r.name, &[Read])?;
         let name = request.into_inner().name;
-        let (kv, header) = first_created(&self.0, &prefix(&name), 0, false).await?;
+        let (kv, header) = first_created(&handle, &prefix(&name), 0, false).await?;
         let kv = kv.ok_or_else(|| Status::not_found("election: no leader"))?;
         Ok(Response::new(LeaderResponse {
             header: Some(header),
@@ -115,9 +119,9 @@ impl Election for ElectionService {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
+        let handle = scoped(&self.0, &request, |r| &r.name, &[Read])?;
         let name = request.into_inner().name;
         let (tx, rx) = mpsc::channel(16);
-        let handle = self.0.clone();
         tokio::spawn(async move {
             let _ = observe(&handle, &name, &tx).await;
         });
@@ -128,12 +132,13 @@ impl Election for ElectionService {
         &self,
         request: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
+        let handle = self.0.with_caller(self.0.caller_of(&request)?);
         let leader = request.into_inner().leader.ok_or_else(not_leader)?;
         let delete = request_op::Request::RequestDeleteRange(pb::DeleteRangeRequest {
             key: leader.key.clone(),
             ..pb::DeleteRangeRequest::default()
         });
-        let answer = txn(&self.0, while_leading(&leader, delete)).await?;
+        let answer = txn(&handle, while_leading(&leader, delete)).await?;
         Ok(Response::new(ResignResponse {
             header: answer.header,
         }))

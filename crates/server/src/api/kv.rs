@@ -2,7 +2,10 @@
 
 use tonic::{Request, Response, Status};
 
+use ::kv::Caller;
+
 use super::{too_large, unexpected, Handle};
+use crate::auth;
 use crate::convert;
 use crate::node::Applied;
 use crate::proto::etcdserverpb::{self as pb, kv_server::Kv};
@@ -46,18 +49,27 @@ fn check_txn_size(r: &pb::TxnRequest) -> Result<(), Status> {
 
 impl KvService {
     /// Answers a range: from a published view, without a slot in the log.
-    pub async fn range_answer(&self, r: pb::RangeRequest) -> Result<pb::RangeResponse, Status> {
+    pub async fn range_answer(
+        &self,
+        r: pb::RangeRequest,
+        caller: &Caller,
+    ) -> Result<pb::RangeResponse, Status> {
         let range = convert::range(&r)?;
         let view = self.0.view(r.serializable).await?;
+        auth::check_range(view.store.auth(), &r, caller).map_err(convert::auth_status)?;
         let answer = view.store.range(&range).map_err(convert::status)?;
         Ok(convert::range_response(answer, view.header))
     }
 
     /// Answers a put once this member applied it.
-    pub async fn put_answer(&self, r: pb::PutRequest) -> Result<pb::PutResponse, Status> {
+    pub async fn put_answer(
+        &self,
+        r: pb::PutRequest,
+        caller: &Caller,
+    ) -> Result<pb::PutResponse, Status> {
         self.check_size(&r)?;
         check_put(&r)?;
-        match self.0.propose(Op::Put(r)).await? {
+        match self.0.propose_as(Op::Put(r), caller).await? {
             Applied::Put(answer) => Ok(answer),
             other => Err(unexpected(&other)),
         }
@@ -67,10 +79,11 @@ impl KvService {
     pub async fn delete_answer(
         &self,
         r: pb::DeleteRangeRequest,
+        caller: &Caller,
     ) -> Result<pb::DeleteRangeResponse, Status> {
         self.check_size(&r)?;
         check_delete(&r)?;
-        match self.0.propose(Op::DeleteRange(r)).await? {
+        match self.0.propose_as(Op::DeleteRange(r), caller).await? {
             Applied::Delete(answer) => Ok(answer),
             other => Err(unexpected(&other)),
         }
@@ -78,7 +91,11 @@ impl KvService {
 
     /// Answers a transaction: a read-only one from a linearizable view, any other once
     /// this member applied it.
-    pub async fn txn_answer(&self, r: pb::TxnRequest) -> Result<pb::TxnResponse, Status> {
+    pub async fn txn_answer(
+        &self,
+        r: pb::TxnRequest,
+        caller: &Caller,
+    ) -> Result<pb::TxnResponse, Status> {
         self.check_size(&r)?;
         check_txn_size(&r)?;
         let txn = convert::txn(&r)?;
@@ -86,11 +103,12 @@ impl KvService {
         if convert::txn_is_read_only(&r) {
             // A read-only transaction needs no slot: run it on a linearizable view.
             let view = self.0.linearizable().await?;
+            auth::check_txn(&view.store, &r, caller).map_err(convert::auth_status)?;
             let mut store = view.store.clone();
             let answer = store.txn(&txn).map_err(convert::status)?;
             return Ok(convert::txn_response(answer, view.header));
         }
-        match self.0.propose(Op::Txn(r)).await? {
+        match self.0.propose_as(Op::Txn(r), caller).await? {
             Applied::Txn(answer) => Ok(answer),
             other => Err(unexpected(&other)),
         }
@@ -100,8 +118,9 @@ impl KvService {
     pub async fn compact_answer(
         &self,
         r: pb::CompactionRequest,
+        caller: &Caller,
     ) -> Result<pb::CompactionResponse, Status> {
-        match self.0.propose(Op::Compact(r)).await? {
+        match self.0.propose_as(Op::Compact(r), caller).await? {
             Applied::Compact(answer) => Ok(answer),
             other => Err(unexpected(&other)),
         }
@@ -116,7 +135,8 @@ impl Kv for KvService {
         &self,
         request: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
-        self.range_answer(request.into_inner())
+        let caller = self.0.caller_of(&request)?;
+        self.range_answer(request.into_inner(), &caller)
             .await
             .map(Response::new)
     }
@@ -125,7 +145,8 @@ impl Kv for KvService {
         &self,
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
-        self.put_answer(request.into_inner())
+        let caller = self.0.caller_of(&request)?;
+        self.put_answer(request.into_inner(), &caller)
             .await
             .map(Response::new)
     }
@@ -134,7 +155,8 @@ impl Kv for KvService {
         &self,
         request: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
-        self.delete_answer(request.into_inner())
+        let caller = self.0.caller_of(&request)?;
+        self.delete_answer(request.into_inner(), &caller)
             .await
             .map(Response::new)
     }
@@ -143,7 +165,8 @@ impl Kv for KvService {
         &self,
         request: Request<pb::TxnRequest>,
     ) -> Result<Response<pb::TxnResponse>, Status> {
-        self.txn_answer(request.into_inner())
+        let caller = self.0.caller_of(&request)?;
+        self.txn_answer(request.into_inner(), &caller)
             .await
             .map(Response::new)
     }
@@ -152,7 +175,8 @@ impl Kv for KvService {
         &self,
         request: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
-        self.compact_answer(request.into_inner())
+        let caller = self.0.caller_of(&request)?;
+        self.compact_answer(request.into_inner(), &caller)
             .await
             .map(Response::new)
     }
@@ -176,17 +200,20 @@ mod tests {
         };
         let cases = [
             (
-                refused(service.put_answer(put(b"")).await),
+                refused(service.put_answer(put(b""), &Caller::default()).await),
                 "etcdserver: key is not provided",
             ),
             (
                 refused(
                     service
-                        .put_answer(pb::PutRequest {
-                            ignore_value: true,
-                            value: b"v".to_vec(),
-                            ..put(b"k")
-                        })
+                        .put_answer(
+                            pb::PutRequest {
+                                ignore_value: true,
+                                value: b"v".to_vec(),
+                                ..put(b"k")
+                            },
+                            &Caller::default(),
+                        )
                         .await,
                 ),
                 "etcdserver: value is provided",
@@ -194,11 +221,14 @@ mod tests {
             (
                 refused(
                     service
-                        .put_answer(pb::PutRequest {
-                            ignore_lease: true,
-                            lease: 7,
-                            ..put(b"k")
-                        })
+                        .put_answer(
+                            pb::PutRequest {
+                                ignore_lease: true,
+                                lease: 7,
+                                ..put(b"k")
+                            },
+                            &Caller::default(),
+                        )
                         .await,
                 ),
                 "etcdserver: lease is provided",
@@ -206,7 +236,7 @@ mod tests {
             (
                 refused(
                     service
-                        .delete_answer(pb::DeleteRangeRequest::default())
+                        .delete_answer(pb::DeleteRangeRequest::default(), &Caller::default())
                         .await,
                 ),
                 "etcdserver: key is not provided",
@@ -223,7 +253,7 @@ mod tests {
             success: vec![twice.clone(), twice],
             ..pb::TxnRequest::default()
         };
-        let status = refused(service.txn_answer(txn).await);
+        let status = refused(service.txn_answer(txn, &Caller::default()).await);
         assert_eq!(
             status.message(),
             "etcdserver: duplicate key given in txn request"

@@ -9,6 +9,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use kv::{Caller, PermKind};
+
 use super::{unexpected, Handle};
 use crate::convert;
 use crate::node::Applied;
@@ -28,11 +30,12 @@ impl Lease for LeaseService {
         &self,
         request: Request<pb::LeaseGrantRequest>,
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
+        let caller = self.0.caller_of(&request)?;
         let r = request.into_inner();
         if r.ttl > kv::LEASE_TTL_MAX {
             return Err(convert::status(kv::KvError::LeaseTtlTooLarge));
         }
-        match self.0.propose(Op::LeaseGrant(r)).await? {
+        match self.0.propose_as(Op::LeaseGrant(r), &caller).await? {
             Applied::LeaseGrant(answer) => Ok(Response::new(answer)),
             other => Err(unexpected(&other)),
         }
@@ -42,9 +45,10 @@ impl Lease for LeaseService {
         &self,
         request: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
+        let caller = self.0.caller_of(&request)?;
         match self
             .0
-            .propose(Op::LeaseRevoke(request.into_inner()))
+            .propose_as(Op::LeaseRevoke(request.into_inner()), &caller)
             .await?
         {
             Applied::LeaseRevoke(answer) => Ok(Response::new(answer)),
@@ -58,11 +62,20 @@ impl Lease for LeaseService {
         &self,
         request: Request<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let metadata = request.metadata().clone().into_headers();
         let mut incoming = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let handle = self.0.clone();
         tokio::spawn(async move {
             while let Some(Ok(r)) = incoming.next().await {
+                // etcd's checkLeaseRenew: the keys kept alive must be writable.
+                let checked = handle
+                    .caller(&metadata)
+                    .and_then(|c| check_lease_keys(&handle, &c, &[r.id], PermKind::Write));
+                if let Err(e) = checked {
+                    let _ = tx.send(Err(e)).await;
+                    break;
+                }
                 let answer = match handle.propose(Op::LeaseKeepAlive(r)).await {
                     Ok(Applied::KeepAlive(answer)) => Ok(answer),
                     Ok(other) => Err(unexpected(&other)),
@@ -80,10 +93,12 @@ impl Lease for LeaseService {
         &self,
         request: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
+        let caller = self.0.caller_of(&request)?;
         let r = request.into_inner();
         // Linearizable, as etcd's: a lease granted or a key attached anywhere before this
         // call is seen.
         self.0.linearizable().await?;
+        check_lease_keys(&self.0, &caller, &[r.id], PermKind::Read)?;
         let answer = self
             .0
             .query(move |core| {
@@ -114,9 +129,11 @@ impl Lease for LeaseService {
 
     async fn lease_leases(
         &self,
-        _request: Request<pb::LeaseLeasesRequest>,
+        request: Request<pb::LeaseLeasesRequest>,
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
+        let caller = self.0.caller_of(&request)?;
         let view = self.0.linearizable().await?;
+        check_lease_keys(&self.0, &caller, &view.store.lease_ids(), PermKind::Read)?;
         let leases = view
             .store
             .lease_ids()
@@ -128,4 +145,28 @@ impl Lease for LeaseService {
             leases,
         }))
     }
+}
+
+/// etcd's checks of keep-alives, time-to-live and lease listings while auth is on: a
+/// caller is needed, and an administrator may do anything; anyone else needs `wanted` on
+/// every key attached to the leases.
+fn check_lease_keys(
+    handle: &Handle,
+    caller: &Caller,
+    leases: &[i64],
+    wanted: PermKind,
+) -> Result<(), Status> {
+    let view = handle.serializable();
+    let auth = view.store.auth();
+    if !auth.enabled() {
+        return Ok(());
+    }
+    if caller.user.is_empty() {
+        return Err(convert::auth_status(kv::AuthError::UserEmpty));
+    }
+    for &lease in leases {
+        crate::auth::check_lease_keys(&view.store, lease, caller, wanted)
+            .map_err(convert::auth_status)?;
+    }
+    Ok(())
 }

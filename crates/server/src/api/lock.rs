@@ -3,11 +3,12 @@
 
 use tonic::{Request, Response, Status};
 
-use super::coordination::{delete_key, Claim};
+use super::coordination::{delete_key, scoped, Claim};
 use super::Handle;
 use crate::proto::v3lockpb::{
     lock_server::Lock, LockRequest, LockResponse, UnlockRequest, UnlockResponse,
 };
+use kv::PermKind::{Read, Write};
 
 /// The Lock service.
 #[derive(Debug)]
@@ -16,8 +17,9 @@ pub struct LockService(pub Handle);
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        let handle = scoped(&self.0, &request, |r| &r.name, &[Read, Write])?;
         let r = request.into_inner();
-        let claim = Claim::make(&self.0, &r.name, b"", r.lease).await?;
+        let claim = Claim::make(&handle, &r.name, b"", r.lease).await?;
         let key = claim.kv.key.clone();
         let header = claim.wait_for_turn(&r.name).await?;
         Ok(Response::new(LockResponse {
@@ -30,7 +32,8 @@ impl Lock for LockService {
         &self,
         request: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
-        let header = delete_key(&self.0, request.into_inner().key).await?;
+        let handle = self.0.with_caller(self.0.caller_of(&request)?);
+        let header = delete_key(&handle, request.into_inner().key).await?;
         Ok(Response::new(UnlockResponse {
             header: Some(header),
         }))

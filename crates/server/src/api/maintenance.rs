@@ -27,8 +27,10 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<pb::AlarmRequest>,
     ) -> Result<Response<pb::AlarmResponse>, Status> {
+        let caller = self.0.caller_of(&request)?;
         let r = request.into_inner();
         if r.action == pb::alarm_request::AlarmAction::Get as i32 {
+            self.0.require_user(&caller)?;
             // Linearizable: an alarm raised or cleared anywhere before this call shows.
             self.0.linearizable().await?;
             let answer = self
@@ -41,6 +43,7 @@ impl Maintenance for MaintenanceService {
                 .await?;
             return Ok(Response::new(answer));
         }
+        self.0.check_admin(&caller)?;
         match self.0.propose(Op::Alarm(r)).await? {
             Applied::Alarm(answer) => Ok(Response::new(answer)),
             other => Err(unexpected(&other)),
@@ -49,8 +52,9 @@ impl Maintenance for MaintenanceService {
 
     async fn status(
         &self,
-        _: Request<pb::StatusRequest>,
+        request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
+        self.0.check_admin(&self.0.caller_of(&request)?)?;
         let answer = self
             .0
             .query(|core| {
@@ -80,8 +84,9 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _: Request<pb::DefragmentRequest>,
+        request: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        self.0.check_admin_unconverted(&request)?;
         // Nothing to defragment: the store is in memory and the log is released by
         // snapshots. etcd's answer carries no header.
         Ok(Response::new(pb::DefragmentResponse { header: None }))
@@ -89,8 +94,9 @@ impl Maintenance for MaintenanceService {
 
     async fn hash(
         &self,
-        _: Request<pb::HashRequest>,
+        request: Request<pb::HashRequest>,
     ) -> Result<Response<pb::HashResponse>, Status> {
+        self.0.check_admin_unconverted(&request)?;
         let view = self.0.serializable();
         let hash = crc32c::crc32c(&view.store.snapshot());
         Ok(Response::new(pb::HashResponse {
@@ -103,6 +109,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<pb::HashKvRequest>,
     ) -> Result<Response<pb::HashKvResponse>, Status> {
+        self.0.check_admin_unconverted(&request)?;
         let r = request.into_inner();
         let view = self.0.serializable();
         let h = view.store.hash_kv(r.revision).map_err(convert::status)?;
@@ -120,8 +127,9 @@ impl Maintenance for MaintenanceService {
 
     async fn snapshot(
         &self,
-        _: Request<pb::SnapshotRequest>,
+        request: Request<pb::SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        self.0.check_admin_unconverted(&request)?;
         let view = self.0.linearizable().await?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
@@ -145,6 +153,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        self.0.check_admin(&self.0.caller_of(&request)?)?;
         self.0.refuse_on_learner()?;
         let to = paxos::NodeId(request.get_ref().target_id);
         let deadline = tokio::time::Instant::now() + self.0.info.request_timeout;

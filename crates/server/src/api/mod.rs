@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use ::kv::Caller;
 use node::RequestIds;
 use paxos::NodeId;
 use tokio::sync::{oneshot, watch};
@@ -15,6 +16,7 @@ use crate::inflow::Inflow;
 use crate::node::{Applied, Core, Input, Inputs, Proposal, View};
 use crate::proto::synodpb::command::Op;
 
+pub mod auth_api;
 pub mod cluster;
 pub mod coordination;
 pub mod election;
@@ -37,6 +39,8 @@ pub struct Handle {
     reads: Arc<Mutex<ReadRounds>>,
     inflow: Inflow,
     request_ids: RequestIds,
+    /// Whom `propose` proposes for.
+    caller: Arc<Caller>,
 }
 
 /// Linearizable reads, coalesced: one read at a time goes to the core, and the reads that
@@ -66,6 +70,8 @@ pub struct Info {
     /// How long a request may wait for the cluster: the core answers it by then (with a
     /// time-out, or "no leader" if its command never reached a leader).
     pub request_timeout: Duration,
+    /// Tokens and password hashing.
+    pub authn: Arc<crate::auth::Authn>,
 }
 
 /// How much longer than its deadline a handler waits for the core's answer.
@@ -102,6 +108,7 @@ impl Handle {
             streams: Arc::new(AtomicU64::new(1)),
             reads: Arc::default(),
             inflow,
+            caller: Arc::default(),
         }
     }
 
@@ -136,15 +143,84 @@ impl Handle {
         }
     }
 
-    /// Proposes `op` and waits until this member applied it. The command is built here,
-    /// on the client's task, not on the core's.
+    /// Proposes `op` on behalf of this handle's caller (nobody unless
+    /// [`Handle::with_caller`] named one).
     pub async fn propose(&self, op: Op) -> Result<Applied, Status> {
+        let caller = self.caller.clone();
+        self.propose_as(op, &caller).await
+    }
+
+    /// Proposes `op` from `caller` and waits until this member applied it: its
+    /// permissions are checked where it is applied. The command is built here, on the
+    /// client's task, not on the core's.
+    pub async fn propose_as(&self, op: Op, caller: &Caller) -> Result<Applied, Status> {
         self.refuse_on_learner()?;
         let (tx, rx) = oneshot::channel();
         let me = NodeId(self.info.member_id);
-        let proposal = Proposal::new(me, &self.request_ids, op);
+        let proposal = Proposal::new_as(me, &self.request_ids, op, caller);
         self.send_request(Input::Propose(proposal, tx))?;
         self.wait(rx).await
+    }
+
+    /// Who sends a request with these gRPC `metadata`: its token (`token`, or the
+    /// gateway's `authorization`), or the verified client certificate's common name.
+    pub fn caller(&self, metadata: &http::HeaderMap) -> Result<Caller, Status> {
+        let token = metadata
+            .get("token")
+            .or_else(|| metadata.get("authorization"))
+            .and_then(|v| v.to_str().ok());
+        let common_name = None;
+        if token.is_none() && common_name.is_none() {
+            // Nobody: no need to look at the auth state (the common case, without auth).
+            return Ok(self.caller.as_ref().clone());
+        }
+        let view = self.serializable();
+        self.info
+            .authn
+            .caller(token, common_name, view.store.auth())
+    }
+
+    /// This handle, proposing on behalf of `caller` (for services that propose from
+    /// several places, as Lock and Election do).
+    pub fn with_caller(&self, caller: Caller) -> Handle {
+        Handle {
+            caller: Arc::new(caller),
+            ..self.clone()
+        }
+    }
+
+    /// The caller of a tonic request.
+    pub fn caller_of<T>(&self, request: &tonic::Request<T>) -> Result<Caller, Status> {
+        self.caller(request.metadata().as_ref())
+    }
+
+    /// Refuses nobody while auth is on (etcd's `requireAuthInfo`).
+    pub fn require_user(&self, caller: &Caller) -> Result<(), Status> {
+        let view = self.serializable();
+        if view.store.auth().enabled() && caller.user.is_empty() {
+            return Err(crate::convert::auth_status(::kv::AuthError::UserEmpty));
+        }
+        Ok(())
+    }
+
+    /// Refuses the sender of `request` unless it is an administrator, as etcd's
+    /// Defragment, Snapshot, Hash and HashKV do: with the auth error unconverted (code
+    /// Unknown, `auth: …`).
+    pub fn check_admin_unconverted<T>(&self, request: &tonic::Request<T>) -> Result<(), Status> {
+        let checked = match self.caller_of(request) {
+            Err(_) => Err(::kv::AuthError::InvalidAuthToken),
+            Ok(caller) => self.serializable().store.auth().check_admin(&caller),
+        };
+        checked.map_err(|e| Status::unknown(e.unconverted_message()))
+    }
+
+    /// Refuses `caller` unless it is an administrator (while auth is on).
+    pub fn check_admin(&self, caller: &Caller) -> Result<(), Status> {
+        let view = self.serializable();
+        view.store
+            .auth()
+            .check_admin(caller)
+            .map_err(crate::convert::auth_status)
     }
 
     /// A view every write completed before this call is visible in.
@@ -248,6 +324,15 @@ fn unexpected(applied: &Applied) -> Status {
     Status::internal(format!("unexpected answer {applied:?}"))
 }
 
+/// Authentication with fresh tokens and the cheapest bcrypt cost, for tests.
+#[cfg(test)]
+pub(crate) fn test_authn() -> Arc<crate::auth::Authn> {
+    Arc::new(crate::auth::Authn {
+        tokens: Arc::new(crate::auth::Tokens::new(crate::auth::TOKEN_TTL_DEFAULT)),
+        bcrypt_cost: 4,
+    })
+}
+
 /// A handle on a core that is only a queue, for tests to play the core: an empty store,
 /// and requests up to `max_request_bytes`.
 #[cfg(test)]
@@ -264,6 +349,7 @@ pub(crate) fn test_handle(max_request_bytes: usize) -> (Handle, crate::node::Inp
         learner: Arc::default(),
         max_request_bytes,
         request_timeout: Duration::from_secs(5),
+        authn: test_authn(),
     };
     let ids = RequestIds::after(0);
     (
@@ -352,6 +438,7 @@ mod tests {
             learner: Arc::default(),
             max_request_bytes: 1 << 20,
             request_timeout: Duration::from_secs(5),
+            authn: test_authn(),
         };
         let inflow = Inflow::with_limits(1, 1 << 20);
         let handle = Handle::new(inputs, views, info, inflow.clone(), RequestIds::after(0));

@@ -50,13 +50,12 @@ impl Quorum for QuorumService {
         request: Request<QuorumSetRequest>,
     ) -> Result<Response<QuorumResponse>, Status> {
         self.0.refuse_on_learner()?;
+        self.0.check_admin(&self.0.caller_of(&request)?)?;
         let spec: QuorumSpec = (request.get_ref().spec.parse())
             .map_err(|e| Status::invalid_argument(format!("synod: {e}")))?;
         if let Some(url) = leader_elsewhere(&self.0, &request).await? {
             let channel = leader_channel(url).await?;
-            return QuorumClient::new(channel)
-                .set(passed_on(request.into_inner()))
-                .await;
+            return QuorumClient::new(channel).set(passed_on(request)).await;
         }
         let change = Change::SetQuorum(spec);
         self.0

@@ -34,6 +34,7 @@ impl Watch for WatchService {
         &self,
         request: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let metadata = request.metadata().clone().into_headers();
         let mut incoming = request.into_inner();
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         let handle = self.0.clone();
@@ -57,9 +58,10 @@ impl Watch for WatchService {
                     continue;
                 };
                 let sent = match union {
-                    RequestUnion::CreateRequest(c) => {
-                        create(&handle, stream, &tx, &mut ids, &mut next_id, c).await
-                    }
+                    RequestUnion::CreateRequest(c) => match refusal(&handle, &metadata, &c) {
+                        Some(refused) => send(&tx, refused).await,
+                        None => create(&handle, stream, &tx, &mut ids, &mut next_id, c).await,
+                    },
                     RequestUnion::CancelRequest(c) => {
                         ids.remove(&c.watch_id);
                         handle.watch_request(watchers::Request::Cancel {
@@ -86,6 +88,55 @@ impl Watch for WatchService {
         let out = ReceiverStream::new(rx).map(Ok);
         Ok(Response::new(Box::pin(out)))
     }
+}
+
+/// Why a watch may not be created for the stream's caller, as etcd answers it: the
+/// whole range must be readable.
+fn refusal(
+    handle: &Handle,
+    metadata: &http::HeaderMap,
+    c: &pb::WatchCreateRequest,
+) -> Option<WatchResponse> {
+    use kv::AuthError;
+    let error = match handle.caller(metadata) {
+        // The only way to have no caller: a token that is not (or no longer) known.
+        Err(_) => AuthError::InvalidAuthToken,
+        Ok(caller) => {
+            let view = handle.serializable();
+            match view
+                .store
+                .auth()
+                .check(&caller, &c.key, &c.range_end, kv::PermKind::Read)
+            {
+                Ok(()) => return None,
+                Err(e) => e,
+            }
+        }
+    };
+    let error = match error {
+        AuthError::InvalidAuthToken | AuthError::AuthOldRevision | AuthError::UserEmpty => error,
+        _ => AuthError::PermissionDenied,
+    };
+    let status = crate::convert::auth_status(error);
+    Some(WatchResponse {
+        header: Some(handle.serializable().header),
+        watch_id: -1,
+        created: true,
+        canceled: true,
+        // etcd sends the gRPC error's text, code included.
+        cancel_reason: format!(
+            "rpc error: code = {:?} desc = {}",
+            status.code(),
+            status.message()
+        ),
+        ..WatchResponse::default()
+    })
+}
+
+async fn send(tx: &mpsc::Sender<WatchResponse>, response: WatchResponse) -> Result<(), Status> {
+    tx.send(response)
+        .await
+        .map_err(|_| Status::cancelled("closed"))
 }
 
 async fn create(

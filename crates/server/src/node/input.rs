@@ -79,10 +79,15 @@ pub struct Proposal {
 impl Proposal {
     /// `op` from this member (`me`), with the next of `ids`.
     pub fn new(me: NodeId, ids: &RequestIds, op: Op) -> Proposal {
+        Proposal::new_as(me, ids, op, &kv::Caller::default())
+    }
+
+    /// `op` from this member (`me`) on behalf of `caller`, with the next of `ids`.
+    pub fn new_as(me: NodeId, ids: &RequestIds, op: Op, caller: &kv::Caller) -> Proposal {
         let id = ids.next();
         Proposal {
             id,
-            command: machine::encode(me, id, op),
+            command: machine::encode_as(me, id, op, caller),
         }
     }
 

@@ -138,6 +138,8 @@ pub struct Parts {
     pub learner: Arc<std::sync::atomic::AtomicBool>,
     /// Where the core counts what it sees.
     pub metrics: Arc<Metrics>,
+    /// The simple tokens that applied `Authenticate` commands assign.
+    pub tokens: Arc<crate::auth::Tokens>,
 }
 
 impl Core {
@@ -154,7 +156,8 @@ impl Core {
             parts.store,
             options.quota_bytes,
             Some(parts.attributes),
-        );
+        )
+        .with_tokens(parts.tokens);
         let node_options = NodeOptions {
             request_timeout: options.request_timeout,
             parked_max: PARKED_COMMANDS_MAX,

@@ -108,6 +108,7 @@ pub fn start_synod_with(
             quorum: QuorumSpec::Majority,
             snapshot_entries: 100,
             io_uring: true,
+            auth: Default::default(),
             listen_metrics: Vec::new(),
             etcd_version: config::ETCD_VERSION_DEFAULT.into(),
             watch_progress_notify_interval: config::WATCH_PROGRESS_NOTIFY_DEFAULT,

@@ -61,6 +61,7 @@ fn configs(args: &DevArgs) -> Result<Vec<Config>, String> {
             quorum: QuorumSpec::Majority,
             snapshot_entries: 100_000,
             io_uring: true,
+            auth: Default::default(),
             listen_metrics: Vec::new(),
             etcd_version: config::ETCD_VERSION_DEFAULT.into(),
             watch_progress_notify_interval: config::WATCH_PROGRESS_NOTIFY_DEFAULT,

@@ -97,6 +97,16 @@ pub struct ServeArgs {
     /// Where the log goes: stderr, stdout, or files, comma-separated.
     #[arg(long, env = "SYNOD_LOG_OUTPUTS", default_value = "stderr")]
     log_outputs: String,
+    /// The kind of token `Authenticate` issues once auth is enabled: simple (etcd's
+    /// default; JWT is not supported yet).
+    #[arg(long, env = "SYNOD_AUTH_TOKEN", default_value = "simple")]
+    auth_token: String,
+    /// Seconds a simple token lives unused.
+    #[arg(long, env = "SYNOD_AUTH_TOKEN_TTL", default_value_t = 300)]
+    auth_token_ttl: u64,
+    /// The bcrypt cost of password hashes (4 to 31).
+    #[arg(long, env = "SYNOD_BCRYPT_COST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+    bcrypt_cost: u32,
 }
 
 impl ServeArgs {
@@ -152,6 +162,13 @@ impl ServeArgs {
             quorum: self.quorum,
             snapshot_entries: self.snapshot_count.max(1),
             io_uring: self.io_uring,
+            auth: {
+                config::parse_auth_token(&self.auth_token).map_err(|e| e.to_string())?;
+                config::AuthConfig {
+                    token_ttl: Duration::from_secs(self.auth_token_ttl),
+                    bcrypt_cost: self.bcrypt_cost,
+                }
+            },
             listen_metrics: match &self.listen_metrics_urls {
                 Some(urls) => config::parse_urls(urls).map_err(|e| e.to_string())?,
                 None => Vec::new(),

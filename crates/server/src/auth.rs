@@ -1,0 +1,510 @@
+//! Authentication and authorisation on a member, around the replicated auth state
+//! ([`kv::Auth`]): who a request comes from (a token, or a TLS client certificate's CN),
+//! etcd's simple tokens, password hashing (bcrypt), and the permission checks of every
+//! request, nested transactions and leases included.
+//!
+//! Writes are checked where they are applied, against the auth state at their slot: a
+//! command carries its caller and the auth revision the caller was checked at, and every
+//! member refuses it alike if a role changed in between (etcd's `ErrAuthOldRevision`).
+//! Reads are checked against the view they are served from.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use kv::{AuthError, Caller, PermKind};
+use tonic::Status;
+
+use crate::convert;
+use crate::proto::etcdserverpb as pb;
+use crate::proto::synodpb::command::Op;
+
+/// etcd's default `--auth-token-ttl`: a simple token unused this long expires.
+pub const TOKEN_TTL_DEFAULT: Duration = Duration::from_secs(300);
+/// etcd's default `--bcrypt-cost`.
+pub const BCRYPT_COST_DEFAULT: u32 = 10;
+/// How many random letters begin a simple token (etcd's `defaultSimpleTokenLength`).
+const TOKEN_LETTERS: usize = 16;
+
+/// The simple tokens this member knows: assigned when an `Authenticate` command is
+/// applied (so every member knows every token), dropped when unused for the TTL, when
+/// their user is deleted or changes password, and all at once when auth is disabled.
+/// Member-local, as etcd's: a restarted member forgets them and clients authenticate
+/// again.
+#[derive(Debug)]
+pub struct Tokens {
+    ttl: Duration,
+    tokens: Mutex<HashMap<String, Token>>,
+}
+
+#[derive(Debug)]
+struct Token {
+    user: String,
+    used: Instant,
+}
+
+impl Tokens {
+    /// No tokens; each lives `ttl` after its last use.
+    pub fn new(ttl: Duration) -> Tokens {
+        Tokens {
+            ttl,
+            tokens: Mutex::default(),
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Token>> {
+        self.tokens.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records `token` for `user`.
+    pub fn assign(&self, token: String, user: String) {
+        let now = Instant::now();
+        let mut tokens = self.map();
+        tokens.retain(|_, t| now.duration_since(t.used) < self.ttl);
+        tokens.insert(token, Token { user, used: now });
+    }
+
+    /// The user of `token`, if it is known and alive; using it restarts its TTL.
+    pub fn user(&self, token: &str) -> Option<String> {
+        let now = Instant::now();
+        let mut tokens = self.map();
+        let entry = tokens.get_mut(token)?;
+        if now.duration_since(entry.used) >= self.ttl {
+            tokens.remove(token);
+            return None;
+        }
+        entry.used = now;
+        Some(entry.user.clone())
+    }
+
+    /// Forgets every token of `user`.
+    pub fn invalidate_user(&self, user: &str) {
+        self.map().retain(|_, t| t.user != user);
+    }
+
+    /// Forgets every token.
+    pub fn clear(&self) {
+        self.map().clear();
+    }
+}
+
+/// What the API layer needs to establish callers.
+#[derive(Debug)]
+pub struct Authn {
+    /// The simple tokens.
+    pub tokens: std::sync::Arc<Tokens>,
+    /// `--bcrypt-cost`.
+    pub bcrypt_cost: u32,
+}
+
+impl Authn {
+    /// Who sends a request with `token` (gRPC metadata `token`, or the gateway's
+    /// `authorization` header), under auth state `auth`. A token that is not known is
+    /// refused (also while auth is off, as etcd does: clients then authenticate again);
+    /// none is nobody, unless the connection's verified client certificate names a user
+    /// (`common_name`, with `--client-cert-auth`).
+    pub fn caller(
+        &self,
+        token: Option<&str>,
+        common_name: Option<&str>,
+        auth: &kv::Auth,
+    ) -> Result<Caller, Status> {
+        let user = match (token, common_name) {
+            (Some(token), _) => self
+                .tokens
+                .user(token)
+                .ok_or_else(|| convert::auth_status(AuthError::InvalidAuthToken))?,
+            (None, Some(name)) if auth.enabled() && !name.is_empty() => name.to_string(),
+            (None, _) => return Ok(Caller::default()),
+        };
+        Ok(Caller {
+            user,
+            revision: auth.revision(),
+        })
+    }
+}
+
+/// A fresh simple token's random part: letters, as etcd's.
+pub fn token_prefix() -> Result<String, Status> {
+    use rand_core::TryRngCore as _;
+    const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut bytes = [0u8; TOKEN_LETTERS];
+    rand_core::OsRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|e| Status::internal(format!("no randomness for a token: {e}")))?;
+    Ok(bytes
+        .iter()
+        .map(|b| char::from(LETTERS[usize::from(*b) % LETTERS.len()]))
+        .collect())
+}
+
+/// The bcrypt hash of `password` at `cost`, computed off the async threads (it takes
+/// tens of milliseconds by design).
+pub async fn hash_password(password: String, cost: u32) -> Result<String, Status> {
+    tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
+        .await
+        .map_err(|e| Status::internal(format!("hashing failed: {e}")))?
+        .map_err(|e| Status::internal(format!("hashing failed: {e}")))
+}
+
+/// Checks `password` of `name` against `auth`, taking as long whether the user is
+/// unknown or the password wrong (an unknown user is checked against a hash of the same
+/// cost), so that timing tells nothing about which users exist.
+pub async fn check_password(
+    auth: &kv::Auth,
+    name: &str,
+    password: String,
+    cost: u32,
+) -> Result<(), AuthError> {
+    if !auth.enabled() {
+        return Err(AuthError::AuthNotEnabled);
+    }
+    let user = auth.user(name);
+    if user.is_some_and(|u| u.no_password) {
+        return Err(AuthError::NoPasswordUser);
+    }
+    let hash = user.map(|u| String::from_utf8_lossy(&u.password).into_owned());
+    let known = user.is_some();
+    let verify = move || {
+        let hash = hash.unwrap_or_else(|| stand_in_hash(cost));
+        bcrypt::verify(password, &hash)
+    };
+    let matches = tokio::task::spawn_blocking(verify)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(false);
+    if matches && known {
+        Ok(())
+    } else {
+        Err(AuthError::AuthFailed)
+    }
+}
+
+/// A hash at `cost` to check unknown users' passwords against (the answer is "failed"
+/// whatever it holds), made once per cost.
+fn stand_in_hash(cost: u32) -> String {
+    static HASHES: Mutex<Vec<(u32, String)>> = Mutex::new(Vec::new());
+    let mut hashes = HASHES.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, hash)) = hashes.iter().find(|(c, _)| *c == cost) {
+        return hash.clone();
+    }
+    let hash = bcrypt::hash("the password of a user who does not exist", cost).unwrap_or_default();
+    hashes.push((cost, hash.clone()));
+    hash
+}
+
+/// Whether `caller` may have `op` applied, by the auth state of `store` (the store the
+/// command applies to: its leases' keys count too). Commands the members propose of
+/// their own accord (lease expiry, alarms, publishing) are not clients' and not checked;
+/// an alarm change or a keep-alive is checked where the client sends it.
+pub fn check_command(store: &kv::Store, op: &Op, caller: &Caller) -> Result<(), AuthError> {
+    let auth = store.auth();
+    if !auth.enabled() {
+        return Ok(());
+    }
+    match op {
+        Op::Put(r) => check_put(store, r, caller),
+        Op::DeleteRange(r) => check_delete(auth, r, caller),
+        Op::Txn(r) => check_txn(store, r, caller),
+        Op::Compact(_) => auth.check_admin(caller),
+        Op::LeaseRevoke(r) => check_lease_writes(store, r.id, caller),
+        _ => Ok(()),
+    }
+}
+
+/// A range reads its keys.
+pub fn check_range(
+    auth: &kv::Auth,
+    r: &pb::RangeRequest,
+    caller: &Caller,
+) -> Result<(), AuthError> {
+    auth.check(caller, &r.key, &r.range_end, PermKind::Read)
+}
+
+/// A put writes its key, reads it for `prev_kv`, and moves it into a lease whose keys
+/// the caller must be able to write (etcd's `checkLeasePuts`).
+fn check_put(store: &kv::Store, r: &pb::PutRequest, caller: &Caller) -> Result<(), AuthError> {
+    let auth = store.auth();
+    auth.check(caller, &r.key, &[], PermKind::Write)?;
+    check_lease_writes(store, r.lease, caller)?;
+    if r.prev_kv {
+        auth.check(caller, &r.key, &[], PermKind::Read)?;
+    }
+    Ok(())
+}
+
+fn check_delete(
+    auth: &kv::Auth,
+    r: &pb::DeleteRangeRequest,
+    caller: &Caller,
+) -> Result<(), AuthError> {
+    auth.check(caller, &r.key, &r.range_end, PermKind::Write)?;
+    if r.prev_kv {
+        auth.check(caller, &r.key, &r.range_end, PermKind::Read)?;
+    }
+    Ok(())
+}
+
+/// A transaction: every compare reads, every operation of both branches is checked as
+/// if sent alone, nested transactions included (whichever branch would run).
+pub fn check_txn(store: &kv::Store, r: &pb::TxnRequest, caller: &Caller) -> Result<(), AuthError> {
+    use pb::request_op::Request;
+    let auth = store.auth();
+    for compare in &r.compare {
+        auth.check(caller, &compare.key, &compare.range_end, PermKind::Read)?;
+    }
+    for op in r.success.iter().chain(&r.failure) {
+        match &op.request {
+            Some(Request::RequestRange(r)) => check_range(auth, r, caller)?,
+            Some(Request::RequestPut(r)) => check_put(store, r, caller)?,
+            Some(Request::RequestDeleteRange(r)) => check_delete(auth, r, caller)?,
+            Some(Request::RequestTxn(r)) => check_txn(store, r, caller)?,
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// Revoking a lease, or attaching a key to it, deletes or keeps its keys: the caller
+/// must be able to write every one (an administrator always may).
+pub fn check_lease_writes(store: &kv::Store, lease: i64, caller: &Caller) -> Result<(), AuthError> {
+    check_lease_keys(store, lease, caller, PermKind::Write)
+}
+
+/// The keys of `lease` (none if it does not exist) are each checked for `wanted`.
+pub fn check_lease_keys(
+    store: &kv::Store,
+    lease: i64,
+    caller: &Caller,
+    wanted: PermKind,
+) -> Result<(), AuthError> {
+    let auth = store.auth();
+    if !auth.enabled() || lease == 0 || auth.check_admin(caller).is_ok() {
+        return Ok(());
+    }
+    let Ok(info) = store.lease_info(lease, true) else {
+        return Ok(());
+    };
+    for key in &info.keys {
+        auth.check(caller, key, &[], wanted)?;
+    }
+    Ok(())
+}
+
+/// What an auth command answers, besides the header.
+#[derive(Debug)]
+pub enum AuthAnswer {
+    /// A change applied (or a no-op, as etcd's).
+    Done,
+    /// `AuthStatus`.
+    Status {
+        /// Whether auth is on.
+        enabled: bool,
+        /// The auth revision.
+        revision: u64,
+    },
+    /// `Authenticate`: the token.
+    Token(String),
+    /// `UserGet`: the user's roles; `UserList` and `RoleList`: the names.
+    Names(Vec<String>),
+    /// `RoleGet`: the role's permissions.
+    Permissions(Vec<crate::proto::authpb::Permission>),
+}
+
+/// Whether `op` is one of etcd's auth requests.
+pub fn is_auth_command(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::AuthEnable(_)
+            | Op::AuthDisable(_)
+            | Op::AuthStatus(_)
+            | Op::Authenticate(_)
+            | Op::UserAdd(_)
+            | Op::UserGet(_)
+            | Op::UserList(_)
+            | Op::UserDelete(_)
+            | Op::UserChangePassword(_)
+            | Op::UserGrantRole(_)
+            | Op::UserRevokeRole(_)
+            | Op::RoleAdd(_)
+            | Op::RoleGet(_)
+            | Op::RoleList(_)
+            | Op::RoleDelete(_)
+            | Op::RoleGrantPermission(_)
+            | Op::RoleRevokePermission(_)
+    )
+}
+
+/// Applies an auth command chosen at `slot` from `caller`: every request but
+/// `Authenticate`, `UserGet` of oneself and `RoleGet` of one's own role needs an
+/// administrator while auth is on (etcd's `needAdminPermission`). Tokens change with
+/// the state: assigned on `Authenticate`, dropped with their user or password, all
+/// dropped when auth is disabled.
+pub fn apply(
+    store: &mut kv::Store,
+    tokens: &Tokens,
+    op: Op,
+    caller: &Caller,
+    slot: u64,
+) -> Result<AuthAnswer, AuthError> {
+    let auth = store.auth_mut();
+    let admin = auth.check_admin(caller);
+    let done = |r: Result<(), AuthError>| r.map(|()| AuthAnswer::Done);
+    match op {
+        Op::Authenticate(r) => authenticate(auth, tokens, r, slot),
+        Op::UserGet(r) => {
+            admin.or_else(|e| {
+                if r.name == caller.user {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })?;
+            let user = auth.user(&r.name).ok_or(AuthError::UserNotFound)?;
+            Ok(AuthAnswer::Names(user.roles.clone()))
+        }
+        Op::RoleGet(r) => {
+            admin.or_else(|e| {
+                if auth.has_role(&caller.user, &r.role) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })?;
+            let perms = auth
+                .role(&r.role)?
+                .perms
+                .iter()
+                .map(permission_pb)
+                .collect();
+            Ok(AuthAnswer::Permissions(perms))
+        }
+        op => {
+            admin?;
+            apply_admin(auth, tokens, op, done)
+        }
+    }
+}
+
+/// The administrator's requests.
+fn apply_admin(
+    auth: &mut kv::Auth,
+    tokens: &Tokens,
+    op: Op,
+    done: impl Fn(Result<(), AuthError>) -> Result<AuthAnswer, AuthError>,
+) -> Result<AuthAnswer, AuthError> {
+    match op {
+        Op::AuthEnable(_) => done(auth.enable()),
+        Op::AuthDisable(_) => {
+            auth.disable();
+            tokens.clear();
+            Ok(AuthAnswer::Done)
+        }
+        Op::AuthStatus(_) => Ok(AuthAnswer::Status {
+            enabled: auth.enabled(),
+            revision: auth.revision(),
+        }),
+        Op::UserAdd(r) => {
+            let no_password = r.options.is_some_and(|o| o.no_password);
+            done(auth.user_add(&r.name, r.hashed_password.into_bytes(), no_password))
+        }
+        Op::UserList(_) => Ok(AuthAnswer::Names(auth.user_names())),
+        Op::UserDelete(r) => {
+            auth.user_delete(&r.name)?;
+            tokens.invalidate_user(&r.name);
+            Ok(AuthAnswer::Done)
+        }
+        Op::UserChangePassword(r) => {
+            auth.user_change_password(&r.name, r.hashed_password.into_bytes())?;
+            tokens.invalidate_user(&r.name);
+            Ok(AuthAnswer::Done)
+        }
+        Op::UserGrantRole(r) => done(auth.user_grant_role(&r.user, &r.role)),
+        Op::UserRevokeRole(r) => done(auth.user_revoke_role(&r.name, &r.role)),
+        Op::RoleAdd(r) => done(auth.role_add(&r.name)),
+        Op::RoleList(_) => Ok(AuthAnswer::Names(auth.role_names())),
+        Op::RoleDelete(r) => done(auth.role_delete(&r.role)),
+        Op::RoleGrantPermission(r) => {
+            let perm = r.perm.ok_or(AuthError::PermissionNotGiven)?;
+            let perm = kv::Permission {
+                kind: PermKind::from_number(perm.perm_type),
+                key: perm.key,
+                range_end: perm.range_end,
+            };
+            done(auth.role_grant_permission(&r.name, perm))
+        }
+        Op::RoleRevokePermission(r) => {
+            done(auth.role_revoke_permission(&r.role, &r.key, &r.range_end))
+        }
+        // Not an auth command: the machine never sends one here.
+        _ => Ok(AuthAnswer::Done),
+    }
+}
+
+/// Records the token of a user whose password the proposing member checked: the token
+/// is the random part it chose and the slot, as etcd's `<letters>.<index>`.
+fn authenticate(
+    auth: &kv::Auth,
+    tokens: &Tokens,
+    r: crate::proto::synodpb::Authenticate,
+    slot: u64,
+) -> Result<AuthAnswer, AuthError> {
+    if !auth.enabled() {
+        return Err(AuthError::AuthNotEnabled);
+    }
+    match auth.user(&r.name) {
+        Some(user) if !user.no_password => {
+            let token = format!("{}.{slot}", r.token);
+            tokens.assign(token.clone(), r.name);
+            Ok(AuthAnswer::Token(token))
+        }
+        _ => Err(AuthError::AuthFailed),
+    }
+}
+
+/// A permission as etcd's `authpb.Permission`.
+pub fn permission_pb(p: &kv::Permission) -> crate::proto::authpb::Permission {
+    crate::proto::authpb::Permission {
+        perm_type: p.kind.number(),
+        key: p.key.clone(),
+        range_end: p.range_end.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_expires_unused_and_lives_while_used() {
+        let tokens = Tokens::new(Duration::from_millis(200));
+        tokens.assign("t".into(), "u".into());
+        for _ in 0..4 {
+            std::thread::sleep(Duration::from_millis(80));
+            assert_eq!(tokens.user("t").as_deref(), Some("u"));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(tokens.user("t"), None);
+    }
+
+    #[test]
+    fn a_users_tokens_go_with_it() {
+        let tokens = Tokens::new(TOKEN_TTL_DEFAULT);
+        tokens.assign("a".into(), "u".into());
+        tokens.assign("b".into(), "v".into());
+        tokens.invalidate_user("u");
+        assert_eq!(tokens.user("a"), None);
+        assert_eq!(tokens.user("b").as_deref(), Some("v"));
+        tokens.clear();
+        assert_eq!(tokens.user("b"), None);
+    }
+
+    #[test]
+    fn token_prefixes_are_letters_and_differ() {
+        let (a, b) = (token_prefix().unwrap(), token_prefix().unwrap());
+        assert_eq!(a.len(), TOKEN_LETTERS);
+        assert!(a.chars().all(|c| c.is_ascii_alphabetic()), "{a}");
+        assert_ne!(a, b);
+    }
+}
