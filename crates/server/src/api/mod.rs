@@ -66,6 +66,9 @@ pub struct Info {
     /// How long a request may wait for the cluster: the core answers it by then (with a
     /// time-out, or "no leader" if its command never reached a leader).
     pub request_timeout: Duration,
+    /// How to reach other members' `https` client URLs (a change passed on to the
+    /// leader); `None` without client TLS.
+    pub client_dialer: Option<Arc<crate::tls::TlsClient>>,
 }
 
 /// How much longer than its deadline a handler waits for the core's answer.
@@ -264,6 +267,7 @@ pub(crate) fn test_handle(max_request_bytes: usize) -> (Handle, crate::node::Inp
         learner: Arc::default(),
         max_request_bytes,
         request_timeout: Duration::from_secs(5),
+        client_dialer: None,
     };
     let ids = RequestIds::after(0);
     (
@@ -352,6 +356,7 @@ mod tests {
             learner: Arc::default(),
             max_request_bytes: 1 << 20,
             request_timeout: Duration::from_secs(5),
+            client_dialer: None,
         };
         let inflow = Inflow::with_limits(1, 1 << 20);
         let handle = Handle::new(inputs, views, info, inflow.clone(), RequestIds::after(0));

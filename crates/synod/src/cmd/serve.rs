@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use paxos::QuorumSpec;
 use server::config::{self, ClusterState, Config};
+use server::tls::TlsInfo;
 
 /// Flags of `synod serve` (etcd's names).
 #[derive(Debug, Args)]
@@ -97,6 +98,78 @@ pub struct ServeArgs {
     /// Where the log goes: stderr, stdout, or files, comma-separated.
     #[arg(long, env = "SYNOD_LOG_OUTPUTS", default_value = "stderr")]
     log_outputs: String,
+    /// TLS towards clients, on `https` client and metrics URLs.
+    #[command(flatten)]
+    client_tls: ClientTlsArgs,
+    /// TLS between members, on `https` peer URLs.
+    #[command(flatten)]
+    peer_tls: PeerTlsArgs,
+}
+
+/// The clients' TLS flags (etcd's names). etcd's boolean flags take `--flag`,
+/// `--flag=true` (a config file's `flag: true`) or `--flag=false`.
+#[derive(Debug, Args)]
+pub struct ClientTlsArgs {
+    /// The certificate served to clients (PEM; rotated by replacing the file).
+    #[arg(long, env = "SYNOD_CERT_FILE")]
+    cert_file: Option<PathBuf>,
+    /// The key of --cert-file (PEM).
+    #[arg(long, env = "SYNOD_KEY_FILE")]
+    key_file: Option<PathBuf>,
+    /// Require client certificates signed by --trusted-ca-file.
+    #[arg(long, env = "SYNOD_CLIENT_CERT_AUTH", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    client_cert_auth: bool,
+    /// The CA bundle client certificates are verified against (PEM).
+    #[arg(long, env = "SYNOD_TRUSTED_CA_FILE")]
+    trusted_ca_file: Option<PathBuf>,
+    /// Without --cert-file, serve clients a self-signed certificate (kept in the data dir).
+    #[arg(long, env = "SYNOD_AUTO_TLS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    auto_tls: bool,
+}
+
+/// The peers' TLS flags (etcd's names).
+#[derive(Debug, Args)]
+pub struct PeerTlsArgs {
+    /// The certificate served to peers and presented when dialing them (PEM).
+    #[arg(long, env = "SYNOD_PEER_CERT_FILE")]
+    peer_cert_file: Option<PathBuf>,
+    /// The key of --peer-cert-file (PEM).
+    #[arg(long, env = "SYNOD_PEER_KEY_FILE")]
+    peer_key_file: Option<PathBuf>,
+    /// Require peers' certificates signed by --peer-trusted-ca-file.
+    #[arg(long, env = "SYNOD_PEER_CLIENT_CERT_AUTH", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    peer_client_cert_auth: bool,
+    /// The CA bundle peers' certificates are verified against (PEM).
+    #[arg(long, env = "SYNOD_PEER_TRUSTED_CA_FILE")]
+    peer_trusted_ca_file: Option<PathBuf>,
+    /// Without --peer-cert-file, use a self-signed certificate between peers (encrypts,
+    /// does not authenticate).
+    #[arg(long, env = "SYNOD_PEER_AUTO_TLS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    peer_auto_tls: bool,
+}
+
+impl ClientTlsArgs {
+    fn info(&self) -> TlsInfo {
+        TlsInfo {
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            trusted_ca_file: self.trusted_ca_file.clone(),
+            client_cert_auth: self.client_cert_auth,
+            auto_tls: self.auto_tls,
+        }
+    }
+}
+
+impl PeerTlsArgs {
+    fn info(&self) -> TlsInfo {
+        TlsInfo {
+            cert_file: self.peer_cert_file.clone(),
+            key_file: self.peer_key_file.clone(),
+            trusted_ca_file: self.peer_trusted_ca_file.clone(),
+            client_cert_auth: self.peer_client_cert_auth,
+            auto_tls: self.peer_auto_tls,
+        }
+    }
 }
 
 impl ServeArgs {
@@ -141,7 +214,8 @@ impl ServeArgs {
                 .unwrap_or_else(|| PathBuf::from(format!("{}.synod", self.name))),
             listen_client,
             advertise_client_urls: advertise.split(',').map(|s| s.trim().to_string()).collect(),
-            listen_peer: config::parse_url(&self.listen_peer_urls).map_err(|e| e.to_string())?,
+            listen_peer: config::parse_endpoint(&self.listen_peer_urls)
+                .map_err(|e| e.to_string())?,
             members,
             cluster_id,
             cluster_state,
@@ -158,8 +232,11 @@ impl ServeArgs {
             },
             etcd_version: self.emulated_etcd_version.clone(),
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
+            client_tls: self.client_tls.info(),
+            peer_tls: self.peer_tls.info(),
         };
         config.me().map_err(|e| e.to_string())?;
+        config.check_tls().map_err(|e| e.to_string())?;
         config.election_ticks().map_err(|e| e.to_string())?;
         config.check_limits().map_err(|e| e.to_string())?;
         Ok(config)
