@@ -199,14 +199,15 @@ async fn outbound(
     mut rx: mpsc::Receiver<Outgoing>,
 ) {
     let mut backoff = Duration::from_millis(20);
-    let mut reported = false;
+    // The failure last logged: a peer that stays unreachable for one reason makes one
+    // line, and another when the reason changes (down, then refusing our certificate).
+    let mut reported: Option<String> = None;
     let addr = endpoint.addr;
     loop {
         match dial_peer(&endpoint, tls.as_deref()).await {
             Ok(stream) => {
-                if reported {
+                if reported.take().is_some() {
                     tracing::info!(peer = %format!("{:x}", hello.to.0), %addr, "peer reachable again");
-                    reported = false;
                 }
                 backoff = Duration::from_millis(20);
                 let pumped = match stream {
@@ -220,9 +221,9 @@ async fn outbound(
                     }
                 }
             }
-            Err(e) if !reported => {
+            Err(e) if reported.as_deref() != Some(&e.to_string()) => {
                 tracing::warn!(peer = %format!("{:x}", hello.to.0), url = %endpoint.url(), "cannot reach peer: {e}; retrying");
-                reported = true;
+                reported = Some(e.to_string());
             }
             Err(_) => {}
         }

@@ -510,7 +510,7 @@ impl tonic::codegen::Service<http::Uri> for Connector {
 
 /// Why a handshake failed, in an operator's words (the flag to look at, where one is).
 pub fn refusal(end: End, error: &std::io::Error) -> String {
-    use rustls::{CertificateError as Cert, Error as Tls};
+    use rustls::{AlertDescription, CertificateError as Cert, Error as Tls};
     let Some(tls) = error.get_ref().and_then(|e| e.downcast_ref::<Tls>()) else {
         return match error.kind() {
             std::io::ErrorKind::UnexpectedEof => {
@@ -538,9 +538,14 @@ pub fn refusal(end: End, error: &std::io::Error) -> String {
             "it presented no certificate ({} requires one)",
             end.flag("client-cert-auth")
         ),
-        Tls::AlertReceived(alert) => format!(
-            "it refused the TLS handshake ({alert:?}): it does not trust this member's certificate, or expects another protocol"
+        Tls::AlertReceived(
+            alert @ (AlertDescription::UnknownCA
+            | AlertDescription::BadCertificate
+            | AlertDescription::CertificateExpired),
+        ) => format!(
+            "it does not trust this member's certificate ({alert:?}: it trusts another CA than the one that signed it, or none)"
         ),
+        Tls::AlertReceived(alert) => format!("it ended the TLS handshake ({alert:?})"),
         Tls::InvalidMessage(_) | Tls::InappropriateMessage { .. } => {
             "it does not speak TLS (a plain-text client, or garbage)".into()
         }
