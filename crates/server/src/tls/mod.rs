@@ -307,9 +307,11 @@ impl ServerCertVerifier for AnyServerCertificate {
 ///
 /// The client port puts it in the extensions of every request of such a connection,
 /// whichever way the request is served: `http::Request::extensions()` on the KV calls
-/// served inline (`client_port`) and on HTTP requests (`http_api`, the JSON gateway), and
-/// `tonic::Request::extensions()` in the gRPC services reached through tonic's router.
-/// With authentication enabled, etcd takes its common name as the user name.
+/// served inline (`client_port`'s `unary`, before the body is read) and on HTTP requests
+/// (`HttpApi::answer`), and `tonic::Request::extensions()` in the gRPC services reached
+/// through tonic's router (Watch, Lease, Cluster, …). The JSON gateway's calls into the
+/// services (`gateway.rs`) are new requests and do not carry it. With authentication
+/// enabled, etcd takes its common name as the user name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientCertificate {
     /// The subject's common name (empty if the certificate has none).

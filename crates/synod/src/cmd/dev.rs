@@ -285,7 +285,10 @@ mod tests {
                     config.advertise_client_urls,
                     [format!("http://127.0.0.1:{}", 2379 + 10_000 * i)]
                 );
-                assert_eq!(usize::from(config.listen_peer.port()), 2380 + 10_000 * i);
+                assert_eq!(
+                    usize::from(config.listen_peer.addr.port()),
+                    2380 + 10_000 * i
+                );
                 assert!(config.data_dir.ends_with(format!("s{}", i + 1)));
             }
         }
@@ -294,6 +297,33 @@ mod tests {
             3,
             "three by default"
         );
+    }
+
+    #[test]
+    fn with_tls_every_url_is_https_and_every_member_has_its_own_certificate() {
+        let dir = std::env::temp_dir().join(format!("synod-dev-tls-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let flags = ["--tls", "--data-dir", dir.to_str().unwrap()];
+        let args = args(&flags).unwrap();
+        let tls = certificates(&args).unwrap().unwrap();
+        let ca = std::fs::read(tls.ca()).unwrap();
+        for (i, config) in configs(&args, Some(&tls)).unwrap().iter().enumerate() {
+            let name = format!("s{}", i + 1);
+            assert!(config.listen_client.iter().all(|e| e.tls));
+            assert!(config.listen_peer.tls);
+            assert!(config
+                .members
+                .iter()
+                .all(|m| m.peer_url.starts_with("https://")));
+            assert_eq!(config.client_tls.cert_file, Some(tls.cert(&name)));
+            assert!(config.client_tls.client_cert_auth && config.peer_tls.client_cert_auth);
+            assert!(config.check_tls().is_ok());
+        }
+        assert!(tls.etcdctl_flags().contains("client-key.pem"));
+        // A second start reuses them: a client certificate handed out stays good.
+        certificates(&args).unwrap();
+        assert_eq!(std::fs::read(tls.ca()).unwrap(), ca);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

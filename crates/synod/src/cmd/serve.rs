@@ -338,6 +338,51 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
 mod tests {
     use super::*;
 
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn serve(flags: &[&str]) -> Result<ServeArgs, clap::Error> {
+        use clap::Parser as _;
+        Cli::try_parse_from(std::iter::once("serve").chain(flags.iter().copied())).map(|c| c.serve)
+    }
+
+    #[test]
+    fn tls_flags_take_etcds_names_and_boolean_forms() {
+        let https = [
+            "--listen-client-urls=https://127.0.0.1:2379",
+            "--listen-peer-urls=https://127.0.0.1:2380",
+        ];
+        let with = |more: &[&str]| serve(&[&https[..], more].concat()).unwrap();
+        let args = with(&[
+            "--cert-file=s.pem",
+            "--key-file=s-key.pem",
+            "--trusted-ca-file=ca.pem",
+            "--client-cert-auth",
+            "--peer-auto-tls=true",
+            "--peer-client-cert-auth=false",
+        ]);
+        let config = args.config().unwrap();
+        assert_eq!(config.client_tls.cert_file, Some(PathBuf::from("s.pem")));
+        assert!(config.client_tls.client_cert_auth && config.peer_tls.auto_tls);
+        assert!(!config.peer_tls.client_cert_auth);
+        assert!(config.listen_client[0].tls && config.listen_peer.tls);
+        assert!(config.members[0].peer_url.starts_with("https://"));
+        // A config file's `client-cert-auth: true` arrives as `--client-cert-auth=true`.
+        assert!(
+            with(&["--auto-tls", "--peer-auto-tls", "--client-cert-auth=true"])
+                .config()
+                .is_ok()
+        );
+        let refused = with(&["--peer-auto-tls"]).config().unwrap_err();
+        assert!(refused.starts_with("TLS key/cert (--cert-file, --key-file) must be provided"));
+        let refused = with(&["--auto-tls"]).config().unwrap_err();
+        assert!(refused.starts_with("cannot listen on TLS for 127.0.0.1:2380"));
+        assert!(serve(&["--client-cert-auth=maybe"]).is_err());
+    }
+
     #[test]
     fn durations_read_as_go_writes_them() {
         let ok = |text| parse_duration(text).ok();
