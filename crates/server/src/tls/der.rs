@@ -109,24 +109,32 @@ mod tests {
         }
     }
 
+    /// A DER element: `tag`, the length (long form from 128 bytes, or when `long`), the
+    /// contents.
+    fn tlv(tag: u8, contents: &[u8], long: bool) -> Vec<u8> {
+        let length = u8::try_from(contents.len()).unwrap();
+        let mut bytes = match long || length >= 0x80 {
+            true => vec![tag, 0x81, length],
+            false => vec![tag, length],
+        };
+        bytes.extend_from_slice(contents);
+        bytes
+    }
+
     #[test]
     fn lengths_in_long_form_and_bmp_strings_read() {
         // SEQUENCE { SEQUENCE { INTEGER 1, SEQ{}, SEQ{}, SEQ{}, subject } }, with the
-        // subject's CN a BMPString and the outer length in long form.
-        let atv = [&[
-            0x06, 0x03, 0x55, 0x04, 0x03, 0x1e, 0x04, 0x00, b'h', 0x00, b'i',
-        ][..]]
-        .concat();
-        let atv = [&[0x30, atv.len() as u8][..], &atv].concat();
-        let set = [&[0x31, atv.len() as u8][..], &atv].concat();
-        let subject = [&[0x30, set.len() as u8][..], &set].concat();
-        let fields = [
-            &[0x02, 0x01, 0x01, 0x30, 0x00, 0x30, 0x00, 0x30, 0x00][..],
-            &subject,
-        ]
-        .concat();
-        let tbs = [&[0x30, 0x81, fields.len() as u8][..], &fields].concat();
-        let certificate = [&[0x30, 0x81, tbs.len() as u8][..], &tbs].concat();
+        // subject's CN a BMPString and the outer lengths in long form.
+        let name = tlv(0x1e, &[0x00, b'h', 0x00, b'i'], false);
+        let atv = tlv(
+            SEQUENCE,
+            &[&tlv(OID, &COMMON_NAME, false)[..], &name].concat(),
+            false,
+        );
+        let subject = tlv(SEQUENCE, &tlv(SET, &atv, false), false);
+        let skipped = [0x02, 0x01, 0x01, 0x30, 0x00, 0x30, 0x00, 0x30, 0x00];
+        let tbs = tlv(SEQUENCE, &[&skipped[..], &subject].concat(), true);
+        let certificate = tlv(SEQUENCE, &tbs, true);
         assert_eq!(common_name(&certificate).as_deref(), Some("hi"));
         assert_eq!(common_name(&certificate[..certificate.len() - 1]), None);
     }

@@ -106,11 +106,12 @@ impl<T> Reloading<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     /// A value built from the text of one file, refusing files that say "bad".
-    fn reading(path: &PathBuf, interval: Duration) -> Result<Reloading<String>, String> {
-        let file = path.clone();
-        Reloading::new("test", vec![path.clone()], interval, move || {
+    fn reading(path: &Path, interval: Duration) -> Result<Reloading<String>, String> {
+        let file = path.to_path_buf();
+        Reloading::new("test", vec![path.to_path_buf()], interval, move || {
             let text = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
             match text.as_str() {
                 "bad" => Err("bad contents".into()),
@@ -127,7 +128,7 @@ mod tests {
     }
 
     /// Replaces `path` the way rotations do: a new file renamed over the old one.
-    fn replace(path: &PathBuf, text: &str) {
+    fn replace(path: &Path, text: &str) {
         let next = path.with_extension("next");
         std::fs::write(&next, text).unwrap();
         std::fs::rename(&next, path).unwrap();
