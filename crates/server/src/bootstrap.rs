@@ -14,7 +14,6 @@
 //! to a temporary file, synced and renamed into place.
 
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,11 +21,12 @@ use std::time::{Duration, Instant};
 use paxos::multi::Members;
 use paxos::NodeId;
 use prost::Message as _;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::config::{parse_url, ClusterState, Config, Member};
+use crate::config::{parse_endpoint, ClusterState, Config, Endpoint, Member};
 use crate::proto::synodpb::{self as pb, join_answer::Answer};
+use crate::tls::TlsClient;
+use crate::transport::PeerStream;
 use crate::wire;
 
 /// What a member starts from.
@@ -51,15 +51,20 @@ const JOIN_PATIENCE: Duration = Duration::from_secs(30);
 const ANSWER_BYTES_MAX: usize = 1 << 20;
 
 /// What the member whose data lives in `dir` starts from: the record there, or a new one
-/// from `config` (asking the cluster, to join one), recorded before it is returned.
-pub async fn resolve(config: &Config, dir: &Path) -> Result<Bootstrap, String> {
+/// from `config` (asking the cluster, to join one, through `tls` where peer URLs are
+/// `https`), recorded before it is returned.
+pub async fn resolve(
+    config: &Config,
+    dir: &Path,
+    tls: Option<Arc<TlsClient>>,
+) -> Result<Bootstrap, String> {
     if let Some(recorded) = load(dir)? {
         return Ok(recorded);
     }
     // Data from before the record existed belongs to the cluster the flags describe.
     let has_data = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
     let fresh = match config.cluster_state {
-        ClusterState::Existing if !has_data => ask_to_join(config).await?,
+        ClusterState::Existing if !has_data => ask_to_join(config, tls.as_deref()).await?,
         _ => from_flags(config)?,
     };
     save(dir, &fresh)?;
@@ -158,7 +163,7 @@ pub fn decode(record: pb::Bootstrap) -> Option<Bootstrap> {
 
 /// Asks the other members of `--initial-cluster`, in turn, who this member is, until one
 /// answers or [`JOIN_PATIENCE`] runs out.
-async fn ask_to_join(config: &Config) -> Result<Bootstrap, String> {
+async fn ask_to_join(config: &Config, tls: Option<&TlsClient>) -> Result<Bootstrap, String> {
     let me = config.me().map_err(|e| e.to_string())?;
     let others: Vec<&Member> = config
         .members
@@ -179,8 +184,8 @@ async fn ask_to_join(config: &Config) -> Result<Bootstrap, String> {
     let mut last = String::from("no member answered");
     loop {
         for member in &others {
-            let addr = parse_url(&member.peer_url).map_err(|e| e.to_string())?;
-            match ask(addr, &request).await {
+            let endpoint = parse_endpoint(&member.peer_url).map_err(|e| e.to_string())?;
+            match ask(&endpoint, tls, &request).await {
                 Ok(Answer::Bootstrap(record)) => {
                     let mut bootstrap = decode(record)
                         .ok_or_else(|| format!("{} answered with a damaged record", member.name))?;
@@ -202,21 +207,36 @@ async fn ask_to_join(config: &Config) -> Result<Bootstrap, String> {
     }
 }
 
-async fn ask(addr: SocketAddr, request: &pb::JoinRequest) -> Result<Answer, String> {
+async fn ask(
+    endpoint: &Endpoint,
+    tls: Option<&TlsClient>,
+    request: &pb::JoinRequest,
+) -> Result<Answer, String> {
     let exchange = async {
-        let mut stream = TcpStream::connect(addr).await?;
-        let mut frame = Vec::new();
-        wire::frame(&mut frame, |out| wire::encode_join(request, out));
-        stream.write_all(&frame).await?;
-        let body = crate::transport::read_frame(&mut stream, ANSWER_BYTES_MAX).await?;
-        pb::JoinAnswer::decode(&body[..])
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        match crate::transport::dial_peer(endpoint, tls).await? {
+            PeerStream::Plain(tcp) => exchange(tcp, request).await,
+            PeerStream::Tls(tls) => exchange(*tls, request).await,
+        }
     };
     let answer = tokio::time::timeout(Duration::from_secs(5), exchange)
         .await
         .map_err(|_| "no answer within 5 s".to_string())?
         .map_err(|e| e.to_string())?;
     answer.answer.ok_or_else(|| "an empty answer".to_string())
+}
+
+/// Sends the join request on `stream` and reads the answer.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    request: &pb::JoinRequest,
+) -> std::io::Result<pb::JoinAnswer> {
+    let mut frame = Vec::new();
+    wire::frame(&mut frame, |out| wire::encode_join(request, out));
+    stream.write_all(&frame).await?;
+    stream.flush().await?;
+    let body = crate::transport::read_frame(&mut stream, ANSWER_BYTES_MAX).await?;
+    pb::JoinAnswer::decode(&body[..])
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 #[cfg(test)]

@@ -9,7 +9,10 @@
 //! clients, by perf (issue 8).
 //!
 //! A connection that does not open with HTTP/2's preface is HTTP/1.1 ([`crate::http_api`]:
-//! `/health`, `/metrics`, …), as etcd serves both on one port.
+//! `/health`, `/metrics`, …), as etcd serves both on one port. Over TLS (an `https`
+//! client URL), ALPN says which (`h2` or `http/1.1`), and the first bytes when the client
+//! offered none. A request over HTTP/2 that is not gRPC (`curl --http2 …/health`) goes to
+//! the same HTTP API, as etcd routes by content type.
 //!
 //! Every other call (Watch, the Lease calls, Maintenance, Cluster, Lock, Election, Health),
 //! and KV calls this path does not take (compressed, or not plain `application/grpc`), go
@@ -30,6 +33,7 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use http_body::{Body, Frame};
 use prost::Message;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -43,6 +47,7 @@ use crate::api::kv::KvService;
 use crate::http_api::HttpApi;
 use crate::metrics::CallCounters;
 use crate::proto::etcdserverpb as pb;
+use crate::tls::{self, ClientCertificate, TlsServer};
 
 /// The gRPC prefix of a message: a compression flag byte, then its length (big endian).
 const PREFIX: usize = 5;
@@ -116,6 +121,13 @@ impl KvCall {
     }
 }
 
+/// Whether a request over HTTP/2 is gRPC (to the services) rather than HTTP (to the
+/// HTTP API): etcd tells them by the content type alone.
+fn is_grpc(headers: &HeaderMap) -> bool {
+    let content_type = headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes);
+    content_type.is_some_and(|t| t.windows(16).any(|w| w == b"application/grpc"))
+}
+
 /// gRPC with protobuf messages and no compression.
 fn plain_grpc(headers: &HeaderMap) -> bool {
     let grpc = headers
@@ -145,13 +157,18 @@ fn http2() -> h2::server::Builder {
     builder
 }
 
-/// Serves `listener` until `stop` turns true (or its sender is gone), then lets open
-/// connections finish their calls (a GOAWAY tells clients to go elsewhere). Dropping the
-/// future closes them all.
-pub async fn serve(listener: TcpListener, port: ClientPort, stop: watch::Receiver<bool>) {
+/// Serves `listener` (over TLS with `tls`) until `stop` turns true (or its sender is
+/// gone), then lets open connections finish their calls (a GOAWAY tells clients to go
+/// elsewhere). Dropping the future closes them all.
+pub async fn serve(
+    listener: TcpListener,
+    port: ClientPort,
+    tls: Option<Arc<TlsServer>>,
+    stop: watch::Receiver<bool>,
+) {
     let port = Arc::new(port);
     accept_until_stopped(listener, stop, "client port", |tcp, stop| {
-        port.clone().accepted(tcp, stop)
+        port.clone().accepted(tcp, tls.clone(), stop)
     })
     .await;
 }
@@ -189,27 +206,23 @@ pub async fn accept_until_stopped<F>(
     while connections.join_next().await.is_some() {}
 }
 
-/// Whether the client's first bytes are HTTP/2's preface (None: it closed first). Peeks,
-/// so whichever protocol serves the connection reads them again.
-async fn opens_with_http2(tcp: &TcpStream) -> Option<bool> {
+/// Reads the client's first bytes: whether they are HTTP/2's preface, and the stream with
+/// them put back, for whichever protocol serves it to read again (None: it closed first,
+/// or sent one byte and no second in time).
+async fn opens_with_http2<S: AsyncRead + Unpin>(mut stream: S) -> Option<(bool, Prefixed<S>)> {
     let mut first = [0u8; 2];
-    let mut pause = Duration::from_millis(1);
-    let give_up = tokio::time::Instant::now() + FIRST_BYTES_WAIT;
-    loop {
-        let n = tcp.peek(&mut first).await.ok()?;
-        match n {
-            0 => return None,
-            n if first[..n] != PREFACE[..n] => return Some(false),
-            n if n == PREFACE.len() => return Some(true),
-            // One byte so far: the next normally comes with it; a client that sends
-            // one byte and stops is polled less and less, then dropped.
-            _ if tokio::time::Instant::now() >= give_up => return None,
-            _ => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(100));
-            }
-        }
+    let mut n = stream.read(&mut first).await.ok()?;
+    if n == 1 && first[0] == PREFACE[0] {
+        // The next byte normally comes with the first; a client that sends one and stops
+        // is dropped after a while.
+        let next = tokio::time::timeout(FIRST_BYTES_WAIT, stream.read(&mut first[1..]));
+        n += next.await.ok()?.ok()?;
     }
+    if n == 0 || (n == 1 && first[0] == PREFACE[0]) {
+        return None;
+    }
+    let http2 = first[..n] == *PREFACE;
+    Some((http2, Prefixed::new(&first[..n], stream)))
 }
 
 /// How long a connection may take to send its first two bytes once it sent one.
@@ -223,22 +236,70 @@ type Call = Pin<Box<dyn Future<Output = ()> + Send>>;
 const PREFACE: &[u8] = b"PR";
 
 impl ClientPort {
-    /// Serves a new connection as HTTP/2 (gRPC) or HTTP/1.1, by its first bytes.
-    async fn accepted(self: Arc<Self>, tcp: TcpStream, stop: watch::Receiver<bool>) {
-        match opens_with_http2(&tcp).await {
-            Some(true) => self.connection(tcp, stop).await,
-            Some(false) => self.http.clone().connection(tcp, stop).await,
-            None => {}
-        }
-    }
-
-    /// Serves one connection until the client closes it, or it has drained after `stop`.
-    async fn connection(self: Arc<Self>, tcp: TcpStream, mut stop: watch::Receiver<bool>) {
+    /// Serves a new connection as HTTP/2 (gRPC) or HTTP/1.1: by ALPN over TLS, by its
+    /// first bytes otherwise.
+    async fn accepted(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        tls: Option<Arc<TlsServer>>,
+        stop: watch::Receiver<bool>,
+    ) {
         // Small answers must not wait for the client's delayed ACK (Nagle).
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!("client port: TCP_NODELAY: {e}");
         }
-        let mut connection = match http2().handshake::<_, Bytes>(tcp).await {
+        let Some(tls) = tls else {
+            return self.sniffed(tcp, None, stop).await;
+        };
+        let Some(stream) = tls.admit(tcp, "client port").await else {
+            return;
+        };
+        let certificate = tls::client_certificate(&stream);
+        match tls::negotiated(&stream) {
+            Some(b"h2") => {
+                let stream = Prefixed::new(&[], stream);
+                self.connection(stream, certificate, stop).await;
+            }
+            Some(_) => {
+                self.http
+                    .clone()
+                    .connection(stream, certificate, stop)
+                    .await
+            }
+            None => self.sniffed(stream, certificate, stop).await,
+        }
+    }
+
+    /// Serves a connection as HTTP/2 or HTTP/1.1 by its first bytes.
+    async fn sniffed<S>(
+        self: Arc<Self>,
+        stream: S,
+        certificate: Option<ClientCertificate>,
+        stop: watch::Receiver<bool>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        match opens_with_http2(stream).await {
+            Some((true, stream)) => self.connection(stream, certificate, stop).await,
+            Some((false, stream)) => {
+                let http = self.http.clone();
+                http.connection(stream, certificate, stop).await;
+            }
+            None => {}
+        }
+    }
+
+    /// Serves one HTTP/2 connection until the client closes it, or it has drained after
+    /// `stop`. Every request carries the client's verified `certificate`, if any.
+    async fn connection<S>(
+        self: Arc<Self>,
+        stream: Prefixed<S>,
+        certificate: Option<ClientCertificate>,
+        mut stop: watch::Receiver<bool>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut connection = match http2().handshake::<_, Bytes>(stream).await {
             Ok(connection) => connection,
             Err(e) => {
                 tracing::debug!("client port: HTTP/2 handshake failed: {e}");
@@ -260,19 +321,27 @@ impl ClientPort {
             // queue go out together, in one write, when the connection is next polled.
             loop {
                 match connection.poll_accept(cx) {
-                    Poll::Ready(Some(Ok((request, respond)))) => match KvCall::of(&request) {
-                        Some(call) => {
-                            calls.push(Box::pin(self.clone().unary(call, request, respond)));
+                    Poll::Ready(Some(Ok((mut request, respond)))) => {
+                        if let Some(certificate) = &certificate {
+                            request.extensions_mut().insert(certificate.clone());
                         }
-                        None => {
-                            let counters = self.http.metrics.call(request.uri().path());
-                            let routes = self.routes.clone();
-                            bridged.spawn(async move {
-                                counters.started();
-                                counters.handled(bridge(routes, request, respond).await);
-                            });
+                        match KvCall::of(&request) {
+                            Some(call) => {
+                                calls.push(Box::pin(self.clone().unary(call, request, respond)));
+                            }
+                            None if is_grpc(request.headers()) => {
+                                let counters = self.http.metrics.call(request.uri().path());
+                                let routes = self.routes.clone();
+                                bridged.spawn(async move {
+                                    counters.started();
+                                    counters.handled(bridge(routes, request, respond).await);
+                                });
+                            }
+                            None => {
+                                bridged.spawn(http_over_h2(self.http.clone(), request, respond));
+                            }
                         }
-                    },
+                    }
                     Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
                     Poll::Ready(None) => return Poll::Ready(Ok(())),
                     Poll::Pending => break,
@@ -303,7 +372,8 @@ impl ClientPort {
         let deadline = grpc_timeout(request.headers());
         let counters = &self.kv_calls[call as usize];
         counters.started();
-        let caller = self.kv.0.caller(request.headers());
+        let certificate = request.extensions().get::<ClientCertificate>();
+        let caller = self.kv.0.caller(request.headers(), certificate);
         let answer = async {
             let caller = caller?;
             self.answer(call, request.into_body(), caller).await
@@ -536,6 +606,29 @@ fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
     })
 }
 
+/// Answers an HTTP request that came over HTTP/2 (not gRPC) as the HTTP API answers it
+/// over HTTP/1.1.
+async fn http_over_h2(
+    http: Arc<HttpApi>,
+    request: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+) {
+    let request = request.map(|stream| IncomingBody {
+        stream,
+        data_done: false,
+    });
+    let (head, body) = http.answer(request).await.into_parts();
+    let end = body.is_end_stream();
+    let sent = match respond.send_response(Response::from_parts(head, ()), end) {
+        Ok(stream) if !end => pump(tonic::body::Body::new(body), stream).await.map(drop),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = sent {
+        tracing::debug!("client port: HTTP answer over HTTP/2 not sent: {e}");
+    }
+}
+
 /// Runs one call through tonic's router and streams its answer back; returns how it
 /// ended (a client that went away: cancelled).
 async fn bridge(
@@ -689,6 +782,67 @@ impl Body for IncomingBody {
     }
 }
 
+/// A stream whose first bytes, already read, are read again.
+#[derive(Debug)]
+struct Prefixed<S> {
+    first: Bytes,
+    stream: S,
+}
+
+impl<S> Prefixed<S> {
+    fn new(first: &[u8], stream: S) -> Prefixed<S> {
+        Prefixed {
+            first: Bytes::copy_from_slice(first),
+            stream,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.first.is_empty() {
+            return Pin::new(&mut self.stream).poll_read(cx, buf);
+        }
+        let n = self.first.len().min(buf.remaining());
+        buf.put_slice(&self.first.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, bytes)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -724,7 +878,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = watch::channel(false);
-        let served = tokio::spawn(serve(listener, port, stopped));
+        let served = tokio::spawn(serve(listener, port, None, stopped));
         (address, core, stop, served)
     }
 
@@ -1119,7 +1273,8 @@ mod tests {
                 client.shutdown().await.unwrap();
                 client
             });
-            assert_eq!(opens_with_http2(&server).await, expected, "{sent:?}");
+            let sniffed = opens_with_http2(server).await.map(|(http2, _)| http2);
+            assert_eq!(sniffed, expected, "{sent:?}");
             drop(writing.await.unwrap());
         }
     }

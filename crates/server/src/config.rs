@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::limits::REQUEST_BYTES_CEILING;
+use crate::tls::{End, TlsInfo};
 use paxos::{NodeId, QuorumSpec};
 
 /// One member of the initial cluster.
@@ -38,11 +39,11 @@ pub struct Config {
     /// Where its log, snapshots and identity live.
     pub data_dir: PathBuf,
     /// Where it serves clients.
-    pub listen_client: Vec<SocketAddr>,
+    pub listen_client: Vec<Endpoint>,
     /// The client URLs it advertises.
     pub advertise_client_urls: Vec<String>,
     /// Where it accepts peers.
-    pub listen_peer: SocketAddr,
+    pub listen_peer: Endpoint,
     /// Every member of the cluster, sorted by id.
     pub members: Vec<Member>,
     /// The cluster's id (a hash of the token and the member ids).
@@ -61,8 +62,9 @@ pub struct Config {
     pub quorum: QuorumSpec,
     /// Take a snapshot and release the log after this many applied entries.
     pub snapshot_entries: u64,
-    /// Where it serves HTTP alone (`/metrics`, `/health`, …), besides the client URLs.
-    pub listen_metrics: Vec<SocketAddr>,
+    /// Where it serves HTTP alone (`/metrics`, `/health`, …), besides the client URLs
+    /// (over TLS with the clients' certificate where the URL is `https`).
+    pub listen_metrics: Vec<Endpoint>,
     /// The etcd version it reports (Status, `/version`, `/metrics`): clients such as
     /// Kubernetes turn features on by it.
     pub etcd_version: String,
@@ -73,6 +75,10 @@ pub struct Config {
     pub io_uring: bool,
     /// Tokens and password hashing (`--auth-token`, `--auth-token-ttl`, `--bcrypt-cost`).
     pub auth: AuthConfig,
+    /// TLS towards clients (`--cert-file`, …), on the `https` client and metrics URLs.
+    pub client_tls: TlsInfo,
+    /// TLS between members (`--peer-cert-file`, …), on `https` peer URLs.
+    pub peer_tls: TlsInfo,
 }
 
 /// How clients are authenticated once auth is enabled.
@@ -104,6 +110,35 @@ pub fn parse_auth_token(text: &str) -> Result<(), ConfigError> {
         _ => Err(ConfigError(format!(
             "--auth-token {text:?}: unknown token kind (expected simple)"
         ))),
+    }
+}
+
+/// A URL flag's address, and whether it is served (or dialed) over TLS: `https://`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The socket address.
+    pub addr: SocketAddr,
+    /// The host as the URL names it (an IP address or `localhost`): the name a dialer
+    /// checks the server's certificate against.
+    pub host: String,
+    /// `https://`.
+    pub tls: bool,
+}
+
+impl Endpoint {
+    /// A plain (`http://`) endpoint at `addr`.
+    pub fn plain(addr: SocketAddr) -> Endpoint {
+        Endpoint {
+            addr,
+            host: addr.ip().to_string(),
+            tls: false,
+        }
+    }
+
+    /// The URL it was given as.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 }
 
@@ -180,25 +215,40 @@ pub fn parse_initial_cluster(text: &str, token: &str) -> Result<(Vec<Member>, u6
 /// Parses `http://host:port` (or `host:port`) into a socket address. Host names other
 /// than `localhost` are not resolved: members listen on addresses.
 pub fn parse_url(url: &str) -> Result<SocketAddr, ConfigError> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .unwrap_or(url);
+    parse_endpoint(url).map(|endpoint| endpoint.addr)
+}
+
+/// Parses `http://host:port`, `https://host:port` or `host:port` (plain).
+pub fn parse_endpoint(url: &str) -> Result<Endpoint, ConfigError> {
+    let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => (false, url),
+    };
     let rest = rest.trim_end_matches('/');
-    let rest = rest.replacen("localhost:", "127.0.0.1:", 1);
-    rest.parse().or_else(|_| {
-        err(format!(
+    let host = match rest.rsplit_once(':') {
+        Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']'),
+        None => rest,
+    };
+    let address = rest.replacen("localhost:", "127.0.0.1:", 1);
+    match address.parse() {
+        Ok(addr) => Ok(Endpoint {
+            addr,
+            host: host.to_string(),
+            tls,
+        }),
+        Err(_) => err(format!(
             "{url:?} is not an address URL like http://127.0.0.1:2379"
-        ))
-    })
+        )),
+    }
 }
 
 /// Parses a comma-separated URL list.
-pub fn parse_urls(text: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+pub fn parse_urls(text: &str) -> Result<Vec<Endpoint>, ConfigError> {
     text.split(',')
         .map(str::trim)
         .filter(|u| !u.is_empty())
-        .map(parse_url)
+        .map(parse_endpoint)
         .collect()
 }
 
@@ -228,6 +278,52 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Refuses TLS flags that cannot work: an `https` URL with no certificate to serve it
+    /// (etcd's messages), a certificate without its key.
+    pub fn check_tls(&self) -> Result<(), ConfigError> {
+        self.client_tls.check(End::Client).map_err(ConfigError)?;
+        self.peer_tls.check(End::Peer).map_err(ConfigError)?;
+        let served = self.listen_client.iter().chain(&self.listen_metrics);
+        if let Some(url) = served
+            .filter(|e| e.tls)
+            .find(|_| !self.client_tls.can_serve())
+        {
+            return err(format!(
+                "TLS key/cert (--cert-file, --key-file) must be provided for client url {} with HTTPS scheme",
+                url.url()
+            ));
+        }
+        if self.listen_peer.tls && !self.peer_tls.can_serve() {
+            return err(format!(
+                "cannot listen on TLS for {}: KeyFile and CertFile are not presented (--peer-cert-file and --peer-key-file, or --peer-auto-tls)",
+                self.listen_peer.addr
+            ));
+        }
+        Ok(())
+    }
+
+    /// The hosts this member's `end` answers at: the names an `--auto-tls` certificate
+    /// is made for.
+    pub fn hosts(&self, end: End) -> Vec<String> {
+        let mut hosts: Vec<String> = match end {
+            End::Client => (self.listen_client.iter())
+                .map(|e| e.host.clone())
+                .chain(
+                    self.advertise_client_urls
+                        .iter()
+                        .filter_map(|url| parse_endpoint(url).ok().map(|e| e.host)),
+                )
+                .collect(),
+            End::Peer => (self.members.iter().filter(|m| m.name == self.name))
+                .filter_map(|m| parse_endpoint(&m.peer_url).ok().map(|e| e.host))
+                .chain([self.listen_peer.host.clone()])
+                .collect(),
+        };
+        hosts.sort();
+        hosts.dedup();
+        hosts
     }
 
     /// Engine ticks per election timeout (one tick per heartbeat interval).
@@ -275,6 +371,88 @@ mod tests {
         assert_eq!(
             parse_url("http://localhost:2379").unwrap(),
             "127.0.0.1:2379".parse().unwrap()
+        );
+    }
+
+    fn member_listening_on(client: &str, peer: &str) -> Config {
+        let (members, cluster_id) = parse_initial_cluster(&format!("s1={peer}"), "t").unwrap();
+        Config {
+            name: "s1".into(),
+            data_dir: PathBuf::from("unused"),
+            listen_client: parse_urls(client).unwrap(),
+            advertise_client_urls: vec![client.to_string()],
+            listen_peer: parse_endpoint(peer).unwrap(),
+            members,
+            cluster_id,
+            cluster_state: ClusterState::New,
+            heartbeat: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(1000),
+            max_request_bytes: 1 << 20,
+            quota_backend_bytes: 1 << 30,
+            quorum: QuorumSpec::Majority,
+            snapshot_entries: 100,
+            listen_metrics: Vec::new(),
+            etcd_version: ETCD_VERSION_DEFAULT.into(),
+            watch_progress_notify_interval: WATCH_PROGRESS_NOTIFY_DEFAULT,
+            io_uring: false,
+            auth: AuthConfig::default(),
+            client_tls: TlsInfo::default(),
+            peer_tls: TlsInfo::default(),
+        }
+    }
+
+    #[test]
+    fn an_https_url_without_a_certificate_is_refused_with_etcds_message() {
+        let plain = member_listening_on("http://127.0.0.1:2379", "http://127.0.0.1:2380");
+        assert_eq!(plain.check_tls(), Ok(()));
+        let mut client = member_listening_on("https://127.0.0.1:2379", "http://127.0.0.1:2380");
+        assert_eq!(
+            client.check_tls().unwrap_err().0,
+            "TLS key/cert (--cert-file, --key-file) must be provided for client url \
+             https://127.0.0.1:2379 with HTTPS scheme"
+        );
+        client.client_tls.auto_tls = true;
+        assert_eq!(client.check_tls(), Ok(()));
+        let mut metrics = plain.clone();
+        metrics.listen_metrics = parse_urls("https://127.0.0.1:9000").unwrap();
+        assert!(metrics
+            .check_tls()
+            .unwrap_err()
+            .0
+            .contains("client url https://127.0.0.1:9000"));
+        let mut peer = member_listening_on("http://127.0.0.1:2379", "https://127.0.0.1:2380");
+        assert!(peer.check_tls().unwrap_err().0.starts_with(
+            "cannot listen on TLS for 127.0.0.1:2380: KeyFile and CertFile are not presented"
+        ));
+        peer.peer_tls.cert_file = Some("peer.pem".into());
+        peer.peer_tls.key_file = Some("peer-key.pem".into());
+        assert_eq!(peer.check_tls(), Ok(()));
+        assert_eq!(peer.hosts(End::Peer), ["127.0.0.1"]);
+    }
+
+    #[test]
+    fn https_urls_are_tls_endpoints_and_keep_their_host_for_verification() {
+        let tls = parse_endpoint("https://localhost:2379/").unwrap();
+        assert_eq!(
+            (tls.addr, tls.host.as_str(), tls.tls),
+            ("127.0.0.1:2379".parse().unwrap(), "localhost", true)
+        );
+        let plain = parse_endpoint("http://127.0.0.1:2380").unwrap();
+        assert_eq!((plain.host.as_str(), plain.tls), ("127.0.0.1", false));
+        assert!(!parse_endpoint("127.0.0.1:2380").unwrap().tls);
+        let v6 = parse_endpoint("https://[::1]:2379").unwrap();
+        assert_eq!(
+            (v6.host.as_str(), v6.url()),
+            ("::1", "https://[::1]:2379".to_string())
+        );
+        assert!(parse_endpoint("https://example.com:2379").is_err());
+        assert_eq!(
+            parse_urls("https://127.0.0.1:1, http://127.0.0.1:2")
+                .unwrap()
+                .iter()
+                .map(|e| e.tls)
+                .collect::<Vec<_>>(),
+            [true, false]
         );
     }
 }

@@ -29,6 +29,7 @@ use tonic::{Code, Status};
 
 use crate::proto::etcdserverpb as pb;
 use crate::proto::{v3electionpb as election, v3lockpb as lock};
+use crate::tls::ClientCertificate;
 
 /// An HTTP answer of the gateway.
 pub type Answer = Response<BoxBody<Bytes, Infallible>>;
@@ -86,7 +87,7 @@ macro_rules! route {
     };
 }
 
-/// Every path etcd 3.4's gateway serves, but authentication's.
+/// Every path etcd's gateway serves (3.4's, and 3.5's `/v3/auth/status`).
 const ROUTES: &[Route] = &[
     route!(
         "/v3/kv/range",
@@ -313,7 +314,152 @@ const ROUTES: &[Route] = &[
         election::ResignRequest,
         election::ResignResponse
     ),
+    route!(
+        "/v3/auth/enable",
+        "/etcdserverpb.Auth/AuthEnable",
+        Unary,
+        pb::AuthEnableRequest,
+        pb::AuthEnableResponse
+    ),
+    route!(
+        "/v3/auth/disable",
+        "/etcdserverpb.Auth/AuthDisable",
+        Unary,
+        pb::AuthDisableRequest,
+        pb::AuthDisableResponse
+    ),
+    route!(
+        "/v3/auth/status",
+        "/etcdserverpb.Auth/AuthStatus",
+        Unary,
+        pb::AuthStatusRequest,
+        pb::AuthStatusResponse
+    ),
+    route!(
+        "/v3/auth/authenticate",
+        "/etcdserverpb.Auth/Authenticate",
+        Unary,
+        pb::AuthenticateRequest,
+        pb::AuthenticateResponse
+    ),
+    route!(
+        "/v3/auth/user/add",
+        "/etcdserverpb.Auth/UserAdd",
+        Unary,
+        pb::AuthUserAddRequest,
+        pb::AuthUserAddResponse
+    ),
+    route!(
+        "/v3/auth/user/get",
+        "/etcdserverpb.Auth/UserGet",
+        Unary,
+        pb::AuthUserGetRequest,
+        pb::AuthUserGetResponse
+    ),
+    route!(
+        "/v3/auth/user/list",
+        "/etcdserverpb.Auth/UserList",
+        Unary,
+        pb::AuthUserListRequest,
+        pb::AuthUserListResponse
+    ),
+    route!(
+        "/v3/auth/user/delete",
+        "/etcdserverpb.Auth/UserDelete",
+        Unary,
+        pb::AuthUserDeleteRequest,
+        pb::AuthUserDeleteResponse
+    ),
+    route!(
+        "/v3/auth/user/changepw",
+        "/etcdserverpb.Auth/UserChangePassword",
+        Unary,
+        pb::AuthUserChangePasswordRequest,
+        pb::AuthUserChangePasswordResponse
+    ),
+    route!(
+        "/v3/auth/user/grant",
+        "/etcdserverpb.Auth/UserGrantRole",
+        Unary,
+        pb::AuthUserGrantRoleRequest,
+        pb::AuthUserGrantRoleResponse
+    ),
+    route!(
+        "/v3/auth/user/revoke",
+        "/etcdserverpb.Auth/UserRevokeRole",
+        Unary,
+        pb::AuthUserRevokeRoleRequest,
+        pb::AuthUserRevokeRoleResponse
+    ),
+    route!(
+        "/v3/auth/role/add",
+        "/etcdserverpb.Auth/RoleAdd",
+        Unary,
+        pb::AuthRoleAddRequest,
+        pb::AuthRoleAddResponse
+    ),
+    route!(
+        "/v3/auth/role/get",
+        "/etcdserverpb.Auth/RoleGet",
+        Unary,
+        pb::AuthRoleGetRequest,
+        pb::AuthRoleGetResponse
+    ),
+    route!(
+        "/v3/auth/role/list",
+        "/etcdserverpb.Auth/RoleList",
+        Unary,
+        pb::AuthRoleListRequest,
+        pb::AuthRoleListResponse
+    ),
+    route!(
+        "/v3/auth/role/delete",
+        "/etcdserverpb.Auth/RoleDelete",
+        Unary,
+        pb::AuthRoleDeleteRequest,
+        pb::AuthRoleDeleteResponse
+    ),
+    route!(
+        "/v3/auth/role/grant",
+        "/etcdserverpb.Auth/RoleGrantPermission",
+        Unary,
+        pb::AuthRoleGrantPermissionRequest,
+        pb::AuthRoleGrantPermissionResponse
+    ),
+    route!(
+        "/v3/auth/role/revoke",
+        "/etcdserverpb.Auth/RoleRevokePermission",
+        Unary,
+        pb::AuthRoleRevokePermissionRequest,
+        pb::AuthRoleRevokePermissionResponse
+    ),
 ];
+
+/// Who sent a gateway request: its `Authorization` header (a token, as etcd's gateway
+/// takes it) and the connection's verified client certificate, passed on to the call.
+#[derive(Debug, Default)]
+struct Sender {
+    authorization: Option<HeaderValue>,
+    certificate: Option<ClientCertificate>,
+}
+
+impl Sender {
+    fn of<B>(request: &Request<B>) -> Sender {
+        Sender {
+            authorization: request.headers().get(http::header::AUTHORIZATION).cloned(),
+            certificate: request.extensions().get::<ClientCertificate>().cloned(),
+        }
+    }
+
+    fn attach<B>(self, grpc: &mut Request<B>) {
+        if let Some(token) = self.authorization {
+            grpc.headers_mut().insert("authorization", token);
+        }
+        if let Some(certificate) = self.certificate {
+            grpc.extensions_mut().insert(certificate);
+        }
+    }
+}
 
 /// Whether `path` is the gateway's.
 pub fn serves(path: &str) -> bool {
@@ -346,6 +492,7 @@ impl Gateway {
         if request.method() != Method::POST {
             return plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
         }
+        let sender = Sender::of(&request);
         let body = match read_body(request.into_body(), self.max_body).await {
             Ok(body) => body,
             Err(status) => return failure(&status),
@@ -355,8 +502,8 @@ impl Gateway {
             Err(why) => return failure(&Status::invalid_argument(why)),
         };
         match route.kind {
-            Kind::Unary => self.unary(route, frames).await,
-            _ => self.streaming(route, frames).await,
+            Kind::Unary => self.unary(route, frames, sender).await,
+            _ => self.streaming(route, frames, sender).await,
         }
     }
 
@@ -364,8 +511,10 @@ impl Gateway {
         &self,
         route: Route,
         body: BoxBody<Bytes, Infallible>,
+        sender: Sender,
     ) -> Result<Response<tonic::body::Body>, Status> {
         let mut grpc = Request::new(body);
+        sender.attach(&mut grpc);
         *grpc.method_mut() = Method::POST;
         *grpc.uri_mut() = http::Uri::from_static(route.grpc);
         let headers = grpc.headers_mut();
@@ -383,8 +532,8 @@ impl Gateway {
             .map_err(|e| Status::internal(format!("{e:?}")))
     }
 
-    async fn unary(&self, route: Route, frames: Bytes) -> Answer {
-        let answer = match self.call(route, Full::new(frames).boxed()).await {
+    async fn unary(&self, route: Route, frames: Bytes, sender: Sender) -> Answer {
+        let answer = match self.call(route, Full::new(frames).boxed(), sender).await {
             Ok(answer) => answer,
             Err(status) => return failure(&status),
         };
@@ -417,8 +566,8 @@ impl Gateway {
         }
     }
 
-    async fn streaming(&self, route: Route, frames: Bytes) -> Answer {
-        let answer = match self.call(route, Full::new(frames).boxed()).await {
+    async fn streaming(&self, route: Route, frames: Bytes, sender: Sender) -> Answer {
+        let answer = match self.call(route, Full::new(frames).boxed(), sender).await {
             Ok(answer) => answer,
             Err(status) => return failure(&status),
         };

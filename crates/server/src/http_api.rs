@@ -1,4 +1,5 @@
-//! HTTP/1.1 on the client port (and on `--listen-metrics-urls`): the endpoints probes,
+//! HTTP/1.1 on the client port (and on `--listen-metrics-urls`; over TLS on `https`
+//! URLs, and HTTP/2 requests that are not gRPC on the client port): the endpoints probes,
 //! scrapers and scripts built for etcd use. `/health` (etcd's JSON, with 3.5's `reason`),
 //! `/livez` and `/readyz` (etcd 3.5.11's named checks), `/version`, `/metrics`.
 //!
@@ -15,13 +16,15 @@ use http::header::{HeaderValue, ALLOW};
 use http::{Method, Request, StatusCode};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::Handle;
 use crate::gateway::{self, respond, Gateway};
 use crate::metrics::{self, Metrics};
 use crate::proto::etcdserverpb::AlarmType;
+use crate::tls::{ClientCertificate, TlsServer};
 
 /// What answers HTTP requests for a member.
 #[derive(Clone, Debug)]
@@ -43,15 +46,26 @@ const TEXT: &str = "text/plain; charset=utf-8";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 impl HttpApi {
-    /// Serves HTTP/1.1 on `tcp` until the client closes it or `stop` turns true.
-    pub async fn connection(self: Arc<Self>, tcp: TcpStream, mut stop: watch::Receiver<bool>) {
+    /// Serves HTTP/1.1 on `stream` until the client closes it or `stop` turns true. Every
+    /// request carries the client's verified `certificate`, if any.
+    pub async fn connection<S>(
+        self: Arc<Self>,
+        stream: S,
+        certificate: Option<ClientCertificate>,
+        mut stop: watch::Receiver<bool>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let api = self.clone();
-        let service = service_fn(move |request| {
+        let service = service_fn(move |mut request: Request<hyper::body::Incoming>| {
             let api = api.clone();
+            if let Some(certificate) = &certificate {
+                request.extensions_mut().insert(certificate.clone());
+            }
             async move { Ok::<_, std::convert::Infallible>(api.answer(request).await) }
         });
-        let connection =
-            hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service);
+        let connection = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service);
         let mut connection = std::pin::pin!(connection);
         let stopping = async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -314,10 +328,28 @@ fn with_cors(answer: &mut Answer) {
     );
 }
 
-/// Serves HTTP/1.1 alone on `listener` (`--listen-metrics-urls`) until `stop`.
-pub async fn serve(listener: TcpListener, api: Arc<HttpApi>, stop: watch::Receiver<bool>) {
+/// Serves HTTP/1.1 alone on `listener` (`--listen-metrics-urls`; over TLS with `tls`)
+/// until `stop`.
+pub async fn serve(
+    listener: TcpListener,
+    api: Arc<HttpApi>,
+    tls: Option<Arc<TlsServer>>,
+    stop: watch::Receiver<bool>,
+) {
     crate::client_port::accept_until_stopped(listener, stop, "metrics port", |tcp, stop| {
-        api.clone().connection(tcp, stop)
+        let (api, tls) = (api.clone(), tls.clone());
+        async move {
+            match tls {
+                None => api.connection(tcp, None, stop).await,
+                Some(tls) => {
+                    let Some(stream) = tls.admit(tcp, "metrics port").await else {
+                        return;
+                    };
+                    let certificate = crate::tls::client_certificate(&stream);
+                    api.connection(stream, certificate, stop).await;
+                }
+            }
+        }
     })
     .await;
 }

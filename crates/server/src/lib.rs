@@ -31,12 +31,17 @@
 //! - [`persist`]: the core's way to the disk: io_uring from the core's own loop, or a
 //!   committer thread.
 //! - [`watchers`]: watchers, their synced/behind state, fragmentation, progress.
-//! - [`transport`]: peer connections: dialing with backoff, handshake, framed messages.
+//! - [`transport`]: peer connections: dialing with backoff, handshake, framed messages
+//!   (over mutual TLS on `https` peer URLs).
+//! - [`tls`]: TLS on every port with etcd's flags: rustls servers and dialers rebuilt
+//!   when their certificate files change, `--auto-tls` and test certificates (rcgen), the
+//!   verified client certificate's common name ([`tls::ClientCertificate`]).
 //! - [`wire`]: the peer protocol's bytes; decoders never panic.
 //! - [`payload`]: the replicated command as bytes (a protobuf `synodpb.Command`).
 //! - [`convert`]: etcd's protobuf requests to the store's types and back; errors.
-//! - [`client_port`]: clients' connections: HTTP/2 (gRPC) KV calls served on each
-//!   connection's task, every other call through tonic's router; HTTP/1.1 to [`http_api`].
+//! - [`client_port`]: clients' connections (plain or TLS): HTTP/2 (gRPC) KV calls served
+//!   on each connection's task, every other call through tonic's router; HTTP/1.1, and
+//!   HTTP/2 requests that are not gRPC, to [`http_api`].
 //! - [`http_api`]: HTTP/1.1 on the client port and `--listen-metrics-urls`: `/health`,
 //!   `/livez`, `/readyz`, `/version`, `/metrics`.
 //! - [`gateway`]: etcd's JSON gateway (`/v3/…`): JSON to gRPC requests through the same
@@ -68,6 +73,7 @@ pub mod persist;
 pub mod proto;
 pub mod restore;
 pub mod server;
+pub mod tls;
 pub mod transport;
 pub mod watchers;
 pub mod wire;

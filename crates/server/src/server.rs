@@ -32,6 +32,7 @@ use crate::proto::health::health_server::HealthServer;
 use crate::proto::synodpb::quorum_server::QuorumServer;
 use crate::proto::v3electionpb::election_server::ElectionServer;
 use crate::proto::v3lockpb::lock_server::LockServer;
+use crate::tls::MemberTls;
 use crate::transport::{self, Admission, Roster};
 
 /// Why a member could not start or stopped.
@@ -56,7 +57,8 @@ pub async fn run(
     if dir.join(REMOVED_MARK).exists() {
         return Err(Error::from(REMOVED));
     }
-    let boot = bootstrap::resolve(&config, &dir).await?;
+    let tls = MemberTls::new(&config)?;
+    let boot = bootstrap::resolve(&config, &dir, tls.peer_dialer.clone()).await?;
     let me = boot.me;
     let identity = Identity {
         cluster: boot.cluster_id,
@@ -94,19 +96,21 @@ pub async fn run(
         dir = %dir.display(), snapshot = snapshot_index, "member starting"
     );
 
-    let peer_listener = TcpListener::bind(config.listen_peer).await?;
+    let peer_listener = TcpListener::bind(config.listen_peer.addr).await?;
     let mut client_listeners = Vec::new();
-    for addr in &config.listen_client {
-        client_listeners.push(TcpListener::bind(addr).await?);
+    for endpoint in &config.listen_client {
+        let tls = endpoint.tls.then(|| tls.client_port.clone()).flatten();
+        client_listeners.push((TcpListener::bind(endpoint.addr).await?, tls));
     }
     let mut metrics_listeners = Vec::new();
-    for addr in &config.listen_metrics {
-        metrics_listeners.push(TcpListener::bind(addr).await?);
+    for endpoint in &config.listen_metrics {
+        let tls = endpoint.tls.then(|| tls.metrics_port.clone()).flatten();
+        metrics_listeners.push((TcpListener::bind(endpoint.addr).await?, tls));
     }
     let metrics = Arc::new(Metrics::default());
     let tokens = Arc::new(crate::auth::Tokens::new(config.auth.token_ttl));
     // The core dials the members as the membership says, from its first burst on.
-    let peers = transport::dial(me, boot.cluster_id, &[]);
+    let peers = transport::dial(me, boot.cluster_id, &[], tls.peer_dialer.clone());
     let roster: Roster = Arc::default();
     let learner = Arc::new(std::sync::atomic::AtomicBool::default());
 
@@ -158,6 +162,7 @@ pub async fn run(
     };
     let peer_port = tokio::spawn(transport::accept(
         peer_listener,
+        tls.peer_port.clone(),
         admission,
         inputs.clone(),
         inflow.clone(),
@@ -173,6 +178,7 @@ pub async fn run(
             tokens,
             bcrypt_cost: config.auth.bcrypt_cost,
         }),
+        client_dialer: tls.client_dialer.clone(),
     };
     let handle = Handle::new(inputs.clone(), views, info, inflow, request_ids);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -192,21 +198,26 @@ pub async fn run(
         http.clone(),
     );
     let mut servers = Vec::new();
-    for listener in client_listeners {
+    for (listener, tls) in client_listeners {
         servers.push(tokio::spawn(client_port::serve(
             listener,
             port.clone(),
+            tls,
             stop_rx.clone(),
         )));
     }
-    for listener in metrics_listeners {
+    for (listener, tls) in metrics_listeners {
         servers.push(tokio::spawn(http_api::serve(
             listener,
             http.clone(),
+            tls,
             stop_rx.clone(),
         )));
     }
-    tracing::info!(clients = ?config.listen_client, peers = %config.listen_peer, "member serving");
+    let urls = |endpoints: &[crate::config::Endpoint]| -> Vec<String> {
+        endpoints.iter().map(crate::config::Endpoint::url).collect()
+    };
+    tracing::info!(clients = ?urls(&config.listen_client), peers = %config.listen_peer.url(), "member serving");
 
     let outcome = tokio::select! {
         () = shutdown => Ok(()),

@@ -1,8 +1,10 @@
-//! Peer transport over TCP. Each member dials every other member once and keeps that
+//! Peer transport over TCP, or mutual TLS where peer URLs are `https` (each end presents
+//! its peer certificate; the dialer checks the server's against the URL's host). Each
+//! member dials every other member once and keeps that
 //! connection for its own messages (so each pair shares two connections, one per
 //! direction). Frames are length-prefixed and checksummed ([`crate::wire`]); the first
 //! one is a handshake naming the cluster and both members, and a connection whose
-//! handshake is wrong is refused with one log line.
+//! handshake (TLS or Synod's) is wrong is refused with one log line.
 //!
 //! Paxos tolerates lost messages, so the transport never blocks the core: each peer has
 //! a bounded queue, and while a peer is unreachable its messages are dropped rather than
@@ -16,10 +18,11 @@ use paxos::multi::Message;
 use paxos::NodeId;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::config::Endpoint;
 use crate::inflow::Inflow;
 use crate::limits::{
     PEER_COALESCE_BYTES, PEER_FRAME_BYTES_MAX, PEER_HANDSHAKES_MAX, PEER_HELLO_BYTES_MAX,
@@ -27,6 +30,7 @@ use crate::limits::{
 };
 use crate::node::{Input, Inputs};
 use crate::payload::Payload;
+use crate::tls::{TlsClient, TlsServer};
 use crate::wire::{self, Hello, FRAME_HEADER};
 
 /// The longest a write may take before the connection is deemed dead.
@@ -54,7 +58,9 @@ pub struct Peers {
     cluster: u64,
     queues: HashMap<NodeId, Queue>,
     /// Where each peer is dialed.
-    addrs: HashMap<NodeId, SocketAddr>,
+    addrs: HashMap<NodeId, Endpoint>,
+    /// How `https` peer URLs are dialed.
+    tls: Option<Arc<TlsClient>>,
     /// The runtime the connections run on (the snapshot streams' blocking threads too).
     runtime: Option<tokio::runtime::Handle>,
 }
@@ -129,17 +135,24 @@ where
     Ok(())
 }
 
-/// Starts one dialing task per peer on the current runtime.
-pub fn dial(me: NodeId, cluster: u64, peers: &[(NodeId, SocketAddr)]) -> Peers {
+/// Starts one dialing task per peer on the current runtime; `https` peers are dialed
+/// through `tls`.
+pub fn dial(
+    me: NodeId,
+    cluster: u64,
+    peers: &[(NodeId, Endpoint)],
+    tls: Option<Arc<TlsClient>>,
+) -> Peers {
     let mut dialed = Peers {
         me,
         cluster,
         queues: HashMap::new(),
         addrs: HashMap::new(),
+        tls,
         runtime: Some(tokio::runtime::Handle::current()),
     };
-    for &(to, addr) in peers {
-        dialed.connect(to, addr);
+    for (to, endpoint) in peers {
+        dialed.connect(*to, endpoint.clone());
     }
     dialed
 }
@@ -148,8 +161,8 @@ impl Peers {
     /// Dials `to` at `addr` from now on (a member that joined, or moved): a new queue
     /// and dialing task, unless `to` is dialed there already. Messages queued for an
     /// older address are dropped with its task.
-    pub fn connect(&mut self, to: NodeId, addr: SocketAddr) {
-        if self.addrs.get(&to) == Some(&addr) {
+    pub fn connect(&mut self, to: NodeId, endpoint: Endpoint) {
+        if self.addrs.get(&to) == Some(&endpoint) {
             return;
         }
         let Some(runtime) = &self.runtime else {
@@ -158,13 +171,13 @@ impl Peers {
         let (sender, rx) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
         let streaming = Arc::default();
         self.queues.insert(to, Queue { sender, streaming });
-        self.addrs.insert(to, addr);
+        self.addrs.insert(to, endpoint.clone());
         let hello = Hello {
             cluster: self.cluster,
             from: self.me,
             to,
         };
-        runtime.spawn(outbound(hello, addr, rx));
+        runtime.spawn(outbound(hello, endpoint, self.tls.clone(), rx));
     }
 
     /// Stops dialing `to` (a member that left): its task ends with its queue.
@@ -179,35 +192,38 @@ impl Peers {
     }
 }
 
-async fn outbound(hello: Hello, addr: SocketAddr, mut rx: mpsc::Receiver<Outgoing>) {
+async fn outbound(
+    hello: Hello,
+    endpoint: Endpoint,
+    tls: Option<Arc<TlsClient>>,
+    mut rx: mpsc::Receiver<Outgoing>,
+) {
     let mut backoff = Duration::from_millis(20);
-    let mut reported = false;
+    // The failure last logged: a peer that stays unreachable for one reason makes one
+    // line, and another when the reason changes (down, then refusing our certificate).
+    let mut reported: Option<String> = None;
+    let addr = endpoint.addr;
     loop {
-        let attempt = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await;
-        let attempt = attempt.unwrap_or_else(|_| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "connect timed out",
-            ))
-        });
-        match attempt {
+        match dial_peer(&endpoint, tls.as_deref()).await {
             Ok(stream) => {
-                if reported {
+                if reported.take().is_some() {
                     tracing::info!(peer = %format!("{:x}", hello.to.0), %addr, "peer reachable again");
-                    reported = false;
                 }
                 backoff = Duration::from_millis(20);
-                let _ = stream.set_nodelay(true);
-                match pump(stream, hello, &mut rx).await {
+                let pumped = match stream {
+                    PeerStream::Plain(tcp) => pump(tcp, hello, &mut rx).await,
+                    PeerStream::Tls(tls) => pump(*tls, hello, &mut rx).await,
+                };
+                match pumped {
                     Ok(()) => return, // The node is shutting down.
                     Err(e) => {
                         tracing::debug!(peer = %format!("{:x}", hello.to.0), "peer connection lost: {e}")
                     }
                 }
             }
-            Err(e) if !reported => {
-                tracing::warn!(peer = %format!("{:x}", hello.to.0), %addr, "cannot reach peer: {e}; retrying");
-                reported = true;
+            Err(e) if reported.as_deref() != Some(&e.to_string()) => {
+                tracing::warn!(peer = %format!("{:x}", hello.to.0), url = %endpoint.url(), "cannot reach peer: {e}; retrying");
+                reported = Some(e.to_string());
             }
             Err(_) => {}
         }
@@ -220,8 +236,43 @@ async fn outbound(hello: Hello, addr: SocketAddr, mut rx: mpsc::Receiver<Outgoin
     }
 }
 
-async fn pump(
-    mut stream: TcpStream,
+/// A connection to a peer: plain TCP, or TLS for an `https` peer URL.
+pub(crate) enum PeerStream {
+    Plain(TcpStream),
+    Tls(Box<crate::tls::ClientStream>),
+}
+
+/// Connects to the peer at `endpoint`, with a TLS handshake if its URL is `https`.
+pub(crate) async fn dial_peer(
+    endpoint: &Endpoint,
+    tls: Option<&TlsClient>,
+) -> std::io::Result<PeerStream> {
+    let connecting = TcpStream::connect(endpoint.addr);
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(tcp) => tcp?,
+        Err(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connect timed out",
+            ))
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    if !endpoint.tls {
+        return Ok(PeerStream::Plain(tcp));
+    }
+    let Some(tls) = tls else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "its URL is https, and this member has no peer certificate (--peer-cert-file, --peer-key-file or --peer-auto-tls)",
+        ));
+    };
+    let stream = tls.connect(&endpoint.host, tcp).await?;
+    Ok(PeerStream::Tls(Box::new(stream)))
+}
+
+async fn pump<S: AsyncWrite + Unpin>(
+    mut stream: S,
     hello: Hello,
     rx: &mut mpsc::Receiver<Outgoing>,
 ) -> std::io::Result<()> {
@@ -255,8 +306,13 @@ async fn pump(
     }
 }
 
-async fn write(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
-    match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(bytes)).await {
+/// Writes `bytes` and flushes them (through TLS too) within [`WRITE_TIMEOUT`].
+async fn write<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    let written = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, written).await {
         Ok(result) => result,
         Err(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
@@ -315,9 +371,15 @@ impl Admission {
 /// (a peer keeps one connection to us, so an older one is dead or half-open).
 type Current = Arc<Mutex<HashMap<NodeId, oneshot::Sender<()>>>>;
 
-/// Accepts peer connections and feeds their messages to the core, as fast as `inflow`
-/// has room for them.
-pub async fn accept(listener: TcpListener, admission: Admission, inputs: Inputs, inflow: Inflow) {
+/// Accepts peer connections (over TLS with `tls`) and feeds their messages to the core,
+/// as fast as `inflow` has room for them.
+pub async fn accept(
+    listener: TcpListener,
+    tls: Option<Arc<TlsServer>>,
+    admission: Admission,
+    inputs: Inputs,
+    inflow: Inflow,
+) {
     let current: Current = Arc::default();
     let handshakes = Arc::new(tokio::sync::Semaphore::new(PEER_HANDSHAKES_MAX));
     let mut refusing = false;
@@ -338,19 +400,26 @@ pub async fn accept(listener: TcpListener, admission: Admission, inputs: Inputs,
         };
         refusing = false;
         let _ = stream.set_nodelay(true);
-        tokio::spawn(inbound(
-            stream,
-            addr,
+        let (admission, queues, current) = (
             admission.clone(),
             (inputs.clone(), inflow.clone()),
             current.clone(),
-            handshake,
-        ));
+        );
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let Some(tls) = tls else {
+                return inbound(stream, addr, admission, queues, current, handshake).await;
+            };
+            // A certificate from another CA is refused here, with one log line.
+            if let Some(stream) = tls.admit(stream, "peer port").await {
+                inbound(stream, addr, admission, queues, current, handshake).await;
+            }
+        });
     }
 }
 
-async fn inbound(
-    mut stream: TcpStream,
+async fn inbound<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     addr: SocketAddr,
     admission: Admission,
     (inputs, inflow): (Inputs, Inflow),
@@ -424,8 +493,8 @@ async fn inbound(
 }
 
 /// Answers a member starting to join (`crate::bootstrap`) with what the core says of it.
-async fn answer_join(
-    mut stream: TcpStream,
+async fn answer_join<S: AsyncWrite + Unpin>(
+    mut stream: S,
     addr: SocketAddr,
     request: crate::proto::synodpb::JoinRequest,
     (inputs, inflow): (Inputs, Inflow),
@@ -535,7 +604,7 @@ mod tests {
             members: Arc::new(std::sync::RwLock::new(vec![NodeId(1), NodeId(2)])),
         };
         let (inputs, _core) = mpsc::unbounded_channel();
-        tokio::spawn(accept(listener, admission, inputs, Inflow::default()));
+        tokio::spawn(accept(listener, None, admission, inputs, Inflow::default()));
         let mut idle = Vec::new();
         for _ in 0..PEER_HANDSHAKES_MAX {
             idle.push(TcpStream::connect(addr).await.unwrap());

@@ -72,8 +72,11 @@ impl ClusterService {
     }
 
     /// A Cluster client of the leader at `url`.
-    async fn leader(url: String) -> Result<ClusterClient<tonic::transport::Channel>, Status> {
-        Ok(ClusterClient::new(leader_channel(url).await?))
+    async fn leader(
+        &self,
+        url: String,
+    ) -> Result<ClusterClient<tonic::transport::Channel>, Status> {
+        Ok(ClusterClient::new(leader_channel(&self.0, url).await?))
     }
 
     /// Makes `change` and waits until it is applied.
@@ -96,13 +99,15 @@ pub(crate) async fn leader_elsewhere<T>(
     Ok(elsewhere)
 }
 
-/// A connection to the leader's client port at `url`.
-pub(crate) async fn leader_channel(url: String) -> Result<tonic::transport::Channel, Status> {
-    let endpoint = tonic::transport::Endpoint::from_shared(url)
+/// A connection to the leader's client port at `url` (over TLS if it is `https`).
+pub(crate) async fn leader_channel(
+    handle: &Handle,
+    url: String,
+) -> Result<tonic::transport::Channel, Status> {
+    let endpoint = crate::config::parse_endpoint(&url)
         .map_err(|_| Status::unavailable("etcdserver: no leader"))?;
-    endpoint
-        .connect_timeout(std::time::Duration::from_secs(2))
-        .connect()
+    let dialer = handle.info.client_dialer.clone();
+    crate::tls::channel(&endpoint, dialer, std::time::Duration::from_secs(2))
         .await
         .map_err(|e| Status::unavailable(format!("etcdserver: cannot reach the leader: {e}")))
 }
@@ -130,10 +135,7 @@ impl Cluster for ClusterService {
         self.0.refuse_on_learner()?;
         check_urls(&request.get_ref().peer_ur_ls)?;
         if let Some(url) = self.leader_elsewhere(&request).await? {
-            return Self::leader(url)
-                .await?
-                .member_add(passed_on(request))
-                .await;
+            return self.leader(url).await?.member_add(passed_on(request)).await;
         }
         let pb::MemberAddRequest {
             peer_ur_ls: urls,
@@ -178,7 +180,8 @@ impl Cluster for ClusterService {
         self.0.check_admin(&self.0.caller_of(&request)?)?;
         self.0.refuse_on_learner()?;
         if let Some(url) = self.leader_elsewhere(&request).await? {
-            return Self::leader(url)
+            return self
+                .leader(url)
                 .await?
                 .member_remove(passed_on(request))
                 .await;
@@ -200,7 +203,8 @@ impl Cluster for ClusterService {
         self.0.refuse_on_learner()?;
         check_urls(&request.get_ref().peer_ur_ls)?;
         if let Some(url) = self.leader_elsewhere(&request).await? {
-            return Self::leader(url)
+            return self
+                .leader(url)
                 .await?
                 .member_update(passed_on(request))
                 .await;
@@ -258,7 +262,8 @@ impl Cluster for ClusterService {
         self.0.check_admin(&self.0.caller_of(&request)?)?;
         self.0.refuse_on_learner()?;
         if let Some(url) = self.leader_elsewhere(&request).await? {
-            return Self::leader(url)
+            return self
+                .leader(url)
                 .await?
                 .member_promote(passed_on(request))
                 .await;

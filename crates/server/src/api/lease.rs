@@ -16,6 +16,7 @@ use crate::convert;
 use crate::node::Applied;
 use crate::proto::etcdserverpb::{self as pb, lease_server::Lease};
 use crate::proto::synodpb::command::Op;
+use crate::tls::ClientCertificate;
 
 /// The Lease service.
 #[derive(Debug)]
@@ -63,6 +64,7 @@ impl Lease for LeaseService {
         request: Request<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         let metadata = request.metadata().clone().into_headers();
+        let certificate = request.extensions().get::<ClientCertificate>().cloned();
         let mut incoming = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let handle = self.0.clone();
@@ -70,7 +72,7 @@ impl Lease for LeaseService {
             while let Some(Ok(r)) = incoming.next().await {
                 // etcd's checkLeaseRenew: the keys kept alive must be writable.
                 let checked = handle
-                    .caller(&metadata)
+                    .caller(&metadata, certificate.as_ref())
                     .and_then(|c| check_lease_keys(&handle, &c, &[r.id], PermKind::Write));
                 if let Err(e) = checked {
                     let _ = tx.send(Err(e)).await;

@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ::kv::Caller;
+
+use crate::tls::ClientCertificate;
 use node::RequestIds;
 use paxos::NodeId;
 use tokio::sync::{oneshot, watch};
@@ -72,6 +74,9 @@ pub struct Info {
     pub request_timeout: Duration,
     /// Tokens and password hashing.
     pub authn: Arc<crate::auth::Authn>,
+    /// How to reach other members' `https` client URLs (a change passed on to the
+    /// leader); `None` without client TLS.
+    pub client_dialer: Option<Arc<crate::tls::TlsClient>>,
 }
 
 /// How much longer than its deadline a handler waits for the core's answer.
@@ -162,14 +167,19 @@ impl Handle {
         self.wait(rx).await
     }
 
-    /// Who sends a request with these gRPC `metadata`: its token (`token`, or the
-    /// gateway's `authorization`), or the verified client certificate's common name.
-    pub fn caller(&self, metadata: &http::HeaderMap) -> Result<Caller, Status> {
+    /// Who sends a request with these gRPC `metadata` on a connection whose verified
+    /// client `certificate` (with `--client-cert-auth`) is given: its token (`token`,
+    /// or the gateway's `authorization`), else the certificate's common name.
+    pub fn caller(
+        &self,
+        metadata: &http::HeaderMap,
+        certificate: Option<&ClientCertificate>,
+    ) -> Result<Caller, Status> {
         let token = metadata
             .get("token")
             .or_else(|| metadata.get("authorization"))
             .and_then(|v| v.to_str().ok());
-        let common_name = None;
+        let common_name = certificate.map(|c| c.common_name.as_str());
         if token.is_none() && common_name.is_none() {
             // Nobody: no need to look at the auth state (the common case, without auth).
             return Ok(self.caller.as_ref().clone());
@@ -180,6 +190,12 @@ impl Handle {
             .caller(token, common_name, view.store.auth())
     }
 
+    /// The caller of a tonic request.
+    pub fn caller_of<T>(&self, request: &tonic::Request<T>) -> Result<Caller, Status> {
+        let certificate = request.extensions().get::<ClientCertificate>();
+        self.caller(request.metadata().as_ref(), certificate)
+    }
+
     /// This handle, proposing on behalf of `caller` (for services that propose from
     /// several places, as Lock and Election do).
     pub fn with_caller(&self, caller: Caller) -> Handle {
@@ -187,11 +203,6 @@ impl Handle {
             caller: Arc::new(caller),
             ..self.clone()
         }
-    }
-
-    /// The caller of a tonic request.
-    pub fn caller_of<T>(&self, request: &tonic::Request<T>) -> Result<Caller, Status> {
-        self.caller(request.metadata().as_ref())
     }
 
     /// Refuses nobody while auth is on (etcd's `requireAuthInfo`).
@@ -350,6 +361,7 @@ pub(crate) fn test_handle(max_request_bytes: usize) -> (Handle, crate::node::Inp
         max_request_bytes,
         request_timeout: Duration::from_secs(5),
         authn: test_authn(),
+        client_dialer: None,
     };
     let ids = RequestIds::after(0);
     (
@@ -439,6 +451,7 @@ mod tests {
             max_request_bytes: 1 << 20,
             request_timeout: Duration::from_secs(5),
             authn: test_authn(),
+            client_dialer: None,
         };
         let inflow = Inflow::with_limits(1, 1 << 20);
         let handle = Handle::new(inputs, views, info, inflow.clone(), RequestIds::after(0));

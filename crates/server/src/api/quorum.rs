@@ -54,7 +54,7 @@ impl Quorum for QuorumService {
         let spec: QuorumSpec = (request.get_ref().spec.parse())
             .map_err(|e| Status::invalid_argument(format!("synod: {e}")))?;
         if let Some(url) = leader_elsewhere(&self.0, &request).await? {
-            let channel = leader_channel(url).await?;
+            let channel = leader_channel(&self.0, url).await?;
             return QuorumClient::new(channel).set(passed_on(request)).await;
         }
         let change = Change::SetQuorum(spec);

@@ -15,6 +15,7 @@ use super::Handle;
 use crate::proto::etcdserverpb::watch_request::RequestUnion;
 use crate::proto::etcdserverpb::watch_server::Watch;
 use crate::proto::etcdserverpb::{self as pb, WatchResponse};
+use crate::tls::ClientCertificate;
 use crate::watchers::{self, Spec};
 
 /// Responses queued per stream.
@@ -35,6 +36,7 @@ impl Watch for WatchService {
         request: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let metadata = request.metadata().clone().into_headers();
+        let certificate = request.extensions().get::<ClientCertificate>().cloned();
         let mut incoming = request.into_inner();
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         let handle = self.0.clone();
@@ -58,10 +60,12 @@ impl Watch for WatchService {
                     continue;
                 };
                 let sent = match union {
-                    RequestUnion::CreateRequest(c) => match refusal(&handle, &metadata, &c) {
-                        Some(refused) => send(&tx, refused).await,
-                        None => create(&handle, stream, &tx, &mut ids, &mut next_id, c).await,
-                    },
+                    RequestUnion::CreateRequest(c) => {
+                        match refusal(&handle, &metadata, certificate.as_ref(), &c) {
+                            Some(refused) => send(&tx, refused).await,
+                            None => create(&handle, stream, &tx, &mut ids, &mut next_id, c).await,
+                        }
+                    }
                     RequestUnion::CancelRequest(c) => {
                         ids.remove(&c.watch_id);
                         handle.watch_request(watchers::Request::Cancel {
@@ -95,10 +99,11 @@ impl Watch for WatchService {
 fn refusal(
     handle: &Handle,
     metadata: &http::HeaderMap,
+    certificate: Option<&ClientCertificate>,
     c: &pb::WatchCreateRequest,
 ) -> Option<WatchResponse> {
     use kv::AuthError;
-    let error = match handle.caller(metadata) {
+    let error = match handle.caller(metadata, certificate) {
         // The only way to have no caller: a token that is not (or no longer) known.
         Err(_) => AuthError::InvalidAuthToken,
         Ok(caller) => {

@@ -12,7 +12,7 @@ use paxos::NodeId;
 use tonic::Status;
 
 use super::{Core, Reply};
-use crate::config::{parse_url, Member};
+use crate::config::{parse_endpoint, Member};
 
 /// etcd's words for a member that was removed, when it finds out (etcd stops too).
 pub const REMOVED: &str = "the member has been permanently removed from the cluster; \
@@ -167,8 +167,8 @@ impl Core {
         }
         for &id in roster.iter().filter(|&&id| id != self.me) {
             let urls = self.peer_urls(id);
-            match urls.first().map(|url| parse_url(url)) {
-                Some(Ok(addr)) => self.peers.connect(id, addr),
+            match urls.first().map(|url| parse_endpoint(url)) {
+                Some(Ok(endpoint)) => self.peers.connect(id, endpoint),
                 Some(Err(e)) => tracing::warn!(peer = %format!("{:x}", id.0), "cannot dial: {e}"),
                 None => {
                     tracing::warn!(peer = %format!("{:x}", id.0), "no peer URL known for a member")

@@ -95,9 +95,13 @@ pub fn start_synod_with(
         let mut config = Config {
             name: format!("s{i}"),
             data_dir: root.join(format!("s{i}")),
-            listen_client: vec![format!("127.0.0.1:{client}").parse().expect("an address")],
+            listen_client: vec![config::Endpoint::plain(
+                format!("127.0.0.1:{client}").parse().expect("an address"),
+            )],
             advertise_client_urls: vec![format!("http://127.0.0.1:{client}")],
-            listen_peer: format!("127.0.0.1:{peer}").parse().expect("an address"),
+            listen_peer: config::Endpoint::plain(
+                format!("127.0.0.1:{peer}").parse().expect("an address"),
+            ),
             members: members.clone(),
             cluster_id,
             cluster_state: ClusterState::New,
@@ -112,6 +116,8 @@ pub fn start_synod_with(
             listen_metrics: Vec::new(),
             etcd_version: config::ETCD_VERSION_DEFAULT.into(),
             watch_progress_notify_interval: config::WATCH_PROGRESS_NOTIFY_DEFAULT,
+            client_tls: Default::default(),
+            peer_tls: Default::default(),
         };
         tweak(&mut config);
         let mut stopped = stopped.clone();

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use paxos::QuorumSpec;
 use server::config::{self, ClusterState, Config};
+use server::tls::TlsInfo;
 
 /// Flags of `synod serve` (etcd's names).
 #[derive(Debug, Args)]
@@ -107,6 +108,78 @@ pub struct ServeArgs {
     /// The bcrypt cost of password hashes (4 to 31).
     #[arg(long, env = "SYNOD_BCRYPT_COST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
     bcrypt_cost: u32,
+    /// TLS towards clients, on `https` client and metrics URLs.
+    #[command(flatten)]
+    client_tls: ClientTlsArgs,
+    /// TLS between members, on `https` peer URLs.
+    #[command(flatten)]
+    peer_tls: PeerTlsArgs,
+}
+
+/// The clients' TLS flags (etcd's names). etcd's boolean flags take `--flag`,
+/// `--flag=true` (a config file's `flag: true`) or `--flag=false`.
+#[derive(Debug, Args)]
+pub struct ClientTlsArgs {
+    /// The certificate served to clients (PEM; rotated by replacing the file).
+    #[arg(long, env = "SYNOD_CERT_FILE")]
+    cert_file: Option<PathBuf>,
+    /// The key of --cert-file (PEM).
+    #[arg(long, env = "SYNOD_KEY_FILE")]
+    key_file: Option<PathBuf>,
+    /// Require client certificates signed by --trusted-ca-file.
+    #[arg(long, env = "SYNOD_CLIENT_CERT_AUTH", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    client_cert_auth: bool,
+    /// The CA bundle client certificates are verified against (PEM).
+    #[arg(long, env = "SYNOD_TRUSTED_CA_FILE")]
+    trusted_ca_file: Option<PathBuf>,
+    /// Without --cert-file, serve clients a self-signed certificate (kept in the data dir).
+    #[arg(long, env = "SYNOD_AUTO_TLS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    auto_tls: bool,
+}
+
+/// The peers' TLS flags (etcd's names).
+#[derive(Debug, Args)]
+pub struct PeerTlsArgs {
+    /// The certificate served to peers and presented when dialing them (PEM).
+    #[arg(long, env = "SYNOD_PEER_CERT_FILE")]
+    peer_cert_file: Option<PathBuf>,
+    /// The key of --peer-cert-file (PEM).
+    #[arg(long, env = "SYNOD_PEER_KEY_FILE")]
+    peer_key_file: Option<PathBuf>,
+    /// Require peers' certificates signed by --peer-trusted-ca-file.
+    #[arg(long, env = "SYNOD_PEER_CLIENT_CERT_AUTH", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    peer_client_cert_auth: bool,
+    /// The CA bundle peers' certificates are verified against (PEM).
+    #[arg(long, env = "SYNOD_PEER_TRUSTED_CA_FILE")]
+    peer_trusted_ca_file: Option<PathBuf>,
+    /// Without --peer-cert-file, use a self-signed certificate between peers (encrypts,
+    /// does not authenticate).
+    #[arg(long, env = "SYNOD_PEER_AUTO_TLS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    peer_auto_tls: bool,
+}
+
+impl ClientTlsArgs {
+    fn info(&self) -> TlsInfo {
+        TlsInfo {
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            trusted_ca_file: self.trusted_ca_file.clone(),
+            client_cert_auth: self.client_cert_auth,
+            auto_tls: self.auto_tls,
+        }
+    }
+}
+
+impl PeerTlsArgs {
+    fn info(&self) -> TlsInfo {
+        TlsInfo {
+            cert_file: self.peer_cert_file.clone(),
+            key_file: self.peer_key_file.clone(),
+            trusted_ca_file: self.peer_trusted_ca_file.clone(),
+            client_cert_auth: self.peer_client_cert_auth,
+            auto_tls: self.peer_auto_tls,
+        }
+    }
 }
 
 impl ServeArgs {
@@ -151,7 +224,8 @@ impl ServeArgs {
                 .unwrap_or_else(|| PathBuf::from(format!("{}.synod", self.name))),
             listen_client,
             advertise_client_urls: advertise.split(',').map(|s| s.trim().to_string()).collect(),
-            listen_peer: config::parse_url(&self.listen_peer_urls).map_err(|e| e.to_string())?,
+            listen_peer: config::parse_endpoint(&self.listen_peer_urls)
+                .map_err(|e| e.to_string())?,
             members,
             cluster_id,
             cluster_state,
@@ -175,8 +249,11 @@ impl ServeArgs {
             },
             etcd_version: self.emulated_etcd_version.clone(),
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
+            client_tls: self.client_tls.info(),
+            peer_tls: self.peer_tls.info(),
         };
         config.me().map_err(|e| e.to_string())?;
+        config.check_tls().map_err(|e| e.to_string())?;
         config.election_ticks().map_err(|e| e.to_string())?;
         config.check_limits().map_err(|e| e.to_string())?;
         Ok(config)
@@ -277,6 +354,51 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn serve(flags: &[&str]) -> Result<ServeArgs, clap::Error> {
+        use clap::Parser as _;
+        Cli::try_parse_from(std::iter::once("serve").chain(flags.iter().copied())).map(|c| c.serve)
+    }
+
+    #[test]
+    fn tls_flags_take_etcds_names_and_boolean_forms() {
+        let https = [
+            "--listen-client-urls=https://127.0.0.1:2379",
+            "--listen-peer-urls=https://127.0.0.1:2380",
+        ];
+        let with = |more: &[&str]| serve(&[&https[..], more].concat()).unwrap();
+        let args = with(&[
+            "--cert-file=s.pem",
+            "--key-file=s-key.pem",
+            "--trusted-ca-file=ca.pem",
+            "--client-cert-auth",
+            "--peer-auto-tls=true",
+            "--peer-client-cert-auth=false",
+        ]);
+        let config = args.config().unwrap();
+        assert_eq!(config.client_tls.cert_file, Some(PathBuf::from("s.pem")));
+        assert!(config.client_tls.client_cert_auth && config.peer_tls.auto_tls);
+        assert!(!config.peer_tls.client_cert_auth);
+        assert!(config.listen_client[0].tls && config.listen_peer.tls);
+        assert!(config.members[0].peer_url.starts_with("https://"));
+        // A config file's `client-cert-auth: true` arrives as `--client-cert-auth=true`.
+        assert!(
+            with(&["--auto-tls", "--peer-auto-tls", "--client-cert-auth=true"])
+                .config()
+                .is_ok()
+        );
+        let refused = with(&["--peer-auto-tls"]).config().unwrap_err();
+        assert!(refused.starts_with("TLS key/cert (--cert-file, --key-file) must be provided"));
+        let refused = with(&["--auto-tls"]).config().unwrap_err();
+        assert!(refused.starts_with("cannot listen on TLS for 127.0.0.1:2380"));
+        assert!(serve(&["--client-cert-auth=maybe"]).is_err());
+    }
 
     #[test]
     fn durations_read_as_go_writes_them() {

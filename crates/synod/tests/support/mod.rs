@@ -32,6 +32,10 @@ pub struct Cluster {
     initial: String,
     root: PathBuf,
     extra: Vec<String>,
+    /// `http`, or `https` for a cluster whose client and peer URLs are TLS.
+    scheme: &'static str,
+    /// Flags every etcdctl run gets (`--cacert`, `--cert`, `--key` for a TLS cluster).
+    pub etcdctl_flags: Vec<String>,
 }
 
 pub use ports::free_port;
@@ -116,7 +120,21 @@ impl Cluster {
             initial,
             root,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            scheme: "http",
+            etcdctl_flags: Vec::new(),
         }
+    }
+
+    /// Makes every client and peer URL `https`; etcdctl runs with `etcdctl_flags`.
+    pub fn use_https(&mut self, etcdctl_flags: &[String]) {
+        self.scheme = "https";
+        self.initial = self.initial.replace("=http://", "=https://");
+        self.etcdctl_flags = etcdctl_flags.to_vec();
+    }
+
+    /// Where this cluster's files live (certificates, logs, data).
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// Starts every member and waits until they serve.
@@ -140,9 +158,9 @@ impl Cluster {
             "--data-dir",
             &m.dir.display().to_string(),
             "--listen-client-urls",
-            &format!("http://{}", m.client),
+            &format!("{}://{}", self.scheme, m.client),
             "--listen-peer-urls",
-            &format!("http://{}", m.peer),
+            &format!("{}://{}", self.scheme, m.peer),
             "--initial-cluster",
             initial,
             "--initial-cluster-state",
@@ -223,9 +241,18 @@ impl Cluster {
         self.members
             .iter()
             .filter(|m| m.child.is_some())
-            .map(|m| m.client.clone())
+            .map(|m| self.endpoint(&m.client))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// The endpoint etcdctl is given for a client address: `https://` ones on a TLS
+    /// cluster.
+    fn endpoint(&self, client: &str) -> String {
+        match self.scheme {
+            "https" => format!("https://{client}"),
+            _ => client.to_string(),
+        }
     }
 
     /// Runs etcdctl against `endpoints`.
@@ -234,6 +261,7 @@ impl Cluster {
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={endpoints}"))
             .arg("--command-timeout=10s")
+            .args(&self.etcdctl_flags)
             .args(args)
             .output()
             .expect("etcdctl runs")
@@ -256,6 +284,7 @@ impl Cluster {
         Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={endpoints}"))
+            .args(&self.etcdctl_flags)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -271,7 +300,7 @@ impl Cluster {
             .members
             .iter()
             .filter(|m| m.child.is_some())
-            .map(|m| m.client.clone())
+            .map(|m| self.endpoint(&m.client))
             .collect();
         loop {
             let out = self.etcdctl_at(&running.join(","), &["endpoint", "health"]);
