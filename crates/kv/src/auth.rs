@@ -241,6 +241,29 @@ impl Default for Auth {
 }
 
 impl Auth {
+    /// The state read from elsewhere (another system's database): as given, with each
+    /// user's roles sorted and each role's permissions sorted by key.
+    pub fn restore(
+        enabled: bool,
+        revision: u64,
+        mut users: BTreeMap<String, User>,
+        mut roles: BTreeMap<String, Role>,
+    ) -> Auth {
+        for user in users.values_mut() {
+            user.roles.sort();
+            user.roles.dedup();
+        }
+        for role in roles.values_mut() {
+            role.perms.sort_by(|a, b| a.key.cmp(&b.key));
+        }
+        Auth {
+            enabled,
+            revision,
+            users,
+            roles,
+        }
+    }
+
     /// Whether auth is on.
     pub fn enabled(&self) -> bool {
         self.enabled

@@ -374,10 +374,7 @@ impl ClientPort {
         counters.started();
         let certificate = request.extensions().get::<ClientCertificate>();
         let caller = self.kv.0.caller(request.headers(), certificate);
-        let answer = async {
-            let caller = caller?;
-            self.answer(call, request.into_body(), caller).await
-        };
+        let answer = self.answer(call, request.into_body(), caller);
         let answer = match deadline {
             // The client gave up by then; so does the call (gRPC's deadline propagation).
             Some(deadline) => tokio::time::timeout(deadline, answer)
@@ -395,14 +392,16 @@ impl ClientPort {
         }
     }
 
-    /// The framed answer to a KV call.
+    /// The framed answer to a KV call from `caller`. As in gRPC, a message above the
+    /// size limit is refused before anything else, credentials included.
     async fn answer(
         &self,
         call: KvCall,
         body: RecvStream,
-        caller: Caller,
+        caller: Result<Caller, Status>,
     ) -> Result<Bytes, Status> {
         let message = read_message(body, self.max_message).await?;
+        let caller = caller?;
         let kv = &self.kv;
         let who = &caller;
         match call {

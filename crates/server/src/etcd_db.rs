@@ -7,12 +7,15 @@
 //! etcd's buckets (`docs/STORAGE-FORMAT.md`): `key` maps a revision (8 bytes of main
 //! revision, big-endian, `_`, 8 bytes of sub-revision, and a `t` for a deletion) to the
 //! key's `mvccpb.KeyValue` after it; `lease` maps a lease id (8 bytes, big-endian) to a
-//! `leasepb.Lease` (ID, TTL); `meta` holds `finishedCompactRev` (a revision, same form).
+//! `leasepb.Lease` (ID, TTL); `meta` holds `finishedCompactRev` (a revision, same form);
+//! `auth` holds `authEnabled` (one byte) and `authRevision` (8 bytes, big-endian),
+//! `authUsers` maps a name to an `authpb.User` (bcrypt hash, roles, no-password) and
+//! `authRoles` a name to an `authpb.Role` (its permissions).
 
 use prost::Message;
 
 use crate::bbolt::{BoltError, Db};
-use crate::proto::mvccpb;
+use crate::proto::{authpb, mvccpb};
 
 /// The magic of a bbolt meta page, at byte 16 of the file: how an etcd database is told
 /// from a Synod backup.
@@ -86,7 +89,61 @@ pub fn read(file: &[u8], min_lease_ttl: i64) -> Result<kv::Store, BoltError> {
         leases.push((lease.id, lease.ttl));
         Ok(())
     })?;
-    kv::Store::import(changes, compacted, &leases, min_lease_ttl).map_err(|e| record(e.to_string()))
+    let mut store = kv::Store::import(changes, compacted, &leases, min_lease_ttl)
+        .map_err(|e| record(e.to_string()))?;
+    *store.auth_mut() = read_auth(&db)?;
+    Ok(store)
+}
+
+/// Users, roles and whether auth is on: the passwords stay bcrypt hashes, which Synod
+/// checks as etcd does.
+fn read_auth(db: &Db<'_>) -> Result<kv::Auth, BoltError> {
+    let (mut enabled, mut revision) = (false, 1);
+    db.for_each(b"auth", &mut |key, value| {
+        match key {
+            b"authEnabled" => enabled = value == [1],
+            b"authRevision" => {
+                let bytes: [u8; 8] = value
+                    .try_into()
+                    .map_err(|_| record(format!("an auth revision of {} bytes", value.len())))?;
+                revision = u64::from_be_bytes(bytes);
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    let mut users = std::collections::BTreeMap::new();
+    db.for_each(b"authUsers", &mut |_, value| {
+        let user = authpb::User::decode(value).map_err(|e| record(format!("a user: {e}")))?;
+        let name =
+            String::from_utf8(user.name).map_err(|_| record("a user name that is not UTF-8"))?;
+        let no_password = user.options.is_some_and(|o| o.no_password);
+        let user = kv::User {
+            password: user.password,
+            no_password,
+            roles: user.roles,
+        };
+        users.insert(name, user);
+        Ok(())
+    })?;
+    let mut roles = std::collections::BTreeMap::new();
+    db.for_each(b"authRoles", &mut |_, value| {
+        let role = authpb::Role::decode(value).map_err(|e| record(format!("a role: {e}")))?;
+        let name =
+            String::from_utf8(role.name).map_err(|_| record("a role name that is not UTF-8"))?;
+        let perms = role
+            .key_permission
+            .into_iter()
+            .map(|p| kv::Permission {
+                kind: kv::PermKind::from_number(p.perm_type),
+                key: p.key,
+                range_end: p.range_end,
+            })
+            .collect();
+        roles.insert(name, kv::Role { perms });
+        Ok(())
+    })?;
+    Ok(kv::Auth::restore(enabled, revision, users, roles))
 }
 
 #[cfg(test)]
@@ -111,6 +168,46 @@ mod tests {
     /// end): `put a 1`, `put a 2`, `put b x`, `del a`, a 600 s lease, `put c y` under
     /// it, `compact 2`.
     const FIXTURE: &[u8] = include_bytes!("../tests/data/etcd-3.4.23.db");
+
+    /// etcd 3.4.23 with auth enabled (`root`; `alice` with role `reader`: read on
+    /// [a, c), read-write on the prefix w/; `bob` without a password), saved by
+    /// `etcdctl snapshot save`.
+    #[test]
+    fn users_roles_and_auth_come_over_from_etcd() {
+        let file = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/etcd-3.4.23-auth.db"
+        ))
+        .unwrap();
+        let store = read(&file, 2).unwrap();
+        let auth = store.auth();
+        assert!(auth.enabled());
+        assert_eq!(auth.user_names(), ["alice", "bob", "root"]);
+        assert_eq!(auth.user("root").unwrap().roles, ["root"]);
+        assert!(auth.user("bob").unwrap().no_password);
+        let alice = auth.user("alice").unwrap();
+        assert_eq!(alice.roles, ["reader"]);
+        let hash = String::from_utf8(alice.password.clone()).unwrap();
+        assert!(bcrypt::verify("apw", &hash).unwrap(), "etcd's hash checks");
+        let perms = &auth.role("reader").unwrap().perms;
+        let shown: Vec<_> = perms
+            .iter()
+            .map(|p| (p.kind, &p.key[..], &p.range_end[..]))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (kv::PermKind::Read, &b"a"[..], &b"c"[..]),
+                (kv::PermKind::ReadWrite, b"w/", b"w0"),
+            ]
+        );
+        let alice = kv::Caller {
+            user: "alice".into(),
+            revision: auth.revision(),
+        };
+        assert_eq!(auth.check(&alice, b"b", b"", kv::PermKind::Read), Ok(()));
+        assert!(auth.check(&alice, b"b", b"", kv::PermKind::Write).is_err());
+    }
 
     #[test]
     fn a_database_etcd_wrote_reads_with_its_history_leases_and_compaction() {
