@@ -88,6 +88,153 @@ impl Tokens {
     }
 }
 
+/// etcd's JWT tokens (`--auth-token jwt,pub-key=…,priv-key=…,sign-method=…,ttl=…`):
+/// signed by the member a client authenticates with, verified by any member holding the
+/// public key, carrying the user and the auth revision they were issued at (so any
+/// change of users or roles makes them stale: `ErrAuthOldRevision`, and clients
+/// authenticate again). Claims as etcd's: `username`, `revision`, `exp`.
+pub struct Jwt {
+    algorithm: jsonwebtoken::Algorithm,
+    signing: Option<jsonwebtoken::EncodingKey>,
+    verifying: jsonwebtoken::DecodingKey,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for Jwt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jwt")
+            .field("algorithm", &self.algorithm)
+            .field("signs", &self.signing.is_some())
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Claims {
+    username: String,
+    revision: u64,
+    exp: u64,
+}
+
+/// etcd's default JWT lifetime.
+const JWT_TTL_DEFAULT: Duration = Duration::from_secs(300);
+
+impl Jwt {
+    /// The JWT options of `--auth-token jwt,…`: `pub-key` (required), `priv-key`
+    /// (without it this member only verifies), `sign-method` (RS/PS/ES 256–512, EdDSA),
+    /// `ttl` (etcd's duration: 5m, 30s; default 5m). Key files are read now.
+    pub fn from_options(options: &str) -> Result<Jwt, String> {
+        let mut fields = HashMap::new();
+        for option in options.split(',').filter(|o| !o.is_empty()) {
+            let (name, value) = option
+                .split_once('=')
+                .ok_or_else(|| format!("--auth-token: {option:?} is not name=value"))?;
+            fields.insert(name, value);
+        }
+        let method = fields
+            .get("sign-method")
+            .ok_or("--auth-token jwt needs sign-method")?;
+        let algorithm: jsonwebtoken::Algorithm = method
+            .parse()
+            .map_err(|_| format!("--auth-token: unknown sign-method {method:?}"))?;
+        let family = algorithm_family(algorithm)?;
+        let public = fields
+            .get("pub-key")
+            .ok_or("--auth-token jwt needs pub-key")?;
+        let verifying = family.decoding(&read_key(public)?)?;
+        let signing = match fields.get("priv-key") {
+            Some(path) => Some(family.encoding(&read_key(path)?)?),
+            None => None,
+        };
+        let ttl = match fields.get("ttl") {
+            Some(text) => crate::config::parse_duration(text)?,
+            None => JWT_TTL_DEFAULT,
+        };
+        Ok(Jwt {
+            algorithm,
+            signing,
+            verifying,
+            ttl,
+        })
+    }
+
+    /// A token for `username` at auth revision `revision`.
+    pub fn sign(&self, username: &str, revision: u64) -> Result<String, Status> {
+        let key = self
+            .signing
+            .as_ref()
+            .ok_or_else(|| Status::unknown("auth: token signing attempted with verify-only key"))?;
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_add(self.ttl)
+            .as_secs();
+        let claims = Claims {
+            username: username.to_string(),
+            revision,
+            exp,
+        };
+        jsonwebtoken::encode(&jsonwebtoken::Header::new(self.algorithm), &claims, key)
+            .map_err(|e| Status::internal(format!("signing a token: {e}")))
+    }
+
+    /// The user and auth revision of a valid, unexpired `token`.
+    pub fn verify(&self, token: &str) -> Option<(String, u64)> {
+        let mut validation = jsonwebtoken::Validation::new(self.algorithm);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp"]);
+        let data = jsonwebtoken::decode::<Claims>(token, &self.verifying, &validation).ok()?;
+        Some((data.claims.username, data.claims.revision))
+    }
+}
+
+/// Which kind of key an algorithm takes.
+#[derive(Clone, Copy)]
+enum KeyFamily {
+    Rsa,
+    Ec,
+    Ed,
+}
+
+fn algorithm_family(algorithm: jsonwebtoken::Algorithm) -> Result<KeyFamily, String> {
+    use jsonwebtoken::Algorithm::*;
+    match algorithm {
+        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => Ok(KeyFamily::Rsa),
+        ES256 | ES384 => Ok(KeyFamily::Ec),
+        EdDSA => Ok(KeyFamily::Ed),
+        HS256 | HS384 | HS512 => Err(
+            "--auth-token: HMAC sign methods are not supported; use RS256, ES256 or EdDSA".into(),
+        ),
+    }
+}
+
+impl KeyFamily {
+    fn decoding(self, pem: &[u8]) -> Result<jsonwebtoken::DecodingKey, String> {
+        use jsonwebtoken::DecodingKey;
+        match self {
+            KeyFamily::Rsa => DecodingKey::from_rsa_pem(pem),
+            KeyFamily::Ec => DecodingKey::from_ec_pem(pem),
+            KeyFamily::Ed => DecodingKey::from_ed_pem(pem),
+        }
+        .map_err(|e| format!("--auth-token: the public key: {e}"))
+    }
+
+    fn encoding(self, pem: &[u8]) -> Result<jsonwebtoken::EncodingKey, String> {
+        use jsonwebtoken::EncodingKey;
+        match self {
+            KeyFamily::Rsa => EncodingKey::from_rsa_pem(pem),
+            KeyFamily::Ec => EncodingKey::from_ec_pem(pem),
+            KeyFamily::Ed => EncodingKey::from_ed_pem(pem),
+        }
+        .map_err(|e| format!("--auth-token: the private key: {e}"))
+    }
+}
+
+fn read_key(path: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("--auth-token: cannot read {path}: {e}"))
+}
+
 /// What the API layer needs to establish callers.
 #[derive(Debug)]
 pub struct Authn {
@@ -95,6 +242,8 @@ pub struct Authn {
     pub tokens: std::sync::Arc<Tokens>,
     /// `--bcrypt-cost`.
     pub bcrypt_cost: u32,
+    /// JWT tokens instead of simple ones (`--auth-token jwt,…`).
+    pub jwt: Option<std::sync::Arc<Jwt>>,
 }
 
 impl Authn {
@@ -109,18 +258,25 @@ impl Authn {
         common_name: Option<&str>,
         auth: &kv::Auth,
     ) -> Result<Caller, Status> {
-        let user = match (token, common_name) {
-            (Some(token), _) => self
-                .tokens
-                .user(token)
-                .ok_or_else(|| convert::auth_status(AuthError::InvalidAuthToken))?,
-            (None, Some(name)) if auth.enabled() && !name.is_empty() => name.to_string(),
-            (None, _) => return Ok(Caller::default()),
-        };
-        Ok(Caller {
-            user,
-            revision: auth.revision(),
-        })
+        let invalid = || convert::auth_status(AuthError::InvalidAuthToken);
+        match (token, common_name) {
+            (Some(token), _) => {
+                if let Some(jwt) = &self.jwt {
+                    let (user, revision) = jwt.verify(token).ok_or_else(invalid)?;
+                    return Ok(Caller { user, revision });
+                }
+                let user = self.tokens.user(token).ok_or_else(invalid)?;
+                Ok(Caller {
+                    user,
+                    revision: auth.revision(),
+                })
+            }
+            (None, Some(name)) if auth.enabled() && !name.is_empty() => Ok(Caller {
+                user: name.to_string(),
+                revision: auth.revision(),
+            }),
+            (None, _) => Ok(Caller::default()),
+        }
     }
 }
 
@@ -304,8 +460,14 @@ pub enum AuthAnswer {
         /// The auth revision.
         revision: u64,
     },
-    /// `Authenticate`: the token.
-    Token(String),
+    /// `Authenticate`: the simple token (empty when the member signs a JWT instead),
+    /// and the auth revision it was issued at.
+    Token {
+        /// The token.
+        token: String,
+        /// The auth revision.
+        revision: u64,
+    },
     /// `UserGet`: the user's roles; `UserList` and `RoleList`: the names.
     Names(Vec<String>),
     /// `RoleGet`: the role's permissions.
@@ -455,9 +617,17 @@ fn authenticate(
     }
     match auth.user(&r.name) {
         Some(user) if !user.no_password => {
+            let revision = auth.revision();
+            if r.token.is_empty() {
+                // The proposing member signs a JWT: nothing to record.
+                return Ok(AuthAnswer::Token {
+                    token: String::new(),
+                    revision,
+                });
+            }
             let token = format!("{}.{slot}", r.token);
             tokens.assign(token.clone(), r.name);
-            Ok(AuthAnswer::Token(token))
+            Ok(AuthAnswer::Token { token, revision })
         }
         _ => Err(AuthError::AuthFailed),
     }
@@ -506,6 +676,50 @@ mod tests {
         assert_eq!(a.len(), TOKEN_LETTERS);
         assert!(a.chars().all(|c| c.is_ascii_alphabetic()), "{a}");
         assert_ne!(a, b);
+    }
+
+    /// An ECDSA key pair's PEM files in a fresh directory: (private, public).
+    fn jwt_keys(dir: &std::path::Path) -> (String, String) {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        let private = dir.join("jwt.key");
+        let public = dir.join("jwt.pub");
+        std::fs::write(&private, pair.serialize_pem()).unwrap();
+        std::fs::write(&public, pair.public_key_pem()).unwrap();
+        let path = |p: std::path::PathBuf| p.to_str().unwrap().to_string();
+        (path(private), path(public))
+    }
+
+    #[test]
+    fn a_jwt_carries_its_user_and_revision_and_is_refused_when_expired_or_foreign() {
+        let dir = std::env::temp_dir().join(format!("synod-jwt-{}", std::process::id()));
+        let (private, public) = jwt_keys(&dir);
+        let options = format!("pub-key={public},priv-key={private},sign-method=ES256,ttl=5m");
+        let jwt = Jwt::from_options(&options).unwrap();
+        let token = jwt.sign("alice", 7).unwrap();
+        assert_eq!(jwt.verify(&token), Some(("alice".to_string(), 7)));
+        let expired = Claims {
+            username: "alice".into(),
+            revision: 7,
+            exp: 1,
+        };
+        let pem = std::fs::read(&private).unwrap();
+        let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();
+        let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        let old = jsonwebtoken::encode(&header, &expired, &key).unwrap();
+        assert_eq!(jwt.verify(&old), None, "expired");
+        let (_, other_public) = jwt_keys(&dir.join("other"));
+        let foreign =
+            Jwt::from_options(&format!("pub-key={other_public},sign-method=ES256")).unwrap();
+        assert_eq!(foreign.verify(&token), None, "signed by another key");
+        assert_eq!(
+            foreign.sign("alice", 7).unwrap_err().message(),
+            "auth: token signing attempted with verify-only key"
+        );
+        assert!(Jwt::from_options("pub-key=/nonexistent,sign-method=ES256").is_err());
+        assert!(Jwt::from_options(&format!("pub-key={public},sign-method=HS256")).is_err());
+        assert!(Jwt::from_options(&format!("pub-key={public}")).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// An unknown user costs a bcrypt check as a wrong password does, so that timing

@@ -88,6 +88,8 @@ pub struct AuthConfig {
     pub token_ttl: Duration,
     /// The bcrypt cost of new password hashes (`--bcrypt-cost`, 4 to 31).
     pub bcrypt_cost: u32,
+    /// JWT tokens (`--auth-token jwt,…`) instead of simple ones.
+    pub jwt: Option<std::sync::Arc<crate::auth::Jwt>>,
 }
 
 impl Default for AuthConfig {
@@ -96,19 +98,65 @@ impl Default for AuthConfig {
         AuthConfig {
             token_ttl: crate::auth::TOKEN_TTL_DEFAULT,
             bcrypt_cost: crate::auth::BCRYPT_COST_DEFAULT,
+            jwt: None,
         }
     }
 }
 
-/// Parses `--auth-token`: `simple` is the only kind Synod issues (etcd's default).
-pub fn parse_auth_token(text: &str) -> Result<(), ConfigError> {
-    match text.split(',').next() {
-        Some("simple") => Ok(()),
-        Some("jwt") => Err(ConfigError(
-            "--auth-token jwt is not supported yet; use simple (the default)".into(),
-        )),
+/// A duration as Go writes one: a number and a unit (`h`, `m`, `s`, `ms`), or several
+/// (`1m30s`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err("an empty duration".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("{text:?} is not a duration (like 10m, 5s or 500ms)"))?;
+        rest = &rest[digits..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let part = match &rest[..unit] {
+            "h" => Duration::from_secs(number * 3600),
+            "m" => Duration::from_secs(number * 60),
+            "s" => Duration::from_secs(number),
+            "ms" => Duration::from_millis(number),
+            _ => {
+                return Err(format!(
+                    "{text:?} is not a duration (like 10m, 5s or 500ms)"
+                ))
+            }
+        };
+        total += part;
+        rest = &rest[unit..];
+    }
+    if total.is_zero() {
+        return Err("the interval must be above zero".into());
+    }
+    Ok(total)
+}
+
+/// Parses `--auth-token`: `simple` (etcd's default) or
+/// `jwt,pub-key=FILE,priv-key=FILE,sign-method=RS256,ttl=5m`; the keys are read now.
+pub fn parse_auth_token(
+    text: &str,
+) -> Result<Option<std::sync::Arc<crate::auth::Jwt>>, ConfigError> {
+    match text
+        .split_once(',')
+        .map_or((text, ""), |(kind, rest)| (kind, rest))
+    {
+        ("simple", _) => Ok(None),
+        ("jwt", options) => crate::auth::Jwt::from_options(options)
+            .map(|jwt| Some(std::sync::Arc::new(jwt)))
+            .map_err(ConfigError),
         _ => Err(ConfigError(format!(
-            "--auth-token {text:?}: unknown token kind (expected simple)"
+            "--auth-token {text:?}: unknown token kind (expected simple or jwt,…)"
         ))),
     }
 }

@@ -177,6 +177,7 @@ pub async fn run(
         authn: Arc::new(crate::auth::Authn {
             tokens,
             bcrypt_cost: config.auth.bcrypt_cost,
+            jwt: config.auth.jwt.clone(),
         }),
         client_dialer: tls.client_dialer.clone(),
     };

@@ -105,19 +105,28 @@ impl Auth for AuthService {
             }
             return Err(convert::auth_status(e));
         }
+        let jwt = self.0.info.authn.jwt.clone();
         let op = Op::Authenticate(Authenticate {
-            name: r.name,
-            token: auth::token_prefix()?,
+            name: r.name.clone(),
+            token: match jwt {
+                Some(_) => String::new(),
+                None => auth::token_prefix()?,
+            },
         });
-        match self.0.propose(op).await? {
-            Applied::Auth(AuthAnswer::Token(token), header) => {
-                Ok(Response::new(pb::AuthenticateResponse {
-                    header: Some(header),
-                    token,
-                }))
+        let (token, revision, header) = match self.0.propose(op).await? {
+            Applied::Auth(AuthAnswer::Token { token, revision }, header) => {
+                (token, revision, header)
             }
-            other => Err(unexpected(&other)),
-        }
+            other => return Err(unexpected(&other)),
+        };
+        let token = match jwt {
+            Some(jwt) => jwt.sign(&r.name, revision)?,
+            None => token,
+        };
+        Ok(Response::new(pb::AuthenticateResponse {
+            header: Some(header),
+            token,
+        }))
     }
 
     async fn user_add(

@@ -341,6 +341,7 @@ pub(crate) fn test_authn() -> Arc<crate::auth::Authn> {
     Arc::new(crate::auth::Authn {
         tokens: Arc::new(crate::auth::Tokens::new(crate::auth::TOKEN_TTL_DEFAULT)),
         bcrypt_cost: 4,
+        jwt: None,
     })
 }
 

@@ -84,7 +84,7 @@ pub struct ServeArgs {
     emulated_etcd_version: String,
     /// How often watchers that asked get a progress notification (etcd's duration
     /// syntax: 10m, 5s, 500ms).
-    #[arg(long, env = "SYNOD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, env = "SYNOD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = config::parse_duration)]
     experimental_watch_progress_notify_interval: Duration,
     /// A file of `flag-name: value` lines (etcd's config file keys); flags override it.
     #[arg(long, env = "SYNOD_CONFIG_FILE")]
@@ -99,7 +99,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SYNOD_LOG_OUTPUTS", default_value = "stderr")]
     log_outputs: String,
     /// The kind of token `Authenticate` issues once auth is enabled: simple (etcd's
-    /// default; JWT is not supported yet).
+    /// default) or jwt,pub-key=FILE,priv-key=FILE,sign-method=RS256,ttl=5m.
     #[arg(long, env = "SYNOD_AUTH_TOKEN", default_value = "simple")]
     auth_token: String,
     /// Seconds a simple token lives unused.
@@ -236,12 +236,10 @@ impl ServeArgs {
             quorum: self.quorum,
             snapshot_entries: self.snapshot_count.max(1),
             io_uring: self.io_uring,
-            auth: {
-                config::parse_auth_token(&self.auth_token).map_err(|e| e.to_string())?;
-                config::AuthConfig {
-                    token_ttl: Duration::from_secs(self.auth_token_ttl),
-                    bcrypt_cost: self.bcrypt_cost,
-                }
+            auth: config::AuthConfig {
+                token_ttl: Duration::from_secs(self.auth_token_ttl),
+                bcrypt_cost: self.bcrypt_cost,
+                jwt: config::parse_auth_token(&self.auth_token).map_err(|e| e.to_string())?,
             },
             listen_metrics: match &self.listen_metrics_urls {
                 Some(urls) => config::parse_urls(urls).map_err(|e| e.to_string())?,
@@ -258,45 +256,6 @@ impl ServeArgs {
         config.check_limits().map_err(|e| e.to_string())?;
         Ok(config)
     }
-}
-
-/// A duration as Go writes one: a number and a unit (`h`, `m`, `s`, `ms`), or several
-/// (`1m30s`).
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err("an empty duration".into());
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let number: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("{text:?} is not a duration (like 10m, 5s or 500ms)"))?;
-        rest = &rest[digits..];
-        let unit = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let part = match &rest[..unit] {
-            "h" => Duration::from_secs(number * 3600),
-            "m" => Duration::from_secs(number * 60),
-            "s" => Duration::from_secs(number),
-            "ms" => Duration::from_millis(number),
-            _ => {
-                return Err(format!(
-                    "{text:?} is not a duration (like 10m, 5s or 500ms)"
-                ))
-            }
-        };
-        total += part;
-        rest = &rest[unit..];
-    }
-    if total.is_zero() {
-        return Err("the interval must be above zero".into());
-    }
-    Ok(total)
 }
 
 /// Turns a config file's `flag-name: value` lines into flags that come before the
@@ -402,14 +361,14 @@ mod tests {
 
     #[test]
     fn durations_read_as_go_writes_them() {
-        let ok = |text| parse_duration(text).ok();
+        let ok = |text| config::parse_duration(text).ok();
         assert_eq!(ok("10m"), Some(Duration::from_secs(600)));
         assert_eq!(ok("5s"), Some(Duration::from_secs(5)));
         assert_eq!(ok("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(ok("1m30s"), Some(Duration::from_secs(90)));
         assert_eq!(ok("2h"), Some(Duration::from_secs(7200)));
         for bad in ["", "5", "s", "5x", "0s", "-1s", "1.5s"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
+            assert!(config::parse_duration(bad).is_err(), "{bad:?}");
         }
     }
 }
