@@ -36,6 +36,10 @@
 //! - [`tls`]: TLS on every port with etcd's flags: rustls servers and dialers rebuilt
 //!   when their certificate files change, `--auto-tls` and test certificates (rcgen), the
 //!   verified client certificate's common name ([`tls::ClientCertificate`]).
+//! - [`auth`]: who a request comes from (a simple token, a JWT, or the client
+//!   certificate's CN), password hashing (bcrypt), and the permission checks of every
+//!   request (nested transactions, `prev_kv`, leases' keys); the auth state itself is
+//!   replicated in the store ([`kv::Auth`]).
 //! - [`wire`]: the peer protocol's bytes; decoders never panic.
 //! - [`payload`]: the replicated command as bytes (a protobuf `synodpb.Command`).
 //! - [`convert`]: etcd's protobuf requests to the store's types and back; errors.
@@ -47,7 +51,7 @@
 //! - [`gateway`]: etcd's JSON gateway (`/v3/…`): JSON to gRPC requests through the same
 //!   services, answers back to JSON.
 //! - [`metrics`]: Prometheus metrics under etcd's names and Synod's own; process metrics.
-//! - [`api`]: the gRPC services: KV, Watch, Lease, Cluster, Maintenance, Lock, Election,
+//! - [`api`]: the gRPC services: KV, Watch, Lease, Cluster, Maintenance, Auth, Lock, Election,
 //!   health, and Synod's own Quorum (the quorum system, changed at runtime).
 //! - [`restore`]: a member's data directory from a backup (Synod's, or an etcd
 //!   database read by [`etcd_db`] through [`bbolt`]), for a new cluster.
