@@ -194,6 +194,15 @@ impl Session<'_> {
         self.transcript += &format!("watched {prefix} as {user:?}: {seen:?}\n");
     }
 
+    /// Root adds user `name` with `password` and grants it `role`.
+    fn user_with_role(&mut self, name: &str, password: &str, role: &str) {
+        let password = format!("--new-user-password={password}");
+        let added = format!("User {name} created");
+        self.says(ROOT, &["user", "add", name, &password], &added);
+        let granted = format!("Role {role} is granted to user {name}");
+        self.says(ROOT, &["user", "grant-role", name, role], &granted);
+    }
+
     /// The store's revision now (root reads it).
     fn revision(&self) -> i64 {
         let args = ["--user=root:rootpw", "get", "none", "-w", "json"];
@@ -234,16 +243,7 @@ fn session(name: &str, members: &[String], logs: &dyn Fn() -> String) -> String 
         let args = [&["role", "grant-permission", "reader"][..], grant].concat();
         s.says(ROOT, &args, "Role reader updated");
     }
-    s.says(
-        ROOT,
-        &["user", "add", "alice", "--new-user-password=alicepw"],
-        "User alice created",
-    );
-    s.says(
-        ROOT,
-        &["user", "grant-role", "alice", "reader"],
-        "Role reader is granted to user alice",
-    );
+    s.user_with_role("alice", "alicepw", "reader");
     s.says(
         ROOT,
         &["user", "add", "bob", "--new-user-password=bobpw"],
@@ -488,16 +488,7 @@ fn auth_survives_a_restart_and_reaches_a_member_that_was_down() {
             "--prefix",
         ];
         s.says(ROOT, &grant, "Role app updated");
-        s.says(
-            ROOT,
-            &["user", "add", "alice", "--new-user-password=alicepw"],
-            "User alice created",
-        );
-        s.says(
-            ROOT,
-            &["user", "grant-role", "alice", "app"],
-            "Role app is granted to user alice",
-        );
+        s.user_with_role("alice", "alicepw", "app");
         s.says(ROOT, &["put", "secret", "s"], "OK");
         for i in 0..6 {
             s.says(ALICE, &["put", &format!("app/{i}"), "v"], "OK");

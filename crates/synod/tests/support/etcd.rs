@@ -1,4 +1,5 @@
-//! A reference etcd 3.4 (`scripts/etcd-ref`) to compare answers with.
+//! A reference etcd 3.4 (`scripts/etcd-ref`) to compare answers with. Also included by
+//! `crates/server/tests/common/mod.rs` (by path: test crates share no library).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -25,7 +26,7 @@ pub fn start(name: &str, base: u16, members: u32) -> (Etcd, Vec<String>) {
     let out = Command::new(etcd_ref())
         .args([
             "start",
-            dir.to_str().unwrap(),
+            dir.to_str().expect("a UTF-8 temp dir"),
             &members.to_string(),
             &base.to_string(),
         ])
@@ -33,7 +34,7 @@ pub fn start(name: &str, base: u16, members: u32) -> (Etcd, Vec<String>) {
         .expect("scripts/etcd-ref runs");
     assert!(
         out.status.success(),
-        "{}",
+        "cannot start etcd: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
