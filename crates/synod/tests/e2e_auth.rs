@@ -99,8 +99,10 @@ impl Session<'_> {
         let all: Vec<&str> = all.iter().map(String::as_str).collect();
         let out = etcdctl(endpoints, &self.flags, &all);
         let text = said(&out);
-        let at = self.members.iter().position(|m| m == endpoints);
-        let at = at.map_or(String::new(), |i| format!(" (member {i} alone)"));
+        let at = match self.members.iter().position(|m| m == endpoints) {
+            Some(i) if self.members.len() > 1 => format!(" (member {i} alone)"),
+            _ => String::new(),
+        };
         self.transcript += &format!(
             "$ etcdctl {}{at}\n{text}[exit {:?}]\n",
             all.join(" "),
