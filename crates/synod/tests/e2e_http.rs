@@ -11,26 +11,9 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::etcd::Etcd;
+use support::http::{scrubbed, Answer};
 use support::{free_port, Cluster};
-
-/// An answer: status code, headers (names lowercased), body.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        let found = self.headers.iter().find(|(n, _)| n == name);
-        found.map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
-    }
-}
 
 /// One HTTP/1.1 request on a fresh connection (`Connection: close`, so the answer ends
 /// with the connection).
@@ -40,54 +23,7 @@ fn request(address: &str, method: &str, path: &str) -> Answer {
 
 /// A request with `body` (JSON), on a fresh connection.
 fn request_with(address: &str, method: &str, path: &str, body: &str) -> Answer {
-    let mut tcp = TcpStream::connect(address).expect("connects");
-    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let length = body.len();
-    write!(
-        tcp,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n{body}"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    tcp.read_to_end(&mut raw).expect("an answer");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .expect("a status line");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v == "chunked");
-    Answer {
-        status: status.parse().expect("a status code"),
-        headers,
-        body: if chunked {
-            unchunk(body)
-        } else {
-            body.to_string()
-        },
-    }
-}
-
-/// A chunked body's content: each chunk is its size in hex, CRLF, the bytes, CRLF.
-fn unchunk(mut body: &str) -> String {
-    let mut content = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).expect("a chunk size");
-        if size == 0 {
-            break;
-        }
-        content.push_str(&rest[..size]);
-        body = &rest[size + 2..];
-    }
-    content
+    support::http::request(address, method, path, &[], body)
 }
 
 fn get(address: &str, path: &str) -> Answer {
@@ -247,23 +183,6 @@ fn bad_requests_get_etcds_answers_and_the_member_serves_on() {
     assert_eq!(c.etcdctl(&["put", "after", "bad"]).trim(), "OK");
 }
 
-/// A reference etcd 3.4 (`scripts/etcd-ref`), stopped when dropped.
-struct Etcd(std::path::PathBuf);
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(etcd_ref())
-            .arg("stop")
-            .arg(&self.0)
-            .status();
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn etcd_ref() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/etcd-ref")
-}
-
 /// One etcd member with its client port at `base + 100` (etcd-ref's scheme: each test
 /// its own base).
 fn start_etcd(name: &str, base: u16) -> (Etcd, String) {
@@ -272,29 +191,8 @@ fn start_etcd(name: &str, base: u16) -> (Etcd, String) {
 
 /// `members` etcd members; the first one's endpoint.
 fn start_etcds(name: &str, base: u16, members: u32) -> (Etcd, String) {
-    let dir = std::env::temp_dir().join(format!("synod-{name}-etcd-{}", std::process::id()));
-    let out = std::process::Command::new(etcd_ref())
-        .args([
-            "start",
-            dir.to_str().unwrap(),
-            &members.to_string(),
-            &base.to_string(),
-        ])
-        .output()
-        .expect("scripts/etcd-ref runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let endpoint = stdout
-        .trim()
-        .split(',')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    (Etcd(dir), endpoint)
+    let (etcd, endpoints) = support::etcd::start(name, base, members);
+    (etcd, endpoints[0].clone())
 }
 
 /// The metric names of a scrape's samples, histogram series folded into their name.
@@ -375,26 +273,6 @@ fn the_http_surface_matches_etcd_where_etcd_34_has_it() {
     assert!(borrowed.len() > 25, "{borrowed:?}");
     let unknown: Vec<&&String> = borrowed.iter().filter(|n| !theirs.contains(**n)).collect();
     assert!(unknown.is_empty(), "not etcd's names: {unknown:?}");
-}
-
-/// `answer`'s JSON without what differs between any two clusters (ids, terms).
-fn scrubbed(answer: &Answer) -> (u16, Value) {
-    fn scrub(value: &mut Value) {
-        match value {
-            Value::Object(map) => {
-                for field in ["cluster_id", "member_id", "raft_term"] {
-                    map.remove(field);
-                }
-                map.values_mut().for_each(scrub);
-            }
-            Value::Array(items) => items.iter_mut().for_each(scrub),
-            _ => {}
-        }
-    }
-    let mut json =
-        serde_json::from_str(answer.body.trim()).unwrap_or(Value::String(answer.body.clone()));
-    scrub(&mut json);
-    (answer.status, json)
 }
 
 /// The lines a streaming gateway call answers with, `n` of them, while `meanwhile` runs

@@ -10,82 +10,14 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use server::tls::certs::{Authority, Request};
 use server::tls::{End, TlsClient, TlsFiles, ALPN_HTTP1};
+use support::tls::{etcdctl_with, issue, local, tls_cluster};
 use support::{free_port, Background, Cluster};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Issues a certificate for `name` (valid for 127.0.0.1 and localhost) into `dir`:
-/// NAME.pem and NAME-key.pem.
-fn issue(ca: &Authority, dir: &Path, name: &str, request: &Request) -> (PathBuf, PathBuf) {
-    let (cert, key) = (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}-key.pem")),
-    );
-    ca.issue(request).unwrap().write(&cert, &key).unwrap();
-    (cert, key)
-}
-
-fn local(name: &str) -> Request {
-    Request::new(name, &["127.0.0.1", "localhost"])
-}
-
-/// A CA (ca.pem) and a client certificate (client.pem, CN root) in `dir`; etcdctl's flags.
-fn authority(dir: &Path) -> (Authority, Vec<String>) {
-    let ca = Authority::new("e2e CA").unwrap();
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("ca.pem"), &ca.cert).unwrap();
-    let (cert, key) = issue(&ca, dir, "client", &Request::new("root", &[]));
-    let flags = vec![
-        format!("--cacert={}", dir.join("ca.pem").display()),
-        format!("--cert={}", cert.display()),
-        format!("--key={}", key.display()),
-    ];
-    (ca, flags)
-}
-
-/// Member `name`'s TLS flags: its certificate for clients and peers, both required to
-/// present one signed by `ca_file`.
-fn member_flags(cert: &Path, key: &Path, ca_file: &Path) -> Vec<String> {
-    let (cert, key, ca) = (cert.display(), key.display(), ca_file.display());
-    [
-        format!("--cert-file={cert}"),
-        format!("--key-file={key}"),
-        format!("--trusted-ca-file={ca}"),
-        "--client-cert-auth".into(),
-        format!("--peer-cert-file={cert}"),
-        format!("--peer-key-file={key}"),
-        format!("--peer-trusted-ca-file={ca}"),
-        "--peer-client-cert-auth".into(),
-    ]
-    .into()
-}
-
-/// A three-member cluster over TLS, every member's certificate from `ca` except those
-/// `peer_ca_of` names another CA for (its peer certificate and the CA it trusts).
-fn tls_cluster(test: &str, peer_ca_of: &[(usize, &Authority)]) -> (Cluster, Authority) {
-    let mut cluster = Cluster::configure(test, &[]);
-    let dir = cluster.root().join("tls");
-    let (ca, etcdctl) = authority(&dir);
-    cluster.use_https(&etcdctl);
-    for i in 0..cluster.members.len() {
-        let name = cluster.members[i].name.clone();
-        let (cert, key) = issue(&ca, &dir, &name, &local(&name));
-        let mut flags = member_flags(&cert, &key, &dir.join("ca.pem"));
-        if let Some((_, other)) = peer_ca_of.iter().find(|(m, _)| *m == i) {
-            let (peer_cert, peer_key) = issue(other, &dir, &format!("{name}-other"), &local(&name));
-            let other_ca = dir.join(format!("{name}-other-ca.pem"));
-            std::fs::write(&other_ca, &other.cert).unwrap();
-            let peer = member_flags(&peer_cert, &peer_key, &other_ca);
-            flags.splice(4.., peer[4..].iter().cloned());
-        }
-        cluster.members[i].extra = flags;
-    }
-    (cluster, ca)
-}
 
 /// A TLS client presenting `name`'s certificate (from the cluster's tls directory).
 fn client(cluster: &Cluster, name: &str, alpn: &'static [&'static [u8]]) -> TlsClient {
@@ -155,18 +87,6 @@ async fn served_certificate(tls: &TlsClient, address: &str) -> Vec<u8> {
     let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
     let stream = tls.connect("127.0.0.1", tcp).await.unwrap();
     stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
-}
-
-/// etcdctl against `endpoint` with exactly `flags` (none of the cluster's), briefly.
-fn etcdctl_with(endpoint: &str, flags: &[String], args: &[&str]) -> std::process::Output {
-    std::process::Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .args(["--dial-timeout=2s", "--command-timeout=3s"])
-        .args(flags)
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]

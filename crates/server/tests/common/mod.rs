@@ -3,8 +3,6 @@
 
 #![allow(dead_code)] // Each test crate uses part of it.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use paxos::QuorumSpec;
@@ -14,44 +12,16 @@ use server::config::{self, ClusterState, Config};
 mod ports;
 pub use ports::free_port;
 
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/etcd-ref")
-}
-
-/// A reference etcd cluster, stopped and removed when dropped.
-pub struct Etcd(PathBuf);
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = Command::new(script()).arg("stop").arg(&self.0).status();
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+#[path = "../../../synod/tests/support/etcd.rs"]
+mod etcd;
+pub use etcd::Etcd;
 
 /// Starts `members` etcd members with client ports `base + 100·i` (etcd-ref's scheme:
 /// each test takes a base of its own); returns their `http://` endpoints.
 pub fn start_etcd(name: &str, members: u32, base: u16) -> (Etcd, Vec<String>) {
-    let dir = std::env::temp_dir().join(format!("synod-{name}-etcd-{}", std::process::id()));
-    let out = Command::new(script())
-        .args([
-            "start",
-            dir.to_str().expect("a UTF-8 temp dir"),
-            &members.to_string(),
-            &base.to_string(),
-        ])
-        .output()
-        .expect("scripts/etcd-ref runs");
-    assert!(
-        out.status.success(),
-        "cannot start etcd: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let endpoints = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .split(',')
-        .map(|e| format!("http://{e}"))
-        .collect();
-    (Etcd(dir), endpoints)
+    let (etcd, endpoints) = etcd::start(name, base, members);
+    let endpoints = endpoints.iter().map(|e| format!("http://{e}")).collect();
+    (etcd, endpoints)
 }
 
 /// Synod members running on a runtime of the test's; stopped when dropped.

@@ -4,7 +4,10 @@
 #![allow(dead_code)] // Each test file uses a different part.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // Test support: a failure is the report.
 
+pub mod etcd;
+pub mod http;
 mod ports;
+pub mod tls;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Once;
