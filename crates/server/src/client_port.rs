@@ -1015,6 +1015,26 @@ mod tests {
         );
     }
 
+    /// Credentials are looked at only once the message is read: a message above gRPC's
+    /// limit is refused for its size whatever its token says (as gRPC refuses it before
+    /// any handler); one within it with an unknown token gets etcd's answer. Neither
+    /// reaches the core.
+    #[tokio::test]
+    async fn a_message_above_the_limit_is_refused_before_its_token_is_looked_at() {
+        let (address, mut core, _stop, _) = port().await;
+        let bogus = [("token", "bogus.1")];
+        let huge = prefixed(0, 1 << 30, b"");
+        let (status, _) = call(address, "/etcdserverpb.KV/Put", &bogus, huge).await;
+        assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+        let (status, _) = call(address, "/etcdserverpb.KV/Put", &bogus, put_request()).await;
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+        assert_eq!(status.message(), "etcdserver: invalid auth token");
+        assert!(
+            core.try_recv().is_err(),
+            "a refused request reached the core"
+        );
+    }
+
     #[tokio::test]
     async fn a_call_past_the_client_deadline_fails_with_deadline_exceeded() {
         // Nobody answers the queue: only the deadline ends the call.
