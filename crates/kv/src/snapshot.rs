@@ -515,7 +515,7 @@ fn decode(r: &mut Reader<'_>, version: u8) -> Option<Store> {
         }
     }
     if version >= 5 {
-        store.auth = read_auth(r)?;
+        store.auth = std::sync::Arc::new(read_auth(r)?);
     }
     for _ in 0..r.u64()? {
         let key = r.bytes()?;

@@ -80,8 +80,9 @@ pub struct Store {
     /// so every member dials a new one alike.
     pub(crate) peer_urls: std::collections::BTreeMap<u64, Vec<String>>,
     /// Users, roles and whether auth is on: replicated, because they decide which
-    /// requests are refused.
-    pub(crate) auth: crate::auth::Auth,
+    /// requests are refused. Shared between clones (views are cloned on every apply
+    /// batch; auth changes rarely), copied on the first change.
+    pub(crate) auth: Arc<crate::auth::Auth>,
 }
 
 /// What a member publishes about itself when it starts: its name and where clients reach
@@ -108,7 +109,7 @@ impl Default for Store {
             alarms: std::collections::BTreeSet::new(),
             members: std::collections::BTreeMap::new(),
             peer_urls: std::collections::BTreeMap::new(),
-            auth: crate::auth::Auth::default(),
+            auth: Arc::default(),
         }
     }
 }
@@ -151,7 +152,7 @@ impl Store {
 
     /// The auth state, to change it (as a chosen command says).
     pub fn auth_mut(&mut self) -> &mut crate::auth::Auth {
-        &mut self.auth
+        Arc::make_mut(&mut self.auth)
     }
 
     /// The current revision.
