@@ -474,30 +474,6 @@ pub enum AuthAnswer {
     Permissions(Vec<crate::proto::authpb::Permission>),
 }
 
-/// Whether `op` is one of etcd's auth requests.
-pub fn is_auth_command(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::AuthEnable(_)
-            | Op::AuthDisable(_)
-            | Op::AuthStatus(_)
-            | Op::Authenticate(_)
-            | Op::UserAdd(_)
-            | Op::UserGet(_)
-            | Op::UserList(_)
-            | Op::UserDelete(_)
-            | Op::UserChangePassword(_)
-            | Op::UserGrantRole(_)
-            | Op::UserRevokeRole(_)
-            | Op::RoleAdd(_)
-            | Op::RoleGet(_)
-            | Op::RoleList(_)
-            | Op::RoleDelete(_)
-            | Op::RoleGrantPermission(_)
-            | Op::RoleRevokePermission(_)
-    )
-}
-
 /// Applies an auth command chosen at `slot` from `caller`: every request but
 /// `Authenticate`, `UserGet` of oneself and `RoleGet` of one's own role needs an
 /// administrator while auth is on (etcd's `needAdminPermission`). Tokens change with

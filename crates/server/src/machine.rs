@@ -171,11 +171,6 @@ impl EtcdMachine {
         at: &Context,
     ) -> Result<Applied, Status> {
         auth::check_command(&self.store, &op, caller).map_err(convert::auth_status)?;
-        if auth::is_auth_command(&op) {
-            let answer = auth::apply(&mut self.store, &self.tokens, op, caller, slot)
-                .map_err(convert::auth_status)?;
-            return Ok(Applied::Auth(answer, self.header(at)));
-        }
         let header = self.header(at);
         let fresh = LeaseClock {
             refreshed: at.now,
@@ -281,8 +276,8 @@ impl EtcdMachine {
             }
             // A read carried through the log: served from the store as it stands here.
             Op::Barrier(_) => Applied::Read(self.view(at)),
-            // Answered above.
-            Op::AuthEnable(_)
+            // etcd's auth requests: checked and applied by the auth module.
+            auth_op @ (Op::AuthEnable(_)
             | Op::AuthDisable(_)
             | Op::AuthStatus(_)
             | Op::Authenticate(_)
@@ -298,8 +293,10 @@ impl EtcdMachine {
             | Op::RoleList(_)
             | Op::RoleDelete(_)
             | Op::RoleGrantPermission(_)
-            | Op::RoleRevokePermission(_) => {
-                return Err(Status::internal("an auth command reached the store"))
+            | Op::RoleRevokePermission(_)) => {
+                let answer = auth::apply(&mut self.store, &self.tokens, auth_op, caller, slot)
+                    .map_err(convert::auth_status)?;
+                Applied::Auth(answer, header)
             }
         })
     }
