@@ -26,6 +26,11 @@ pub const FORMAT: &str = "synod-trace";
 /// The format's version; a reader refuses newer ones.
 pub const VERSION: u64 = 1;
 
+/// A ballot as the trace writes it: `round.node`.
+pub fn ballot(ballot: paxos::Ballot) -> String {
+    format!("{}.{}", ballot.round, ballot.node.0)
+}
+
 /// The first line: what the trace is, and the nodes whose clocks it keeps.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header {
