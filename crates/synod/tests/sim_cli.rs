@@ -106,7 +106,15 @@ fn trace_flags_write_traces_that_read_back_and_shiviz_logs() {
 
     let cluster = temp("cluster.jsonl");
     let path = cluster.to_str().expect("a UTF-8 path");
-    let args = ["sim", "--seed", "2", "--duration-ticks", "200", "--trace", path];
+    let args = [
+        "sim",
+        "--seed",
+        "2",
+        "--duration-ticks",
+        "200",
+        "--trace",
+        path,
+    ];
     assert!(synod(&args).status.success());
     let first = std::fs::read(&cluster).expect("the trace was written");
     sim::trace::read(&first).unwrap_or_else(|e| panic!("{e}"));
@@ -118,8 +126,18 @@ fn trace_flags_write_traces_that_read_back_and_shiviz_logs() {
 
     let shiviz = temp("cluster.log");
     let path = shiviz.to_str().expect("a UTF-8 path");
-    let args = ["sim", "--seed", "2", "--duration-ticks", "200", "--trace", path];
-    assert!(synod(&[&args[..], &["--format", "shiviz"]].concat()).status.success());
+    let args = [
+        "sim",
+        "--seed",
+        "2",
+        "--duration-ticks",
+        "200",
+        "--trace",
+        path,
+    ];
+    assert!(synod(&[&args[..], &["--format", "shiviz"]].concat())
+        .status
+        .success());
     let text = std::fs::read_to_string(&shiviz).expect("the log was written");
     assert!(text.starts_with(sim::trace::SHIVIZ_REGEX));
     assert!(text.contains("n1 {\"n1\":1"), "{}", &text[..400]);

@@ -192,7 +192,8 @@ pub fn run(args: ClusterArgs) -> Result<ExitCode, String> {
     let mut out = std::io::stdout().lock();
     let (mut failed, mut unknown) = (0u64, 0u64);
     for seed in seeds.clone() {
-        let report = cluster::run(args.options(seed, single))?;
+        // Only `--trace` pays for a trace (vector clocks, states): sweeps never do.
+        let report = cluster::run(args.options(seed, args.trace.is_some()))?;
         if let (Some(path), Some(trace)) = (&args.trace, &report.trace) {
             super::sim::write_trace(path, trace, args.format)?;
         }
@@ -305,8 +306,14 @@ fn failure_text(args: &ClusterArgs, seed: u64, report: &Report) -> String {
                 second,
             } => {
                 let _ = writeln!(text, "  agreement: slot {slot} holds {first} and {second}");
-                let events = report.trace.iter().flat_map(|t| &t.events);
-                let excerpt = events.filter(|e| e.slot == Some(*slot));
+                let Some(trace) = &report.trace else {
+                    let _ = writeln!(
+                        text,
+                        "    (replay it with --trace FILE for the slot's events)"
+                    );
+                    continue;
+                };
+                let excerpt = trace.events.iter().filter(|e| e.slot == Some(*slot));
                 for event in excerpt.take(40) {
                     let _ = writeln!(text, "    {}", event.to_json());
                 }
