@@ -83,6 +83,9 @@ impl World {
             0
         };
         self.nodes[node].disk.crash(index(reached));
+        // Votes no sync covered never count towards a chosen moment (even if some of
+        // their bytes survived: the moment would then come at a later vote's sync).
+        self.tracing_mut(|t| t.forget_unsynced(node));
         self.nodes[node].crash();
         // Its watch streams close with it.
         self.nodes[node].watchers = watches::new_watchers(&self.options.controls);

@@ -39,6 +39,11 @@ impl Tracing {
         }
     }
 
+    /// `node` crashed: the votes it appended since its last sync are gone.
+    pub(super) fn forget_unsynced(&mut self, node: usize) {
+        self.unsynced.remove(&node);
+    }
+
     /// The trace, with faults still under way ending at `now` and the clients' history.
     pub(super) fn finish(self, now: u64, history: &[Operation]) -> Result<Trace, String> {
         let mut recorder = self.recorder;
