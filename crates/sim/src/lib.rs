@@ -14,6 +14,9 @@
 //!   a value became chosen.
 //! - [`workload`]: the clients' puts, compare-and-sets and deletes as etcd requests, and
 //!   the member's etcd store watched for the agreement checkers.
+//! - [`trace`]: traces worth drawing: events with message ids, vector clocks and node
+//!   states, faults as intervals, the client history; the versioned JSON-lines format,
+//!   its reader (which checks every clock) and the ShiViz export.
 //! - [`seed000`]: the scripted five-acceptor story of seed 000, and why a later proposal can
 //!   only carry the chosen value.
 
@@ -24,4 +27,5 @@ pub mod linearizability;
 pub mod network;
 pub mod seed000;
 pub mod synod;
+pub mod trace;
 pub mod workload;

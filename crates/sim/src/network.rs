@@ -58,6 +58,9 @@ pub const DELAY_TICKS_MAX: u64 = 1_000_000;
 /// A message between two nodes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Envelope<M> {
+    /// The message's id, given by the run that sends it: a duplicate keeps it, so a trace
+    /// pairs every delivery with its send.
+    pub id: u64,
     /// The sender.
     pub from: NodeId,
     /// The recipient.
@@ -209,6 +212,7 @@ mod tests {
 
     fn envelope(n: u32) -> Envelope<u32> {
         Envelope {
+            id: u64::from(n),
             from: NodeId(1),
             to: NodeId(2),
             message: n,

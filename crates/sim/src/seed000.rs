@@ -14,6 +14,7 @@ use paxos::{AcceptorSet, NodeId, QuorumSpec, QuorumSystem};
 
 use crate::network::{Envelope, Faults};
 use crate::synod::{Options, Run};
+use crate::trace::Trace;
 
 const P1: NodeId = NodeId(101);
 const P2: NodeId = NodeId(102);
@@ -25,6 +26,17 @@ fn a(n: u64) -> NodeId {
 
 /// Replays the story; returns its timeline.
 pub fn replay() -> Result<String, String> {
+    Ok(story(false)?.into_parts().0)
+}
+
+/// Replays the story; returns its timeline and its trace.
+pub fn replay_with_trace() -> Result<(String, Trace), String> {
+    let mut run = story(true)?;
+    let trace = run.take_trace().ok_or("no trace was recorded")??;
+    Ok((run.into_parts().0, trace))
+}
+
+fn story(trace: bool) -> Result<Run, String> {
     let options = Options {
         acceptors: 5,
         proposers: 3,
@@ -35,6 +47,9 @@ pub fn replay() -> Result<String, String> {
         ..Options::default()
     };
     let mut run = Run::new(&options)?;
+    if trace {
+        run.start_trace(options.seed);
+    }
     run.note("seed 000: five acceptors A1-A5, proposers P1-P3 (apple, banana, cherry), learner L1");
     run.note("messages are delivered or lost by hand, as the story needs\n");
 
@@ -61,7 +76,7 @@ pub fn replay() -> Result<String, String> {
     collect_promises(&mut run, P1);
     accept(&mut run, P1, &[1, 2, 3, 4, 5]);
     deliver(&mut run, |e| matches!(e.message, Message::Accepted { .. }));
-    Ok(run.into_parts().0)
+    Ok(run)
 }
 
 /// Phase 1 with `promisers`, then phase 2 reaching only `acceptors`; replies delivered.
@@ -102,6 +117,7 @@ fn deliver_or_lose(
         if reached.iter().any(|&n| envelope.to == a(n)) {
             run.deliver(envelope);
         } else {
+            run.trace_lost(&envelope);
             let text = format!(
                 "         ✗ lost: {} {} {}→{}",
                 envelope.message.kind(),
@@ -192,5 +208,42 @@ mod tests {
         assert!(timeline.contains("by P2c it proposes that, not its own \"apple\""));
         assert!(timeline.contains("P1    learns \"banana\" is chosen"));
         assert_eq!(replay().unwrap(), timeline, "a replay is deterministic");
+    }
+}
+
+#[cfg(test)]
+mod trace_tests {
+    use super::*;
+
+    #[test]
+    fn the_trace_marks_the_chosen_moment_where_the_timeline_prints_its_star() {
+        let (timeline, trace) = replay_with_trace().unwrap();
+        assert_eq!(
+            replay().unwrap(),
+            timeline,
+            "tracing changes nothing of the story"
+        );
+        let star = timeline.lines().find(|l| l.contains('★')).unwrap();
+        let tick: u64 = star.split_whitespace().next().unwrap().parse().unwrap();
+        let chosen: Vec<_> = trace.events.iter().filter(|e| e.what == "chosen").collect();
+        assert_eq!(chosen.len(), 1);
+        let chosen = chosen[0];
+        assert_eq!(chosen.time, tick);
+        assert_eq!(
+            trace.name(chosen.node),
+            "A4",
+            "A4's vote completed the quorum"
+        );
+        assert_eq!(chosen.ballot.as_deref(), Some("1.103"), "t3 = (1.P3)");
+        assert_eq!(
+            chosen.detail.as_deref(),
+            Some("\"banana\" accepted by A2, A3, A4")
+        );
+        let state = chosen.state.clone().unwrap();
+        assert_eq!(state.vote.as_deref(), Some("1.103=banana"));
+        let drops = trace.events.iter().filter(|e| e.what == "drop").count();
+        assert_eq!(drops, timeline.matches("✗ lost").count());
+        let text = trace.to_jsonl();
+        assert_eq!(crate::trace::read(text.as_bytes()), Ok(trace));
     }
 }

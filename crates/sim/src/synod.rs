@@ -16,6 +16,7 @@ use rand_core::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
 use crate::network::{Envelope, Fate, Faults, Network};
+use crate::trace::{self, Event, Header, Recorder, State, Trace};
 
 /// What to simulate.
 #[derive(Clone, Debug)]
@@ -117,6 +118,10 @@ pub struct Run {
     votes: BTreeMap<Ballot, (String, AcceptorSet)>,
     outcome: Outcome,
     timeline: String,
+    /// Messages sent so far (each gets the next id).
+    messages_sent: u64,
+    /// The trace, when asked for (`Run::start_trace`).
+    recorder: Option<Recorder>,
 }
 
 /// Id ranges keep roles apart in ballots and traces: A1 = 1, P1 = 101, L1 = 201.
@@ -183,13 +188,45 @@ impl Run {
                 duplicated: 0,
             },
             timeline: String::new(),
+            messages_sent: 0,
+            recorder: None,
         })
+    }
+
+    /// Records a trace from now on (vector clocks and node states included).
+    pub fn start_trace(&mut self, seed: u64) {
+        let nodes = self.names.iter().map(|(id, name)| (id.0, name.clone()));
+        self.recorder = Some(Recorder::new(Header {
+            source: "synod".into(),
+            seed,
+            nodes: nodes.collect(),
+        }));
+    }
+
+    /// The trace recorded (none unless `start_trace` was called).
+    pub fn take_trace(&mut self) -> Option<Result<Trace, String>> {
+        self.recorder.take().map(|r| r.finish(Vec::new()))
     }
 
     /// Runs `options` to the end: every proposer and learner knows the chosen value, or
     /// `ticks_max` passed. Returns the timeline and the outcome.
     pub fn simulate(options: &Options) -> Result<(String, Outcome), String> {
+        Ok(Run::run_to_end(options, false)?.into_parts())
+    }
+
+    /// As [`Run::simulate`], with the run's trace.
+    pub fn simulate_with_trace(options: &Options) -> Result<(String, Outcome, Trace), String> {
+        let mut run = Run::run_to_end(options, true)?;
+        let trace = run.take_trace().ok_or("no trace was recorded")??;
+        let (timeline, outcome) = run.into_parts();
+        Ok((timeline, outcome, trace))
+    }
+
+    fn run_to_end(options: &Options, trace: bool) -> Result<Run, String> {
         let mut run = Run::new(options)?;
+        if trace {
+            run.start_trace(options.seed);
+        }
         run.header(options);
         for id in run.config.proposers().to_vec() {
             run.propose(id);
@@ -204,7 +241,7 @@ impl Run {
                 run.deliver(envelope);
             }
         }
-        Ok(run.into_parts())
+        Ok(run)
     }
 
     fn header(&mut self, options: &Options) {
@@ -245,7 +282,9 @@ impl Run {
             return;
         };
         let actions = p.propose();
-        let text = format!("proposes {:?}", p.own_value());
+        let value = format!("{:?}", p.own_value());
+        let text = format!("proposes {value}");
+        self.trace_local(id, "propose", None, Some(value));
         self.event(id, &format!("{text}: {}", self.prepare_text(&actions)));
         self.execute(id, actions);
     }
@@ -262,9 +301,16 @@ impl Run {
             (Some((_, Some(ballot))), Some(Phase::BackingOff { wait_ticks })) => {
                 let b = self.ballot(ballot);
                 let wait = ticks(wait_ticks);
+                self.trace_local(
+                    id,
+                    "timeout",
+                    Some(ballot),
+                    Some(format!("backs off {wait}")),
+                );
                 self.event(id, &format!("round {b} timed out: backs off {wait}"));
             }
             (Some((Phase::BackingOff { .. }, _)), Some(Phase::Preparing { .. })) => {
+                self.trace_local(id, "retry", None, None);
                 let text = self.prepare_text(&actions);
                 self.event(id, &format!("retries: {text}"));
             }
@@ -275,7 +321,16 @@ impl Run {
 
     /// Delivers one message and tells what its recipient made of it.
     pub fn deliver(&mut self, envelope: Envelope<Message<String>>) {
-        let Envelope { from, to, message } = envelope;
+        let Envelope {
+            id: message_id,
+            from,
+            to,
+            message,
+        } = envelope;
+        if !self.nodes.contains_key(&to) {
+            return;
+        }
+        let recorded = self.trace_message("deliver", message_id, to, from, &message);
         let Some(node) = self.nodes.get_mut(&to) else {
             return;
         };
@@ -286,7 +341,98 @@ impl Run {
         if let Some(text) = text {
             self.event(to, &text);
         }
+        // The delivery's state is its node's once it has handled the message.
+        let state = self.state_of(to);
+        if let (Some(recorder), Some(index)) = (self.recorder.as_mut(), recorded) {
+            recorder.set_state(index, state);
+        }
         self.execute(to, actions);
+    }
+
+    /// A message is lost: in the trace, a drop after its send (scripted scenarios lose
+    /// messages by hand, and tell it on the timeline in their own words).
+    pub fn trace_lost(&mut self, envelope: &Envelope<Message<String>>) {
+        let Envelope {
+            id,
+            from,
+            to,
+            message,
+        } = envelope;
+        self.trace_message("drop", *id, *from, *to, message);
+    }
+
+    fn lost_line(&mut self, what: &str, from: NodeId, to: NodeId) {
+        let route = format!("{}→{}", self.name(from), self.name(to));
+        self.line(&format!("{:>6}        ✗ lost: {what} {route}", self.now));
+    }
+
+    /// Records a network event at `node` about a message to or from `peer`; returns its
+    /// index in the trace.
+    fn trace_message(
+        &mut self,
+        what: &str,
+        id: u64,
+        node: NodeId,
+        peer: NodeId,
+        message: &Message<String>,
+    ) -> Option<usize> {
+        self.recorder.as_ref()?;
+        let event = Event {
+            id: Some(id),
+            message: Some(message.kind().to_string()),
+            ballot: Some(trace::ballot(message.ballot())),
+            peer: Some(peer.0),
+            state: self.state_of(node),
+            ..Event::new(self.now, node.0, what)
+        };
+        self.recorder.as_mut().map(|r| r.record(event))
+    }
+
+    /// Records a local event at `node`.
+    fn trace_local(
+        &mut self,
+        node: NodeId,
+        what: &str,
+        ballot: Option<Ballot>,
+        detail: Option<String>,
+    ) {
+        if self.recorder.is_none() {
+            return;
+        }
+        let event = Event {
+            ballot: ballot.map(trace::ballot),
+            detail,
+            state: self.state_of(node),
+            ..Event::new(self.now, node.0, what)
+        };
+        if let Some(recorder) = self.recorder.as_mut() {
+            recorder.record(event);
+        }
+    }
+
+    /// What the explorer shows of node `id`: its role, promise (a proposer's: the ballot
+    /// it runs) and vote (a learner's: what it learned).
+    fn state_of(&self, id: NodeId) -> Option<State> {
+        let vote = |v: &Vote<String>| format!("{}={}", trace::ballot(v.ballot), v.value);
+        Some(match self.nodes.get(&id)? {
+            Node::Acceptor(a) => State {
+                role: "acceptor".into(),
+                promised: Some(trace::ballot(a.state().promised)),
+                vote: a.state().accepted.as_ref().map(vote),
+                ..State::default()
+            },
+            Node::Proposer(p) => State {
+                role: "proposer".into(),
+                promised: p.ballot().map(trace::ballot),
+                vote: p.chosen().map(vote),
+                ..State::default()
+            },
+            Node::Learner(l) => State {
+                role: "learner".into(),
+                vote: l.learned().map(vote),
+                ..State::default()
+            },
+        })
     }
 
     fn execute(&mut self, id: NodeId, actions: Vec<Action<String>>) {
@@ -306,13 +452,24 @@ impl Run {
 
     fn send(&mut self, from: NodeId, to: NodeId, message: Message<String>) {
         self.outcome.sent += 1;
+        self.messages_sent += 1;
+        let id = self.messages_sent;
+        self.trace_message("send", id, from, to, &message);
         let what = format!("{} {}", message.kind(), self.ballot(message.ballot()));
-        let envelope = Envelope { from, to, message };
+        let traced = self.recorder.is_some().then(|| message.clone());
+        let envelope = Envelope {
+            id,
+            from,
+            to,
+            message,
+        };
         match self.network.send(self.now, envelope, &mut self.rng) {
             Fate::Lost => {
                 self.outcome.lost += 1;
-                let route = format!("{}→{}", self.name(from), self.name(to));
-                self.line(&format!("{:>6}        ✗ lost: {what} {route}", self.now));
+                if let Some(message) = traced {
+                    self.trace_message("drop", id, from, to, &message);
+                }
+                self.lost_line(&what, from, to);
             }
             Fate::Duplicated => self.outcome.duplicated += 1,
             Fate::Delivered => {}
@@ -338,6 +495,9 @@ impl Run {
                 self.outcome.chosen = Some((vote.value.clone(), self.now, vote.ballot));
                 let names = self.set_names(voters);
                 let b = self.ballot(vote.ballot);
+                // The moment no node sees: at the acceptor whose vote completed the quorum.
+                let detail = format!("{:?} accepted by {names}", vote.value);
+                self.trace_local(acceptor, "chosen", Some(vote.ballot), Some(detail));
                 self.line(&format!(
                     "{:>6}  ★     CHOSEN {:?} at {b}: accepted by {names}. No participant \
                      knows yet.",
@@ -359,6 +519,7 @@ impl Run {
         let name = self.name(id);
         self.outcome.learned.push((name, self.now, value.clone()));
         let b = self.ballot(ballot);
+        self.trace_local(id, "learn", Some(ballot), Some(format!("{value:?}")));
         self.event(
             id,
             &format!("learns {value:?} is chosen (phase-2 quorum at {b})"),

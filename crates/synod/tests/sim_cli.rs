@@ -85,3 +85,67 @@ fn unsafe_or_malformed_configurations_are_refused_with_the_reason() {
     refused(&["--round-timeout-ticks", "0"], &["round_timeout_ticks"]);
     refused(&["--loss", "1.5"], &["probability"]);
 }
+
+/// A file in the test's own temporary directory.
+fn temp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("synod-sim-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    dir.join(name)
+}
+
+#[test]
+fn trace_flags_write_traces_that_read_back_and_shiviz_logs() {
+    let seed000 = temp("seed000.jsonl");
+    let path = seed000.to_str().expect("a UTF-8 path");
+    let output = synod(&["sim", "synod", "--scenario", "seed000", "--trace", path]);
+    assert!(output.status.success());
+    let bytes = std::fs::read(&seed000).expect("the trace was written");
+    let trace = sim::trace::read(&bytes).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(trace.header.source, "synod");
+    assert!(trace.events.iter().any(|e| e.what == "chosen"));
+
+    let cluster = temp("cluster.jsonl");
+    let path = cluster.to_str().expect("a UTF-8 path");
+    let args = [
+        "sim",
+        "--seed",
+        "2",
+        "--duration-ticks",
+        "200",
+        "--trace",
+        path,
+    ];
+    assert!(synod(&args).status.success());
+    let first = std::fs::read(&cluster).expect("the trace was written");
+    sim::trace::read(&first).unwrap_or_else(|e| panic!("{e}"));
+    assert!(synod(&args).status.success());
+    assert!(
+        std::fs::read(&cluster).expect("written again") == first,
+        "same seed, same trace, byte for byte"
+    );
+
+    let shiviz = temp("cluster.log");
+    let path = shiviz.to_str().expect("a UTF-8 path");
+    let args = [
+        "sim",
+        "--seed",
+        "2",
+        "--duration-ticks",
+        "200",
+        "--trace",
+        path,
+    ];
+    assert!(synod(&[&args[..], &["--format", "shiviz"]].concat())
+        .status
+        .success());
+    let text = std::fs::read_to_string(&shiviz).expect("the log was written");
+    assert!(text.starts_with(sim::trace::SHIVIZ_REGEX));
+    assert!(text.contains("n1 {\"n1\":1"), "{}", &text[..400]);
+    let _ = std::fs::remove_dir_all(seed000.parent().expect("a directory"));
+}
+
+#[test]
+fn format_without_trace_is_refused() {
+    let output = synod(&["sim", "synod", "--format", "shiviz"]);
+    assert_eq!(output.status.code(), Some(2));
+}

@@ -139,6 +139,7 @@ impl World {
             time: self.now,
             node: id,
             what: "apply",
+            id: None,
             message: None,
             ballot: None,
             slot: Some(slot),

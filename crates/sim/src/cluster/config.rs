@@ -230,6 +230,9 @@ pub struct TraceEvent {
     pub node: u64,
     /// What: `send`, `deliver`, `drop`, `apply`, `crash`, `restart`, `pause`, …
     pub what: &'static str,
+    /// The message's id, for network events: a send, its deliveries (two for a
+    /// duplicate) and its drop share it.
+    pub id: Option<u64>,
     /// The message kind, for network events.
     pub message: Option<&'static str>,
     /// The ballot the message or event carries.
@@ -238,30 +241,6 @@ pub struct TraceEvent {
     pub slot: Option<Slot>,
     /// The peer (sender of a delivery, recipient of a send).
     pub peer: Option<u64>,
-}
-
-impl TraceEvent {
-    /// The event as one JSON object.
-    pub fn to_json(&self) -> String {
-        let mut line = format!(
-            "{{\"time\":{},\"node\":{},\"event\":\"{}\"",
-            self.time, self.node, self.what
-        );
-        if let Some(message) = self.message {
-            let _ = write!(line, ",\"message\":\"{message}\"");
-        }
-        if let Some(b) = self.ballot {
-            let _ = write!(line, ",\"ballot\":\"{}.{}\"", b.round, b.node.0);
-        }
-        if let Some(slot) = self.slot {
-            let _ = write!(line, ",\"slot\":{slot}");
-        }
-        if let Some(peer) = self.peer {
-            let _ = write!(line, ",\"peer\":{peer}");
-        }
-        line.push('}');
-        line
-    }
 }
 
 /// Counts of what happened.
@@ -393,8 +372,8 @@ pub struct Report {
     pub linearizability_unknown: bool,
     /// A hash of the whole trace: equal for equal seeds.
     pub trace_hash: u64,
-    /// The trace, if kept.
-    pub trace: Vec<TraceEvent>,
+    /// The trace, if kept (`Options::trace`).
+    pub trace: Option<Trace>,
     /// Where each node's replica stood at the end (role, ballot, epoch, commit point…),
     /// for a report of a liveness failure.
     pub nodes: Vec<String>,

@@ -24,6 +24,7 @@ impl World {
                 self.stats.pauses += 1;
                 self.nodes[node].paused = true;
                 self.note(node, "pause");
+                self.fault_starts("pause", node, &[node], None);
                 let resume = self.random(5, 150) * TICK_US;
                 self.schedule(resume, Event::Resume(node));
             }
@@ -35,6 +36,7 @@ impl World {
             let node = self.pick(n);
             self.stats.slow_disks += 1;
             self.nodes[node].slow_disk = true;
+            self.fault_starts("slow-disk", node, &[node], None);
             let recover = self.random(20, 300) * TICK_US;
             self.schedule(recover, Event::DiskRecovers(node));
         }
@@ -61,6 +63,7 @@ impl World {
         }
         let heal = self.random(20, 400) * TICK_US;
         let id = self.partition;
+        self.partition_starts(id);
         self.schedule(heal, Event::HealPartition(id));
     }
 
@@ -70,6 +73,7 @@ impl World {
         }
         self.stats.crashes += 1;
         self.note(node, "crash");
+        self.fault_starts("crash", node, &[node], None);
         // Of the bytes no sync covered, a random prefix reached the disk (half the time
         // none): it may end inside a record, a torn write that recovery must cut off.
         let unsynced = self.nodes[node].disk.unsynced() as u64;
@@ -79,6 +83,9 @@ impl World {
             0
         };
         self.nodes[node].disk.crash(index(reached));
+        // Votes no sync covered never count towards a chosen moment (even if some of
+        // their bytes survived: the moment would then come at a later vote's sync).
+        self.tracing_mut(|t| t.forget_unsynced(node));
         self.nodes[node].crash();
         // Its watch streams close with it.
         self.nodes[node].watchers = watches::new_watchers(&self.options.controls);
@@ -106,8 +113,9 @@ impl World {
         if self.nodes[node].member.is_some() || self.nodes[node].standing != Standing::Member {
             return;
         }
-        self.note(node, "restart");
         self.boot(node);
+        self.note(node, "restart");
+        self.fault_ends("crash", node);
     }
 
     pub(super) fn boot(&mut self, node: usize) {
@@ -173,6 +181,7 @@ impl World {
         }
         n.paused = false;
         self.note(node, "resume");
+        self.fault_ends("pause", node);
         // The clock ran on while the process stood still: its ticks come first.
         let missed = std::mem::take(&mut self.nodes[node].missed_ticks);
         for _ in 0..missed {
@@ -191,12 +200,15 @@ impl World {
             self.failures.push(Failure::Liveness(problem));
         }
         self.cut.clear();
+        self.fault_ends("partition", index(self.partition));
         for node in 0..self.nodes.len() {
             self.nodes[node].slow_disk = false;
+            self.fault_ends("slow-disk", node);
             let member = self.nodes[node].standing == Standing::Member;
             if member && self.nodes[node].member.is_none() {
-                self.note(node, "restart");
                 self.boot(node);
+                self.note(node, "restart");
+                self.fault_ends("crash", node);
             }
             if self.nodes[node].paused {
                 self.resume(node);

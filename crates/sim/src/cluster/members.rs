@@ -82,6 +82,7 @@ impl World {
             time: self.now,
             node: self.nodes[node].id.0,
             what: "read-ready",
+            id: None,
             message: None,
             ballot: self.nodes[node]
                 .member
@@ -103,6 +104,9 @@ impl World {
         let slow = self.nodes[node].slow_disk;
         let latency = self.random(50, 500) * if slow { 20 } else { 1 };
         let now = self.now;
+        if self.tracing.is_some() {
+            self.trace_votes(node, &writes);
+        }
         let n = &mut self.nodes[node];
         if let Err(error) = n.disk.append(writes) {
             let problem = format!("n{}: storage refused a write: {error}", n.id.0);
@@ -134,6 +138,9 @@ impl World {
             return;
         }
         n.disk.sync();
+        if self.tracing.is_some() {
+            self.trace_synced(node);
+        }
         self.with_member(node, |m, now| m.durable(tag, now));
     }
 
@@ -142,10 +149,13 @@ impl World {
             return;
         };
         self.stats.messages += 1;
+        self.messages_sent += 1;
+        let id = self.messages_sent;
         let mut event = TraceEvent {
             time: self.now,
             node: self.nodes[from].id.0,
             what: "send",
+            id: Some(id),
             message: Some(message.kind()),
             ballot: Some(message.ballot()),
             slot: slot_of(&message),
@@ -154,26 +164,38 @@ impl World {
         if to == from {
             // Local delivery: in order, never lost.
             self.record(event);
-            return self.schedule(0, Event::Deliver { from, to, message });
+            let deliver = Event::Deliver {
+                id,
+                from,
+                to,
+                message,
+            };
+            return self.schedule(0, deliver);
         }
         if self.cut.contains(&(from, to)) {
             self.stats.lost += 1;
+            self.record(event.clone());
             event.what = "drop";
-            return self.record(event);
+            self.record(event);
+            return;
         }
         let envelope = Envelope {
+            id,
             from: self.nodes[from].id,
             to: self.nodes[to].id,
             message,
         };
-        match self.network.send(self.now, envelope, &mut self.rng) {
+        let fate = self.network.send(self.now, envelope, &mut self.rng);
+        self.record(event.clone());
+        match fate {
             Fate::Lost => {
+                // Lost on the way: the drop follows its send, at the sender.
                 self.stats.lost += 1;
                 event.what = "drop";
+                self.record(event);
             }
             Fate::Duplicated => self.stats.duplicated += 1,
             Fate::Delivered => {}
         }
-        self.record(event);
     }
 }

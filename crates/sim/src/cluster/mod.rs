@@ -19,12 +19,13 @@
 //!   switch the quorum system), through the leader's `Node::reconfigure`.
 //! - `keeper.rs`: the lease keeper, and its check that leases never expire early.
 //! - `watches.rs`: watchers through the faults, and their check against the log.
+//! - `tracing.rs`: the trace for `--trace` (vector clocks, node states, faults as
+//!   intervals, the chosen moment of each slot), kept only when asked for.
 //! - `checks.rs`: agreement and states as members apply; truthful errors, final states
 //!   and memberships at the end.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
-use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +48,7 @@ use server::watchers::Watchers;
 use crate::history::{Input, Operation, Output};
 use crate::linearizability::{self, Verdict};
 use crate::network::{Envelope, Fate, Faults, Network};
+use crate::trace::Trace;
 use crate::workload::{self, Key, LeaseAsk, Outcome, Value, Watched, Write};
 use keeper::{Keeper, KEEPER};
 use nemesis::Standing;
@@ -65,6 +67,7 @@ mod members;
 mod nemesis;
 #[cfg(test)]
 mod tests;
+mod tracing;
 mod watches;
 
 pub use config::{Controls, Failure, FaultRates, Options, Report, Stats, TraceEvent};
@@ -100,6 +103,7 @@ type Running = Member<Watched, Waiter, Pcg64>;
 #[derive(Clone, Debug)]
 enum Event {
     Deliver {
+        id: u64,
         from: usize,
         to: usize,
         message: Message<Payload>,
@@ -240,7 +244,11 @@ pub struct World {
     disagreed: BTreeSet<Slot>,
     failures: Vec<Failure>,
     stats: Stats,
-    trace: Vec<TraceEvent>,
+    /// The trace being recorded, with vector clocks and node states (only with
+    /// `Options::trace`: nothing of it runs otherwise).
+    tracing: Option<Box<tracing::Tracing>>,
+    /// Messages sent so far (each gets the next id).
+    messages_sent: u64,
     hasher: rustc_hash::FxHasher,
     next_value: Value,
     faults_on: bool,
@@ -340,7 +348,8 @@ impl World {
             disagreed: BTreeSet::new(),
             failures: Vec::new(),
             stats: Stats::default(),
-            trace: Vec::new(),
+            tracing: None,
+            messages_sent: 0,
             hasher: rustc_hash::FxHasher::default(),
             next_value: 0,
             faults_on: true,
@@ -348,6 +357,9 @@ impl World {
             watch_clients: Vec::new(),
             watch_streams: 0,
         };
+        if world.options.trace {
+            world.tracing = Some(Box::new(tracing::Tracing::new(&world.options)));
+        }
         for i in 0..index(world.options.nodes) {
             world.boot(i);
         }
@@ -424,6 +436,18 @@ impl World {
             Verdict::Unknown { .. } => linearizability_unknown = true,
         }
         let nodes = self.nodes.iter().map(Node::describe).collect();
+        let trace = self
+            .tracing
+            .take()
+            .map(|t| t.finish(self.now, &self.history));
+        let trace = match trace {
+            Some(Err(problem)) => {
+                self.failures.push(Failure::Liveness(problem));
+                None
+            }
+            Some(Ok(trace)) => Some(trace),
+            None => None,
+        };
         Report {
             nodes,
             stats: self.stats,
@@ -431,7 +455,7 @@ impl World {
             failures: self.failures,
             linearizability_unknown,
             trace_hash: self.hasher.finish(),
-            trace: self.trace,
+            trace,
         }
     }
 
@@ -462,8 +486,16 @@ impl World {
             let envelope = self.network.next_due(at)?;
             let from = self.node_of(envelope.from)?;
             let to = self.node_of(envelope.to)?;
-            let message = envelope.message;
-            return Some((at, Event::Deliver { from, to, message }));
+            let (id, message) = (envelope.id, envelope.message);
+            return Some((
+                at,
+                Event::Deliver {
+                    id,
+                    from,
+                    to,
+                    message,
+                },
+            ));
         }
         let Reverse((time, _, index)) = self.queue.pop()?;
         let event = self.events[index].take()?;
@@ -488,11 +520,11 @@ impl World {
         p > 0.0 && unit(&mut self.rng) < p
     }
 
-    fn record(&mut self, event: TraceEvent) {
+    /// Hashes `event` into the run's trace hash and, when tracing, records it with its
+    /// vector clock and its node's state; returns its index in the trace.
+    fn record(&mut self, event: TraceEvent) -> Option<usize> {
         event.hash(&mut self.hasher);
-        if self.options.trace {
-            self.trace.push(event);
-        }
+        self.tracing.is_some().then(|| self.trace_event(&event))
     }
 
     fn note(&mut self, node: usize, what: &'static str) {
@@ -500,6 +532,7 @@ impl World {
             time: self.now,
             node: self.nodes[node].id.0,
             what,
+            id: None,
             message: None,
             ballot: None,
             slot: None,
@@ -525,7 +558,12 @@ impl World {
             {
                 self.nodes[node].held.push(event);
             }
-            Event::Deliver { from, to, message } => self.deliver(from, to, message),
+            Event::Deliver {
+                id,
+                from,
+                to,
+                message,
+            } => self.deliver(id, from, to, message),
             Event::Tick(node) => self.tick(node),
             Event::Synced {
                 node,
@@ -564,25 +602,36 @@ impl World {
             Event::HealPartition(id) => {
                 if id == self.partition {
                     self.cut.clear();
+                    self.fault_ends("partition", index(id));
                 }
             }
-            Event::DiskRecovers(node) => self.nodes[node].slow_disk = false,
+            Event::DiskRecovers(node) => {
+                self.nodes[node].slow_disk = false;
+                self.fault_ends("slow-disk", node);
+            }
         }
     }
 
-    fn deliver(&mut self, from: usize, to: usize, message: Message<Payload>) {
+    fn deliver(&mut self, id: u64, from: usize, to: usize, message: Message<Payload>) {
+        let slot = slot_of(&message);
         let event = TraceEvent {
             time: self.now,
             node: self.nodes[to].id.0,
             what: "deliver",
+            id: Some(id),
             message: Some(message.kind()),
             ballot: Some(message.ballot()),
-            slot: slot_of(&message),
+            slot,
             peer: Some(self.nodes[from].id.0),
         };
-        self.record(event);
+        let recorded = self.record(event);
         let from_id = self.nodes[from].id;
         self.with_member(to, |m, now| m.step(from_id, message, now));
+        // The delivery's state is its node's once it has handled the message.
+        if let Some(index) = recorded {
+            let state = self.state_of(to, slot);
+            self.tracing_mut(|t| t.recorder.set_state(index, state));
+        }
     }
 
     fn tick(&mut self, node: usize) {

@@ -452,3 +452,113 @@ fn watchers_that_skip_what_a_full_stream_could_not_take_are_caught() {
     }
     panic!("watchers that skip events were not caught in 20 seeds");
 }
+
+/// Whether `a` happened before `b` by their vector clocks.
+fn clock_before(a: &[u64], b: &[u64]) -> bool {
+    a.iter().zip(b).all(|(x, y)| x <= y) && a != b
+}
+
+#[test]
+fn a_traced_run_reads_back_with_every_message_paired_and_clocks_that_match_causality() {
+    let report = run(quick(5)).unwrap();
+    let trace = report.trace.expect("traced");
+    let text = trace.to_jsonl();
+    let read = crate::trace::read(text.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(read, trace, "the trace reads back as written");
+    assert!(!trace.ops.is_empty() && !trace.faults.is_empty());
+    assert!(
+        trace.faults.iter().all(|f| f.end.is_some()),
+        "every fault ends"
+    );
+    let events = &trace.events;
+    let end = events.last().map_or(0, |e| e.time);
+    // Every send is delivered (once, or twice when duplicated) or dropped, unless it was
+    // still in flight when the run stopped.
+    let mut fates: HashMap<u64, (u64, usize, usize)> = HashMap::new();
+    for e in events {
+        let Some(id) = e.id else { continue };
+        let fate = fates.entry(id).or_default();
+        match e.what.as_str() {
+            "send" => fate.0 = e.time,
+            "deliver" => fate.1 += 1,
+            "drop" => fate.2 += 1,
+            other => panic!("{other} with a message id"),
+        }
+    }
+    let max_delay = Options::default().faults.delay_us.1;
+    for (id, (sent, delivered, dropped)) in &fates {
+        let paired = matches!((delivered, dropped), (1 | 2, 0) | (0, 1));
+        assert!(
+            paired || (*delivered == 0 && *dropped == 0 && end - sent <= max_delay),
+            "message {id}: delivered {delivered}, dropped {dropped}"
+        );
+    }
+    assert!(
+        fates.values().any(|f| f.1 == 2),
+        "a duplicate is delivered twice"
+    );
+    // Happened-before from the run itself (each node's order, each send before its
+    // deliveries), against the clocks, on a sample of pairs.
+    let mut edges: Vec<Vec<usize>> = vec![Vec::new(); events.len()];
+    let mut last_at: HashMap<u64, usize> = HashMap::new();
+    let mut sent_at: HashMap<u64, usize> = HashMap::new();
+    for (i, e) in events.iter().enumerate() {
+        if let Some(prev) = last_at.insert(e.node, i) {
+            edges[prev].push(i);
+        }
+        match (e.what.as_str(), e.id) {
+            ("send", Some(id)) => {
+                sent_at.insert(id, i);
+            }
+            ("deliver", Some(id)) => edges[sent_at[&id]].push(i),
+            _ => {}
+        }
+    }
+    let mut checked = (0, 0);
+    for from in (0..events.len()).step_by(997).take(12) {
+        let mut reached = vec![false; events.len()];
+        let mut stack = vec![from];
+        while let Some(i) = stack.pop() {
+            for &j in &edges[i] {
+                if !reached[j] {
+                    reached[j] = true;
+                    stack.push(j);
+                }
+            }
+        }
+        let near = from + 1..(from + 100).min(events.len());
+        for to in (from + 1..events.len()).step_by(13).chain(near) {
+            let by_clock = clock_before(&events[from].clock, &events[to].clock);
+            assert_eq!(by_clock, reached[to], "events {from} and {to}");
+            checked.0 += usize::from(reached[to]);
+            checked.1 += usize::from(!reached[to]);
+        }
+    }
+    assert!(checked.0 > 1_000 && checked.1 > 100, "{checked:?}");
+    // The chosen moment of each slot is marked once, at a vote for it.
+    let chosen: Vec<_> = events.iter().filter(|e| e.what == "chosen").collect();
+    assert!(
+        chosen.len() as u64 >= report.stats.slots / 2,
+        "{}",
+        chosen.len()
+    );
+    let slots: BTreeSet<_> = chosen.iter().map(|e| e.slot).collect();
+    assert_eq!(slots.len(), chosen.len());
+}
+
+#[test]
+fn the_same_seed_writes_the_same_trace_byte_for_byte() {
+    let options = || Options {
+        duration_ticks: 300,
+        ..quick(11)
+    };
+    let a = run(options()).unwrap().trace.expect("traced").to_jsonl();
+    let b = run(options()).unwrap().trace.expect("traced").to_jsonl();
+    assert!(a == b, "two runs of seed 11 wrote different traces");
+    let untraced = run(Options {
+        trace: false,
+        ..options()
+    })
+    .unwrap();
+    assert!(untraced.trace.is_none());
+}

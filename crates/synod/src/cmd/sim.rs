@@ -1,6 +1,7 @@
 //! `synod sim`: the deterministic simulator.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -8,6 +9,7 @@ use paxos::synod::Timing;
 use paxos::QuorumSpec;
 use sim::network::Faults;
 use sim::synod::{Options, Run};
+use sim::trace::Trace;
 
 /// `synod sim …`: a Multi-Paxos cluster under faults, or (`synod sim synod`) the
 /// single-decree demo.
@@ -67,6 +69,31 @@ struct SynodArgs {
     /// Replay a scripted story instead of a random run.
     #[arg(long, value_enum)]
     scenario: Option<Scenario>,
+    /// Write the run's trace to this file: every event with its message id, vector clock
+    /// and node state, and the moment the value was chosen.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+    /// The trace's format: Synod's JSON lines, or ShiViz's log format.
+    #[arg(long, value_enum, default_value = "jsonl", requires = "trace")]
+    format: TraceFormat,
+}
+
+/// How `--trace` writes a trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TraceFormat {
+    /// Synod's trace format: versioned JSON lines (docs/SIMULATOR.md, "Trace format").
+    Jsonl,
+    /// ShiViz's default log format: a description line, then `host {vector clock}`.
+    Shiviz,
+}
+
+/// Writes `trace` to `path` in `format`, whole or not at all.
+pub(crate) fn write_trace(path: &Path, trace: &Trace, format: TraceFormat) -> Result<(), String> {
+    let text = match format {
+        TraceFormat::Jsonl => trace.to_jsonl(),
+        TraceFormat::Shiviz => sim::trace::shiviz(trace),
+    };
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -84,13 +111,24 @@ pub fn run(args: SimArgs) -> Result<ExitCode, String> {
     let Some(SimMode::Synod(args)) = args.mode else {
         return super::sim_cluster::run(args.cluster);
     };
-    let (timeline, safe) = match args.scenario {
-        Some(Scenario::Seed000) => (sim::seed000::replay()?, true),
-        None => {
+    let (timeline, safe, trace) = match (args.scenario, &args.trace) {
+        (Some(Scenario::Seed000), None) => (sim::seed000::replay()?, true, None),
+        (Some(Scenario::Seed000), Some(_)) => {
+            let (timeline, trace) = sim::seed000::replay_with_trace()?;
+            (timeline, true, Some(trace))
+        }
+        (None, None) => {
             let (timeline, outcome) = Run::simulate(&options(&args))?;
-            (timeline, outcome.is_safe())
+            (timeline, outcome.is_safe(), None)
+        }
+        (None, Some(_)) => {
+            let (timeline, outcome, trace) = Run::simulate_with_trace(&options(&args))?;
+            (timeline, outcome.is_safe(), Some(trace))
         }
     };
+    if let (Some(path), Some(trace)) = (&args.trace, &trace) {
+        write_trace(path, trace, args.format)?;
+    }
     let mut out = std::io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth reporting.
     let _ = out.write_all(timeline.as_bytes());

@@ -82,9 +82,13 @@ pub struct ClusterArgs {
     /// at the next member when theirs goes; what they receive is checked against the log.
     #[arg(long, default_value_t = 0)]
     watchers: usize,
-    /// Write the run's events as JSON lines to this file (single seed only).
+    /// Write the run's trace to this file (single seed only): every event with its
+    /// message id, vector clock and node state, the faults, the client history.
     #[arg(long)]
     trace: Option<std::path::PathBuf>,
+    /// The trace's format: Synod's JSON lines, or ShiViz's log format.
+    #[arg(long, value_enum, default_value = "jsonl", requires = "trace")]
+    format: super::sim::TraceFormat,
 }
 
 fn parse_range(text: &str) -> Result<Range<u64>, String> {
@@ -188,9 +192,10 @@ pub fn run(args: ClusterArgs) -> Result<ExitCode, String> {
     let mut out = std::io::stdout().lock();
     let (mut failed, mut unknown) = (0u64, 0u64);
     for seed in seeds.clone() {
-        let report = cluster::run(args.options(seed, single))?;
-        if let Some(path) = &args.trace {
-            write_trace(path, &report)?;
+        // Only `--trace` pays for a trace (vector clocks, states): sweeps never do.
+        let report = cluster::run(args.options(seed, args.trace.is_some()))?;
+        if let (Some(path), Some(trace)) = (&args.trace, &report.trace) {
+            super::sim::write_trace(path, trace, args.format)?;
         }
         let text = if single {
             summary(&args, seed, &report)
@@ -220,15 +225,6 @@ pub fn run(args: ClusterArgs) -> Result<ExitCode, String> {
         (0, _) => ExitCode::from(3),
         _ => ExitCode::FAILURE,
     })
-}
-
-fn write_trace(path: &std::path::Path, report: &Report) -> Result<(), String> {
-    let mut text = String::new();
-    for event in &report.trace {
-        text.push_str(&event.to_json());
-        text.push('\n');
-    }
-    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn summary(args: &ClusterArgs, seed: u64, report: &Report) -> String {
@@ -310,7 +306,14 @@ fn failure_text(args: &ClusterArgs, seed: u64, report: &Report) -> String {
                 second,
             } => {
                 let _ = writeln!(text, "  agreement: slot {slot} holds {first} and {second}");
-                let excerpt = report.trace.iter().filter(|e| e.slot == Some(*slot));
+                let Some(trace) = &report.trace else {
+                    let _ = writeln!(
+                        text,
+                        "    (replay it with --trace FILE for the slot's events)"
+                    );
+                    continue;
+                };
+                let excerpt = trace.events.iter().filter(|e| e.slot == Some(*slot));
                 for event in excerpt.take(40) {
                     let _ = writeln!(text, "    {}", event.to_json());
                 }
