@@ -41,9 +41,8 @@ use tonic::codegen::Service;
 use tonic::service::Routes;
 use tonic::Status;
 
-use kv::Caller;
-
 use crate::api::kv::KvService;
+use crate::api::Credentials;
 use crate::http_api::HttpApi;
 use crate::metrics::CallCounters;
 use crate::proto::etcdserverpb as pb;
@@ -373,8 +372,8 @@ impl ClientPort {
         let counters = &self.kv_calls[call as usize];
         counters.started();
         let certificate = request.extensions().get::<ClientCertificate>();
-        let caller = self.kv.0.caller(request.headers(), certificate);
-        let answer = self.answer(call, request.into_body(), caller);
+        let credentials = Credentials::of(request.headers(), certificate);
+        let answer = self.answer(call, request.into_body(), credentials);
         let answer = match deadline {
             // The client gave up by then; so does the call (gRPC's deadline propagation).
             Some(deadline) => tokio::time::timeout(deadline, answer)
@@ -392,18 +391,17 @@ impl ClientPort {
         }
     }
 
-    /// The framed answer to a KV call from `caller`. As in gRPC, a message above the
-    /// size limit is refused before anything else, credentials included.
+    /// The framed answer to a KV call with `credentials`. As in gRPC, a message above
+    /// the size limit is refused before anything else, credentials included.
     async fn answer(
         &self,
         call: KvCall,
         body: RecvStream,
-        caller: Result<Caller, Status>,
+        credentials: Credentials,
     ) -> Result<Bytes, Status> {
         let message = read_message(body, self.max_message).await?;
-        let caller = caller?;
         let kv = &self.kv;
-        let who = &caller;
+        let who = &credentials;
         match call {
             KvCall::Range => {
                 let request: pb::RangeRequest = decode(message)?;
@@ -411,7 +409,7 @@ impl ClientPort {
                     return frame(&kv.range_answer(request, who).await?);
                 }
                 let kv = kv.clone();
-                off_connection(async move { frame(&kv.range_answer(request, &caller).await?) })
+                off_connection(async move { frame(&kv.range_answer(request, &credentials).await?) })
                     .await
             }
             KvCall::Put => frame(&kv.put_answer(decode(message)?, who).await?),
@@ -422,7 +420,8 @@ impl ClientPort {
                     return frame(&kv.txn_answer(request, who).await?);
                 }
                 let kv = kv.clone();
-                off_connection(async move { frame(&kv.txn_answer(request, &caller).await?) }).await
+                off_connection(async move { frame(&kv.txn_answer(request, &credentials).await?) })
+                    .await
             }
             KvCall::Compact => frame(&kv.compact_answer(decode(message)?, who).await?),
         }

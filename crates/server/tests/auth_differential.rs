@@ -360,7 +360,29 @@ impl Runner {
         request
     }
 
+    /// Runs `step`, then waits until every member applied it.
     async fn run(&mut self, step: &Step) -> String {
+        let answer = self.run_step(step).await;
+        self.settle().await;
+        answer
+    }
+
+    /// A linearizable read on every member, its answer ignored: each member has then
+    /// applied what was chosen before (an auth change, a token), so the next step's
+    /// member decides by it whichever member it is. Without this, a write sent right
+    /// after a change to a member that has not applied it yet is refused with
+    /// `revision of auth store is old` (on etcd as on Synod).
+    async fn settle(&self) {
+        for channel in &self.channels {
+            let read = pb::RangeRequest {
+                key: b"settle".to_vec(),
+                ..Default::default()
+            };
+            let _ = KvClient::new(channel.clone()).range(read).await;
+        }
+    }
+
+    async fn run_step(&mut self, step: &Step) -> String {
         match step {
             Step::Login(user, password) => {
                 let mut auth = AuthClient::new(self.channel());

@@ -2,9 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use ::kv::Caller;
-
-use super::{too_large, unexpected, Handle};
+use super::{too_large, unexpected, Credentials, Handle};
 use crate::auth;
 use crate::convert;
 use crate::node::Applied;
@@ -52,11 +50,12 @@ impl KvService {
     pub async fn range_answer(
         &self,
         r: pb::RangeRequest,
-        caller: &Caller,
+        credentials: &Credentials,
     ) -> Result<pb::RangeResponse, Status> {
         let range = convert::range(&r)?;
         let view = self.0.view(r.serializable).await?;
-        auth::check_range(view.store.auth(), &r, caller).map_err(convert::auth_status)?;
+        let caller = self.0.identify(credentials, Some(&view))?;
+        auth::check_range(view.store.auth(), &r, &caller).map_err(convert::auth_status)?;
         let answer = view.store.range(&range).map_err(convert::status)?;
         Ok(convert::range_response(answer, view.header))
     }
@@ -65,11 +64,12 @@ impl KvService {
     pub async fn put_answer(
         &self,
         r: pb::PutRequest,
-        caller: &Caller,
+        credentials: &Credentials,
     ) -> Result<pb::PutResponse, Status> {
+        let caller = self.0.identify(credentials, None)?;
         self.check_size(&r)?;
         check_put(&r)?;
-        match self.0.propose_as(Op::Put(r), caller).await? {
+        match self.0.propose_as(Op::Put(r), &caller).await? {
             Applied::Put(answer) => Ok(answer),
             other => Err(unexpected(&other)),
         }
@@ -79,11 +79,12 @@ impl KvService {
     pub async fn delete_answer(
         &self,
         r: pb::DeleteRangeRequest,
-        caller: &Caller,
+        credentials: &Credentials,
     ) -> Result<pb::DeleteRangeResponse, Status> {
+        let caller = self.0.identify(credentials, None)?;
         self.check_size(&r)?;
         check_delete(&r)?;
-        match self.0.propose_as(Op::DeleteRange(r), caller).await? {
+        match self.0.propose_as(Op::DeleteRange(r), &caller).await? {
             Applied::Delete(answer) => Ok(answer),
             other => Err(unexpected(&other)),
         }
@@ -94,7 +95,7 @@ impl KvService {
     pub async fn txn_answer(
         &self,
         r: pb::TxnRequest,
-        caller: &Caller,
+        credentials: &Credentials,
     ) -> Result<pb::TxnResponse, Status> {
         self.check_size(&r)?;
         check_txn_size(&r)?;
@@ -103,12 +104,14 @@ impl KvService {
         if convert::txn_is_read_only(&r) {
             // A read-only transaction needs no slot: run it on a linearizable view.
             let view = self.0.linearizable().await?;
-            auth::check_txn(&view.store, &r, caller).map_err(convert::auth_status)?;
+            let caller = self.0.identify(credentials, Some(&view))?;
+            auth::check_txn(&view.store, &r, &caller).map_err(convert::auth_status)?;
             let mut store = view.store.clone();
             let answer = store.txn(&txn).map_err(convert::status)?;
             return Ok(convert::txn_response(answer, view.header));
         }
-        match self.0.propose_as(Op::Txn(r), caller).await? {
+        let caller = self.0.identify(credentials, None)?;
+        match self.0.propose_as(Op::Txn(r), &caller).await? {
             Applied::Txn(answer) => Ok(answer),
             other => Err(unexpected(&other)),
         }
@@ -118,9 +121,10 @@ impl KvService {
     pub async fn compact_answer(
         &self,
         r: pb::CompactionRequest,
-        caller: &Caller,
+        credentials: &Credentials,
     ) -> Result<pb::CompactionResponse, Status> {
-        match self.0.propose_as(Op::Compact(r), caller).await? {
+        let caller = self.0.identify(credentials, None)?;
+        match self.0.propose_as(Op::Compact(r), &caller).await? {
             Applied::Compact(answer) => Ok(answer),
             other => Err(unexpected(&other)),
         }
@@ -135,8 +139,8 @@ impl Kv for KvService {
         &self,
         request: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
-        let caller = self.0.caller_of(&request)?;
-        self.range_answer(request.into_inner(), &caller)
+        let credentials = Credentials::of_request(&request);
+        self.range_answer(request.into_inner(), &credentials)
             .await
             .map(Response::new)
     }
@@ -145,8 +149,8 @@ impl Kv for KvService {
         &self,
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
-        let caller = self.0.caller_of(&request)?;
-        self.put_answer(request.into_inner(), &caller)
+        let credentials = Credentials::of_request(&request);
+        self.put_answer(request.into_inner(), &credentials)
             .await
             .map(Response::new)
     }
@@ -155,8 +159,8 @@ impl Kv for KvService {
         &self,
         request: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
-        let caller = self.0.caller_of(&request)?;
-        self.delete_answer(request.into_inner(), &caller)
+        let credentials = Credentials::of_request(&request);
+        self.delete_answer(request.into_inner(), &credentials)
             .await
             .map(Response::new)
     }
@@ -165,8 +169,8 @@ impl Kv for KvService {
         &self,
         request: Request<pb::TxnRequest>,
     ) -> Result<Response<pb::TxnResponse>, Status> {
-        let caller = self.0.caller_of(&request)?;
-        self.txn_answer(request.into_inner(), &caller)
+        let credentials = Credentials::of_request(&request);
+        self.txn_answer(request.into_inner(), &credentials)
             .await
             .map(Response::new)
     }
@@ -175,8 +179,8 @@ impl Kv for KvService {
         &self,
         request: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
-        let caller = self.0.caller_of(&request)?;
-        self.compact_answer(request.into_inner(), &caller)
+        let credentials = Credentials::of_request(&request);
+        self.compact_answer(request.into_inner(), &credentials)
             .await
             .map(Response::new)
     }
@@ -200,7 +204,7 @@ mod tests {
         };
         let cases = [
             (
-                refused(service.put_answer(put(b""), &Caller::default()).await),
+                refused(service.put_answer(put(b""), &Credentials::default()).await),
                 "etcdserver: key is not provided",
             ),
             (
@@ -212,7 +216,7 @@ mod tests {
                                 value: b"v".to_vec(),
                                 ..put(b"k")
                             },
-                            &Caller::default(),
+                            &Credentials::default(),
                         )
                         .await,
                 ),
@@ -227,7 +231,7 @@ mod tests {
                                 lease: 7,
                                 ..put(b"k")
                             },
-                            &Caller::default(),
+                            &Credentials::default(),
                         )
                         .await,
                 ),
@@ -236,7 +240,7 @@ mod tests {
             (
                 refused(
                     service
-                        .delete_answer(pb::DeleteRangeRequest::default(), &Caller::default())
+                        .delete_answer(pb::DeleteRangeRequest::default(), &Credentials::default())
                         .await,
                 ),
                 "etcdserver: key is not provided",
@@ -253,7 +257,7 @@ mod tests {
             success: vec![twice.clone(), twice],
             ..pb::TxnRequest::default()
         };
-        let status = refused(service.txn_answer(txn, &Caller::default()).await);
+        let status = refused(service.txn_answer(txn, &Credentials::default()).await);
         assert_eq!(
             status.message(),
             "etcdserver: duplicate key given in txn request"

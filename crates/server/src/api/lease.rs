@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use kv::{Caller, PermKind};
 
-use super::{unexpected, Handle};
+use super::{unexpected, Credentials, Handle};
 use crate::convert;
 use crate::node::Applied;
 use crate::proto::etcdserverpb::{self as pb, lease_server::Lease};
@@ -95,11 +95,11 @@ impl Lease for LeaseService {
         &self,
         request: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
+        // Linearizable, as etcd's: a lease granted or a key attached anywhere before this
+        // call is seen (and every auth change: its sender is identified after).
+        self.0.linearizable().await?;
         let caller = self.0.caller_of(&request)?;
         let r = request.into_inner();
-        // Linearizable, as etcd's: a lease granted or a key attached anywhere before this
-        // call is seen.
-        self.0.linearizable().await?;
         check_lease_keys(&self.0, &caller, &[r.id], PermKind::Read)?;
         let answer = self
             .0
@@ -133,8 +133,10 @@ impl Lease for LeaseService {
         &self,
         request: Request<pb::LeaseLeasesRequest>,
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
-        let caller = self.0.caller_of(&request)?;
         let view = self.0.linearizable().await?;
+        let caller = self
+            .0
+            .identify(&Credentials::of_request(&request), Some(&view))?;
         check_lease_keys(&self.0, &caller, &view.store.lease_ids(), PermKind::Read)?;
         let leases = view
             .store

@@ -30,6 +30,42 @@ pub mod maintenance;
 pub mod quorum;
 pub mod watch_api;
 
+/// What a request presents to say who sends it: its token (gRPC metadata `token`, or
+/// the gateway's `authorization`) and the verified client certificate's common name.
+/// Read off the request as it arrives; looked at ([`Handle::identify`]) when the request
+/// is served.
+#[derive(Clone, Debug, Default)]
+pub struct Credentials {
+    token: Option<String>,
+    common_name: Option<String>,
+}
+
+impl Credentials {
+    /// The credentials of a request with these `metadata` on a connection with this
+    /// verified client `certificate`.
+    pub fn of(metadata: &http::HeaderMap, certificate: Option<&ClientCertificate>) -> Credentials {
+        let token = metadata
+            .get("token")
+            .or_else(|| metadata.get("authorization"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Credentials {
+            token,
+            common_name: certificate.map(|c| c.common_name.clone()),
+        }
+    }
+
+    /// The credentials of a tonic request.
+    pub fn of_request<T>(request: &tonic::Request<T>) -> Credentials {
+        let certificate = request.extensions().get::<ClientCertificate>();
+        Credentials::of(request.metadata().as_ref(), certificate)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.token.is_none() && self.common_name.is_none()
+    }
+}
+
 /// What every service shares: the way to the core and the latest view.
 #[derive(Clone, Debug)]
 pub struct Handle {
@@ -168,32 +204,49 @@ impl Handle {
     }
 
     /// Who sends a request with these gRPC `metadata` on a connection whose verified
-    /// client `certificate` (with `--client-cert-auth`) is given: its token (`token`,
-    /// or the gateway's `authorization`), else the certificate's common name.
+    /// client `certificate` (with `--client-cert-auth`) is given, by this member's state
+    /// now.
     pub fn caller(
         &self,
         metadata: &http::HeaderMap,
         certificate: Option<&ClientCertificate>,
     ) -> Result<Caller, Status> {
-        let token = metadata
-            .get("token")
-            .or_else(|| metadata.get("authorization"))
-            .and_then(|v| v.to_str().ok());
-        let common_name = certificate.map(|c| c.common_name.as_str());
-        if token.is_none() && common_name.is_none() {
+        self.identify(&Credentials::of(metadata, certificate), None)
+    }
+
+    /// Who presents `credentials`, by the auth state of `view` (this member's latest
+    /// view if none). A linearizable read identifies its sender with the view its read
+    /// barrier gave: every auth change and token chosen before the read is then applied
+    /// here, as etcd looks after its read index.
+    pub fn identify(
+        &self,
+        credentials: &Credentials,
+        view: Option<&View>,
+    ) -> Result<Caller, Status> {
+        if credentials.is_empty() {
             // Nobody: no need to look at the auth state (the common case, without auth).
             return Ok(self.caller.as_ref().clone());
         }
-        let view = self.serializable();
+        let latest;
+        let view = match view {
+            Some(view) => view,
+            None => {
+                latest = self.serializable();
+                &latest
+            }
+        };
+        let (token, common_name) = (
+            credentials.token.as_deref(),
+            credentials.common_name.as_deref(),
+        );
         self.info
             .authn
             .caller(token, common_name, view.store.auth())
     }
 
-    /// The caller of a tonic request.
+    /// The caller of a tonic request, by this member's state now.
     pub fn caller_of<T>(&self, request: &tonic::Request<T>) -> Result<Caller, Status> {
-        let certificate = request.extensions().get::<ClientCertificate>();
-        self.caller(request.metadata().as_ref(), certificate)
+        self.identify(&Credentials::of_request(request), None)
     }
 
     /// This handle, proposing on behalf of `caller` (for services that propose from
