@@ -78,9 +78,18 @@ fn the_trace_is_written_as_json_lines() {
     let text = std::fs::read_to_string(&path).expect("trace written");
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.len() > 100);
-    for line in lines.iter().take(50) {
+    // The versioned header (docs/SIMULATOR.md, "Trace format"), then events with their
+    // vector clocks.
+    assert!(
+        lines[0].starts_with("{\"format\":\"synod-trace\",\"version\":1,"),
+        "{}",
+        lines[0]
+    );
+    for line in lines.iter().skip(1).take(50) {
         assert!(
-            line.starts_with("{\"time\":") && line.contains("\"event\":"),
+            line.starts_with("{\"time\":")
+                && line.contains("\"event\":")
+                && line.contains("\"clock\":["),
             "{line}"
         );
     }
