@@ -32,9 +32,9 @@ enum Step {
     Call(Option<&'static str>, Call),
     /// A request sent to Synod only, and the answer it must get: where Debian's etcd
     /// 3.4.23 has no such call (`AuthStatus` came in 3.5), crashes (a permission grant
-    /// without a permission takes every member down; 3.4.45 refuses it), or is laxer
+    /// without a permission takes every member down; 3.4.25 refuses it), or is laxer
     /// than later etcd releases (empty or inverted permission ranges, refused since
-    /// 3.4.26) or than Synod means to be (compaction by anyone).
+    /// 3.4.25) or than Synod means to be (compaction by anyone).
     Ours(Option<&'static str>, Call, &'static str),
 }
 
@@ -218,7 +218,7 @@ fn script() -> Vec<Step> {
             Txn(txn(vec![put_op("w/3", false)], vec![range_op("z")], None)),
         ),
         // The RBAC bypass through nested transactions: etcd 3.4.23 applies both (it
-        // checks only the outer transaction's operations); etcd 3.4.41 and Synod refuse.
+        // checks only the outer transaction's operations); etcd 3.4.42 and Synod refuse.
         Ours(
             alice,
             Txn(txn(
