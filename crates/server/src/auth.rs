@@ -18,6 +18,7 @@ use tonic::Status;
 use crate::convert;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::synodpb::command::Op;
+use crate::tls::ClientCertificate;
 
 /// etcd's default `--auth-token-ttl`: a simple token unused this long expires.
 pub const TOKEN_TTL_DEFAULT: Duration = Duration::from_secs(300);
@@ -235,6 +236,43 @@ fn read_key(path: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("--auth-token: cannot read {path}: {e}"))
 }
 
+/// What a request presents to say who sends it: its token (gRPC metadata `token`, or
+/// the gateway's `authorization`) and the verified client certificate's common name.
+/// Read off the request as it arrives; looked at ([`crate::api::Handle::identify`]) when the request
+/// is served.
+#[derive(Clone, Debug, Default)]
+pub struct Credentials {
+    token: Option<String>,
+    common_name: Option<String>,
+}
+
+impl Credentials {
+    /// The credentials of a request with these `metadata` on a connection with this
+    /// verified client `certificate`.
+    pub fn of(metadata: &http::HeaderMap, certificate: Option<&ClientCertificate>) -> Credentials {
+        let token = metadata
+            .get("token")
+            .or_else(|| metadata.get("authorization"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Credentials {
+            token,
+            common_name: certificate.map(|c| c.common_name.clone()),
+        }
+    }
+
+    /// The credentials of a tonic request.
+    pub fn of_request<T>(request: &tonic::Request<T>) -> Credentials {
+        let certificate = request.extensions().get::<ClientCertificate>();
+        Credentials::of(request.metadata().as_ref(), certificate)
+    }
+
+    /// Whether it presents nothing (nobody sends the request).
+    pub fn is_empty(&self) -> bool {
+        self.token.is_none() && self.common_name.is_none()
+    }
+}
+
 /// What the API layer needs to establish callers.
 #[derive(Debug)]
 pub struct Authn {
@@ -247,19 +285,13 @@ pub struct Authn {
 }
 
 impl Authn {
-    /// Who sends a request with `token` (gRPC metadata `token`, or the gateway's
-    /// `authorization` header), under auth state `auth`. A token that is not known is
-    /// refused (also while auth is off, as etcd does: clients then authenticate again);
-    /// none is nobody, unless the connection's verified client certificate names a user
-    /// (`common_name`, with `--client-cert-auth`).
-    pub fn caller(
-        &self,
-        token: Option<&str>,
-        common_name: Option<&str>,
-        auth: &kv::Auth,
-    ) -> Result<Caller, Status> {
+    /// Who presents `credentials` under auth state `auth`: the token's user (a token
+    /// that is not known is refused, also while auth is off, as etcd does: clients then
+    /// authenticate again), else the verified client certificate's common name while auth
+    /// is on (with `--client-cert-auth`), else nobody.
+    pub fn caller(&self, credentials: &Credentials, auth: &kv::Auth) -> Result<Caller, Status> {
         let invalid = || convert::auth_status(AuthError::InvalidAuthToken);
-        match (token, common_name) {
+        match (&credentials.token, &credentials.common_name) {
             (Some(token), _) => {
                 if let Some(jwt) = &self.jwt {
                     let (user, revision) = jwt.verify(token).ok_or_else(invalid)?;
@@ -272,7 +304,7 @@ impl Authn {
                 })
             }
             (None, Some(name)) if auth.enabled() && !name.is_empty() => Ok(Caller {
-                user: name.to_string(),
+                user: name.clone(),
                 revision: auth.revision(),
             }),
             (None, _) => Ok(Caller::default()),
@@ -488,7 +520,6 @@ pub fn apply(
 ) -> Result<AuthAnswer, AuthError> {
     let auth = store.auth_mut();
     let admin = auth.check_admin(caller);
-    let done = |r: Result<(), AuthError>| r.map(|()| AuthAnswer::Done);
     match op {
         Op::Authenticate(r) => authenticate(auth, tokens, r, slot),
         Op::UserGet(r) => {
@@ -520,18 +551,14 @@ pub fn apply(
         }
         op => {
             admin?;
-            apply_admin(auth, tokens, op, done)
+            apply_admin(auth, tokens, op)
         }
     }
 }
 
 /// The administrator's requests.
-fn apply_admin(
-    auth: &mut kv::Auth,
-    tokens: &Tokens,
-    op: Op,
-    done: impl Fn(Result<(), AuthError>) -> Result<AuthAnswer, AuthError>,
-) -> Result<AuthAnswer, AuthError> {
+fn apply_admin(auth: &mut kv::Auth, tokens: &Tokens, op: Op) -> Result<AuthAnswer, AuthError> {
+    let done = |changed: Result<(), AuthError>| changed.map(|()| AuthAnswer::Done);
     match op {
         Op::AuthEnable(_) => done(auth.enable()),
         Op::AuthDisable(_) => {

@@ -358,31 +358,15 @@ impl Dev {
         };
         let dir =
             std::env::temp_dir().join(format!("synod-e2e-dev{members}-{}", std::process::id()));
-        let mut process = Background(
-            std::process::Command::new(env!("CARGO_BIN_EXE_synod"))
-                .args([
-                    "dev",
-                    "--members",
-                    &members.to_string(),
-                    "--port",
-                    &port.to_string(),
-                    "--data-dir",
-                    &dir.display().to_string(),
-                ])
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
-        let mut banner = BufReader::new(process.0.stdout.take().unwrap());
-        let mut printed = String::new();
-        while !printed.contains("Ctrl-C") {
-            let mut line = String::new();
-            assert!(
-                banner.read_line(&mut line).unwrap() > 0,
-                "synod dev exited: {printed}"
-            );
-            printed += &line;
-        }
+        let args = [
+            "--members".to_string(),
+            members.to_string(),
+            "--port".to_string(),
+            port.to_string(),
+            "--data-dir".to_string(),
+            dir.display().to_string(),
+        ];
+        let (process, banner, printed) = support::spawn_dev(&args);
         assert!(
             printed.contains(&format!("synod dev: {members} members")),
             "{printed}"

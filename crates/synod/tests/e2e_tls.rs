@@ -319,24 +319,13 @@ fn synod_dev_tls_serves_the_etcdctl_line_it_prints() {
     };
     let dir = std::env::temp_dir().join(format!("synod-e2e-dev-tls-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut dev = Background(
-        std::process::Command::new(env!("CARGO_BIN_EXE_synod"))
-            .args(["dev", "--tls", "--port", &port.to_string()])
-            .arg(format!("--data-dir={}", dir.display()))
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut banner = BufReader::new(dev.0.stdout.take().unwrap());
-    let mut printed = String::new();
-    while !printed.contains("Ctrl-C") {
-        let mut line = String::new();
-        assert!(
-            banner.read_line(&mut line).unwrap() > 0,
-            "synod dev exited: {printed}"
-        );
-        printed += &line;
-    }
+    let args = [
+        "--tls".to_string(),
+        "--port".to_string(),
+        port.to_string(),
+        format!("--data-dir={}", dir.display()),
+    ];
+    let (mut dev, _stdout, printed) = support::spawn_dev(&args);
     let command = |verb: &str| -> Vec<String> {
         let line = printed.lines().find(|l| l.contains(verb)).expect(verb);
         let words: Vec<String> = line.split_whitespace().map(String::from).collect();

@@ -16,7 +16,6 @@ use crate::convert;
 use crate::node::Applied;
 use crate::proto::etcdserverpb::{self as pb, lease_server::Lease};
 use crate::proto::synodpb::command::Op;
-use crate::tls::ClientCertificate;
 
 /// The Lease service.
 #[derive(Debug)]
@@ -63,8 +62,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
-        let metadata = request.metadata().clone().into_headers();
-        let certificate = request.extensions().get::<ClientCertificate>().cloned();
+        let credentials = Credentials::of_request(&request);
         let mut incoming = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let handle = self.0.clone();
@@ -72,7 +70,7 @@ impl Lease for LeaseService {
             while let Some(Ok(r)) = incoming.next().await {
                 // etcd's checkLeaseRenew: the keys kept alive must be writable.
                 let checked = handle
-                    .caller(&metadata, certificate.as_ref())
+                    .identify(&credentials, None)
                     .and_then(|c| check_lease_keys(&handle, &c, &[r.id], PermKind::Write));
                 if let Err(e) = checked {
                     let _ = tx.send(Err(e)).await;
@@ -160,14 +158,8 @@ fn check_lease_keys(
     leases: &[i64],
     wanted: PermKind,
 ) -> Result<(), Status> {
+    handle.require_user(caller)?;
     let view = handle.serializable();
-    let auth = view.store.auth();
-    if !auth.enabled() {
-        return Ok(());
-    }
-    if caller.user.is_empty() {
-        return Err(convert::auth_status(kv::AuthError::UserEmpty));
-    }
     for &lease in leases {
         crate::auth::check_lease_keys(&view.store, lease, caller, wanted)
             .map_err(convert::auth_status)?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ::kv::Caller;
 
-use crate::tls::ClientCertificate;
+pub use crate::auth::Credentials;
 use node::RequestIds;
 use paxos::NodeId;
 use tokio::sync::{oneshot, watch};
@@ -29,42 +29,6 @@ pub mod lock;
 pub mod maintenance;
 pub mod quorum;
 pub mod watch_api;
-
-/// What a request presents to say who sends it: its token (gRPC metadata `token`, or
-/// the gateway's `authorization`) and the verified client certificate's common name.
-/// Read off the request as it arrives; looked at ([`Handle::identify`]) when the request
-/// is served.
-#[derive(Clone, Debug, Default)]
-pub struct Credentials {
-    token: Option<String>,
-    common_name: Option<String>,
-}
-
-impl Credentials {
-    /// The credentials of a request with these `metadata` on a connection with this
-    /// verified client `certificate`.
-    pub fn of(metadata: &http::HeaderMap, certificate: Option<&ClientCertificate>) -> Credentials {
-        let token = metadata
-            .get("token")
-            .or_else(|| metadata.get("authorization"))
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        Credentials {
-            token,
-            common_name: certificate.map(|c| c.common_name.clone()),
-        }
-    }
-
-    /// The credentials of a tonic request.
-    pub fn of_request<T>(request: &tonic::Request<T>) -> Credentials {
-        let certificate = request.extensions().get::<ClientCertificate>();
-        Credentials::of(request.metadata().as_ref(), certificate)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.token.is_none() && self.common_name.is_none()
-    }
-}
 
 /// What every service shares: the way to the core and the latest view.
 #[derive(Clone, Debug)]
@@ -203,17 +167,6 @@ impl Handle {
         self.wait(rx).await
     }
 
-    /// Who sends a request with these gRPC `metadata` on a connection whose verified
-    /// client `certificate` (with `--client-cert-auth`) is given, by this member's state
-    /// now.
-    pub fn caller(
-        &self,
-        metadata: &http::HeaderMap,
-        certificate: Option<&ClientCertificate>,
-    ) -> Result<Caller, Status> {
-        self.identify(&Credentials::of(metadata, certificate), None)
-    }
-
     /// Who presents `credentials`, by the auth state of `view` (this member's latest
     /// view if none). A linearizable read identifies its sender with the view its read
     /// barrier gave: every auth change and token chosen before the read is then applied
@@ -235,13 +188,7 @@ impl Handle {
                 &latest
             }
         };
-        let (token, common_name) = (
-            credentials.token.as_deref(),
-            credentials.common_name.as_deref(),
-        );
-        self.info
-            .authn
-            .caller(token, common_name, view.store.auth())
+        self.info.authn.caller(credentials, view.store.auth())
     }
 
     /// The caller of a tonic request, by this member's state now.

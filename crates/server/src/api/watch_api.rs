@@ -11,11 +11,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::Credentials;
 use super::Handle;
 use crate::proto::etcdserverpb::watch_request::RequestUnion;
 use crate::proto::etcdserverpb::watch_server::Watch;
 use crate::proto::etcdserverpb::{self as pb, WatchResponse};
-use crate::tls::ClientCertificate;
 use crate::watchers::{self, Spec};
 
 /// Responses queued per stream.
@@ -35,8 +35,7 @@ impl Watch for WatchService {
         &self,
         request: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let metadata = request.metadata().clone().into_headers();
-        let certificate = request.extensions().get::<ClientCertificate>().cloned();
+        let credentials = Credentials::of_request(&request);
         let mut incoming = request.into_inner();
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         let handle = self.0.clone();
@@ -60,12 +59,10 @@ impl Watch for WatchService {
                     continue;
                 };
                 let sent = match union {
-                    RequestUnion::CreateRequest(c) => {
-                        match refusal(&handle, &metadata, certificate.as_ref(), &c) {
-                            Some(refused) => send(&tx, refused).await,
-                            None => create(&handle, stream, &tx, &mut ids, &mut next_id, c).await,
-                        }
-                    }
+                    RequestUnion::CreateRequest(c) => match refusal(&handle, &credentials, &c) {
+                        Some(refused) => send(&tx, refused).await,
+                        None => create(&handle, stream, &tx, &mut ids, &mut next_id, c).await,
+                    },
                     RequestUnion::CancelRequest(c) => {
                         ids.remove(&c.watch_id);
                         handle.watch_request(watchers::Request::Cancel {
@@ -98,12 +95,11 @@ impl Watch for WatchService {
 /// whole range must be readable.
 fn refusal(
     handle: &Handle,
-    metadata: &http::HeaderMap,
-    certificate: Option<&ClientCertificate>,
+    credentials: &Credentials,
     c: &pb::WatchCreateRequest,
 ) -> Option<WatchResponse> {
     use kv::AuthError;
-    let error = match handle.caller(metadata, certificate) {
+    let error = match handle.identify(credentials, None) {
         // The only way to have no caller: a token that is not (or no longer) known.
         Err(_) => AuthError::InvalidAuthToken,
         Ok(caller) => {

@@ -43,6 +43,38 @@ pub struct Cluster {
 
 pub use ports::free_port;
 
+/// Starts `synod dev` with `args`, its stdout piped, and reads its banner (through the
+/// line that says Ctrl-C): the process, its stdout after the banner (kept open: a member
+/// writing to a closed stdout would fail), and the banner.
+pub fn spawn_dev(
+    args: &[String],
+) -> (
+    Background,
+    std::io::BufReader<std::process::ChildStdout>,
+    String,
+) {
+    use std::io::BufRead;
+    let mut process = Background(
+        Command::new(env!("CARGO_BIN_EXE_synod"))
+            .arg("dev")
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut banner = std::io::BufReader::new(process.0.stdout.take().unwrap());
+    let mut printed = String::new();
+    while !printed.contains("Ctrl-C") {
+        let mut line = String::new();
+        assert!(
+            banner.read_line(&mut line).unwrap() > 0,
+            "synod dev exited: {printed}"
+        );
+        printed += &line;
+    }
+    (process, banner, printed)
+}
+
 /// Standard base64 of `text`, as etcd's JSON (etcdctl's and the gateway's) carries bytes.
 pub fn b64(text: &str) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
