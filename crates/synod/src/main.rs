@@ -10,6 +10,7 @@
 //! - `cmd/sim.rs`: `synod sim synod`, single-decree Paxos on the simulated network.
 //! - `cmd/sim_cluster.rs`: `synod sim`, a Multi-Paxos cluster under faults, checked.
 //! - `cmd/check.rs`: `synod check FILE`, the linearizability checker on a history.
+//! - `cmd/explore/`: `synod explore TRACE`, a trace drawn in one self-contained HTML page.
 //! - `allocator.rs`: mimalloc, and when it returns freed pages to the system.
 
 use std::process::ExitCode;
@@ -42,6 +43,8 @@ enum Command {
     Sim(Box<cmd::sim::SimArgs>),
     /// Check a recorded client history for linearizability.
     Check(cmd::check::CheckArgs),
+    /// Draw a trace (or a built-in story) as a space-time diagram in one HTML page.
+    Explore(Box<cmd::explore::ExploreArgs>),
     /// Read or change a running cluster's quorum system.
     Quorum(cmd::quorum::QuorumArgs),
 }
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => cmd::bench::run(*args),
         Command::Sim(args) => cmd::sim::run(*args),
         Command::Check(args) => cmd::check::run(args),
+        Command::Explore(args) => cmd::explore::run(*args),
         Command::Quorum(args) => cmd::quorum::run(args),
     };
     match result {

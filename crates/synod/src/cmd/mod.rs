@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod check;
 pub mod dev;
+pub mod explore;
 pub mod logging;
 pub mod quorum;
 pub mod serve;
