@@ -147,9 +147,9 @@ test('the seed-000 story: every message, the chosen moment, states and causality
   await page.click('#chapters li[data-chapter="3"]');
   await page.click('#fit');
   await page.waitForSelector('line.cursor', { state: 'attached' });
-  const chosenAt = trace.events[chosen].time;
-  const cursor = trace.events.findLastIndex((e) => e.time <= chosenAt);
-  await waitCount(page, 'circle.ev.later', trace.events.length - 1 - cursor, 'events after the chapter');
+  // The chapter selects its event and puts the cursor on it.
+  await waitCount(page, 'circle.ev.later', trace.events.length - 1 - chosen, 'events after the chapter');
+  assert.deepEqual(await indices(page, 'circle.ev.selected'), [chosen]);
   await page.shot();
   await page.verify();
   await page.close();
@@ -293,4 +293,53 @@ test('synod explore --serve serves the page on localhost', async () => {
   } finally {
     child.kill();
   }
+});
+
+/** Opens story `name`, walks its chapters in order; returns the page at the last one. */
+async function walkStory(name, chapters) {
+  synod('explore', '--story', name, '-o', `story-${name}.html`);
+  const page = await open(path.join(WORK, `story-${name}.html`), `story-${name}`);
+  const items = await count(page, '#chapters li');
+  assert.ok(items >= chapters, `${name}: ${items} chapters`);
+  let previous = -1;
+  for (let k = 0; k < items; k++) {
+    await page.click(`#chapters li[data-chapter="${k}"]`);
+    await page.waitForSelector(`#chapters li.current[data-chapter="${k}"]`);
+    const cursor = Number(await page.inputValue('#scrub'));
+    assert.ok(cursor >= previous, `${name}: chapter ${k} moves the cursor forward`);
+    previous = cursor;
+    await page.shot(`-chapter-${k}`);
+  }
+  return page;
+}
+
+test('every story plays, its chapters in order', async () => {
+  for (const [name, chapters] of [['duelling', 8], ['zombie', 6], ['read-index', 5], ['membership', 4]]) {
+    const page = await walkStory(name, chapters);
+    assert.ok((await count(page, 'line.msg')) > 0);
+    await page.verify();
+    await page.close();
+  }
+});
+
+test('the grid story shows phase 1 by a row and phase 2 by a column', async () => {
+  const page = await walkStory('grid', 3);
+  const grid = async () => page.$eval('#grid table.grid', (t) => ({
+    rows: t.dataset.rowsComplete, cols: t.dataset.colsComplete, ballot: t.dataset.ballot, slot: Number(t.dataset.slot),
+    voted: [...t.querySelectorAll('td.voted')].map((td) => Number(td.dataset.node)),
+  }));
+  await page.click('#chapters li[data-chapter="1"]');
+  await page.waitForFunction(() => document.querySelector('#grid table.grid')?.dataset.rowsComplete !== '');
+  assert.match((await grid()).rows, /^[01](,[01])?$/, 'the elected leader has a full row');
+  await page.click('#chapters li[data-chapter="2"]');
+  await page.waitForFunction(() => document.querySelector('#grid table.grid')?.dataset.colsComplete !== '');
+  const at = await grid();
+  assert.match(at.cols, /^[012](,[012])*$/);
+  // The column is made of acceptors that voted: two of six, one per row.
+  for (const c of at.cols.split(',').map(Number)) {
+    assert.ok(at.voted.includes(c) && at.voted.includes(3 + c), `column ${c} voted: ${at.voted}`);
+  }
+  await page.shot('-grid');
+  await page.verify();
+  await page.close();
 });

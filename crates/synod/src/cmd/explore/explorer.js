@@ -34,6 +34,16 @@
     return `hsl(${hue}, 65%, 42%)`;
   }
 
+  /** A ballot as people read it: `round.node`, with a configuration epoch (kept in the
+   *  round's upper 32 bits) written before it as `epoch:round.node`. */
+  function ballot(text) {
+    if (text == null) return text;
+    const m = String(text).match(/^(\d+)\.(\d+)(.*)$/);
+    if (!m) return text;
+    const round = Number(m[1]), epoch = Math.floor(round / 2 ** 32);
+    return epoch ? `${epoch}:${round - epoch * 2 ** 32}.${m[2]}${m[3]}` : text;
+  }
+
   /** The first index in sorted `values` whose value is ≥ `x`. */
   function lowerBound(values, x) {
     let lo = 0, hi = values.length;
@@ -285,7 +295,7 @@
         const u = this.u(e);
         if (!inView(u, u)) continue;
         const px = x(u);
-        const what = `${e.slot >= 0 ? `slot ${e.slot}` : 'the value'} chosen at ballot ${e.ballot ?? '?'}` + (e.detail ? `: ${e.detail}` : '');
+        const what = `${e.slot >= 0 ? `slot ${e.slot}` : 'the value'} chosen at ballot ${ballot(e.ballot) ?? '?'}` + (e.detail ? `: ${e.detail}` : '');
         out.push(`<line class="chosen-line" x1="${px}" x2="${px}" y1="${TOP}" y2="${bottom}"/>` +
           `<text class="star" data-i="${e.i}" x="${px}" y="${TOP - 4}" text-anchor="middle">★<title>${esc(what)}</title></text>`);
       }
@@ -500,6 +510,7 @@
     for (const d of app.diagrams) d.render();
     showCursor();
     showSelected();
+    showGrid();
   }
 
   function focus(diagram) {
@@ -540,7 +551,7 @@
 
   function stateRows(run, state) {
     if (!state) return '<tr><td colspan="2">down</td></tr>';
-    return [['role', state.role], ['promised', state.promised], ['vote', state.vote],
+    return [['role', state.role], ['promised', ballot(state.promised)], ['vote', ballot(state.vote)],
       ['commit', state.commit], ['applied', state.applied]]
       .filter(([, v]) => v !== null && v !== undefined)
       .map(([k, v]) => `<tr><th>${k}</th><td class="state-${k}">${esc(v)}</td></tr>`).join('');
@@ -560,7 +571,7 @@
     }
     const e = s.event;
     const fields = [['event', e.what], ['node', run.nodes[e.node].name], ['time', s.diagram.label(e.t)], ['message', e.message],
-      ['id', e.id >= 0 ? e.id : null], ['ballot', e.ballot], ['slot', e.slot >= 0 ? e.slot : null],
+      ['id', e.id >= 0 ? e.id : null], ['ballot', ballot(e.ballot)], ['slot', e.slot >= 0 ? e.slot : null],
       ['peer', e.peer >= 0 ? run.nodes[e.peer].name : null], ['detail', e.detail]];
     const clock = run.nodes.map((n, k) => `${esc(n.name)}:${run.clockOf(e.i, k)}`).join(' ');
     let past = 0, future = 0;
@@ -581,10 +592,51 @@
       const last = run.lastEventOf(k, d.cursor);
       const st = last && last.state >= 0 ? run.states[last.state] : null;
       const down = last && last.state < 0 && last.what !== 'send';
-      const cells = st ? [st.role, st.promised ?? '', st.commit ?? '', st.applied ?? ''] : [last ? (down ? 'down' : '') : '', '', '', ''];
+      const cells = st ? [st.role, ballot(st.promised) ?? '', st.commit ?? '', st.applied ?? ''] : [last ? (down ? 'down' : '') : '', '', '', ''];
       return `<tr data-node="${k}"><th>${esc(n.name)}</th>${cells.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`;
     }).join('');
     $('at-cursor').innerHTML = `<table><tr><th></th><th>role</th><th>promised</th><th>commit</th><th>applied</th></tr>${rows}</table>`;
+  }
+
+  /** A grid quorum system drawn as its grid: for one ballot and slot (the selected
+   *  event's, else the latest at the cursor), which acceptors promised the ballot (phase 1
+   *  needs a full row) and which hold a vote for the slot at it (phase 2: a full column). */
+  function showGrid() {
+    const d = app.focused, run = d.run, grid = run.raw.grid;
+    $('grid-panel').hidden = !grid;
+    if (!grid) return;
+    const both = (e) => e && e.ballot && e.slot >= 0;
+    const chosen = app.selected && app.selected.diagram === d ? app.selected.event : null;
+    let ref = both(chosen) ? chosen : null;
+    for (let i = d.cursor; !ref && i >= 0; i--) if (both(run.events[i])) ref = run.events[i];
+    if (!ref) { $('grid').innerHTML = '<p class="hint">No ballot and slot yet at the cursor.</p>'; return; }
+    const limit = ref === chosen ? chosen.i : d.cursor;
+    const promised = run.nodes.map((n, k) => {
+      const last = run.lastEventOf(k, limit);
+      return !!last && last.state >= 0 && run.states[last.state].promised === ref.ballot;
+    });
+    const voted = run.nodes.map((n, k) => run.perNode[k].some((i) => i <= limit &&
+      run.events[i].slot === ref.slot && run.events[i].state >= 0 && run.states[run.events[i].state].vote === ref.ballot));
+    const at = (r, c) => r * grid.cols + c;
+    const rows = [], cols = [];
+    for (let r = 0; r < grid.rows; r++) if ([...Array(grid.cols).keys()].every((c) => promised[at(r, c)])) rows.push(r);
+    for (let c = 0; c < grid.cols; c++) if ([...Array(grid.rows).keys()].every((r) => voted[at(r, c)])) cols.push(c);
+    let table = `<table class="grid" data-ballot="${esc(ref.ballot)}" data-slot="${ref.slot}" data-rows-complete="${rows}" data-cols-complete="${cols}">`;
+    for (let r = 0; r < grid.rows; r++) {
+      table += `<tr class="${rows.includes(r) ? 'row-complete' : ''}">`;
+      for (let c = 0; c < grid.cols; c++) {
+        const k = at(r, c), node = run.nodes[k];
+        const cls = [promised[k] ? 'promised' : '', voted[k] ? 'voted' : '', cols.includes(c) ? 'col-complete' : ''].join(' ');
+        table += `<td class="${cls}" data-node="${k}">${esc(node ? node.name : '?')}</td>`;
+      }
+      table += '</tr>';
+    }
+    const names = (list, f) => list.map((x) => f(x)).join('; ');
+    const rowNames = (r) => [...Array(grid.cols).keys()].map((c) => run.nodes[at(r, c)].name).join(' ');
+    const colNames = (c) => [...Array(grid.rows).keys()].map((r) => run.nodes[at(r, c)].name).join(' ');
+    $('grid').innerHTML = `${table}</table><p class="hint">ballot ${esc(ballot(ref.ballot))}, slot ${ref.slot}: ` +
+      `phase 1 (a full row promised): ${rows.length ? names(rows, rowNames) : 'not yet'}; ` +
+      `phase 2 (a full column voted): ${cols.length ? names(cols, colNames) : 'not yet'}.</p>`;
   }
 
   function showStory() {
@@ -599,11 +651,18 @@
     if (!chapters.length) return;
     chapter = ((n % chapters.length) + chapters.length) % chapters.length;
     const c = chapters[chapter];
-    const i = d.run.lastIndexAt(c.time);
+    const i = c.event ?? d.run.lastIndexAt(c.time);
+    app.selected = c.event == null ? null : { diagram: d, event: d.run.events[c.event] };
     [...$('chapters').children].forEach((li, k) => li.classList.toggle('current', k === chapter));
     moveCursor(Math.max(0, i));
+    // A short run stays whole; in a long one the chapter's moment is shown at 60% of a
+    // window no wider than a quarter of the run.
     const e = d.run.events[Math.max(0, i)];
-    if (e) { const u = d.u(e); const span = d.u1 - d.u0; d.u0 = u - span * 0.7; d.u1 = u + span * 0.3; changed(d); }
+    if (e && d.run.events.length > 400) {
+      const u = d.u(e), span = Math.min(d.u1 - d.u0, (d.uMax() - d.uMin()) / 4);
+      d.u0 = Math.max(d.uMin() - span * 0.02, u - span * 0.6); d.u1 = d.u0 + span;
+      changed(d);
+    }
   }
 
   function legend(runs) {

@@ -96,6 +96,7 @@ fn read(path: &Path) -> Result<page::Run, String> {
         title: format!("{name} ({} run)", trace.header.source),
         trace,
         chapters: Vec::new(),
+        grid: None,
     })
 }
 

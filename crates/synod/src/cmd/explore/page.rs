@@ -20,6 +20,8 @@ pub struct Run {
     pub trace: Trace,
     /// A story's chapters: a moment and what to look at then.
     pub chapters: Vec<Chapter>,
+    /// For a grid quorum system, its rows and columns: the page draws the grid.
+    pub grid: Option<(usize, usize)>,
 }
 
 /// A moment of a story and its words.
@@ -28,6 +30,8 @@ pub struct Chapter {
     pub time: u64,
     /// What happens then.
     pub text: String,
+    /// The event the chapter is about (the page selects it), if one is.
+    pub event: Option<usize>,
 }
 
 /// The whole HTML page for `runs` (one, or two side by side).
@@ -151,7 +155,8 @@ fn model(run: &Run) -> Value {
         "strings": strings.list,
         "faults": faults,
         "ops": trace.ops.iter().map(operation).collect::<Vec<_>>(),
-        "chapters": run.chapters.iter().map(|c| json!({"time": c.time, "text": c.text})).collect::<Vec<_>>(),
+        "grid": run.grid.map(|(rows, cols)| json!({"rows": rows, "cols": cols})),
+        "chapters": run.chapters.iter().map(|c| json!({"time": c.time, "text": c.text, "event": c.event})).collect::<Vec<_>>(),
     })
 }
 
@@ -251,6 +256,7 @@ mod tests {
                 title: "t".into(),
                 trace,
                 chapters: Vec::new(),
+                grid: None,
             }],
         );
         // Cut where the browser would end the element: what is left must be the whole model.
@@ -269,6 +275,7 @@ mod tests {
             title: "seed000".into(),
             trace: trace.clone(),
             chapters: Vec::new(),
+            grid: None,
         };
         let model = model(&run);
         let events = trace.events.len();
