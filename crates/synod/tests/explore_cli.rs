@@ -132,3 +132,74 @@ fn bad_traces_name_the_line_and_write_nothing() {
         "no temporary file left: {listing:?}"
     );
 }
+
+/// `--serve` answers the page, refuses what is not a GET of it, and outlives clients that
+/// send garbage or nothing at all.
+#[test]
+fn serve_answers_the_page_and_survives_bad_clients() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+    use std::process::{Command, Stdio};
+
+    let dir = scratch("serve");
+    let trace = seed000_trace(&dir);
+    let out = path(&dir, "served.html");
+    /// The server, stopped however the test ends.
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut server = Server(
+        Command::new(env!("CARGO_BIN_EXE_synod"))
+            .args(["explore", &trace, "-o", &out, "--serve", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("synod explore starts"),
+    );
+    let mut lines = BufReader::new(server.0.stdout.take().expect("its output"));
+    let mut address = String::new();
+    while !address.starts_with("serving http://") {
+        address.clear();
+        assert!(
+            lines.read_line(&mut address).expect("a line") > 0,
+            "no address printed"
+        );
+    }
+    let address = address["serving http://".len()..]
+        .split('/')
+        .next()
+        .expect("host:port")
+        .to_string();
+    let ask = |request: &[u8]| {
+        let mut stream = TcpStream::connect(&address).expect("connects");
+        stream.write_all(request).expect("sends");
+        stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-closes");
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let page = std::fs::read_to_string(&out).expect("the page");
+    for garbage in [&b"\x00\xff\xfe garbage\r\n\r\n"[..], b"", b"GET"] {
+        let answer = ask(garbage);
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+            "{answer}"
+        );
+    }
+    let answer = ask(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:.100}");
+    assert!(answer.ends_with(&page), "the page as written");
+    assert!(ask(b"GET /etc/passwd HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+    assert!(ask(b"POST / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
+    let head = ask(b"HEAD / HTTP/1.1\r\n\r\n");
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
+}
