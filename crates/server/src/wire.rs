@@ -5,7 +5,7 @@
 //! arbitrary bytes and answer `None` (or an error) rather than panic: a peer port is open
 //! to anyone who can reach it.
 
-use paxos::multi::{Entry, LogEntry, Message, SlotVote};
+use paxos::multi::{Entry, LogEntry, LogRun, Message, SlotVote};
 use paxos::NodeId;
 use storage::format::{put_ballot, put_entry, put_len, put_membership, Reader};
 
@@ -145,10 +145,19 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 /// Encodes a replica message body.
 pub fn encode_message(message: &Message<Payload>, out: &mut Vec<u8>) {
     match message {
-        Message::Prepare { ballot, from } => {
+        Message::Prepare { ballot, from, log } => {
             out.push(PREPARE);
             put_ballot(out, *ballot);
             put_u64(out, *from);
+            // A Raft-mode candidate's log runs follow; a Paxos prepare ends here, as it
+            // always did.
+            if !log.is_empty() {
+                put_len(out, log.len());
+                for run in log {
+                    put_u64(out, run.last);
+                    put_ballot(out, run.ballot);
+                }
+            }
         }
         Message::Promise {
             ballot,
@@ -306,10 +315,19 @@ fn bytes(r: &mut Reader<'_>) -> Option<Vec<u8>> {
 pub fn decode_message(body: &[u8]) -> Option<Message<Payload>> {
     let mut r = Reader(body);
     let message = match r.u8()? {
-        PREPARE => Message::Prepare {
-            ballot: r.ballot()?,
-            from: r.u64()?,
-        },
+        PREPARE => {
+            let (ballot, from) = (r.ballot()?, r.u64()?);
+            let mut log = Vec::new();
+            if !r.0.is_empty() {
+                let n = count(&mut r, 24)?;
+                log.reserve(n);
+                for _ in 0..n {
+                    let (last, ballot) = (r.u64()?, r.ballot()?);
+                    log.push(LogRun { last, ballot });
+                }
+            }
+            Message::Prepare { ballot, from, log }
+        }
         PROMISE => {
             let (ballot, from, next) = (r.ballot()?, r.u64()?, r.u64()?);
             let n = count(&mut r, 25)?;
@@ -451,6 +469,21 @@ mod tests {
             Message::Prepare {
                 ballot: b(3, 2),
                 from: 7,
+                log: vec![],
+            },
+            Message::Prepare {
+                ballot: b(3, 2),
+                from: 7,
+                log: vec![
+                    LogRun {
+                        last: 9,
+                        ballot: b(2, 1),
+                    },
+                    LogRun {
+                        last: 10,
+                        ballot: Ballot::ZERO,
+                    },
+                ],
             },
             Message::Promise {
                 ballot: b(3, 2),

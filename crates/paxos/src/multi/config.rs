@@ -140,6 +140,33 @@ pub struct Options {
     /// turn it on), never for a server: with 100,000 entries kept between snapshots it
     /// took a third of a member's CPU.
     pub check_invariants: bool,
+    /// How a candidate wins phase 1: Paxos's (every promise reports its votes and the
+    /// new leader re-proposes the highest-ballot one of each slot, the default) or
+    /// Raft's vote restriction (a voter promises only a candidate whose log covers its
+    /// own, and reports nothing). See [`ElectionMode`].
+    pub election: ElectionMode,
+}
+
+/// How phase 1 finds what may have been chosen (`docs/PROTOCOL.md`, "Raft as a special
+/// case of Paxos").
+///
+/// Every replica of a cluster should run the same mode, but mixing them is safe, only
+/// less live: a Paxos voter reports its votes to any candidate (a Raft candidate takes
+/// them as a Paxos one does), and a Raft voter refuses a Paxos candidate that has
+/// votes to cover, since a Paxos prepare describes no log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ElectionMode {
+    /// Promises carry the voters' votes; the new leader re-proposes, slot by slot, the
+    /// highest-ballot vote reported (P2c).
+    #[default]
+    Paxos,
+    /// Raft's vote restriction: the prepare describes the candidate's log above its
+    /// commit point (the ballot of each run of slots, as Raft's RequestVote gives the
+    /// last entry's term and index), and a voter promises only if, at every slot where
+    /// it holds a vote, the candidate holds one at a ballot at least as high. Promises
+    /// then carry no votes: the new leader re-proposes its own log, which already holds
+    /// everything that may have been chosen.
+    Raft,
 }
 
 /// A leader lease: an acceptor that acknowledges a leader's heartbeat promises no other
@@ -172,6 +199,7 @@ impl Default for Options {
             lease: None,
             learn_from_acceptors: true,
             check_invariants: cfg!(test),
+            election: ElectionMode::Paxos,
         }
     }
 }

@@ -2,7 +2,8 @@
 
 use std::collections::VecDeque;
 
-use super::message::{Command, LogEntry, Slot};
+use super::message::{Command, LogEntry, LogRun, Slot};
+use crate::ballot::Ballot;
 
 /// Votes from slot `first` on; slots up to `commit` are chosen and hold the chosen entry
 /// (those below `first` live only in the application's snapshot).
@@ -85,6 +86,46 @@ impl<C: Clone> Log<C> {
         self.slots.shrink_to_fit();
         self.compacted = index;
         self.commit = self.commit.max(index);
+    }
+}
+
+impl<C: Clone> Log<C> {
+    /// The log from `from` to its last vote as runs of one ballot ([`Ballot::ZERO`] for
+    /// slots without a vote), at most `max` of them: what a Raft candidate's prepare
+    /// describes. Past `max` runs it stops: claiming less is safe (voters refuse more).
+    pub(crate) fn runs_from(&self, from: Slot, max: usize) -> Vec<LogRun> {
+        let mut runs: Vec<LogRun> = Vec::new();
+        for slot in from.max(self.compacted + 1)..=self.last() {
+            let ballot = self.get(slot).map_or(Ballot::ZERO, |vote| vote.ballot);
+            let full = runs.len() == max;
+            match runs.last_mut() {
+                Some(run) if run.ballot == ballot => run.last = slot,
+                _ if full => break,
+                _ => runs.push(LogRun { last: slot, ballot }),
+            }
+        }
+        runs
+    }
+
+    /// Raft's vote restriction, slot by slot: whether a candidate whose log from `from`
+    /// on is `runs` holds, at every slot where this log holds a vote, a vote at a ballot
+    /// at least as high. Runs are read in order, each covering the slots after the one
+    /// before it; a slot past the last run is not covered.
+    pub(crate) fn covered_by(&self, from: Slot, runs: &[LogRun]) -> bool {
+        let mut runs = runs.iter().peekable();
+        for slot in from.max(self.compacted + 1)..=self.last() {
+            let Some(vote) = self.get(slot) else {
+                continue;
+            };
+            while runs.next_if(|run| run.last < slot).is_some() {}
+            let covered = runs
+                .peek()
+                .is_some_and(|run| run.ballot != Ballot::ZERO && run.ballot >= vote.ballot);
+            if !covered {
+                return false;
+            }
+        }
+        true
     }
 }
 

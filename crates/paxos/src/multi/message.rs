@@ -110,6 +110,17 @@ pub struct SlotVote<C> {
     pub vote: LogEntry<C>,
 }
 
+/// A run of a candidate's log in a Raft-mode prepare: every slot after the previous
+/// run's `last` (or from the prepare's `from`) through `last` holds a vote at `ballot`;
+/// [`Ballot::ZERO`] for slots that hold none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LogRun {
+    /// The run's last slot.
+    pub last: Slot,
+    /// The ballot of every vote in the run, or [`Ballot::ZERO`] for a run of holes.
+    pub ballot: Ballot,
+}
+
 /// A batch of consecutive entries, shared by every copy of an accept (one allocation per
 /// batch, not per recipient).
 pub type Batch<C> = Arc<[Entry<C>]>;
@@ -127,6 +138,11 @@ pub enum Message<C> {
         /// The first slot the candidate wants votes for (its commit point + 1, or where
         /// the previous chunk ended).
         from: Slot,
+        /// With Raft's vote restriction ([`crate::multi::ElectionMode::Raft`]): the
+        /// candidate's log from `from` on, as runs of consecutive slots it holds at one
+        /// ballot, in slot order (Raft's last log term and index, per run). Empty from a
+        /// Paxos candidate and in a chunk's follow-up.
+        log: Vec<LogRun>,
     },
     /// Phase 1b: the promise, with one bounded chunk of votes from `from` on.
     Promise {

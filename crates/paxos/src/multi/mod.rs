@@ -11,7 +11,9 @@
 //!   votes above that point in bounded chunks (the candidate asks for the next chunk).
 //! - **Recovery**: with a phase-1 quorum of complete promises, the new leader re-proposes
 //!   in each slot the highest-ballot vote reported (P2c, slot by slot), fills holes with
-//!   no-ops, and only then gives slots to new commands.
+//!   no-ops, and only then gives slots to new commands. With Raft's vote restriction
+//!   ([`ElectionMode::Raft`]) a voter promises only a candidate whose log covers its own
+//!   and reports nothing: the new leader re-proposes its own log.
 //! - **Replication**: accepts are pipelined (at most `window_slots` unchosen) and batched
 //!   (bounded in count and bytes); a slot is chosen when a phase-2 quorum acknowledged it
 //!   at the leader's ballot; the commit point travels on accepts and heartbeats.
@@ -56,10 +58,10 @@ mod regressions;
 #[cfg(test)]
 mod tests;
 
-pub use config::{Lease, Members, Options};
+pub use config::{ElectionMode, Lease, Members, Options};
 pub use membership::{Change, ChangeError, Membership};
 pub use message::{
-    Action, Batch, Command, Entry, LogEntry, Message, ReadError, Slot, SlotVote, Write,
+    Action, Batch, Command, Entry, LogEntry, LogRun, Message, ReadError, Slot, SlotVote, Write,
 };
 pub use replica::{Durable, ProposeError, ReconfigureError, Replica, RoleKind, TransferError};
 pub use sequencer::{Sequencer, Step};

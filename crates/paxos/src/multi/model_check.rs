@@ -269,6 +269,33 @@ fn two_rounds_a_write() {
     assert_safe(&report, &reached, 1_154_419);
 }
 
+/// Raft's vote restriction ([`super::ElectionMode::Raft`]): two campaigns, any replicas,
+/// and a write, as `two_rounds_a_write`.
+#[test]
+fn raft_two_rounds_a_write() {
+    let report = System::new(bounds(1, 2, 0, 0, 1)).raft().check();
+    let reached = [SOME_CHOSEN, SOME_WRITE_COMPLETED, SOME_LATER_LEADER];
+    assert_safe(&report, &reached, RAFT_TWO_ROUNDS_STATES);
+}
+
+const RAFT_TWO_ROUNDS_STATES: usize = 879_649;
+
+/// Raft's vote restriction at three rounds, with a crash, a read and a change of the
+/// quorum system among the steps: random walks.
+#[test]
+fn raft_three_rounds_and_a_change_random_walks() {
+    let bounds = with_a_change(bounds(2, 3, 1, 1, 2));
+    let walks = Walks {
+        walks: WALKS / 4,
+        depth: WALK_DEPTH,
+        seed: 1,
+    };
+    let report = System::new(bounds).raft().walk(walks);
+    let mut reached = REACHED_IN_THREE_ROUNDS.to_vec();
+    reached.extend([SOME_NEW_EPOCH_LEADER, SOME_RETIRED]);
+    assert_safe_walked(&report, &reached);
+}
+
 /// What every walk at three rounds reaches.
 const REACHED_IN_THREE_ROUNDS: [&str; 6] = [
     SOME_CHOSEN,
@@ -462,6 +489,32 @@ mod negative_controls {
         let report = System::new(with_a_change(bounds(2, 3, 0, 0, 2)))
             .with(controls)
             .walk(walks);
+        let violated = report.violated();
+        assert!(
+            violated.contains(&ONE_CHOSEN_PER_SLOT) || violated.contains(&APPLIED_AGREE),
+            "{violated:?}"
+        );
+    }
+
+    /// Raft's election without its vote restriction: promises report nothing, so a
+    /// candidate that lacks a chosen entry leads without it and gives its slot to the
+    /// next command (two are needed: with one, the new leader has nothing to propose).
+    #[test]
+    fn a_raft_election_without_the_vote_restriction() {
+        let controls = Controls {
+            no_vote_restriction: true,
+            ..Controls::default()
+        };
+        let walks = Walks {
+            walks: WALKS,
+            depth: WALK_DEPTH,
+            seed: 1,
+        };
+        let report = System::new(bounds(2, 2, 0, 0, 1))
+            .raft()
+            .with(controls)
+            .walk(walks);
+        assert!(!report.violations.is_empty(), "{controls:?} not caught");
         let violated = report.violated();
         assert!(
             violated.contains(&ONE_CHOSEN_PER_SLOT) || violated.contains(&APPLIED_AGREE),

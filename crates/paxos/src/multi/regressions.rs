@@ -164,6 +164,7 @@ fn a_lost_commit_hint_after_catch_up_restarts_consistently() {
             Message::Prepare {
                 ballot: old,
                 from: 1,
+                log: Vec::new(),
             },
         ),
         &mut writes,
@@ -352,6 +353,7 @@ fn stale_lease(drift: u32) {
             Message::Prepare {
                 ballot: mine,
                 from: 1,
+                log: Vec::new(),
             },
         );
         push(&mut q, to, a);
@@ -389,6 +391,7 @@ fn stale_lease(drift: u32) {
                 Message::Prepare {
                     ballot: rival,
                     from: 1,
+                    log: Vec::new(),
                 },
             )
             .iter()
@@ -413,6 +416,7 @@ fn stale_lease(drift: u32) {
         Message::Prepare {
             ballot: rival,
             from: 1,
+            log: Vec::new(),
         },
     );
     push(&mut q, N3, a);

@@ -61,7 +61,8 @@ fn accepted(ballot: Ballot, first: Slot, last: Slot) -> Message<u64> {
 }
 
 fn prepare(ballot: Ballot, from: Slot) -> Message<u64> {
-    Message::Prepare { ballot, from }
+    let log = Vec::new();
+    Message::Prepare { ballot, from, log }
 }
 
 fn heartbeat(ballot: Ballot, commit: Slot, seq: u64) -> Message<u64> {
@@ -1409,4 +1410,157 @@ fn a_member_is_a_voter_or_a_learner_not_both() {
     assert_eq!(members.index_of(NodeId(4)), None, "no acceptor index");
     assert!(!members.is_voter(NodeId(4)));
     assert_eq!(members.count(), 4);
+}
+
+// ---- Raft's vote restriction ----------------------------------------------------------
+
+fn raft_options() -> Options {
+    Options {
+        election: ElectionMode::Raft,
+        ..options()
+    }
+}
+
+fn raft_replica(id: NodeId) -> TestReplica {
+    let members = Arc::new(Members::new(vec![N1, N2, N3], QuorumSpec::Majority).unwrap());
+    Replica::new(id, members, raft_options(), Pcg32::seed_from_u64(id.0)).unwrap()
+}
+
+fn raft_prepare(ballot: Ballot, from: Slot, log: &[(Slot, Ballot)]) -> Message<u64> {
+    let log = log
+        .iter()
+        .map(|&(last, ballot)| LogRun { last, ballot })
+        .collect();
+    Message::Prepare { ballot, from, log }
+}
+
+fn promised_anything(actions: &[Action<u64>]) -> bool {
+    actions.iter().any(|a| {
+        matches!(
+            a,
+            Action::Send {
+                message: Message::Promise { .. },
+                ..
+            }
+        )
+    })
+}
+
+#[test]
+fn a_raft_candidate_describes_its_log_in_its_prepare() {
+    let mut r = raft_replica(N1);
+    let b1 = ballot(1, N2);
+    let b2 = ballot(2, N3);
+    r.step(N2, accept(b1, 1, &[cmd(10), cmd(11)], 0));
+    r.step(N3, accept(b2, 1, &[cmd(10)], 0));
+    r.step(N3, accept(b2, 4, &[cmd(13)], 0));
+    let actions = campaign(&mut r);
+    let b = ballot(3, N1);
+    let prepare = raft_prepare(b, 1, &[(1, b2), (2, b1), (3, Ballot::ZERO), (4, b2)]);
+    assert_eq!(
+        actions,
+        vec![
+            Action::Persist(Write::Promise(b)),
+            send(N1, prepare.clone()),
+            send(N2, prepare.clone()),
+            send(N3, prepare),
+        ]
+    );
+}
+
+/// The vote restriction, exactly: a voter holding a vote promises only a candidate that
+/// holds that slot at a ballot at least as high, and then reports nothing.
+#[test]
+fn a_stale_raft_candidate_is_refused() {
+    let mut r = raft_replica(N2);
+    let b1 = ballot(2, N1);
+    r.step(N1, accept(b1, 1, &[cmd(10), cmd(11)], 0));
+    // No log at all; a log one slot short; a hole; the slot at a lower ballot.
+    let stale = [
+        vec![],
+        vec![(1, b1)],
+        vec![(1, b1), (2, Ballot::ZERO)],
+        vec![(1, b1), (2, ballot(1, N3))],
+    ];
+    for (round, log) in (3..).zip(stale) {
+        let b = ballot(round, N3);
+        let actions = r.step(N3, raft_prepare(b, 1, &log));
+        assert!(!promised_anything(&actions), "{log:?}: {actions:?}");
+        assert_eq!(r.promised(), b1, "a refusal promises nothing");
+    }
+    // A candidate whose log covers the voter's: promised durably, with no votes.
+    let b = ballot(7, N3);
+    let actions = r.step(
+        N3,
+        raft_prepare(b, 1, &[(1, ballot(3, N3)), (2, b1), (5, b1)]),
+    );
+    let promise = Message::Promise {
+        ballot: b,
+        from: 1,
+        votes: vec![],
+        next: None,
+    };
+    assert_eq!(
+        actions,
+        vec![Action::Persist(Write::Promise(b)), send(N3, promise)]
+    );
+    // Votes below `from` are the candidate's commit point: chosen, it holds them.
+    let mut r = raft_replica(N2);
+    r.step(N1, accept(b1, 1, &[cmd(10)], 0));
+    assert!(promised_anything(
+        &r.step(N3, raft_prepare(ballot(2, N3), 2, &[]))
+    ));
+}
+
+/// The same voter under Paxos's rule promises the stale candidate and reports its votes.
+#[test]
+fn a_paxos_voter_promises_any_higher_ballot() {
+    let mut r = replica(N2);
+    let b1 = ballot(1, N1);
+    r.step(N1, accept(b1, 1, &[cmd(10)], 0));
+    let b = ballot(2, N3);
+    let promise = Message::Promise {
+        ballot: b,
+        from: 1,
+        votes: vec![vote(1, b1, cmd(10))],
+        next: None,
+    };
+    assert_eq!(
+        r.step(N3, raft_prepare(b, 1, &[])),
+        vec![Action::Persist(Write::Promise(b)), send(N3, promise)]
+    );
+}
+
+/// A value chosen by the leader and one follower; the leader crashes; the follower that
+/// missed it campaigns first and is refused by the one that holds it (under Paxos it
+/// would win and re-propose it from that promise). The follower holding it wins, and
+/// leads with its own log.
+#[test]
+fn raft_mode_elects_only_a_candidate_holding_every_chosen_entry() {
+    let mut c = Cluster::new(3, QuorumSpec::Majority, raft_options());
+    let old = c.elect();
+    let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    let (holder, stale) = (others[0], others[1]);
+    let (old_id, stale_id) = (c.ids[old], c.ids[stale]);
+    c.cut.insert((old_id, stale_id));
+    c.propose(old, 100);
+    c.deliver(100);
+    c.crash(old);
+    c.heal();
+    assert_eq!(
+        c.replica(holder).entry(1).map(|e| &e.entry),
+        Some(&cmd(100))
+    );
+    assert_eq!(c.replica(stale).entry(1), None);
+    // Only the stale one's timer runs: it campaigns, again and again, and never leads.
+    for _ in 0..200 {
+        c.tick(stale);
+        c.deliver(1000);
+        assert_ne!(c.replica(stale).role(), RoleKind::Leader);
+    }
+    let new = c.elect();
+    assert_eq!(new, holder);
+    c.run(5);
+    assert_eq!(commands(&c, holder), [100]);
+    assert_eq!(commands(&c, stale), [100]);
 }

@@ -198,6 +198,12 @@ pub struct Options {
     pub controls: Controls,
     /// Keep a trace of every event (for `--trace` and violation excerpts).
     pub trace: bool,
+    /// How candidates win phase 1: Paxos's rule or Raft's vote restriction.
+    pub election: ElectionMode,
+    /// From this tick on, the leader crashes as soon as it has slots in flight
+    /// (restarting when the faults heal), and the failover is measured
+    /// ([`Report::failover`]); `None`: no scripted crash.
+    pub crash_leader_at_tick: Option<u64>,
 }
 
 impl Default for Options {
@@ -217,6 +223,8 @@ impl Default for Options {
             watchers: 0,
             controls: Controls::default(),
             trace: true,
+            election: ElectionMode::Paxos,
+            crash_leader_at_tick: None,
         }
     }
 }
@@ -377,4 +385,6 @@ pub struct Report {
     /// Where each node's replica stood at the end (role, ballot, epoch, commit point…),
     /// for a report of a liveness failure.
     pub nodes: Vec<String>,
+    /// What the scripted leader crash's failover cost, if one happened.
+    pub failover: Option<Failover>,
 }

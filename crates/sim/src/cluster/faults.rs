@@ -68,6 +68,12 @@ impl World {
     }
 
     pub(super) fn crash(&mut self, node: usize) {
+        let downtime = self.random(10, 300) * TICK_US;
+        self.crash_for(node, downtime);
+    }
+
+    /// `node` crashes and restarts `downtime` µs later.
+    pub(super) fn crash_for(&mut self, node: usize, downtime: u64) {
         if self.nodes[node].member.is_none() {
             return;
         }
@@ -90,7 +96,6 @@ impl World {
         // Its watch streams close with it.
         self.nodes[node].watchers = watches::new_watchers(&self.options.controls);
         self.close_connections(node);
-        let downtime = self.random(10, 300) * TICK_US;
         self.schedule(downtime, Event::Restart(node));
     }
 

@@ -16,6 +16,7 @@ impl World {
         let leads = member.replica().role() == RoleKind::Leader;
         if leads && !self.nodes[node].was_leader {
             self.stats.elections += 1;
+            self.probe_election();
             self.note(node, "elected");
         }
         self.nodes[node].was_leader = leads;
@@ -150,6 +151,9 @@ impl World {
         };
         self.stats.messages += 1;
         self.messages_sent += 1;
+        if to != from {
+            self.probe_send(&message);
+        }
         let id = self.messages_sent;
         let mut event = TraceEvent {
             time: self.now,

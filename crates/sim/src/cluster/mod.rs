@@ -15,6 +15,8 @@
 //! - `members.rs`: the shell around each `node::Node`: inputs in, outputs carried out.
 //! - `clients.rs`: what clients ask, where, and what they make of the answers.
 //! - `faults.rs`: partitions, crashes and restarts, pauses, slow disks, the heal.
+//! - `failover.rs`: the scripted leader crash and what the failover cost (time to the
+//!   next commit, messages, bytes), to compare elections.
 //! - `nemesis.rs`: membership changes (add a spare as a learner, promote, remove,
 //!   switch the quorum system), through the leader's `Node::reconfigure`.
 //! - `keeper.rs`: the lease keeper, and its check that leases never expire early.
@@ -33,8 +35,8 @@ use std::time::Duration;
 use node::requests::Failure as RequestFailure;
 use node::{Node as Member, NodeOptions, Output as NodeOutput};
 use paxos::multi::{
-    Durable, Entry, Lease, Members, Message, Options as ReplicaOptions, Replica, RoleKind, Slot,
-    SnapshotData, Write as DiskWrite,
+    Durable, ElectionMode, Entry, Lease, Members, Message, Options as ReplicaOptions, Replica,
+    RoleKind, Slot, SnapshotData, Write as DiskWrite,
 };
 use paxos::{Ballot, NodeId, QuorumSpec};
 use prost::Message as _;
@@ -61,6 +63,7 @@ pub const TICK_US: u64 = 1_000;
 mod checks;
 mod clients;
 mod config;
+mod failover;
 mod faults;
 mod keeper;
 mod members;
@@ -71,6 +74,7 @@ mod tracing;
 mod watches;
 
 pub use config::{Controls, Failure, FaultRates, Options, Report, Stats, TraceEvent};
+pub use failover::Failover;
 
 /// What a client asked a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,6 +170,8 @@ enum Event {
     Resume(usize),
     HealPartition(u64),
     DiskRecovers(usize),
+    /// The scripted crash of whoever leads is armed (`Options::crash_leader_at_tick`).
+    CrashLeader,
 }
 
 struct Node {
@@ -256,6 +262,8 @@ pub struct World {
     watch_clients: Vec<WatchClient>,
     /// Watch streams opened so far (each gets the next number).
     watch_streams: u64,
+    /// The scripted leader crash, and the failover it measures.
+    scripted: failover::Scripted,
 }
 
 /// An operation with no answer for this long is recorded as unknown.
@@ -297,6 +305,7 @@ impl World {
             }),
             snapshot_chunk_bytes: 64,
             check_invariants: true,
+            election: options.election,
             ..ReplicaOptions::default()
         };
         let mut rng = Pcg64::seed_from_u64(options.seed);
@@ -356,6 +365,7 @@ impl World {
             keeper: Keeper::default(),
             watch_clients: Vec::new(),
             watch_streams: 0,
+            scripted: failover::Scripted::default(),
         };
         if world.options.trace {
             world.tracing = Some(Box::new(tracing::Tracing::new(&world.options)));
@@ -373,6 +383,9 @@ impl World {
         }
         world.start_watchers();
         world.schedule(TICK_US, Event::FaultTick);
+        if let Some(tick) = world.options.crash_leader_at_tick {
+            world.schedule(tick * TICK_US, Event::CrashLeader);
+        }
         Ok(world)
     }
 
@@ -391,6 +404,7 @@ impl World {
             }
             self.now = time;
             self.handle(event);
+            self.after_event();
             if healed
                 && self
                     .clients
@@ -450,6 +464,10 @@ impl World {
         };
         Report {
             nodes,
+            failover: match &self.scripted {
+                failover::Scripted::Crashed(probe) => Some(probe.failover()),
+                _ => None,
+            },
             stats: self.stats,
             history: self.history,
             failures: self.failures,
@@ -609,6 +627,7 @@ impl World {
                 self.nodes[node].slow_disk = false;
                 self.fault_ends("slow-disk", node);
             }
+            Event::CrashLeader => self.arm_leader_crash(),
         }
     }
 

@@ -31,11 +31,22 @@ fn the_same_seed_gives_the_same_trace() {
 /// Seeds of the quick settings with two watchers (see [`with_watchers`]) beside the
 /// clients, so every checker runs, watches included.
 fn sweep(quorum: QuorumSpec, nodes: u64, seeds: std::ops::Range<u64>, leases: bool) {
+    sweep_elections(quorum, nodes, seeds, leases, ElectionMode::Paxos);
+}
+
+fn sweep_elections(
+    quorum: QuorumSpec,
+    nodes: u64,
+    seeds: std::ops::Range<u64>,
+    leases: bool,
+    election: ElectionMode,
+) {
     for seed in seeds {
         let options = Options {
             nodes,
             quorum,
             leases,
+            election,
             watchers: 2,
             trace: false,
             ..quick(seed)
@@ -177,6 +188,67 @@ fn many_seeds_under_a_grid() {
 #[test]
 fn many_seeds_under_flexible_quorums_with_leases() {
     sweep(QuorumSpec::Flexible { q1: 4, q2: 2 }, 5, 0..400, true);
+}
+
+/// Raft's vote restriction (`--election raft`) under every fault, as CI runs it.
+#[test]
+fn many_seeds_with_raft_elections() {
+    sweep_elections(QuorumSpec::Majority, 5, 0..300, false, ElectionMode::Raft);
+}
+
+#[test]
+fn raft_elections_under_a_grid_and_flexible_quorums_with_leases() {
+    let grid = QuorumSpec::Grid { rows: 2, cols: 3 };
+    sweep_elections(grid, 6, 0..100, false, ElectionMode::Raft);
+    let flexible = QuorumSpec::Flexible { q1: 4, q2: 2 };
+    sweep_elections(flexible, 5, 0..100, true, ElectionMode::Raft);
+}
+
+#[test]
+fn raft_elections_through_membership_changes() {
+    let mut made = 0;
+    for seed in 0..200 {
+        let report = run(Options {
+            election: ElectionMode::Raft,
+            ..with_nemesis(seed)
+        })
+        .unwrap();
+        assert_eq!(report.failures, vec![], "seed {seed}");
+        assert!(!report.linearizability_unknown, "seed {seed}");
+        made += report.stats.membership_changes - report.stats.membership_refused;
+    }
+    assert!(made > 100, "only {made} changes made");
+}
+
+/// The scripted leader crash in both modes: every failover commits under a new leader,
+/// every checker passes, and the counts are those of the failover alone.
+#[test]
+fn a_scripted_leader_crash_fails_over_in_both_election_modes() {
+    for election in [ElectionMode::Paxos, ElectionMode::Raft] {
+        for seed in 0..30 {
+            let report = run(Options {
+                faults: FaultRates {
+                    loss: 0.05,
+                    ..FaultRates::none()
+                },
+                crash_leader_at_tick: Some(300),
+                election,
+                trace: false,
+                ..quick(seed)
+            })
+            .unwrap();
+            assert_eq!(report.failures, vec![], "{election:?} seed {seed}");
+            let failover = report.failover.expect("the leader crashed");
+            assert!(failover.crashed_us >= 300 * TICK_US);
+            let took = failover.first_commit_us.expect("a new leader committed");
+            assert!(
+                took < 200 * TICK_US,
+                "{election:?} seed {seed}: {failover:?}"
+            );
+            assert!(failover.elections >= 1 && failover.messages > 0);
+            assert!(failover.bytes > failover.messages * 8, "{failover:?}");
+        }
+    }
 }
 
 /// Runs seeds with one control broken (`set`) until a checker fails; it must be

@@ -9,6 +9,7 @@ pub mod quorum;
 pub mod serve;
 pub mod sim;
 pub mod sim_cluster;
+pub mod sim_compare;
 pub mod snapshot;
 
 /// The runtime members and the benchmark client run on: the server's, plus handing freed

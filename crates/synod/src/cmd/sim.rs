@@ -27,6 +27,10 @@ enum SimMode {
     /// Single-decree Paxos (the Synod protocol): proposers, acceptors and learners agree on
     /// one value over a lossy, duplicating, reordering network. Prints the timeline.
     Synod(SynodArgs),
+    /// The same seeds with Paxos's election and with Raft's vote restriction, the leader
+    /// crashed in each: time to the first commit after the crash, messages and bytes per
+    /// failover, the checkers' verdicts.
+    CompareElections(super::sim_compare::CompareArgs),
 }
 
 /// Flags of `synod sim synod`.
@@ -108,8 +112,10 @@ pub(crate) fn parse_quorum(text: &str) -> Result<QuorumSpec, String> {
 
 /// Runs `synod sim`; exit code 1 if the run was unsafe (which would be a bug).
 pub fn run(args: SimArgs) -> Result<ExitCode, String> {
-    let Some(SimMode::Synod(args)) = args.mode else {
-        return super::sim_cluster::run(args.cluster);
+    let args = match args.mode {
+        Some(SimMode::Synod(args)) => args,
+        Some(SimMode::CompareElections(args)) => return super::sim_compare::run(args),
+        None => return super::sim_cluster::run(args.cluster),
     };
     let (timeline, safe, trace) = match (args.scenario, &args.trace) {
         (Some(Scenario::Seed000), None) => (sim::seed000::replay()?, true, None),

@@ -7,6 +7,7 @@ use std::ops::Range;
 use std::process::ExitCode;
 
 use clap::Args;
+use paxos::multi::ElectionMode;
 use paxos::QuorumSpec;
 use sim::cluster::{self, Failure, FaultRates, Options, Report};
 
@@ -89,9 +90,36 @@ pub struct ClusterArgs {
     /// The trace's format: Synod's JSON lines, or ShiViz's log format.
     #[arg(long, value_enum, default_value = "jsonl", requires = "trace")]
     format: super::sim::TraceFormat,
+    /// How candidates win phase 1: Paxos's rule (promises carry votes, the new leader
+    /// re-proposes them) or Raft's vote restriction (only a candidate whose log covers
+    /// a voter's gets its promise).
+    #[arg(long, value_enum, default_value = "paxos")]
+    election: Election,
+    /// At this tick the leader crashes (restarting when the faults heal); the summary
+    /// reports what the failover cost.
+    #[arg(long)]
+    crash_leader_at_tick: Option<u64>,
 }
 
-fn parse_range(text: &str) -> Result<Range<u64>, String> {
+/// `--election`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Election {
+    /// Paxos's phase 1: every promise reports its votes.
+    Paxos,
+    /// Raft's vote restriction.
+    Raft,
+}
+
+impl Election {
+    fn mode(self) -> ElectionMode {
+        match self {
+            Election::Paxos => ElectionMode::Paxos,
+            Election::Raft => ElectionMode::Raft,
+        }
+    }
+}
+
+pub(crate) fn parse_range(text: &str) -> Result<Range<u64>, String> {
     let (a, b) = text
         .split_once("..")
         .ok_or_else(|| format!("expected A..B, not {text:?}"))?;
@@ -130,6 +158,8 @@ impl ClusterArgs {
             watchers: self.watchers,
             controls: cluster::Controls::default(),
             trace,
+            election: self.election.mode(),
+            crash_leader_at_tick: self.crash_leader_at_tick,
         }
     }
 
@@ -171,6 +201,12 @@ impl ClusterArgs {
                 " --membership {} --spares {}",
                 f.membership, self.spares
             );
+        }
+        if self.election == Election::Raft {
+            command.push_str(" --election raft");
+        }
+        if let Some(tick) = self.crash_leader_at_tick {
+            let _ = write!(command, " --crash-leader-at-tick {tick}");
         }
         let _ = write!(command, " --seed {seed}");
         command
@@ -263,6 +299,21 @@ fn summary(args: &ClusterArgs, seed: u64, report: &Report) -> String {
             "watchers: {} events received, {} streams opened again elsewhere, {} events \
              of the log not yet received at the end",
             s.watch_events, s.watch_reopens, s.watch_lag
+        );
+    }
+    if let Some(f) = &report.failover {
+        let committed = f.first_commit_us.map_or("never".into(), |us| {
+            format!("{:.1} ms later", us as f64 / 1000.0)
+        });
+        let _ = writeln!(
+            text,
+            "failover: the leader (ballot {}) crashed at {:.1} ms; a new leader committed \
+             {committed}, after {} messages ({} bytes) and {} elections",
+            f.ballot,
+            f.crashed_us as f64 / 1000.0,
+            f.messages,
+            f.bytes,
+            f.elections
         );
     }
     if s.membership_changes > 0 {

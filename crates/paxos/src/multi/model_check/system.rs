@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::super::replica::Timer;
-use super::super::{Entry, Members, Options, Replica, RoleKind, Sequencer, Slot};
+use super::super::{ElectionMode, Entry, Members, Options, Replica, RoleKind, Sequencer, Slot};
 use super::local::Local;
 use super::state::{Client, Disk, Event, Ghost, Member, ModelRng, Sent, State, Vote};
 use crate::explore::{part_hash, Model};
@@ -47,6 +47,7 @@ pub(super) struct Controls {
     pub(super) read_at_commit_point: bool,
     pub(super) ack_before_sync: bool,
     pub(super) phase1_in_current_only: bool,
+    pub(super) no_vote_restriction: bool,
 }
 
 /// Transitions of one member known to change nothing, by a hash of the member's
@@ -108,6 +109,12 @@ impl System {
         }
     }
 
+    /// The same model with Raft's vote restriction ([`ElectionMode::Raft`]).
+    pub(super) fn raft(mut self) -> System {
+        self.options.election = ElectionMode::Raft;
+        self
+    }
+
     #[cfg(feature = "negative-controls")]
     pub(super) fn with(mut self, controls: Controls) -> System {
         self.controls = controls;
@@ -131,6 +138,9 @@ impl System {
             }
             if self.controls.read_at_commit_point {
                 replica.read_at_commit_point();
+            }
+            if self.controls.no_vote_restriction {
+                replica.skip_vote_restriction();
             }
             if self.controls.ack_before_sync {
                 sequencer.acknowledge_before_sync();

@@ -91,7 +91,11 @@ impl<C: Command, R: RngCore> Shared<C, R> {
     /// (`observe` stepped down if it mattered).
     pub(super) fn step_any(&mut self, role: RoleKind, from: NodeId, message: Message<C>) {
         match message {
-            Message::Prepare { ballot, from: slot } => self.on_prepare(from, ballot, slot),
+            Message::Prepare {
+                ballot,
+                from: slot,
+                log,
+            } => self.on_prepare(from, ballot, slot, &log),
             Message::Accept {
                 ballot,
                 first,

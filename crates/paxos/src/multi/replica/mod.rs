@@ -32,12 +32,12 @@ use crate::node::{AcceptorSet, NodeId};
 use crate::quorum::QuorumSystem;
 use crate::synod::{ConfigError, Role as SynodRole};
 
-use super::config::{Members, Options};
+use super::config::{ElectionMode, Members, Options};
 use super::election::Election;
 use super::log::{Limit, Log};
 use super::membership::Membership;
 use super::message::{
-    Action, Batch, Command, Entry, LogEntry, Message, ReadError, Slot, SlotVote, Write,
+    Action, Batch, Command, Entry, LogEntry, LogRun, Message, ReadError, Slot, SlotVote, Write,
 };
 use super::snapshot::SnapshotData;
 
@@ -195,6 +195,8 @@ struct Shared<C, R> {
     phase1_in_current_only: bool,
     #[cfg(feature = "negative-controls")]
     drops_snapshot_membership: bool,
+    #[cfg(feature = "negative-controls")]
+    skips_vote_restriction: bool,
 }
 
 impl<C: Command, R: RngCore> Replica<C, R> {
@@ -300,6 +302,8 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             phase1_in_current_only: false,
             #[cfg(feature = "negative-controls")]
             drops_snapshot_membership: false,
+            #[cfg(feature = "negative-controls")]
+            skips_vote_restriction: false,
         };
         Ok(Replica {
             role: Role::Follower,

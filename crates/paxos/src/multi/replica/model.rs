@@ -69,6 +69,8 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
             phase1_in_current_only,
             #[cfg(feature = "negative-controls")]
                 drops_snapshot_membership: _,
+            #[cfg(feature = "negative-controls")]
+                skips_vote_restriction: _,
         } = shared;
         assert!(
             options.lease.is_none() && grant.is_none(),

@@ -1,5 +1,6 @@
 //! Election: ballots and roles, and phase 1 (prepare, promise, and becoming leader with
-//! the highest-ballot vote of every slot re-proposed).
+//! the highest-ballot vote of every slot re-proposed), by Paxos's rule or with Raft's
+//! vote restriction ([`ElectionMode`]).
 
 use super::*;
 
@@ -82,7 +83,11 @@ impl<C: Command, R: RngCore> Replica<C, R> {
             promised: AcceptorSet::EMPTY,
             votes: BTreeMap::new(),
         });
-        shared.broadcast(&Message::Prepare { ballot, from });
+        let log = match shared.options.election {
+            ElectionMode::Paxos => Vec::new(),
+            ElectionMode::Raft => shared.log.runs_from(from, LOG_RUNS_MAX),
+        };
+        shared.broadcast(&Message::Prepare { ballot, from, log });
         #[cfg(feature = "negative-controls")]
         if shared.skips_phase1 {
             self.become_leader();
@@ -105,6 +110,14 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         self.shared.drops_snapshot_membership = true;
     }
 
+    /// Breaks the protocol on purpose, for the negative controls: with Raft's election, a
+    /// voter promises any higher ballot without checking that the candidate's log covers
+    /// its own (and still reports no votes).
+    #[cfg(feature = "negative-controls")]
+    pub fn skip_vote_restriction(&mut self) {
+        self.shared.skips_vote_restriction = true;
+    }
+
     /// Breaks the protocol on purpose, for the simulator's negative controls: a candidate
     /// declares itself leader at once, without any promise, and so without the votes P2c
     /// needs.
@@ -122,6 +135,23 @@ impl<C: Command, R: RngCore> Replica<C, R> {
         };
         let shared = &mut self.shared;
         let first = shared.log.commit() + 1;
+        let mut candidate = candidate;
+        if shared.options.election == ElectionMode::Raft {
+            // The voters reported nothing: their votes are covered by ours (or, from a
+            // Paxos voter, reported and merged like any). Our own log is what we lead
+            // with; it holds every entry that may have been chosen.
+            for slot in first..=shared.log.last() {
+                if let Some(vote) = shared.log.get(slot) {
+                    let higher = candidate
+                        .votes
+                        .get(&slot)
+                        .is_none_or(|known| vote.ballot > known.ballot);
+                    if higher {
+                        candidate.votes.insert(slot, vote.clone());
+                    }
+                }
+            }
+        }
         let recovered_through = candidate
             .votes
             .last_key_value()
@@ -165,7 +195,13 @@ impl<C: Command, R: RngCore> Replica<C, R> {
 }
 
 impl<C: Command, R: RngCore> Shared<C, R> {
-    pub(super) fn on_prepare(&mut self, candidate: NodeId, ballot: Ballot, from: Slot) {
+    pub(super) fn on_prepare(
+        &mut self,
+        candidate: NodeId,
+        ballot: Ballot,
+        from: Slot,
+        log: &[LogRun],
+    ) {
         if ballot < self.promised {
             return self.nack(candidate, ballot);
         }
@@ -176,6 +212,15 @@ impl<C: Command, R: RngCore> Shared<C, R> {
         if ballot > self.promised && self.grant_refuses(candidate) {
             return; // A lease we granted still runs; the candidate retries later.
         }
+        let raft = self.options.election == ElectionMode::Raft;
+        let restricted = raft && candidate != self.id;
+        #[cfg(feature = "negative-controls")]
+        let restricted = restricted && !self.skips_vote_restriction;
+        if restricted && !self.log.covered_by(from, log) {
+            // Raft's vote restriction: the candidate's log lacks a vote of ours, or holds
+            // it at a lower ballot. No promise: another, better candidate will come.
+            return;
+        }
         if ballot > self.promised {
             self.promised = ballot;
             self.out.push(Action::Persist(Write::Promise(ballot)));
@@ -184,7 +229,12 @@ impl<C: Command, R: RngCore> Shared<C, R> {
         if candidate != self.id {
             self.election.heard_from_leader(&mut self.rng);
         }
-        let (votes, next) = self.log.votes_from(from, self.chunk_limit());
+        let (votes, next) = if raft {
+            // Everything we hold, the candidate holds at a ballot as high.
+            (Vec::new(), None)
+        } else {
+            self.log.votes_from(from, self.chunk_limit())
+        };
         let votes = votes
             .into_iter()
             .map(|(slot, vote)| SlotVote { slot, vote })
@@ -233,7 +283,15 @@ impl<C: Command, R: RngCore> Shared<C, R> {
         }
         candidate.cursor[index] = next;
         if let Some(next) = next {
-            self.send(acceptor, Message::Prepare { ballot, from: next });
+            let log = Vec::new();
+            self.send(
+                acceptor,
+                Message::Prepare {
+                    ballot,
+                    from: next,
+                    log,
+                },
+            );
             return PhaseOne::UnderWay;
         }
         candidate.promised.insert(index);
@@ -253,6 +311,10 @@ impl<C: Command, R: RngCore> Shared<C, R> {
         }
     }
 }
+
+/// At most this many runs describe a Raft candidate's log: past them the prepare claims
+/// nothing, so a voter holding votes there refuses (safe; a log that fragmented is rare).
+const LOG_RUNS_MAX: usize = 64;
 
 #[derive(Clone, Debug, Hash)]
 pub(super) struct Candidate<C> {
