@@ -10,6 +10,8 @@
 //! - `cmd/sim.rs`: `synod sim synod`, single-decree Paxos on the simulated network.
 //! - `cmd/sim_cluster.rs`: `synod sim`, a Multi-Paxos cluster under faults, checked.
 //! - `cmd/check.rs`: `synod check FILE`, the linearizability checker on a history.
+//! - `cmd/trace.rs`: `synod trace merge`, the members' trace files of a real cluster
+//!   merged into one trace.
 //! - `allocator.rs`: mimalloc, and when it returns freed pages to the system.
 
 use std::process::ExitCode;
@@ -44,6 +46,8 @@ enum Command {
     Check(cmd::check::CheckArgs),
     /// Read or change a running cluster's quorum system.
     Quorum(cmd::quorum::QuorumArgs),
+    /// Work with traces: merge the files members wrote with `serve --trace-file`.
+    Trace(cmd::trace::TraceArgs),
 }
 
 /// Parses the command line; for `serve`, a `--config-file` contributes flags first.
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         Command::Sim(args) => cmd::sim::run(*args),
         Command::Check(args) => cmd::check::run(args),
         Command::Quorum(args) => cmd::quorum::run(args),
+        Command::Trace(args) => cmd::trace::run(args),
     };
     match result {
         Ok(code) => code,

@@ -11,14 +11,18 @@
 //! - `read.rs`: the reader, which refuses a malformed, newer or inconsistent trace with the
 //!   line and what is wrong, recomputing every clock.
 //! - `shiviz.rs`: export to ShiViz's default log format.
+//! - `merge.rs`: the members' files of a real cluster (`synod serve --trace-file`) merged
+//!   into one trace, in an order the vector clocks allow.
 
 use std::fmt::Write as _;
 
 use crate::history::{self, Operation};
 
+mod merge;
 mod read;
 mod shiviz;
 
+pub use merge::{merge, MergeError, Merged};
 pub use node::trace::{ballot, Clocks, Event, Fault, Header, State, Step, FORMAT, VERSION};
 pub use read::{read, ReadError};
 pub use shiviz::{shiviz, SHIVIZ_REGEX};
