@@ -18,10 +18,13 @@
 //!   implementation, in the server crate).
 //! - [`requests`]: the client requests a member is answering, and the error each gets when
 //!   it cannot be served, chosen so that an error never misreports a write's fate.
+//! - [`trace`]: the trace format's lines and vector clocks, written by the simulator and
+//!   by a real member (`synod serve --trace-file`) alike.
 
 pub mod machine;
 pub mod node;
 pub mod requests;
+pub mod trace;
 
 pub use machine::{Answer, Context, StateMachine};
 pub use node::{Node, NodeOptions, Output, RequestIds};

@@ -79,6 +79,9 @@ pub struct Config {
     pub client_tls: TlsInfo,
     /// TLS between members (`--peer-cert-file`, …), on `https` peer URLs.
     pub peer_tls: TlsInfo,
+    /// Where this member records its trace (`--trace-file`, `--trace-file-max-bytes`);
+    /// none: it keeps none.
+    pub trace_file: Option<crate::node::TraceFile>,
 }
 
 /// How clients are authenticated once auth is enabled.
@@ -445,6 +448,7 @@ mod tests {
             io_uring: false,
             auth: AuthConfig::default(),
             client_tls: TlsInfo::default(),
+            trace_file: None,
             peer_tls: TlsInfo::default(),
         }
     }

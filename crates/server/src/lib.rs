@@ -22,7 +22,8 @@
 //!   runtime members (and the benchmark client) run on.
 //! - [`node`]: the core: the shell around the member (`node::Node`) that feeds it inputs
 //!   and carries out its outputs: persists, messages, answers, snapshots, watchers; it
-//!   follows the membership (dials members, admits their connections, answers changes).
+//!   follows the membership (dials members, admits their connections, answers changes);
+//!   `node::trace`: the member's own trace (`--trace-file`), its clock on its messages.
 //! - [`machine`]: the etcd store as the member's replicated state machine: applies
 //!   commands, times leases, raises NOSPACE, publishes the member's attributes.
 //! - [`inflow`]: the bounds on the core's queue: "too many requests" for clients, a

@@ -21,7 +21,7 @@ use crate::http_api::{self, HttpApi};
 use crate::inflow::Inflow;
 use crate::limits::GRPC_OVERHEAD_BYTES;
 use crate::metrics::Metrics;
-use crate::node::{Core, CoreOptions, Directory, Input, Parts, REMOVED, REMOVED_MARK};
+use crate::node::{Core, CoreOptions, Directory, Input, Parts, Tracer, REMOVED, REMOVED_MARK};
 use crate::payload::Payload;
 use crate::persist::Persister;
 use crate::proto::etcdserverpb::{
@@ -114,6 +114,18 @@ pub async fn run(
     let roster: Roster = Arc::default();
     let learner = Arc::new(std::sync::atomic::AtomicBool::default());
 
+    let tracer = match &config.trace_file {
+        Some(file) => {
+            let nodes: Vec<(u64, String)> = (boot.members.iter())
+                .map(|m| (m.id.0, m.name.clone()))
+                .collect();
+            let tracer = Tracer::open(file, me, boot.cluster_id, &nodes)?;
+            tracing::info!(file = %tracer.path().display(), max_bytes = file.max_bytes, "recording this member's trace");
+            Some(tracer)
+        }
+        None => None,
+    };
+
     let (inputs, queue) = tokio::sync::mpsc::unbounded_channel();
     let inflow = Inflow::default();
     // etcd's: long enough to ride out an election or two.
@@ -150,6 +162,7 @@ pub async fn run(
         learner: learner.clone(),
         metrics: metrics.clone(),
         tokens: tokens.clone(),
+        tracer,
     };
     let (core, views) = Core::new(parts, inputs.clone());
     let request_ids = core.request_ids();

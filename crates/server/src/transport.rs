@@ -31,7 +31,7 @@ use crate::limits::{
 use crate::node::{Input, Inputs};
 use crate::payload::Payload;
 use crate::tls::{TlsClient, TlsServer};
-use crate::wire::{self, Hello, FRAME_HEADER};
+use crate::wire::{self, Hello, Stamp, FRAME_HEADER};
 
 /// The longest a write may take before the connection is deemed dead.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,7 +44,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// What a peer's queue carries.
 #[derive(Debug)]
 enum Outgoing {
-    Message(Message<Payload>),
+    /// A message, with the sender's stamp when it traces.
+    Message(Message<Payload>, Option<Stamp>),
     /// Answered once everything queued before it was written to the socket (dropped,
     /// so the receiver sees an error, if the connection failed first).
     Written(oneshot::Sender<()>),
@@ -73,10 +74,15 @@ struct Queue {
 }
 
 impl Peers {
-    /// Queues `message` for `to`; drops it if the queue is full or `to` is unknown.
-    pub fn send(&self, to: NodeId, message: Message<Payload>) {
-        if let Some(queue) = self.queues.get(&to) {
-            let _ = queue.sender.try_send(Outgoing::Message(message));
+    /// Queues `message` (with the stamp of a member that traces) for `to`; drops it if
+    /// the queue is full or `to` is unknown. Whether it was queued.
+    pub fn send(&self, to: NodeId, message: Message<Payload>, stamp: Option<Stamp>) -> bool {
+        match self.queues.get(&to) {
+            Some(queue) => queue
+                .sender
+                .try_send(Outgoing::Message(message, stamp))
+                .is_ok(),
+            None => false,
         }
     }
 
@@ -84,8 +90,9 @@ impl Peers {
     /// blocking thread, at most `PEER_SNAPSHOT_CHUNKS_IN_FLIGHT` chunks ahead of the socket. A chunk
     /// that cannot be read, or a connection that fails, ends the stream: the replica sends
     /// the snapshot again if the peer still needs it. A stream already under way to `to`
-    /// makes this one a no-op.
-    pub fn stream<I>(&self, to: NodeId, chunks: I)
+    /// makes this one a no-op. Every chunk carries `stamp` (a member that traces records
+    /// the stream as one send).
+    pub fn stream<I>(&self, to: NodeId, chunks: I, stamp: Option<Stamp>)
     where
         I: Iterator<Item = std::io::Result<Message<Payload>>> + Send + 'static,
     {
@@ -102,7 +109,7 @@ impl Peers {
             return;
         };
         runtime.spawn_blocking(move || {
-            if let Err(e) = stream_chunks(&sender, chunks) {
+            if let Err(e) = stream_chunks(&sender, chunks, stamp) {
                 tracing::warn!(peer = %format!("{:x}", to.0), "snapshot stream ended: {e}");
             }
             streaming.store(false, Ordering::Release);
@@ -110,7 +117,11 @@ impl Peers {
     }
 }
 
-fn stream_chunks<I>(sender: &mpsc::Sender<Outgoing>, chunks: I) -> Result<(), String>
+fn stream_chunks<I>(
+    sender: &mpsc::Sender<Outgoing>,
+    chunks: I,
+    stamp: Option<Stamp>,
+) -> Result<(), String>
 where
     I: Iterator<Item = std::io::Result<Message<Payload>>>,
 {
@@ -119,7 +130,7 @@ where
     for chunk in chunks {
         let chunk = chunk.map_err(|e| format!("cannot read the snapshot: {e}"))?;
         sender
-            .blocking_send(Outgoing::Message(chunk))
+            .blocking_send(Outgoing::Message(chunk, stamp.clone()))
             .map_err(closed)?;
         let (done, wait) = oneshot::channel();
         sender
@@ -288,7 +299,9 @@ async fn pump<S: AsyncWrite + Unpin>(
         let mut next = Some(first);
         while let Some(outgoing) = next {
             match outgoing {
-                Outgoing::Message(m) => wire::frame(&mut buf, |out| wire::encode_message(&m, out)),
+                Outgoing::Message(m, stamp) => wire::frame(&mut buf, |out| {
+                    wire::encode_stamped(&m, stamp.as_ref(), out);
+                }),
                 Outgoing::Written(done) => written.push(done),
             }
             next = if buf.len() < PEER_COALESCE_BYTES {
@@ -477,14 +490,14 @@ async fn inbound<S: AsyncRead + AsyncWrite + Unpin>(
                 return;
             }
         };
-        let Some(message) = wire::decode_message(&body) else {
+        let Some((message, stamp)) = wire::decode_stamped(&body) else {
             tracing::warn!(%addr, peer = %format!("{:x}", hello.from.0), "dropped peer connection: undecodable message");
             return;
         };
         let bytes = body.len();
         inflow.admit_peer(bytes).await;
         if inputs
-            .send(Input::Peer(hello.from, message, bytes))
+            .send(Input::Peer(hello.from, message, bytes, stamp))
             .is_err()
         {
             return;
@@ -621,17 +634,17 @@ mod tests {
     #[tokio::test]
     async fn a_snapshot_stream_stays_a_window_ahead_of_the_socket() {
         let (peers, mut rx) = peers_with_queue();
-        peers.stream(NodeId(2), (0..10).map(|i| chunk(i * 10)));
+        peers.stream(NodeId(2), (0..10).map(|i| chunk(i * 10)), None);
         // A second stream while one is under way is refused.
-        peers.stream(NodeId(2), (0..10).map(|i| chunk(i * 10)));
+        peers.stream(NodeId(2), (0..10).map(|i| chunk(i * 10)), None);
         let mut unwritten = Vec::new();
         let mut offsets = Vec::new();
         // Nothing is acknowledged as written: the stream stops after the window.
         while let Some(item) = next(&mut rx).await {
             match item {
-                Outgoing::Message(Message::Snapshot { offset, .. }) => offsets.push(offset),
+                Outgoing::Message(Message::Snapshot { offset, .. }, _) => offsets.push(offset),
                 Outgoing::Written(done) => unwritten.push(done),
-                Outgoing::Message(other) => panic!("unexpected {other:?}"),
+                Outgoing::Message(other, _) => panic!("unexpected {other:?}"),
             }
         }
         assert_eq!(offsets, vec![0, 10, 20, 30]);
@@ -641,11 +654,11 @@ mod tests {
         }
         while offsets.len() < 10 {
             match next(&mut rx).await.expect("the stream goes on") {
-                Outgoing::Message(Message::Snapshot { offset, .. }) => offsets.push(offset),
+                Outgoing::Message(Message::Snapshot { offset, .. }, _) => offsets.push(offset),
                 Outgoing::Written(done) => {
                     let _ = done.send(());
                 }
-                Outgoing::Message(other) => panic!("unexpected {other:?}"),
+                Outgoing::Message(other, _) => panic!("unexpected {other:?}"),
             }
         }
         assert_eq!(offsets, (0..10).map(|i| i * 10).collect::<Vec<_>>());
@@ -654,11 +667,11 @@ mod tests {
     #[tokio::test]
     async fn a_failed_connection_ends_the_stream_and_allows_the_next() {
         let (peers, mut rx) = peers_with_queue();
-        peers.stream(NodeId(2), (0..10).map(|i| chunk(i * 10)));
+        peers.stream(NodeId(2), (0..10).map(|i| chunk(i * 10)), None);
         // Dropping the markers is what a failed connection does.
         let mut sent = 0;
         while let Some(item) = next(&mut rx).await {
-            if matches!(item, Outgoing::Message(_)) {
+            if matches!(item, Outgoing::Message(..)) {
                 sent += 1;
             }
         }
@@ -677,8 +690,8 @@ mod tests {
         // A chunk that cannot be read ends a stream too, after the chunks before it.
         let unreadable = std::io::Error::other("disk gone");
         let chunks = vec![chunk(0), Err(unreadable)].into_iter();
-        peers.stream(NodeId(2), chunks);
-        assert!(matches!(next(&mut rx).await, Some(Outgoing::Message(_))));
+        peers.stream(NodeId(2), chunks, None);
+        assert!(matches!(next(&mut rx).await, Some(Outgoing::Message(..))));
         assert!(matches!(next(&mut rx).await, Some(Outgoing::Written(_))));
         assert!(next(&mut rx).await.is_none());
     }

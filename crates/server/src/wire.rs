@@ -1,7 +1,9 @@
 //! The peer protocol's bytes: frames, the handshake, and the replica messages inside.
 //!
 //! A frame is `[len: u32 LE][crc32c of body: u32 LE][body]`. The first frame on a
-//! connection is the [`Hello`]; every later one holds one [`Message`]. Decoders take
+//! connection is the [`Hello`]; every later one holds one [`Message`], which a member
+//! that traces (`synod serve --trace-file`) prefixes with a [`Stamp`]: its vector clock.
+//! An unstamped message is the same bytes as before stamps existed. Decoders take
 //! arbitrary bytes and answer `None` (or an error) rather than panic: a peer port is open
 //! to anyone who can reach it.
 
@@ -132,6 +134,42 @@ const SNAPSHOT: u8 = 12;
 const READ_INDEX: u8 = 13;
 const READ_INDEX_REPLY: u8 = 14;
 const CAMPAIGN: u8 = 15;
+/// Not a message: a [`Stamp`] before one.
+const STAMPED: u8 = 16;
+
+/// A traced message's stamp: the sender's vector clock when it sent it, as
+/// `(member id, count)` pairs. The sender's own count is also the message's number among
+/// the ones it sent (see `crate::node::trace`).
+pub type Stamp = Box<[(u64, u64)]>;
+
+/// Encodes a replica message body, after `stamp` if there is one (without one: the
+/// bytes [`encode_message`] writes).
+pub fn encode_stamped(message: &Message<Payload>, stamp: Option<&Stamp>, out: &mut Vec<u8>) {
+    if let Some(stamp) = stamp {
+        out.push(STAMPED);
+        put_len(out, stamp.len());
+        for &(node, count) in stamp.iter() {
+            put_u64(out, node);
+            put_u64(out, count);
+        }
+    }
+    encode_message(message, out);
+}
+
+/// Decodes a replica message body, stamped or not; `None` if it is not one this code
+/// wrote.
+pub fn decode_stamped(body: &[u8]) -> Option<(Message<Payload>, Option<Stamp>)> {
+    let Some(rest) = body.strip_prefix(&[STAMPED]) else {
+        return Some((decode_message(body)?, None));
+    };
+    let mut r = Reader(rest);
+    let n = count(&mut r, 16)?;
+    let mut stamp = Vec::with_capacity(n);
+    for _ in 0..n {
+        stamp.push((r.u64()?, r.u64()?));
+    }
+    Some((decode_message(r.0)?, Some(stamp.into())))
+}
 
 fn put_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
@@ -588,6 +626,31 @@ mod tests {
     }
 
     #[test]
+    fn stamps_round_trip_and_an_unstamped_message_is_the_old_bytes() {
+        let stamp: Stamp = vec![(0x8e9e_05c5_2164_694d, 7), (2, 0), (u64::MAX, u64::MAX)].into();
+        for message in samples() {
+            let mut old = Vec::new();
+            encode_message(&message, &mut old);
+            let mut unstamped = Vec::new();
+            encode_stamped(&message, None, &mut unstamped);
+            assert_eq!(unstamped, old, "without a stamp, the bytes of before");
+            assert_eq!(decode_stamped(&old), Some((message.clone(), None)));
+            let mut stamped = Vec::new();
+            encode_stamped(&message, Some(&stamp), &mut stamped);
+            let decoded = decode_stamped(&stamped);
+            assert_eq!(decoded, Some((message.clone(), Some(stamp.clone()))));
+            // A member that never stamps refuses the stamp rather than misread it.
+            assert_eq!(decode_message(&stamped), None);
+            stamped.push(0);
+            assert_eq!(decode_stamped(&stamped), None, "trailing bytes are refused");
+        }
+        // A forged count does not allocate.
+        let mut forged = vec![STAMPED];
+        put_len(&mut forged, u32::MAX as usize);
+        assert_eq!(decode_stamped(&forged), None);
+    }
+
+    #[test]
     fn frames_and_hellos_round_trip_and_checksums_catch_flips() {
         let hello = Hello {
             cluster: 42,
@@ -623,6 +686,7 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode_message(&bytes);
+            let _ = decode_stamped(&bytes);
             let _ = decode_hello(&bytes);
         }
 

@@ -16,7 +16,8 @@
 //!   the member's etcd store watched for the agreement checkers.
 //! - [`trace`]: traces worth drawing: events with message ids, vector clocks and node
 //!   states, faults as intervals, the client history; the versioned JSON-lines format,
-//!   its reader (which checks every clock) and the ShiViz export.
+//!   its reader (which checks every clock), the ShiViz export, and the merge of a real
+//!   cluster's member files (`synod serve --trace-file`) into one trace.
 //! - [`seed000`]: the scripted five-acceptor story of seed 000, and why a later proposal can
 //!   only carry the chosen value.
 

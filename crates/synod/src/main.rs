@@ -11,6 +11,8 @@
 //! - `cmd/sim_cluster.rs`: `synod sim`, a Multi-Paxos cluster under faults, checked.
 //! - `cmd/check.rs`: `synod check FILE`, the linearizability checker on a history.
 //! - `cmd/explore/`: `synod explore TRACE`, a trace drawn in one self-contained HTML page.
+//! - `cmd/trace.rs`: `synod trace merge`, the members' trace files of a real cluster
+//!   merged into one trace.
 //! - `allocator.rs`: mimalloc, and when it returns freed pages to the system.
 
 use std::process::ExitCode;
@@ -47,6 +49,8 @@ enum Command {
     Explore(Box<cmd::explore::ExploreArgs>),
     /// Read or change a running cluster's quorum system.
     Quorum(cmd::quorum::QuorumArgs),
+    /// Work with traces: merge the files members wrote with `serve --trace-file`.
+    Trace(cmd::trace::TraceArgs),
 }
 
 /// Parses the command line; for `serve`, a `--config-file` contributes flags first.
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
         Command::Check(args) => cmd::check::run(args),
         Command::Explore(args) => cmd::explore::run(*args),
         Command::Quorum(args) => cmd::quorum::run(args),
+        Command::Trace(args) => cmd::trace::run(args),
     };
     match result {
         Ok(code) => code,

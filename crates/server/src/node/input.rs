@@ -14,6 +14,7 @@ use crate::machine::{self, Applied};
 use crate::payload::Payload;
 use crate::proto::synodpb::command::Op;
 use crate::watchers;
+use crate::wire::Stamp;
 
 /// The way into the core's queue.
 pub type Inputs = UnboundedSender<Input>;
@@ -29,9 +30,9 @@ pub type Query = Box<dyn FnOnce(&mut Core) + Send>;
 
 /// What reaches the core.
 pub enum Input {
-    /// A message from a peer, and the bytes of its frame (room in the queue, given back
-    /// once the core takes it).
-    Peer(NodeId, Message<Payload>, usize),
+    /// A message from a peer, the bytes of its frame (room in the queue, given back
+    /// once the core takes it), and the peer's stamp if it traces.
+    Peer(NodeId, Message<Payload>, usize, Option<Stamp>),
     /// A peer's connection to this member closed.
     PeerLost(NodeId),
     /// A client's write, already made into its command.
@@ -53,7 +54,7 @@ pub enum Input {
 impl std::fmt::Debug for Input {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Input::Peer(from, m, _) => write!(f, "Peer({from}, {})", m.kind()),
+            Input::Peer(from, m, ..) => write!(f, "Peer({from}, {})", m.kind()),
             Input::PeerLost(from) => write!(f, "PeerLost({from})"),
             Input::Propose(proposal, _) => write!(f, "Propose({})", proposal.id),
             Input::Read(_) => write!(f, "Read"),

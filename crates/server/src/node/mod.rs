@@ -12,6 +12,14 @@
 //! submissions that the [`Persister`] writes in order, and sends and answers come out
 //! only once the writes before them are durable. So no message reports state that is not
 //! on disk.
+//!
+//! # Layout
+//! - this file: the core's loop, its inputs handled and the node's outputs carried out.
+//! - `input.rs`: the core's queue and what comes through it.
+//! - `membership.rs`: following the membership: dialing members, admitting them, the
+//!   member list and changes.
+//! - `trace.rs`: the member's trace (`--trace-file`), kept only when asked for: events
+//!   as the simulator records them, with a vector clock each message carries.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,10 +46,12 @@ use crate::watchers::Watchers;
 
 mod input;
 mod membership;
+pub mod trace;
 
 pub(crate) use input::persisted;
 pub use input::{Input, InputQueue, Inputs, Proposal, Query, Reply};
 pub use membership::{change_status, Directory, Listed, Transfer, REMOVED, REMOVED_MARK};
+pub use trace::{TraceFile, Tracer};
 
 /// Tunables of the core.
 #[derive(Clone, Debug)]
@@ -97,6 +107,8 @@ pub struct Core {
     /// The last heartbeat sent to each peer, and when: its acknowledgement times the
     /// round trip.
     heartbeats: std::collections::HashMap<NodeId, (u64, Instant)>,
+    /// This member's trace, when it keeps one (`--trace-file`).
+    tracer: Option<Box<Tracer>>,
 }
 
 impl std::fmt::Debug for Core {
@@ -140,6 +152,8 @@ pub struct Parts {
     pub metrics: Arc<Metrics>,
     /// The simple tokens that applied `Authenticate` commands assign.
     pub tokens: Arc<crate::auth::Tokens>,
+    /// The member's trace, if it keeps one.
+    pub tracer: Option<Tracer>,
 }
 
 impl Core {
@@ -175,6 +189,10 @@ impl Core {
         );
         let view = node::StateMachine::view(node.machine(), &node.context());
         let (view, views) = watch::channel(view);
+        let tracer = parts.tracer.map(|mut tracer| {
+            tracer.start(&node);
+            Box::new(tracer)
+        });
         let core = Core {
             node,
             started: Instant::now(),
@@ -197,6 +215,7 @@ impl Core {
             metrics: parts.metrics,
             leader_seen: None,
             heartbeats: std::collections::HashMap::new(),
+            tracer,
         };
         (core, views)
     }
@@ -208,7 +227,15 @@ impl Core {
     /// The core is a task on the runtime that serves clients and peers, not a thread of
     /// its own: a request that wakes it, and the answers it sends back, stay on the
     /// worker that is already running (no futex wake-up between threads per request).
-    pub async fn run(mut self, mut inputs: InputQueue) -> Result<(), String> {
+    pub async fn run(mut self, inputs: InputQueue) -> Result<(), String> {
+        let result = self.serve(inputs).await;
+        if let Some(tracer) = self.tracer.as_deref_mut() {
+            tracer.stop();
+        }
+        result
+    }
+
+    async fn serve(&mut self, mut inputs: InputQueue) -> Result<(), String> {
         self.follow_membership();
         let mut next_tick = Instant::now() + self.options.tick;
         loop {
@@ -246,6 +273,9 @@ impl Core {
                 self.settle();
             }
             self.flush_writes();
+            if let Some(tracer) = self.tracer.as_deref_mut() {
+                tracer.flush();
+            }
             if let Some(reason) = self.fatal.take() {
                 return Err(reason);
             }
@@ -266,12 +296,19 @@ impl Core {
     fn handle(&mut self, input: Input) {
         let now = self.now();
         match input {
-            Input::Peer(from, message, bytes) => {
+            Input::Peer(from, message, bytes, stamp) => {
                 self.inflow.peer_taken(bytes);
                 if let paxos::multi::Message::HeartbeatAck { seq, .. } = &message {
                     self.heartbeat_acked(from, *seq);
                 }
+                let described = self
+                    .tracer
+                    .is_some()
+                    .then(|| node::trace::describe(&message));
                 self.node.step(from, message, now);
+                if let (Some(tracer), Some(described)) = (self.tracer.as_deref_mut(), described) {
+                    tracer.delivered(from, described, stamp, &self.node);
+                }
             }
             Input::PeerLost(peer) => self.node.peer_unreachable(peer, now),
             Input::Propose(Proposal { id, command }, reply) => {
@@ -312,7 +349,11 @@ impl Core {
 
     /// Carries out what the node asked for, in order.
     fn carry_out(&mut self) {
-        for output in self.node.take_outputs() {
+        let outputs = self.node.take_outputs();
+        if let Some(tracer) = self.tracer.as_deref_mut() {
+            tracer.observe(&self.node, &outputs);
+        }
+        for output in outputs {
             match output {
                 // With a ring the writes go out at the end of the burst (`flush_writes`).
                 Output::Persist { tag, writes } => {
@@ -331,11 +372,12 @@ impl Core {
                         }
                         _ => {}
                     }
-                    self.peers.send(to, message);
+                    self.send(to, message);
                 }
                 Output::SendSnapshot(action) => {
+                    let stamp = self.tracer.as_deref_mut().and_then(Tracer::next_stamp);
                     if let Some((to, chunks)) = action.snapshot_chunks() {
-                        self.peers.stream(to, chunks);
+                        self.peers.stream(to, chunks, stamp.map(|(_, stamp)| stamp));
                     }
                 }
                 Output::Answer { waiter, output } => {
@@ -357,6 +399,21 @@ impl Core {
         }
         if let Some(reason) = self.node.take_fatal() {
             self.fail(reason);
+        }
+    }
+
+    /// Queues `message` for `to`, stamped when the member traces (a message that cannot
+    /// be queued is then recorded as dropped).
+    fn send(&mut self, to: NodeId, message: paxos::multi::Message<Payload>) {
+        let Some((id, stamp)) = self.tracer.as_deref_mut().and_then(Tracer::next_stamp) else {
+            self.peers.send(to, message, None);
+            return;
+        };
+        let described = node::trace::describe(&message);
+        if !self.peers.send(to, message, Some(stamp)) {
+            if let Some(tracer) = self.tracer.as_deref_mut() {
+                tracer.dropped(to, id, described, &self.node);
+            }
         }
     }
 

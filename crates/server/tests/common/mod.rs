@@ -87,6 +87,7 @@ pub fn start_synod_with(
             etcd_version: config::ETCD_VERSION_DEFAULT.into(),
             watch_progress_notify_interval: config::WATCH_PROGRESS_NOTIFY_DEFAULT,
             client_tls: Default::default(),
+            trace_file: None,
             peer_tls: Default::default(),
         };
         tweak(&mut config);

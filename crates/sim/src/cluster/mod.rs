@@ -765,15 +765,9 @@ fn describe(entry: &Entry<Payload>) -> String {
     }
 }
 
+/// The slot a message concerns, as the trace (the server's too) says it.
 fn slot_of(message: &Message<Payload>) -> Option<Slot> {
-    match message {
-        Message::Prepare { from, .. } | Message::Promise { from, .. } => Some(*from),
-        Message::Accept { first, .. } | Message::Accepted { first, .. } => Some(*first),
-        Message::Chosen { first, .. } => Some(*first),
-        Message::CatchUp { from, .. } => Some(*from),
-        Message::Snapshot { index, .. } => Some(*index),
-        _ => None,
-    }
+    node::trace::describe(message).2
 }
 
 impl std::fmt::Debug for World {

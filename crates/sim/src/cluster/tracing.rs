@@ -87,20 +87,7 @@ impl World {
     /// The state of `node`'s member, with its vote for `slot`; none while it is down.
     pub(super) fn state_of(&self, node: usize, slot: Option<Slot>) -> Option<State> {
         let replica = self.nodes[node].member.as_ref()?.replica();
-        let role = match replica.role() {
-            RoleKind::Leader => "leader",
-            RoleKind::Candidate => "candidate",
-            RoleKind::Follower => "follower",
-        };
-        Some(State {
-            role: role.into(),
-            promised: Some(trace::ballot(replica.promised())),
-            vote: slot
-                .and_then(|s| replica.entry(s))
-                .map(|e| trace::ballot(e.ballot)),
-            commit: Some(replica.commit()),
-            applied: Some(replica.applied()),
-        })
+        Some(node::trace::state_of(replica, slot))
     }
 
     /// `node` appends votes to its disk: they count once a sync covers them.

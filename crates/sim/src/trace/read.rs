@@ -152,7 +152,7 @@ impl Reader {
     }
 }
 
-fn object(line: &str) -> Result<Map<String, Json>, String> {
+pub(super) fn object(line: &str) -> Result<Map<String, Json>, String> {
     match serde_json::from_str(line) {
         Ok(Json::Object(object)) => Ok(object),
         Ok(_) => Err("not a JSON object".into()),
@@ -160,7 +160,7 @@ fn object(line: &str) -> Result<Map<String, Json>, String> {
     }
 }
 
-fn parse_header(line: &str) -> Result<Header, String> {
+pub(super) fn parse_header(line: &str) -> Result<Header, String> {
     let object = object(line).map_err(|e| format!("not a trace header: {e}"))?;
     let format = text(&object, "format")?;
     if format != FORMAT {
@@ -192,7 +192,7 @@ fn parse_header(line: &str) -> Result<Header, String> {
     })
 }
 
-fn parse_event(object: &Map<String, Json>) -> Result<Event, String> {
+pub(super) fn parse_event(object: &Map<String, Json>) -> Result<Event, String> {
     let clock = object
         .get("clock")
         .and_then(Json::as_array)

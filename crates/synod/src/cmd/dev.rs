@@ -147,6 +147,7 @@ fn configs(args: &DevArgs, tls: Option<&DevCertificates>) -> Result<Vec<Config>,
             etcd_version: config::ETCD_VERSION_DEFAULT.into(),
             watch_progress_notify_interval: config::WATCH_PROGRESS_NOTIFY_DEFAULT,
             client_tls: tls_info.clone(),
+            trace_file: None,
             peer_tls: tls_info,
         });
     }

@@ -11,6 +11,7 @@ pub mod sim;
 pub mod sim_cluster;
 pub mod sim_compare;
 pub mod snapshot;
+pub mod trace;
 
 /// The runtime members and the benchmark client run on: the server's, plus handing freed
 /// memory back to the system whenever a worker goes idle.

@@ -108,6 +108,14 @@ pub struct ServeArgs {
     /// The bcrypt cost of password hashes (4 to 31).
     #[arg(long, env = "SYNOD_BCRYPT_COST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
     bcrypt_cost: u32,
+    /// Record this member's trace in FILE (JSON lines: what it sent, received, applied,
+    /// with vector clocks; `synod trace merge` joins the members' files). Off by
+    /// default. A file of an earlier run of this member is continued.
+    #[arg(long, env = "SYNOD_TRACE_FILE")]
+    trace_file: Option<PathBuf>,
+    /// The trace file grows to at most this many bytes, then records nothing more.
+    #[arg(long, env = "SYNOD_TRACE_FILE_MAX_BYTES", default_value_t = server::node::trace::MAX_BYTES_DEFAULT)]
+    trace_file_max_bytes: u64,
     /// TLS towards clients, on `https` client and metrics URLs.
     #[command(flatten)]
     client_tls: ClientTlsArgs,
@@ -249,6 +257,10 @@ impl ServeArgs {
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
             client_tls: self.client_tls.info(),
             peer_tls: self.peer_tls.info(),
+            trace_file: self.trace_file.clone().map(|path| server::node::TraceFile {
+                path,
+                max_bytes: self.trace_file_max_bytes,
+            }),
         };
         config.me().map_err(|e| e.to_string())?;
         config.check_tls().map_err(|e| e.to_string())?;
