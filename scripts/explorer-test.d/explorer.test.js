@@ -256,9 +256,11 @@ test('a 2,000-tick, 5-node run stays responsive (timings recorded)', async () =>
   await page.close();
 });
 
-test('two runs side by side share the time axis', async () => {
-  synod('sim', '--seed', '3', '--duration-ticks', '120', '--liveness-ticks', '200', '--trace', 'a.jsonl');
-  synod('sim', '--seed', '4', '--duration-ticks', '120', '--liveness-ticks', '200', '--trace', 'b.jsonl');
+test('one seed under Paxos\'s and Raft\'s elections, side by side on one time axis', async () => {
+  const run = (mode, file) => synod('sim', '--seed', '4', '--election', mode, '--crash-leader-at-tick', '60',
+    '--duration-ticks', '120', '--liveness-ticks', '200', '--trace', file);
+  run('paxos', 'a.jsonl');
+  run('raft', 'b.jsonl');
   synod('explore', 'a.jsonl', 'b.jsonl', '-o', 'ab.html');
   const page = await open(path.join(WORK, 'ab.html'), 'two-runs');
   assert.equal(await count(page, 'section.run'), 2);
@@ -340,6 +342,25 @@ test('the grid story shows phase 1 by a row and phase 2 by a column', async () =
     assert.ok(at.voted.includes(c) && at.voted.includes(3 + c), `column ${c} voted: ${at.voted}`);
   }
   await page.shot('-grid');
+  await page.verify();
+  await page.close();
+});
+
+test('a real failover recorded by three synod serve members, merged', async () => {
+  const file = path.resolve(__dirname, '../../docs/examples/failover-trace.jsonl');
+  const trace = readTrace(file);
+  assert.equal(trace.header.source, 'serve');
+  synod('explore', file, '-o', 'failover.html');
+  const page = await open(path.join(WORK, 'failover.html'), 'real-failover');
+  assert.equal(await count(page, 'line.msg'), expectedArrows(trace));
+  assert.equal(await count(page, 'circle.ev'), trace.events.length);
+  assert.equal(await count(page, 'rect.fault-crash'), trace.faults.filter((f) => f.fault === 'crash').length);
+  // The second election, after the crash: its causal past holds the crashed leader's
+  // last events, as the clocks say.
+  const elected = trace.events.map((e, i) => [e, i]).filter(([e]) => e.event === 'elected').map(([, i]) => i);
+  assert.equal(elected.length, 2);
+  await checkSelection(page, trace, elected[1]);
+  await page.shot();
   await page.verify();
   await page.close();
 });
