@@ -105,12 +105,23 @@ impl<'a> Chapters<'a> {
         });
     }
 
-    fn event(&self, i: usize) -> &'a Event {
-        &self.trace.events[i]
+    /// Finds the first event from `from` on that `matches` and makes it a chapter saying
+    /// `text` of it; returns its index.
+    fn chapter(
+        &mut self,
+        from: usize,
+        what: &str,
+        matches: impl Fn(&Event) -> bool,
+        text: impl FnOnce(&Event) -> String,
+    ) -> Result<usize, String> {
+        let i = self.find(from, what, matches)?;
+        let text = text(self.event(i));
+        self.add_event(i, text);
+        Ok(i)
     }
 
-    fn name(&self, id: u64) -> String {
-        self.trace.name(id)
+    fn event(&self, i: usize) -> &'a Event {
+        &self.trace.events[i]
     }
 }
 
@@ -149,41 +160,51 @@ fn story(title: &str, trace: Trace, chapters: Vec<Chapter>, grid: Option<(usize,
     }
 }
 
+/// An event's detail, or `otherwise`.
+fn detail<'e>(event: &'e Event, otherwise: &'e str) -> &'e str {
+    event.detail.as_deref().unwrap_or(otherwise)
+}
+
+/// The ballot an event carries, readable.
+fn carried(event: &Event) -> String {
+    readable(event.ballot.as_deref().unwrap_or("?"))
+}
+
+fn is_message(event: &Event, what: &str, kind: &str) -> bool {
+    event.what == what && event.message.as_deref() == Some(kind)
+}
+
 fn seed000() -> Result<Run, String> {
     let (_, trace) = sim::seed000::replay_with_trace()?;
+    let name = |id: u64| trace.name(id);
     let mut c = Chapters::new(&trace, "seed000");
     for (proposer, round) in [(101, "t1"), (102, "t2"), (103, "t3")] {
-        let i = c.find(0, "a proposal", |e| {
-            e.node == proposer && e.what == "propose"
-        })?;
-        let e = c.event(i);
-        let text = format!(
-            "{round}: {} proposes {} at ballot {}",
-            c.name(proposer),
-            e.detail.as_deref().unwrap_or("a value"),
-            promised(e)
-        );
-        c.add_event(i, text);
+        c.chapter(
+            0,
+            "a proposal",
+            |e| e.node == proposer && e.what == "propose",
+            |e| {
+                let value = detail(e, "a value");
+                format!(
+                    "{round}: {} proposes {value} at ballot {}",
+                    name(proposer),
+                    promised(e)
+                )
+            },
+        )?;
     }
-    let chosen = c.find(0, "the chosen moment", |e| e.what == "chosen")?;
-    let e = c.event(chosen);
-    c.add_event(
+    let chosen = c.chapter(
+        0,
+        "the chosen moment",
+        |e| e.what == "chosen",
+        |e| format!("★ chosen: {}; no node knows it yet", detail(e, "")),
+    )?;
+    c.chapter(
         chosen,
-        format!(
-            "★ chosen: {}; no node knows it yet",
-            e.detail.as_deref().unwrap_or("")
-        ),
-    );
-    let learn = c.find(chosen, "a learner learning", |e| e.what == "learn")?;
-    let e = c.event(learn);
-    c.add_event(
-        learn,
-        format!(
-            "{} learns {}",
-            c.name(e.node),
-            e.detail.as_deref().unwrap_or("the value")
-        ),
-    );
+        "a learner learning",
+        |e| e.what == "learn",
+        |e| format!("{} learns {}", name(e.node), detail(e, "the value")),
+    )?;
     let chapters = c.list;
     Ok(story(
         "Seed 000: five acceptors, three proposers, one value chosen",
@@ -210,6 +231,7 @@ fn duelling() -> Result<Run, String> {
         ticks_max: 2_000,
     };
     let (_, _, trace) = SynodRun::simulate_with_trace(&options)?;
+    let name = |id: u64| trace.name(id);
     let mut c = Chapters::new(&trace, "duelling");
     c.add(
         0,
@@ -218,51 +240,47 @@ fn duelling() -> Result<Run, String> {
     let mut from = 0;
     for _ in 0..3 {
         let retry = c.find(from, "a retry", |e| e.what == "retry")?;
-        let r = c.event(retry);
+        let retrier = c.event(retry).node;
         // What made it retry: the last refusal it received before.
         let refused = trace.events[..retry]
             .iter()
-            .rposition(|e| {
-                e.node == r.node && e.what == "deliver" && e.message.as_deref() == Some("nack")
-            })
+            .rposition(|e| e.node == retrier && is_message(e, "deliver", "nack"))
             .ok_or("the duelling story has lost its moment: a nack before a retry")?;
         let nack = c.event(refused);
         let text = format!(
             "{} refuses {}'s ballot {} (nack): it promised a higher one. {} steps down and backs off",
-            c.name(nack.peer.unwrap_or_default()),
-            c.name(nack.node),
-            nack.ballot.as_deref().unwrap_or("?"),
-            c.name(nack.node)
+            name(nack.peer.unwrap_or_default()),
+            name(retrier),
+            carried(nack),
+            name(retrier)
         );
         c.add_event(refused, text);
-        c.add_event(
+        c.chapter(
             retry,
-            format!("{} retries at ballot {}", c.name(r.node), promised(r)),
-        );
+            "the retry",
+            |e| e.what == "retry",
+            |e| format!("{} retries at ballot {}", name(e.node), promised(e)),
+        )?;
         from = retry + 1;
     }
-    let chosen = c.find(0, "the chosen moment", |e| e.what == "chosen")?;
-    let e = c.event(chosen);
-    c.add_event(
+    let chosen = c.chapter(
+        0,
+        "the chosen moment",
+        |e| e.what == "chosen",
+        |e| format!("★ chosen at {}: {}", carried(e), detail(e, "")),
+    )?;
+    c.chapter(
         chosen,
-        format!(
-            "★ chosen at {}: {}",
-            e.ballot.as_deref().unwrap_or("?"),
-            e.detail.as_deref().unwrap_or("")
-        ),
-    );
-    let late = c.find(chosen, "the loser learning", |x| {
-        x.what == "learn" && x.node == 102
-    })?;
-    let e = c.event(late);
-    c.add_event(
-        late,
-        format!(
-            "{} finishes its own round and learns {}: what was chosen stays chosen",
-            c.name(e.node),
-            e.detail.as_deref().unwrap_or("")
-        ),
-    );
+        "the loser learning",
+        |e| e.what == "learn" && e.node == 102,
+        |e| {
+            let value = detail(e, "");
+            format!(
+                "{} finishes its own round and learns {value}: what was chosen stays chosen",
+                name(e.node)
+            )
+        },
+    )?;
     let mut chapters = c.list;
     chapters.sort_by_key(|c| c.time);
     Ok(story(
@@ -309,38 +327,43 @@ fn grid() -> Result<Run, String> {
         .parse()
         .map_err(|e: paxos::QuorumError| e.to_string())?;
     let trace = cluster(options)?;
+    let name = |id: u64| trace.name(id);
     let mut c = Chapters::new(&trace, "grid");
-    let prepare = c.find(0, "a campaign", |e| {
-        e.what == "send" && e.message.as_deref() == Some("prepare")
-    })?;
-    let e = c.event(prepare);
-    c.add_event(
+    let prepare = c.chapter(
+        0,
+        "a campaign",
+        |e| is_message(e, "send", "prepare"),
+        |e| {
+            format!(
+                "{} campaigns at ballot {}: phase 1 needs a full row of the grid",
+                name(e.node),
+                carried(e)
+            )
+        },
+    )?;
+    let elected = c.chapter(
         prepare,
-        format!(
-            "{} campaigns at ballot {}: phase 1 needs a full row of the grid",
-            c.name(e.node),
-            e.ballot.as_deref().unwrap_or("?")
-        ),
-    );
-    let elected = c.find(prepare, "an election", |e| e.what == "elected")?;
-    let e = c.event(elected);
-    c.add_event(
+        "an election",
+        |e| e.what == "elected",
+        |e| {
+            format!(
+                "{} has promises from a whole row: it leads (see the grid)",
+                name(e.node)
+            )
+        },
+    )?;
+    c.chapter(
         elected,
-        format!(
-            "{} has promises from a whole row: it leads (see the grid)",
-            c.name(e.node)
-        ),
-    );
-    let chosen = c.find(elected, "a chosen slot", |e| e.what == "chosen")?;
-    let e = c.event(chosen);
-    c.add_event(
-        chosen,
-        format!(
-            "★ slot {} chosen: a whole column voted for it at {}; two acceptors of six",
-            e.slot.unwrap_or_default(),
-            e.ballot.as_deref().unwrap_or("?")
-        ),
-    );
+        "a chosen slot",
+        |e| e.what == "chosen",
+        |e| {
+            let slot = e.slot.unwrap_or_default();
+            format!(
+                "★ slot {slot} chosen: a whole column voted for it at {}; two acceptors of six",
+                carried(e)
+            )
+        },
+    )?;
     let chapters = c.list;
     Ok(story(
         "Grid quorums: six acceptors in two rows of three",
@@ -376,67 +399,58 @@ fn zombie() -> Result<Run, String> {
     let mut options = quiet(3, 24, 100);
     options.faults.pause = 0.004;
     let trace = cluster(options)?;
+    let name = |id: u64| trace.name(id);
     let pause = zombie_pause(&trace)
         .ok_or("the zombie story has lost its moment: a leader paused and replaced")?;
     let (zombie, end) = (pause.nodes[0], pause.end.unwrap_or_default());
     let mut c = Chapters::new(&trace, "zombie");
-    let elected = c.find(0, "the first leader", |e| {
-        e.what == "elected" && e.node == zombie
-    })?;
-    let e = c.event(elected);
-    c.add_event(
-        elected,
-        format!("{} leads at ballot {}", c.name(zombie), promised(e)),
-    );
+    let elected = c.chapter(
+        0,
+        "the first leader",
+        |e| e.what == "elected" && e.node == zombie,
+        |e| format!("{} leads at ballot {}", name(zombie), promised(e)),
+    )?;
     c.add(
         pause.start,
         format!(
             "{} pauses (a long GC, a stalled VM): it stops, and so do its heartbeats",
-            c.name(zombie)
+            name(zombie)
         ),
     );
-    let usurper = c.find(elected + 1, "a new leader", |e| {
-        e.what == "elected" && e.node != zombie
-    })?;
-    let e = c.event(usurper);
-    c.add_event(
+    let usurper = c.chapter(
+        elected + 1,
+        "a new leader",
+        |e| e.what == "elected" && e.node != zombie,
+        |e| {
+            format!(
+                "{} times out, campaigns and leads at the higher ballot {}",
+                name(e.node),
+                promised(e)
+            )
+        },
+    )?;
+    let resumed = c.chapter(
         usurper,
-        format!(
-            "{} times out, campaigns and leads at the higher ballot {}",
-            c.name(e.node),
-            promised(e)
-        ),
-    );
-    let resumed = c.find(usurper, "the resume", |e| e.node == zombie && e.time >= end)?;
-    let e = c.event(resumed);
-    let old = promised(e);
-    c.add_event(
+        "the resume",
+        |e| e.node == zombie && e.time >= end,
+        |e| {
+            let old = promised(e);
+            format!(
+                "{} resumes still believing it leads at {old}, and sends what it had queued",
+                name(zombie)
+            )
+        },
+    )?;
+    c.chapter(resumed, "the fence", |e| is_message(e, "send", "nack") && e.peer == Some(zombie), |e| {
+        let higher = carried(e);
+        format!("{} refuses the old ballot: nack carrying {higher}; the zombie's writes cannot be chosen", name(e.node))
+    })?;
+    c.chapter(
         resumed,
-        format!(
-            "{} resumes still believing it leads at {old}, and sends what it had queued",
-            c.name(zombie)
-        ),
-    );
-    let nack = c.find(resumed, "the fence", |e| {
-        e.what == "send" && e.message.as_deref() == Some("nack") && e.peer == Some(zombie)
-    })?;
-    let e = c.event(nack);
-    c.add_event(
-        nack,
-        format!(
-            "{} refuses the old ballot: nack carrying {} — the zombie's writes cannot be chosen",
-            c.name(e.node),
-            e.ballot.as_deref().unwrap_or("?")
-        ),
-    );
-    let follower = c.find(resumed, "the step-down", |e| {
-        e.node == zombie && role(e) == "follower"
-    })?;
-    let e = c.event(follower);
-    c.add_event(
-        follower,
-        format!("{} learns of {} and follows", c.name(zombie), promised(e)),
-    );
+        "the step-down",
+        |e| e.node == zombie && role(e) == "follower",
+        |e| format!("{} learns of {} and follows", name(zombie), promised(e)),
+    )?;
     let mut chapters = c.list;
     chapters.sort_by_key(|c| c.time);
     Ok(story(
@@ -449,9 +463,9 @@ fn zombie() -> Result<Run, String> {
 
 fn read_index() -> Result<Run, String> {
     let trace = cluster(quiet(3, 1, 60))?;
+    let name = |id: u64| trace.name(id);
     let mut c = Chapters::new(&trace, "read-index");
     let lost = |what: &str| format!("the read-index story has lost its moment: {what}");
-    let is_kind = |e: &Event, kind: &str| e.message.as_deref() == Some(kind);
     let ready = c.find(0, "a follower's read", |e| {
         e.what == "read-ready" && role(e) == "follower"
     })?;
@@ -463,7 +477,7 @@ fn read_index() -> Result<Run, String> {
         trace.events[..end].iter().rposition(matches)
     };
     let answered = before(ready, &|e| {
-        e.node == follower && e.what == "deliver" && is_kind(e, "read-index-reply")
+        e.node == follower && is_message(e, "deliver", "read-index-reply")
     })
     .ok_or_else(|| lost("the reply"))?;
     let reply_id = c.event(answered).id;
@@ -471,19 +485,14 @@ fn read_index() -> Result<Run, String> {
         .ok_or_else(|| lost("the reply's send"))?;
     let leader = c.event(replied).node;
     let asked = before(replied, &|e| {
-        e.node == leader
-            && e.what == "deliver"
-            && is_kind(e, "read-index")
-            && e.peer == Some(follower)
+        e.node == leader && is_message(e, "deliver", "read-index") && e.peer == Some(follower)
     })
     .ok_or_else(|| lost("the question"))?;
     let question_id = c.event(asked).id;
     let sent = before(asked, &|e| e.what == "send" && e.id == question_id)
         .ok_or_else(|| lost("the question's send"))?;
-    let client = r
-        .detail
-        .as_deref()
-        .and_then(|d| d.strip_prefix("client "))
+    let client = detail(r, "")
+        .strip_prefix("client ")
         .and_then(|n| n.parse::<u64>().ok());
     let op = trace.ops.iter().find(|o| {
         Some(o.client) == client && o.call <= r.time && o.ret.is_none_or(|t| t >= r.time)
@@ -493,50 +502,49 @@ fn read_index() -> Result<Run, String> {
             "client {} sends a linearizable get of {} to {}",
             op.client,
             op.key,
-            c.name(follower)
+            name(follower)
         );
         c.add(op.call, text);
     }
-    c.add_event(
-        sent,
-        format!(
-            "{} holds a read from {}; it asks the leader {} for its commit point (read-index)",
-            c.name(follower),
-            r.detail.as_deref().unwrap_or("a client"),
-            c.name(leader)
-        ),
+    let asking = format!(
+        "{} holds a read from {}; it asks the leader {} for its commit point (read-index)",
+        name(follower),
+        detail(r, "a client"),
+        name(leader)
     );
-    c.add_event(asked, format!("{} must first make sure it still leads: a newer leader could have chosen writes it has not seen", c.name(leader)));
+    c.add_event(sent, asking);
+    c.add_event(asked, format!("{} must first make sure it still leads: a newer leader could have chosen writes it has not seen", name(leader)));
     if let Some(beat) = trace.events[asked..replied]
         .iter()
-        .position(|x| x.node == leader && x.what == "send" && is_kind(x, "heartbeat"))
+        .position(|e| e.node == leader && is_message(e, "send", "heartbeat"))
     {
         c.add_event(
             asked + beat,
             "a heartbeat round: acknowledgements from a quorum confirm its ballot".into(),
         );
     }
-    let y = c.event(replied);
+    let commit = c
+        .event(replied)
+        .state
+        .as_ref()
+        .and_then(|s| s.commit)
+        .unwrap_or_default();
     c.add_event(
         replied,
-        format!(
-            "{} answers with its commit point, {}",
-            c.name(leader),
-            y.state.as_ref().and_then(|s| s.commit).unwrap_or_default()
-        ),
+        format!("{} answers with its commit point, {commit}", name(leader)),
     );
     c.add_event(
         answered,
         format!(
             "{} waits until it has applied through that point",
-            c.name(follower)
+            name(follower)
         ),
     );
     c.add_event(
         ready,
         format!(
             "{} serves the read from its own state: linearizable, and the leader served no data",
-            c.name(follower)
+            name(follower)
         ),
     );
     let mut chapters = c.list;
@@ -554,48 +562,53 @@ fn membership() -> Result<Run, String> {
     options.spares = 1;
     options.faults.membership = 0.01;
     let trace = cluster(options)?;
+    let name = |id: u64| trace.name(id);
     let mut c = Chapters::new(&trace, "membership");
     let mut from = 0;
     for _ in 0..2 {
-        let change = c.find(from, "a configuration change", |e| e.what == "reconfigure")?;
-        let e = c.event(change);
-        c.add_event(
+        let change = c.chapter(
+            from,
+            "a configuration change",
+            |e| e.what == "reconfigure",
+            |e| {
+                format!(
+                    "{} proposes a new configuration; it takes effect once chosen in the log",
+                    name(e.node)
+                )
+            },
+        )?;
+        let elected = c.chapter(
             change,
-            format!(
-                "{} proposes a new configuration; it takes effect once chosen in the log",
-                c.name(e.node)
-            ),
-        );
-        let elected = c.find(change, "phase 1 in the new configuration", |e| {
-            e.what == "elected"
-        })?;
-        let e = c.event(elected);
-        c.add_event(
-            elected,
-            format!(
-                "{} runs phase 1 again under the new configuration's quorums (ballot {})",
-                c.name(e.node),
-                promised(e)
-            ),
-        );
+            "phase 1 in the new configuration",
+            |e| e.what == "elected",
+            |e| {
+                format!(
+                    "{} runs phase 1 again under the new configuration's quorums (ballot {})",
+                    name(e.node),
+                    promised(e)
+                )
+            },
+        )?;
         from = elected + 1;
     }
-    if let Ok(joined) = c.find(0, "the spare's first message", |e| e.node == 4) {
-        c.add_event(
-            joined,
+    // The spare is node 4 (after the three members); both moments are told if they happen.
+    let _ = c.chapter(
+        0,
+        "the spare's first message",
+        |e| e.node == 4,
+        |_| {
             format!(
                 "{} (the spare) hears from the cluster: it catches up as a member",
-                c.name(4)
-            ),
-        );
-    }
-    if let Ok(removed) = c.find(0, "a removal", |e| e.what == "removed") {
-        let e = c.event(removed);
-        c.add_event(
-            removed,
-            format!("{} learns it was removed and stops serving", c.name(e.node)),
-        );
-    }
+                name(4)
+            )
+        },
+    );
+    let _ = c.chapter(
+        0,
+        "a removal",
+        |e| e.what == "removed",
+        |e| format!("{} learns it was removed and stops serving", name(e.node)),
+    );
     let mut chapters = c.list;
     chapters.sort_by_key(|c| c.time);
     Ok(story(
