@@ -76,10 +76,15 @@
 //! that acknowledges before the sync, and a new configuration's leader that completes
 //! phase 1 without the old configuration's quorum.
 
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
 use super::{Entry, RoleKind};
-use crate::explore::{explore, random_walks, Expect, Property, Report, Walks};
+
+use crate::explore::{
+    explore, explore_observed, part_hash, random_walks, Expect, PartHasher, Property, Report, Walks,
+};
 
 mod local;
 mod state;
@@ -426,6 +431,73 @@ const A_REMOVAL_AND_A_WRITE: Bounds =
 fn a_removal_and_a_write() {
     let report = System::new(A_REMOVAL_AND_A_WRITE).check();
     assert_safe(&report, &REACHED_BY_A_CHANGE_AND_A_WRITE, 181_376);
+}
+
+/// What the reductions of `Member::is_dead` keep of a state: everything but the
+/// network, a leader's record of heartbeat acknowledgements and a follower's reports.
+fn projection(state: &State) -> u64 {
+    let mut h = PartHasher::default();
+    for member in &state.members {
+        let r = &member.replica;
+        (
+            r.role() as u8,
+            r.promised(),
+            r.commit(),
+            r.applied(),
+            r.leader(),
+        )
+            .hash(&mut h);
+        (1..=r.commit() + 4).for_each(|slot| r.entry(slot).hash(&mut h));
+        r.membership().hash(&mut h);
+        (&member.machine, &member.disk, member.boot).hash(&mut h);
+        member
+            .unsynced
+            .iter()
+            .for_each(|(_, w)| w.len().hash(&mut h));
+    }
+    let mut votes: Vec<u64> = state.votes.iter().map(part_hash).collect();
+    votes.sort_unstable();
+    let ghost = &state.ghost;
+    (votes, &ghost.writes, &ghost.reads, &ghost.first_applied).hash(&mut h);
+    (
+        ghost.crashes,
+        ghost.ballots,
+        ghost.changes,
+        ghost.violations,
+    )
+        .hash(&mut h);
+    h.finish()
+}
+
+/// The reductions of `Member::is_dead` beyond the synced promise lose no state: the model
+/// without them reaches the same states, up to what those rules say nothing reads.
+#[test]
+fn the_reductions_lose_no_state() {
+    for bounds in [
+        bounds(1, 1, 1, 0, 1),
+        with_writes_at_the_leader(with_a_removal(bounds(1, 1, 0, 0, 1))),
+    ] {
+        let mut seen = [HashSet::new(), HashSet::new()];
+        let mut states = [0; 2];
+        for ((system, seen), states) in [System::new(bounds), System::new(bounds).unreduced()]
+            .iter()
+            .zip(&mut seen)
+            .zip(&mut states)
+        {
+            let report = explore_observed(system, &properties(), true, &mut |state| {
+                seen.insert(projection(state));
+            });
+            assert!(report.violations.is_empty());
+            *states = report.states;
+        }
+        println!(
+            "{bounds:?}: {states:?} states, {} projections",
+            seen[0].len()
+        );
+        assert!(states[0] < states[1], "the rules merged states");
+        assert_eq!(seen[0].len(), seen[1].len(), "{bounds:?}");
+        assert!(seen[0] == seen[1], "{bounds:?}");
+    }
 }
 
 /// Larger bounds, too slow for every run: `MODEL_BOUNDS="commands,ballots,crashes,reads,

@@ -111,6 +111,8 @@ pub(super) struct Fate {
     pub(super) may_crash: bool,
     /// The membership changes the model makes.
     pub(super) changes: u8,
+    /// Whether the rules beyond the synced promise apply (`System::unreduced`).
+    pub(super) reduced: bool,
 }
 
 /// A replica and what surrounds it.
@@ -196,35 +198,28 @@ impl Member {
             reads,
             may_crash,
             changes,
+            reduced,
         } = fate;
-        let synced = self.disk.promised;
-        let replica = &self.replica;
-        let membership = replica.membership();
+        if self.is_dead_by_ballot(message) {
+            return true;
+        }
+        if !reduced {
+            return false;
+        }
+        let membership = self.replica.membership();
         let settled = membership.epoch() == u64::from(changes) && !membership.is_changing();
         if !may_crash && settled && membership.position(from).is_none() {
             return true;
         }
-        let at =
-            |ballot: Ballot, role: RoleKind| replica.role() == role && replica.promised() == ballot;
+        let synced = self.disk.promised;
         match *message {
-            // Counted only by the candidate of `ballot`.
-            Message::Promise { ballot, .. } => synced >= ballot && !at(ballot, RoleKind::Candidate),
             // Counted by the leader of `ballot`, or by a follower that promised `ballot`,
             // for the slots above the commit point only (the leader's window starts
             // there, a follower's reports are aligned to it first).
             Message::Accepted { ballot, last, .. } => {
-                synced > ballot || (synced == ballot && last <= self.commit_floor(may_crash))
+                synced == ballot && last <= self.commit_floor(may_crash)
             }
-            Message::HeartbeatAck { .. } if !reads => true,
-            // Counted by the leader of `ballot`, if at or above its confirmation floor.
-            Message::HeartbeatAck { ballot, seq } => {
-                let floor = replica.confirmation_floor().unwrap_or(0);
-                synced >= ballot
-                    && !at(ballot, RoleKind::Candidate)
-                    && !(at(ballot, RoleKind::Leader) && seq >= floor)
-            }
-            // Deposes a leader or candidate below `promised`.
-            Message::Nack { promised, .. } => synced >= promised,
+            Message::HeartbeatAck { .. } => !reads,
             // Chosen entries all at or below the commit point, and a commit point no
             // higher (the known commit point is never below the commit point): nothing
             // to learn. (A leader drops them.)
@@ -238,6 +233,31 @@ impl Member {
                 let last = first + entries.len() as u64 - 1;
                 synced >= ballot && commit <= floor && last <= floor
             }
+            _ => false,
+        }
+    }
+
+    /// The rules of [`Member::is_dead`] that rest on the synced promise alone (the only
+    /// ones before the checks of a change and a write; see `System::unreduced`).
+    fn is_dead_by_ballot(&self, message: &Message<u64>) -> bool {
+        let synced = self.disk.promised;
+        let replica = &self.replica;
+        let at =
+            |ballot: Ballot, role: RoleKind| replica.role() == role && replica.promised() == ballot;
+        match *message {
+            // Counted only by the candidate of `ballot`.
+            Message::Promise { ballot, .. } => synced >= ballot && !at(ballot, RoleKind::Candidate),
+            // Counted by the leader of `ballot`, or by a follower that promised `ballot`.
+            Message::Accepted { ballot, .. } => synced > ballot,
+            // Counted by the leader of `ballot`, if at or above its confirmation floor.
+            Message::HeartbeatAck { ballot, seq } => {
+                let floor = replica.confirmation_floor().unwrap_or(0);
+                synced >= ballot
+                    && !at(ballot, RoleKind::Candidate)
+                    && !(at(ballot, RoleKind::Leader) && seq >= floor)
+            }
+            // Deposes a leader or candidate below `promised`.
+            Message::Nack { promised, .. } => synced >= promised,
             _ => false,
         }
     }

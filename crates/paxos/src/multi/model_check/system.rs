@@ -77,6 +77,9 @@ pub(super) struct System {
     options: Options,
     pub(super) bounds: Bounds,
     controls: Controls,
+    /// Whether messages are dead by the rules beyond the synced promise too
+    /// (`Member::is_dead`); off only to cross-check them.
+    reduced: bool,
     no_ops: RefCell<NoOps>,
 }
 
@@ -115,8 +118,17 @@ impl System {
             options,
             bounds,
             controls: Controls::default(),
+            reduced: true,
             no_ops: RefCell::new(Vec::new()),
         }
+    }
+
+    /// The same model, with messages dead by the synced promise alone: every state it
+    /// reaches, the reduced model reaches too, up to what the other rules say nothing
+    /// reads.
+    pub(super) fn unreduced(mut self) -> System {
+        self.reduced = false;
+        self
     }
 
     #[cfg(feature = "negative-controls")]
@@ -231,6 +243,7 @@ impl System {
             reads: self.bounds.reads > 0,
             may_crash: self.may_crash(&ghost, i),
             changes: self.bounds.changes,
+            reduced: self.reduced,
         };
         // Messages to this member that its step made dead leave the network.
         let dead = |sent: &Sent| {
