@@ -10,8 +10,11 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
     /// sequence of events can tell them apart. Left out or cut down, and why:
     /// - the timers (election, catch-up, read-index retry): a model ticks a replica only
     ///   through [`Replica::tick_with`], which sets every timer before the tick;
-    /// - the clock (`now`, and when each unconfirmed heartbeat left): only leases and
-    ///   snapshot sends read it, and a model replica has neither (asserted);
+    /// - the clock (`now`, and when each unconfirmed heartbeat left): only leases,
+    ///   snapshot sends and the turn of a catch-up read it; a model replica has no lease
+    ///   or snapshot (asserted), and the model picks the turn ([`Replica::tick_with`]);
+    /// - a follower's acceptor reports at a ballot other than the one promised, or at or
+    ///   below the commit point: `align_reports` drops them before any use;
     /// - which heartbeat an acceptor acknowledged last, if below the confirmation floor
     ///   ([`Replica::confirmation_floor`]): no read will ever ask;
     /// - a leader's pending read identical to one before it in the queue (a follower's
