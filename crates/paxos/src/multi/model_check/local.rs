@@ -71,8 +71,7 @@ impl Local<'_> {
 
     /// Whether this replica may still crash.
     pub(super) fn may_crash(&self) -> bool {
-        let prone = self.ghost.crash_prone.unwrap_or(0) & (1 << self.me) != 0;
-        prone && self.ghost.crashes < self.system.bounds.crashes
+        self.system.may_crash(&self.ghost, self.me)
     }
 
     /// Storage reports `tag` durable: the sequencer releases what waited for it.
@@ -188,13 +187,28 @@ impl Local<'_> {
         if actions.is_empty() {
             return false;
         }
+        if let (Some(Timer::CatchUp(_)), Some(bound)) = (timer, bounds.catch_ups) {
+            let asked = &mut self.ghost.catch_ups;
+            if *asked >= bound {
+                return false;
+            }
+            *asked += 1;
+        }
         let own = replica.promised();
         if own != promised && own.node == replica.id() {
             // It campaigns.
-            if self.ghost.ballots >= bounds.ballots {
+            let first = own.epoch() == 0 && self.ghost.ballots == 0;
+            if first && bounds.first_campaigner.is_some_and(|i| i != self.me) {
                 return false;
             }
-            self.ghost.ballots += 1;
+            let (count, bound) = match bounds.later_campaigns {
+                Some(bound) if own.epoch() > 0 => (&mut self.ghost.later_ballots, bound),
+                _ => (&mut self.ghost.ballots, bounds.ballots),
+            };
+            if *count >= bound {
+                return false;
+            }
+            *count += 1;
         }
         self.carry_out(actions);
         // A quiet tick hands storage the commit point no write carried, as the server's.
@@ -235,7 +249,7 @@ impl Local<'_> {
         true
     }
 
-    /// The leader here proposes the change to `flexible:1,3`.
+    /// The leader here proposes the model's change (see `ModelChange`).
     pub(super) fn reconfigure(&mut self) -> bool {
         if self.ghost.changes >= self.system.bounds.changes {
             return false;

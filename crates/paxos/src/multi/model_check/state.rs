@@ -13,7 +13,7 @@ use super::super::{
     Action, Durable, Entry, LogEntry, Message, Replica, RoleKind, Sequencer, Slot, Write,
 };
 use crate::explore::PartHasher;
-use crate::Ballot;
+use crate::{Ballot, NodeId};
 
 /// for the one `next_u64` drawn per start (the boot number), how many times it started.
 #[derive(Clone, Debug, Hash)]
@@ -102,6 +102,19 @@ impl Disk {
     }
 }
 
+/// What the deadness of a message to a member depends on beyond the member.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Fate {
+    /// Whether the model makes reads.
+    pub(super) reads: bool,
+    /// Whether the member may still crash.
+    pub(super) may_crash: bool,
+    /// The membership changes the model makes.
+    pub(super) changes: u8,
+    /// Whether the rules beyond the synced promise apply (`System::unreduced`).
+    pub(super) reduced: bool,
+}
+
 /// A replica and what surrounds it.
 #[derive(Clone, Debug)]
 pub(super) struct Member {
@@ -167,8 +180,66 @@ impl Member {
     /// lead or campaign at, or that announces a ballot it can never again be below. Each
     /// rule rests on the promise storage synced (`disk.promised`), which never falls
     /// and which a restarted replica starts from: once it is at or above `ballot`, every
-    /// ballot the replica campaigns at from then on is above `ballot`.
-    pub(super) fn is_dead(&self, message: &Message<u64>) -> bool {
+    /// ballot the replica campaigns at from then on is above `ballot`; and the rules for
+    /// slots already chosen rest on [`Member::commit_floor`], below which the replica's
+    /// commit point never falls again.
+    ///
+    /// "Nothing" is what the replica's model hash sees and what can be read from it
+    /// later: a heartbeat's acknowledgement only counts towards confirming reads (a
+    /// leader's record of them is read by nothing else the model does: no promotion, no
+    /// transfer, no leases), so it is dead in a model without reads.
+    ///
+    /// A message from a replica no longer in the roster is ignored, and is dead once the
+    /// roster cannot change again here: no crash to come (a restart replays the log's
+    /// changes over the initial configuration), every change the model makes applied
+    /// (`changes`) and the older configuration retired.
+    pub(super) fn is_dead(&self, from: NodeId, message: &Message<u64>, fate: Fate) -> bool {
+        let Fate {
+            reads,
+            may_crash,
+            changes,
+            reduced,
+        } = fate;
+        if self.is_dead_by_ballot(message) {
+            return true;
+        }
+        if !reduced {
+            return false;
+        }
+        let membership = self.replica.membership();
+        let settled = membership.epoch() == u64::from(changes) && !membership.is_changing();
+        if !may_crash && settled && membership.position(from).is_none() {
+            return true;
+        }
+        let synced = self.disk.promised;
+        match *message {
+            // Counted by the leader of `ballot`, or by a follower that promised `ballot`,
+            // for the slots above the commit point only (the leader's window starts
+            // there, a follower's reports are aligned to it first).
+            Message::Accepted { ballot, last, .. } => {
+                synced == ballot && last <= self.commit_floor(may_crash)
+            }
+            Message::HeartbeatAck { .. } => !reads,
+            // Chosen entries all at or below the commit point, and a commit point no
+            // higher (the known commit point is never below the commit point): nothing
+            // to learn. (A leader drops them.)
+            Message::Chosen {
+                ballot,
+                first,
+                ref entries,
+                commit,
+            } => {
+                let floor = self.commit_floor(may_crash);
+                let last = first + entries.len() as u64 - 1;
+                synced >= ballot && commit <= floor && last <= floor
+            }
+            _ => false,
+        }
+    }
+
+    /// The rules of [`Member::is_dead`] that rest on the synced promise alone (the only
+    /// ones before the checks of a change and a write; see `System::unreduced`).
+    fn is_dead_by_ballot(&self, message: &Message<u64>) -> bool {
         let synced = self.disk.promised;
         let replica = &self.replica;
         let at =
@@ -189,6 +260,21 @@ impl Member {
             Message::Nack { promised, .. } => synced >= promised,
             _ => false,
         }
+    }
+
+    /// A slot the replica's commit point is at or above now and after any events: the
+    /// commit point itself, which never falls while the replica runs, if it may no longer
+    /// crash; otherwise where a restart would put it, the commit point synced as far as
+    /// the synced log is whole (the commit point in memory is never below it).
+    pub(super) fn commit_floor(&self, may_crash: bool) -> Slot {
+        if !may_crash {
+            return self.replica.commit();
+        }
+        let disk = &self.disk;
+        (1..=disk.commit)
+            .take_while(|slot| disk.votes.contains_key(slot))
+            .last()
+            .unwrap_or(0)
     }
 }
 
@@ -235,6 +321,11 @@ pub(super) struct Ghost {
     /// The replicas that may crash (bit `i`: replica `i`), chosen by the first step.
     pub(super) crash_prone: Option<u8>,
     pub(super) ballots: u8,
+    /// Campaigns at a ballot of a later epoch, when counted apart
+    /// (`Bounds::later_campaigns`).
+    pub(super) later_ballots: u8,
+    /// The catch-ups replicas' timers started, when bounded (`Bounds::catch_ups`).
+    pub(super) catch_ups: u8,
     /// Membership changes proposed.
     pub(super) changes: u8,
     /// The safety violations seen in the steps that led here (`DISAGREED`, ...).
@@ -264,7 +355,7 @@ pub(super) enum Event {
     Crash(usize),
     Propose(usize, u64),
     Read(usize),
-    /// The leader at this replica is asked to change the quorum system.
+    /// The leader at this replica is asked for the model's membership change.
     Reconfigure(usize),
     /// The first step: which replicas may crash (bit `i`: replica `i`).
     CrashProne(u8),
@@ -285,7 +376,7 @@ impl fmt::Debug for Event {
             Event::Propose(i, c) => write!(f, "a client writes {c} at n{}", n(i)),
             Event::Read(i) => write!(f, "a client reads at n{}", n(i)),
             Event::Reconfigure(i) => {
-                write!(f, "an operator changes the quorum system at n{}", n(i))
+                write!(f, "an operator asks n{} for the membership change", n(i))
             }
             Event::CrashProne(mask) => {
                 let prone: Vec<usize> = (0..8).filter(|i| mask & (1 << i) != 0).collect();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::super::replica::Timer;
 use super::super::{ElectionMode, Entry, Members, Options, Replica, RoleKind, Sequencer, Slot};
 use super::local::Local;
-use super::state::{Client, Disk, Event, Ghost, Member, ModelRng, Sent, State, Vote};
+use super::state::{Client, Disk, Event, Fate, Ghost, Member, ModelRng, Sent, State, Vote};
 use crate::explore::{part_hash, Model};
 use crate::{AcceptorSet, NodeId, QuorumSpec, QuorumSystem};
 
@@ -16,8 +16,16 @@ use crate::{AcceptorSet, NodeId, QuorumSpec, QuorumSystem};
 pub(super) struct Bounds {
     /// Commands the clients write (1, 2, …).
     pub(super) commands: usize,
-    /// Campaigns (ballots started), in all.
+    /// Campaigns (ballots started on an election timeout), in all, or in epoch 0 only if
+    /// `later_campaigns` is set. (A leader that applies a change campaigns in the new
+    /// epoch at once: that campaign is the change's own, never counted.)
     pub(super) ballots: u8,
+    /// If set, campaigns at a ballot of a later epoch are counted apart, up to this many.
+    pub(super) later_campaigns: Option<u8>,
+    /// If set, the first campaign is this replica's.
+    pub(super) first_campaigner: Option<usize>,
+    /// If set, how many times, in all, a replica's catch-up timer may fire.
+    pub(super) catch_ups: Option<u8>,
     pub(super) crashes: u8,
     pub(super) reads: usize,
     /// Heartbeats a leader may send at one ballot (on a tick, when a read needs one, or
@@ -26,6 +34,9 @@ pub(super) struct Bounds {
     /// Membership changes, each the one `change` names.
     pub(super) changes: u8,
     pub(super) change: ModelChange,
+    /// Whether a client may write at a follower, which forwards the write to the leader
+    /// it knows of (otherwise writes are made at the leader only).
+    pub(super) forwards: bool,
 }
 
 /// The membership change a model's leader may make.
@@ -67,6 +78,9 @@ pub(super) struct System {
     options: Options,
     pub(super) bounds: Bounds,
     controls: Controls,
+    /// Whether messages are dead by the rules beyond the synced promise too
+    /// (`Member::is_dead`); off only to cross-check them.
+    reduced: bool,
     no_ops: RefCell<NoOps>,
 }
 
@@ -105,6 +119,7 @@ impl System {
             options,
             bounds,
             controls: Controls::default(),
+            reduced: true,
             no_ops: RefCell::new(Vec::new()),
         }
     }
@@ -112,6 +127,14 @@ impl System {
     /// The same model with Raft's vote restriction ([`ElectionMode::Raft`]).
     pub(super) fn raft(mut self) -> System {
         self.options.election = ElectionMode::Raft;
+        self
+    }
+
+    /// The same model, with messages dead by the synced promise alone: every state it
+    /// reaches, the reduced model reaches too, up to what the other rules say nothing
+    /// reads.
+    pub(super) fn unreduced(mut self) -> System {
+        self.reduced = false;
         self
     }
 
@@ -160,6 +183,12 @@ impl System {
             machine: Vec::new(),
             boot,
         }
+    }
+
+    /// Whether replica `i` may still crash.
+    pub(super) fn may_crash(&self, ghost: &Ghost, i: usize) -> bool {
+        let prone = ghost.crash_prone.unwrap_or(0) & (1 << i) != 0;
+        prone && ghost.crashes < self.bounds.crashes
     }
 
     /// The configuration of `epoch` (the first, or the one a change makes).
@@ -220,8 +249,17 @@ impl System {
             ..
         } = local;
         let mut parts = state.parts;
+        let fate = |i: usize| Fate {
+            reads: self.bounds.reads > 0,
+            may_crash: self.may_crash(&ghost, i),
+            changes: self.bounds.changes,
+            reduced: self.reduced,
+        };
         // Messages to this member that its step made dead leave the network.
-        let dead = |sent: &Sent| sent.envelope.1 == me && member.is_dead(&sent.envelope.2);
+        let dead = |sent: &Sent| {
+            let (from, to, message) = &*sent.envelope;
+            *to == me && member.is_dead(self.ids[*from], message, fate(me))
+        };
         for sent in state.network.iter().filter(|s| dead(s)) {
             parts = parts.wrapping_sub(sent.hash);
         }
@@ -238,7 +276,7 @@ impl System {
             };
             if state.network.iter().any(same) {
                 known.push(hash);
-            } else if recipient.is_dead(&envelope.2) {
+            } else if recipient.is_dead(self.ids[envelope.0], &envelope.2, fate(envelope.1)) {
                 memorable = false;
             } else if !fresh.iter().any(same) {
                 parts = parts.wrapping_add(hash);
@@ -286,12 +324,14 @@ impl System {
     fn no_op_key(&self, state: &State, event: &Event) -> Option<u64> {
         let (i, what) = match event {
             Event::Deliver(sent) => (sent.envelope.1, part_hash((0u8, sent.hash))),
-            Event::Tick(i, timer) if state.ghost.ballots < self.bounds.ballots => {
-                (*i, part_hash((1u8, timer)))
+            // Whether a tick may campaign depends on the campaigns made.
+            Event::Tick(i, timer) => {
+                let ghost = &state.ghost;
+                let campaigns = (ghost.ballots, ghost.later_ballots, ghost.catch_ups);
+                (*i, part_hash((1u8, timer, campaigns)))
             }
             Event::Propose(i, command) => (*i, part_hash((2u8, command))),
-            Event::Tick(..)
-            | Event::Sync(_)
+            Event::Sync(_)
             | Event::Crash(_)
             | Event::Read(_)
             | Event::Reconfigure(_)
@@ -360,6 +400,8 @@ impl Model for System {
             changes: 0,
             crash_prone: (self.bounds.crashes == 0).then_some(0),
             ballots: 0,
+            later_ballots: 0,
+            catch_ups: 0,
             violations: 0,
         };
         let fingerprint = part_hash((&member_hashes, 0u64, &ghost));
@@ -388,13 +430,18 @@ impl Model for System {
         for (i, member) in state.members.iter().enumerate() {
             actions.push(Event::Tick(i, None));
             if member.replica.role() != RoleKind::Leader {
-                let timers = [Timer::Election, Timer::CatchUp, Timer::ReadIndex];
+                // The catch-up timer fires at a time that asks any of the peers asked in
+                // turn (see `Replica::tick_with`).
+                let turns = (0..member.replica.catch_up_turns()).map(Timer::CatchUp);
+                let timers = [Timer::Election].into_iter().chain(turns);
+                let timers = timers.chain([Timer::ReadIndex]);
                 actions.extend(timers.map(|timer| Event::Tick(i, Some(timer))));
             }
             if !member.unsynced.is_empty() {
                 actions.push(Event::Sync(i));
             }
-            if let Some(k) = next_command {
+            let leads = member.replica.role() == RoleKind::Leader;
+            if let Some(k) = next_command.filter(|_| self.bounds.forwards || leads) {
                 actions.push(Event::Propose(i, k as u64 + 1));
             }
             if state.ghost.reads.len() < self.bounds.reads {

@@ -10,8 +10,11 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
     /// sequence of events can tell them apart. Left out or cut down, and why:
     /// - the timers (election, catch-up, read-index retry): a model ticks a replica only
     ///   through [`Replica::tick_with`], which sets every timer before the tick;
-    /// - the clock (`now`, and when each unconfirmed heartbeat left): only leases and
-    ///   snapshot sends read it, and a model replica has neither (asserted);
+    /// - the clock (`now`, and when each unconfirmed heartbeat left): only leases,
+    ///   snapshot sends and the turn of a catch-up read it; a model replica has no lease
+    ///   or snapshot (asserted), and the model picks the turn ([`Replica::tick_with`]);
+    /// - a follower's acceptor reports at a ballot other than the one promised, or at or
+    ///   below the commit point: `align_reports` drops them before any use;
     /// - which heartbeat an acceptor acknowledged last, if below the confirmation floor
     ///   ([`Replica::confirmation_floor`]): no read will ever ask;
     /// - a leader's pending read identical to one before it in the queue (a follower's
@@ -114,13 +117,43 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
                 unconfirmed.hash(h);
             }
         }
-        (boot, forward_seq, forwards_seen, stranded, reports).hash(h);
+        (boot, forward_seq, forwards_seen, stranded).hash(h);
+        // Reports are read only at the ballot promised (which never falls while the
+        // replica runs), and only above the commit point: `align_reports` drops the rest
+        // before any use.
+        if reports.ballot == *promised {
+            let next = log.commit() + 1;
+            let below = usize::try_from(next.saturating_sub(reports.first)).unwrap_or(usize::MAX);
+            (reports.ballot, reports.first.max(next)).hash(h);
+            reports.acks.len().saturating_sub(below).hash(h);
+            reports
+                .acks
+                .iter()
+                .skip(below)
+                .for_each(|acks| acks.hash(h));
+        } else {
+            Reports::default().hash(h);
+        }
         let reads = follower_reads;
         (&reads.waiting, reads.sent, reads.answered).hash(h);
         #[cfg(feature = "negative-controls")]
         (skips_phase1, serves_reads_unapplied, reads_at_commit_point).hash(h);
         #[cfg(feature = "negative-controls")]
         phase1_in_current_only.hash(h);
+    }
+
+    /// How many peers a catch-up may ask, in turn, by the clock: those a joining member
+    /// was told of, or the current voters once a ballot of an unknown epoch was seen; 1
+    /// when it asks the leader or no one, whatever the clock.
+    pub(crate) fn catch_up_turns(&self) -> usize {
+        let shared = &self.shared;
+        if !shared.sources.is_empty() {
+            shared.sources.len()
+        } else if shared.highest_seen.epoch() > shared.membership.epoch() {
+            shared.membership.current().replicas().len()
+        } else {
+            1
+        }
     }
 
     /// A leader's last heartbeat number (`None` if it does not lead).
@@ -150,14 +183,30 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
     /// which do, are off). A tick at which several timers expire is the ticks at which
     /// they expire one by one: an election starts a campaign, after which no catch-up or
     /// read-index retry happens; those two only send.
+    ///
+    /// A replica that asks its peers in turn (`Shared::catch_up_if_behind`) picks the
+    /// peer by the clock; the ticks at which nothing happens, which a model leaves out,
+    /// still move the clock, so the catch-up timer of [`Timer::CatchUp`]`(turn)` fires
+    /// at the first time from now that picks turn `turn` (see
+    /// [`Replica::catch_up_turns`]).
     pub(crate) fn tick_with(&mut self, timer: Option<Timer>) -> Vec<Action<C>> {
         let threshold = self.shared.options.heartbeat_ticks.saturating_mul(2);
         let set = |expire: bool| if expire { threshold - 1 } else { 0 };
+        let turns = self.catch_up_turns() as u64;
         let shared = &mut self.shared;
         shared
             .election
             .expire_at_next_tick(timer == Some(Timer::Election));
-        shared.catch_up_elapsed = set(timer == Some(Timer::CatchUp));
+        let catch_up = match timer {
+            Some(Timer::CatchUp(turn)) => Some(turn as u64 % turns),
+            _ => None,
+        };
+        if let Some(turn) = catch_up {
+            while (shared.now + 1) % turns != turn {
+                shared.now += 1;
+            }
+        }
+        shared.catch_up_elapsed = set(catch_up.is_some());
         shared.follower_reads.unanswered_ticks = set(timer == Some(Timer::ReadIndex));
         self.tick()
     }
@@ -168,8 +217,10 @@ impl<C: Command + Hash, R: RngCore + Hash> Replica<C, R> {
 pub(crate) enum Timer {
     /// No leader heard from: campaign.
     Election,
-    /// Behind the known commit point: ask the leader for the chosen entries.
-    CatchUp,
+    /// Behind the known commit point: ask the leader for the chosen entries; or a ballot
+    /// of an unknown epoch seen: ask a peer, the one of this turn (below
+    /// [`Replica::catch_up_turns`]).
+    CatchUp(usize),
     /// A read-index request unanswered: send it again.
     ReadIndex,
 }
