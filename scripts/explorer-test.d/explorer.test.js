@@ -92,6 +92,9 @@ async function open(file, name) {
 
 const count = (page, selector) => page.locator(selector).count();
 
+/** After the next frame the page draws (a render waits for an animation frame). */
+const rendered = (page) => page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+
 /** Waits (a render is one animation frame away) until `selector` matches `n` elements. */
 async function waitCount(page, selector, n, what) {
   try {
@@ -135,6 +138,25 @@ test('the seed-000 story: every message, the chosen moment, states and causality
   assert.equal(await count(page, 'text.star'), trace.events.filter((e) => e.event === 'chosen').length);
   assert.equal(await count(page, 'circle.ev'), trace.events.length);
   assert.equal(await count(page, '#chapters li'), 5);
+  // Colours: one per message kind, or one per ballot, told apart by each message's own.
+  const sends = new Map(trace.events.filter((e) => e.event === 'send').map((e) => [e.id, e]));
+  const colouring = async (field) => {
+    const pairs = await page.$$eval('line.msg', (ls) => ls.map((l) => [Number(l.dataset.id), l.getAttribute('stroke')]));
+    const colours = new Map();
+    for (const [id, stroke] of pairs) {
+      const key = sends.get(id)[field];
+      if (!colours.has(key)) colours.set(key, new Set());
+      colours.get(key).add(stroke);
+    }
+    const all = new Set(pairs.map(([, stroke]) => stroke));
+    return [...colours.values()].every((c) => c.size === 1) && all.size === colours.size;
+  };
+  assert.ok(await colouring('message'), 'one colour per message kind');
+  assert.ok(!(await colouring('ballot')), 'kinds are not ballots here');
+  await page.selectOption('#colour', 'ballot');
+  await rendered(page);
+  assert.ok(await colouring('ballot'), 'one colour per ballot');
+  await page.selectOption('#colour', 'kind');
   // In event order every dot has room: a real mouse click.
   await page.selectOption('#axis', 'order');
   await page.waitForFunction(() => document.querySelector('.tick-label')?.textContent.startsWith('#'));
@@ -270,7 +292,7 @@ test('one seed under Paxos\'s and Raft\'s elections, side by side on one time ax
   const box = await page.locator('section.run[data-run="0"] svg').boundingBox();
   await page.mouse.move(box.x + box.width / 2, box.y + 60);
   for (let k = 0; k < 4; k++) await page.mouse.wheel(0, -100);
-  await page.waitForTimeout(100);
+  await rendered(page);
   const labels = (k) => page.$$eval(`section.run[data-run="${k}"] .tick-label`, (els) => els.map((e) => e.textContent));
   assert.deepEqual(await labels(0), await labels(1));
   assert.ok((await count(page, 'section.run[data-run="0"] line.msg')) < expectedArrows(a), 'zoomed in');
