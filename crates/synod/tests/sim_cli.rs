@@ -93,6 +93,19 @@ fn temp(name: &str) -> std::path::PathBuf {
     dir.join(name)
 }
 
+/// `synod sim` of seed 2 for 200 ticks, its trace written to `path`.
+fn seed_2_traced_to(path: &str) -> [&str; 7] {
+    [
+        "sim",
+        "--seed",
+        "2",
+        "--duration-ticks",
+        "200",
+        "--trace",
+        path,
+    ]
+}
+
 #[test]
 fn trace_flags_write_traces_that_read_back_and_shiviz_logs() {
     let seed000 = temp("seed000.jsonl");
@@ -106,15 +119,7 @@ fn trace_flags_write_traces_that_read_back_and_shiviz_logs() {
 
     let cluster = temp("cluster.jsonl");
     let path = cluster.to_str().expect("a UTF-8 path");
-    let args = [
-        "sim",
-        "--seed",
-        "2",
-        "--duration-ticks",
-        "200",
-        "--trace",
-        path,
-    ];
+    let args = seed_2_traced_to(path);
     assert!(synod(&args).status.success());
     let first = std::fs::read(&cluster).expect("the trace was written");
     sim::trace::read(&first).unwrap_or_else(|e| panic!("{e}"));
@@ -126,15 +131,7 @@ fn trace_flags_write_traces_that_read_back_and_shiviz_logs() {
 
     let shiviz = temp("cluster.log");
     let path = shiviz.to_str().expect("a UTF-8 path");
-    let args = [
-        "sim",
-        "--seed",
-        "2",
-        "--duration-ticks",
-        "200",
-        "--trace",
-        path,
-    ];
+    let args = seed_2_traced_to(path);
     assert!(synod(&[&args[..], &["--format", "shiviz"]].concat())
         .status
         .success());

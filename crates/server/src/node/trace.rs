@@ -343,7 +343,6 @@ impl Tracer {
         stamp: Option<Stamp>,
         state: State,
     ) {
-        let (kind, ballot, slot) = described;
         let id = stamp
             .as_ref()
             .and_then(|s| s.iter().find(|(node, _)| *node == from.0))
@@ -361,15 +360,27 @@ impl Tracer {
             _ => "receive",
         };
         self.clock[self.at] += 1;
-        let event = Event {
+        let event = self.message_event(what, id, from, described);
+        self.record(event, Some(state));
+    }
+
+    /// The event `what` of a message `described`, exchanged with `peer`.
+    fn message_event(
+        &self,
+        what: &'static str,
+        id: Option<u64>,
+        peer: NodeId,
+        described: (&'static str, Ballot, Option<Slot>),
+    ) -> Event {
+        let (kind, ballot, slot) = described;
+        Event {
             id,
             message: Some(kind.into()),
             ballot: Some(trace::ballot(ballot)),
             slot,
-            peer: Some(from.0),
+            peer: Some(peer.0),
             ..Event::new(self.now(), self.me, what)
-        };
-        self.record(event, Some(state));
+        }
     }
 
     /// A send: its event, and the stamp its message carries (none once stopped).
@@ -377,17 +388,9 @@ impl Tracer {
         if self.stopped {
             return self.stamps.push_back(None);
         }
-        let (kind, ballot, slot) = described;
         self.clock[self.at] += 1;
         let id = self.clock[self.at];
-        let event = Event {
-            id: Some(id),
-            message: Some(kind.into()),
-            ballot: Some(trace::ballot(ballot)),
-            slot,
-            peer: Some(to.0),
-            ..Event::new(self.now(), self.me, "send")
-        };
+        let event = self.message_event("send", Some(id), to, described);
         let stamp = self.record(event, Some(state)).then(|| {
             let pairs: Vec<(u64, u64)> = (self.nodes.iter().copied())
                 .zip(self.clock.iter().copied())
@@ -486,16 +489,8 @@ impl Tracer {
         described: (&'static str, Ballot, Option<Slot>),
         member: &Member,
     ) {
-        let (kind, ballot, slot) = described;
-        let event = Event {
-            id: Some(id),
-            message: Some(kind.into()),
-            ballot: Some(trace::ballot(ballot)),
-            slot,
-            peer: Some(to.0),
-            ..Event::new(self.now(), self.me, "drop")
-        };
-        self.local(event, Some(trace::state_of(member.replica(), slot)));
+        let event = self.message_event("drop", Some(id), to, described);
+        self.local(event, Some(trace::state_of(member.replica(), described.2)));
     }
 
     /// Where the trace goes.

@@ -193,13 +193,7 @@ pub(super) fn parse_header(line: &str) -> Result<Header, String> {
 }
 
 pub(super) fn parse_event(object: &Map<String, Json>) -> Result<Event, String> {
-    let clock = object
-        .get("clock")
-        .and_then(Json::as_array)
-        .ok_or("field \"clock\" must be an array")?
-        .iter()
-        .map(|n| n.as_u64().ok_or("clock entries must be counts"))
-        .collect::<Result<Vec<u64>, _>>()?;
+    let clock = numbers(object, "clock", "clock entries must be counts")?;
     let state = match object.get("state") {
         None => None,
         Some(state) => Some(parse_state(
@@ -223,6 +217,22 @@ pub(super) fn parse_event(object: &Map<String, Json>) -> Result<Event, String> {
     })
 }
 
+/// Field `field`, an array of non-negative integers; `each` says what an entry that is
+/// not one is refused with.
+fn numbers(
+    object: &Map<String, Json>,
+    field: &str,
+    each: &'static str,
+) -> Result<Vec<u64>, String> {
+    object
+        .get(field)
+        .and_then(Json::as_array)
+        .ok_or_else(|| format!("field \"{field}\" must be an array"))?
+        .iter()
+        .map(|n| n.as_u64().ok_or_else(|| each.to_string()))
+        .collect()
+}
+
 fn parse_state(object: &Map<String, Json>) -> Result<State, String> {
     Ok(State {
         role: text(object, "role")?,
@@ -234,13 +244,7 @@ fn parse_state(object: &Map<String, Json>) -> Result<State, String> {
 }
 
 fn parse_fault(object: &Map<String, Json>) -> Result<Fault, String> {
-    let nodes = object
-        .get("nodes")
-        .and_then(Json::as_array)
-        .ok_or("field \"nodes\" must be an array")?
-        .iter()
-        .map(|n| n.as_u64().ok_or("nodes must be ids"))
-        .collect::<Result<Vec<u64>, _>>()?;
+    let nodes = numbers(object, "nodes", "nodes must be ids")?;
     let fault = Fault {
         kind: text(object, "fault")?,
         nodes,
